@@ -1,0 +1,1 @@
+"""Serverless billing for SaaS on AWS: the shared library deployed as a Lambda layer."""

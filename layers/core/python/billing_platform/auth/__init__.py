@@ -1,0 +1,1 @@
+"""Who is calling: operators and tenant API keys."""

@@ -1,0 +1,63 @@
+"""The caller of an API request, as API Gateway's authorizer established it.
+
+Deployed, operator routes use IAM (SigV4) authorization, so `requestContext.identity.userArn` is set;
+tenant routes use the Lambda authorizer, whose context carries `principal_type` and `tenant_id`.
+The local stack fills the same fields. Handlers never trust a tenant id from the path or body
+without `Caller.require_tenant`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from billing_platform.errors import AuthenticationError, TenantAccessDenied
+
+
+class PrincipalType(StrEnum):
+    OPERATOR = "operator"
+    TENANT = "tenant"
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal_type: PrincipalType
+    principal_id: str
+    tenant_id: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.principal_type is PrincipalType.OPERATOR
+
+    def require_tenant(self, tenant_id: str) -> None:
+        """Raise `TenantAccessDenied` unless this caller may act for `tenant_id`."""
+        if self.is_operator:
+            return
+        if self.tenant_id != tenant_id:
+            raise TenantAccessDenied(
+                "this API key cannot act for the requested tenant", details={"tenant_id": tenant_id}
+            )
+
+    def require_operator(self) -> None:
+        if not self.is_operator:
+            raise TenantAccessDenied("this route needs an operator credential")
+
+
+def caller_from_request_context(request_context: dict[str, Any] | None) -> Caller:
+    """Fail closed: a request with no recognisable principal is unauthenticated."""
+    ctx = request_context or {}
+    authorizer = ctx.get("authorizer") or {}
+    principal_type = authorizer.get("principal_type")
+    if principal_type == PrincipalType.TENANT and authorizer.get("tenant_id"):
+        return Caller(
+            PrincipalType.TENANT,
+            str(authorizer.get("principalId") or authorizer.get("key_id") or authorizer["tenant_id"]),
+            str(authorizer["tenant_id"]),
+        )
+    if principal_type == PrincipalType.OPERATOR:
+        return Caller(PrincipalType.OPERATOR, str(authorizer.get("principalId") or "operator"))
+    user_arn = (ctx.get("identity") or {}).get("userArn")
+    if user_arn:
+        return Caller(PrincipalType.OPERATOR, str(user_arn))
+    raise AuthenticationError("no credential was presented for this route")

@@ -1,0 +1,76 @@
+"""Typed settings, read from the environment once per cold start and passed in from there."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform import resources
+
+
+class Settings(BaseModel):
+    """Everything the layer reads from the environment. Secrets are referenced by Secrets Manager ARN
+    when deployed; the plain `stripe_*` values exist for local runs and tests only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    environment: str = "development"
+    service_name: str = "billing"
+    billing_table_name: str = resources.BILLING_TABLE.local_name
+    usage_table_name: str = resources.USAGE_TABLE.local_name
+    aggregates_table_name: str = resources.AGGREGATES_TABLE.local_name
+    usage_queue_url: str | None = None
+    usage_dlq_url: str | None = None
+
+    stripe_api_key_secret_arn: str | None = None
+    stripe_webhook_secret_arn: str | None = None
+    stripe_secret_key: str | None = Field(default=None, repr=False)
+    stripe_webhook_secret: str | None = Field(default=None, repr=False)
+    # Points the real stripe SDK at a local Stripe-compatible server (local stack, tests).
+    stripe_api_base: str | None = None
+
+    entitlement_check_enabled: bool = True
+    usage_tracker_batch_size: int = Field(default=100, ge=1, le=10_000)
+    usage_tracker_flush_interval: float = Field(default=30.0, gt=0)
+    usage_record_ttl_days: int = Field(default=35, ge=1)
+    plan_catalog_path: str | None = None
+    # Local stack only: API Gateway's IAM authorization stands in for it when deployed.
+    operator_token: str | None = Field(default=None, repr=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        pairs = {
+            "environment": "ENVIRONMENT",
+            "service_name": "POWERTOOLS_SERVICE_NAME",
+            "billing_table_name": resources.BILLING_TABLE.env_var,
+            "usage_table_name": resources.USAGE_TABLE.env_var,
+            "aggregates_table_name": resources.AGGREGATES_TABLE.env_var,
+            "usage_queue_url": resources.USAGE_QUEUE.env_var,
+            "usage_dlq_url": resources.USAGE_QUEUE.dlq_env_var,
+            "stripe_api_key_secret_arn": resources.STRIPE_API_KEY_SECRET_ENV,
+            "stripe_webhook_secret_arn": resources.STRIPE_WEBHOOK_SECRET_ENV,
+            "stripe_secret_key": "STRIPE_SECRET_KEY",
+            "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+            "stripe_api_base": "STRIPE_API_BASE",
+            "entitlement_check_enabled": "ENTITLEMENT_CHECK_ENABLED",
+            "usage_tracker_batch_size": "USAGE_TRACKER_BATCH_SIZE",
+            "usage_tracker_flush_interval": "USAGE_TRACKER_FLUSH_INTERVAL",
+            "usage_record_ttl_days": "USAGE_RECORD_TTL_DAYS",
+            "plan_catalog_path": "PLAN_CATALOG_PATH",
+            "operator_token": "OPERATOR_TOKEN",
+        }
+        values = {field: env[var] for field, var in pairs.items() if env.get(var) not in (None, "")}
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings. Tests that change the environment call `get_settings.cache_clear()`."""
+    return Settings.from_env()
