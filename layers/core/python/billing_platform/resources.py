@@ -254,6 +254,27 @@ METER_REPORTER = FunctionSpec(
     needs_stripe_secrets=True,
 )
 
+API_KEYS = FunctionSpec(
+    name="api_keys",
+    description="Operator API to create, list and revoke tenant API keys, and read the audit log",
+    routes=(
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/api-keys", O),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/api-keys", O),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}", O),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/audit", O),
+    ),
+    writes=(BILLING_TABLE,),
+)
+
+# Lambda REQUEST authorizer for tenant routes: hashes the presented key and looks it up.
+AUTHORIZER = FunctionSpec(
+    name="authorizer",
+    description="Lambda authorizer: tenant API key -> tenant id (keys stored only as hashes)",
+    memory_mb=256,
+    timeout_seconds=5,
+    writes=(BILLING_TABLE,),
+)
+
 HEALTH = FunctionSpec(
     name="health",
     description="Liveness probe",
@@ -272,6 +293,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     USAGE_CONSUMER,
     USAGE_AGGREGATOR,
     METER_REPORTER,
+    API_KEYS,
+    AUTHORIZER,
 )
 
 # Secrets Manager holds the Stripe keys; functions get the secret ARNs, never the values.
