@@ -90,4 +90,3 @@ def ddb_local_tables(dynamodb_local: Any, env: pytest.MonkeyPatch) -> Iterator[d
     reset_caches()
     yield names
     reset_caches()
-

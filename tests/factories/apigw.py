@@ -52,14 +52,24 @@ def api_event(
     hdrs = {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"}
     hdrs.update(headers or {})
     request_id = str(uuid.uuid4())
-    identity: dict[str, Any] = {"sourceIp": "203.0.113.10", "userAgent": "pytest", "userArn": None, "caller": None}
+    identity: dict[str, Any] = {
+        "sourceIp": "203.0.113.10",
+        "userAgent": "pytest",
+        "userArn": None,
+        "caller": None,
+    }
     auth_ctx = authorizer
     if operator:
         identity["userArn"] = "arn:aws:iam::123456789012:user/operator"
         identity["caller"] = "AIDAEXAMPLEOPERATOR"
     elif tenant_id is not None and auth_ctx is None:
-        auth_ctx = {"principalId": f"key_{tenant_id}", "principal_type": "tenant", "tenant_id": tenant_id,
-                    "key_id": f"key_{tenant_id}", "integrationLatency": 3}
+        auth_ctx = {
+            "principalId": f"key_{tenant_id}",
+            "principal_type": "tenant",
+            "tenant_id": tenant_id,
+            "key_id": f"key_{tenant_id}",
+            "integrationLatency": 3,
+        }
     return {
         "resource": resource,
         "path": path,

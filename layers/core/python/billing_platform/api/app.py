@@ -55,9 +55,7 @@ def create_app(*, title: str) -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
-        errors = [
-            {k: v for k, v in dict(err).items() if k in ("loc", "msg", "type")} for err in exc.errors()
-        ]
+        errors = [{k: v for k, v in dict(err).items() if k in ("loc", "msg", "type")} for err in exc.errors()]
         return error_response(422, "validation_error", _readable(errors) or "invalid request", errors)
 
     return app

@@ -1,0 +1,139 @@
+"""Plan catalog models and loader. The catalog ships as `plans.json` beside this module (versioned in
+git); PLAN_CATALOG_PATH points at another file for a deployment's own plans."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from billing_platform.errors import CatalogError
+
+DEFAULT_CATALOG = Path(__file__).with_name("plans.json")
+
+
+class QuotaPolicy(StrEnum):
+    HARD = "hard"  # denied past the limit
+    SOFT = "soft"  # allowed past the limit; the excess is overage (billed through meters if metered)
+    UNLIMITED = "unlimited"  # always allowed, still counted
+
+
+class ResourceQuota(BaseModel):
+    """What a plan grants for one resource type in one billing period."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: Decimal | None = Field(default=None, ge=0)
+    policy: QuotaPolicy = QuotaPolicy.HARD
+    metered: bool = False  # usage is reported to a Stripe billing meter
+
+    @model_validator(mode="after")
+    def _limit_matches_policy(self) -> ResourceQuota:
+        if self.policy is QuotaPolicy.UNLIMITED and self.limit is not None:
+            raise ValueError("an unlimited quota has no limit")
+        if self.policy is not QuotaPolicy.UNLIMITED and self.limit is None:
+            raise ValueError(f"a {self.policy.value} quota needs a limit")
+        return self
+
+
+class ResourceType(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    unit: str
+    meter_event_name: str
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    rank: int = 0  # orders plans: a higher rank is an upgrade
+    prices: tuple[str, ...] = ()
+    quotas: dict[str, ResourceQuota] = Field(default_factory=dict)
+    features: dict[str, bool] = Field(default_factory=dict)
+    past_due_grace_days: int = Field(default=0, ge=0)
+    # Hot tenants: a quota split over N counter items so one tenant can pass ~1,000 writes/s.
+    counter_shards: int = Field(default=1, ge=1, le=64)
+
+    def quota(self, resource_type: str) -> ResourceQuota | None:
+        return self.quotas.get(resource_type)
+
+    def has_feature(self, feature: str) -> bool:
+        return self.features.get(feature, False)
+
+
+class Catalog(BaseModel):
+    """The whole catalog; look-ups raise `CatalogError` with a message that names what is unknown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    resource_types: dict[str, ResourceType]
+    default_plan: str
+    plans: dict[str, Plan]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plan_ids(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("plans"), dict):
+            data = dict(data)
+            data["plans"] = {pid: {**p, "id": pid} for pid, p in data["plans"].items()}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default_plan {self.default_plan!r} is not a plan")
+        seen: dict[str, str] = {}
+        for plan in self.plans.values():
+            for resource in plan.quotas:
+                if resource not in self.resource_types:
+                    raise ValueError(f"plan {plan.id!r} grants unknown resource type {resource!r}")
+            for price in plan.prices:
+                if price in seen:
+                    raise ValueError(f"price {price!r} is in both {seen[price]!r} and {plan.id!r}")
+                seen[price] = plan.id
+        return self
+
+    def plan(self, plan_id: str) -> Plan:
+        try:
+            return self.plans[plan_id]
+        except KeyError:
+            raise CatalogError(f"unknown plan {plan_id!r}", code="unknown_plan") from None
+
+    def plan_for_price(self, price_id: str) -> Plan:
+        for plan in self.plans.values():
+            if price_id in plan.prices:
+                return plan
+        raise CatalogError(
+            f"price {price_id!r} is not in plan catalog version {self.version}", code="unknown_price"
+        )
+
+    def require_resource_type(self, resource_type: str) -> ResourceType:
+        try:
+            return self.resource_types[resource_type]
+        except KeyError:
+            raise CatalogError(
+                f"unknown resource type {resource_type!r}; known: {', '.join(sorted(self.resource_types))}",
+                code="unknown_resource_type",
+            ) from None
+
+    @property
+    def default(self) -> Plan:
+        return self.plans[self.default_plan]
+
+
+def parse_catalog(text: str) -> Catalog:
+    return Catalog.model_validate(json.loads(text, parse_float=Decimal))
+
+
+@lru_cache(maxsize=4)
+def load_catalog(path: str | None = None) -> Catalog:
+    """Load and validate a catalog file (cached per path for the life of the container)."""
+    return parse_catalog(Path(path or DEFAULT_CATALOG).read_text(encoding="utf-8"))
