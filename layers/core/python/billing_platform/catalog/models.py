@@ -111,9 +111,7 @@ class Catalog(BaseModel):
         for plan in self.plans.values():
             if price_id in plan.prices:
                 return plan
-        raise CatalogError(
-            f"price {price_id!r} is not in plan catalog version {self.version}", code="unknown_price"
-        )
+        raise CatalogError(f"price {price_id!r} is not in plan catalog version {self.version}", code="unknown_price")
 
     def require_resource_type(self, resource_type: str) -> ResourceType:
         try:
