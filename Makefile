@@ -1,7 +1,7 @@
 # The two commands of the README: `make dev` (run the platform locally) and `make test` (all tests).
 # Each does its own set-up on a fresh clone: venv + pip (pinned by constraints.txt) and npm ci.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
