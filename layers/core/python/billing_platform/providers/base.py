@@ -1,0 +1,218 @@
+"""The billing provider interface and the Stripe-shaped objects it returns.
+
+Two faces of one provider:
+
+* `BillingProvider` (async): what asyncio services call, ``await provider.create_customer(...)``.
+* `SyncBillingProvider` (blocking): what Lambda code calls through ``provider.sync``, with no event loop.
+
+Concrete providers implement the blocking face once; `AsyncBillingProvider` derives the async face from
+it by running each call on a worker thread (``asyncio.to_thread``), so the event loop never blocks on
+network I/O and there is exactly one implementation of every Stripe call to test.
+
+Objects are parsed from the same Stripe-shaped dictionaries the webhooks receive (`ProviderSubscription.
+from_stripe`), so an API response and an event payload go through one parser. Current Stripe API
+versions carry the billing period on the subscription items (``items.data[].current_period_start/end``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+# Statuses in which the customer is entitled to the plan (past_due only within the plan's grace).
+LIVE_STATUSES = frozenset({"active", "trialing", "past_due"})
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+def from_epoch(value: Any) -> datetime | None:
+    """Stripe timestamps are integer seconds since the epoch, UTC."""
+    if value is None:
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+class ProviderCustomer(BaseModel):
+    """A billing customer. `tenant_id` comes from the customer's metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    email: str | None = None
+    name: str | None = None
+    tenant_id: str | None = None
+    created: datetime | None = None
+    deleted: bool = False
+
+    @classmethod
+    def from_stripe(cls, obj: Mapping[str, Any]) -> ProviderCustomer:
+        metadata = obj.get("metadata") or {}
+        return cls(
+            id=str(obj["id"]),
+            email=obj.get("email"),
+            name=obj.get("name"),
+            tenant_id=metadata.get("tenant_id"),
+            created=from_epoch(obj.get("created")),
+            deleted=bool(obj.get("deleted", False)),
+        )
+
+
+class ProviderSubscription(BaseModel):
+    """The part of a Stripe subscription the platform acts on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    customer_id: str
+    status: str
+    price_id: str | None
+    created: datetime
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    cancel_at: datetime | None = None
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    trial_end: datetime | None = None
+    tenant_id: str | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def has_ended(self) -> bool:
+        return self.status in ENDED_STATUSES
+
+    @classmethod
+    def from_stripe(cls, obj: Mapping[str, Any]) -> ProviderSubscription:
+        items = ((obj.get("items") or {}).get("data")) or []
+        first: Mapping[str, Any] = items[0] if items else {}
+        price = first.get("price") or {}
+        customer = obj.get("customer")
+        if isinstance(customer, Mapping):  # expanded
+            customer = customer.get("id")
+        # Current API versions: the period is per item. Older payloads had it on the subscription.
+        period_start = first.get("current_period_start", obj.get("current_period_start"))
+        period_end = first.get("current_period_end", obj.get("current_period_end"))
+        created = from_epoch(obj.get("created"))
+        if created is None:
+            raise ValueError("a subscription object needs `created`")
+        return cls(
+            id=str(obj["id"]),
+            customer_id=str(customer),
+            status=str(obj.get("status")),
+            price_id=price.get("id") if isinstance(price, Mapping) else (str(price) if price else None),
+            created=created,
+            current_period_start=from_epoch(period_start),
+            current_period_end=from_epoch(period_end),
+            cancel_at_period_end=bool(obj.get("cancel_at_period_end", False)),
+            cancel_at=from_epoch(obj.get("cancel_at")),
+            canceled_at=from_epoch(obj.get("canceled_at")),
+            ended_at=from_epoch(obj.get("ended_at")),
+            trial_end=from_epoch(obj.get("trial_end")),
+            tenant_id=(obj.get("metadata") or {}).get("tenant_id"),
+        )
+
+
+@runtime_checkable
+class SyncBillingProvider(Protocol):
+    """Blocking provider calls for Lambda code. Mutations take an optional idempotency key; a provider
+    makes one up per call when none is given, and reuses it on every retry of that call."""
+
+    def create_customer(
+        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderCustomer: ...
+
+    def get_customer(self, customer_id: str) -> ProviderCustomer: ...
+
+    def create_subscription(
+        self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    def update_subscription(
+        self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    def cancel_subscription(
+        self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    def get_subscription(self, subscription_id: str) -> ProviderSubscription: ...
+
+
+@runtime_checkable
+class BillingProvider(Protocol):
+    """The async provider interface (``await provider.create_customer(...)``); ``.sync`` is the blocking
+    face of the same provider."""
+
+    @property
+    def sync(self) -> SyncBillingProvider: ...
+
+    async def create_customer(
+        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderCustomer: ...
+
+    async def get_customer(self, customer_id: str) -> ProviderCustomer: ...
+
+    async def create_subscription(
+        self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    async def update_subscription(
+        self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    async def cancel_subscription(
+        self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription: ...
+
+    async def get_subscription(self, subscription_id: str) -> ProviderSubscription: ...
+
+
+class AsyncBillingProvider:
+    """The async face of any blocking provider: each call runs on a worker thread."""
+
+    def __init__(self, sync: SyncBillingProvider) -> None:
+        self._sync = sync
+
+    @property
+    def sync(self) -> SyncBillingProvider:
+        return self._sync
+
+    async def create_customer(
+        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderCustomer:
+        return await asyncio.to_thread(
+            self._sync.create_customer, tenant_id, email, name, idempotency_key=idempotency_key
+        )
+
+    async def get_customer(self, customer_id: str) -> ProviderCustomer:
+        return await asyncio.to_thread(self._sync.get_customer, customer_id)
+
+    async def create_subscription(
+        self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        return await asyncio.to_thread(
+            self._sync.create_subscription, customer_id, price_id, trial_days, idempotency_key=idempotency_key
+        )
+
+    async def update_subscription(
+        self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        return await asyncio.to_thread(
+            self._sync.update_subscription, subscription_id, new_price_id, idempotency_key=idempotency_key
+        )
+
+    async def cancel_subscription(
+        self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        return await asyncio.to_thread(
+            self._sync.cancel_subscription, subscription_id, immediate, idempotency_key=idempotency_key
+        )
+
+    async def get_subscription(self, subscription_id: str) -> ProviderSubscription:
+        return await asyncio.to_thread(self._sync.get_subscription, subscription_id)

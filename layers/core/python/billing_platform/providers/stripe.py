@@ -1,0 +1,233 @@
+"""`StripeBillingProvider`: the real `stripe` SDK (v1 namespaces of `stripe.StripeClient`).
+
+What the SDK already does, and is not rebuilt here:
+
+* network retries with exponential backoff and jitter on connection errors, 409 and 5xx
+  (``max_network_retries``), honouring Stripe's ``Stripe-Should-Retry`` header;
+* an ``Idempotency-Key`` on every POST, reused by its own retries.
+
+What it does not do, and is added here: it does not retry 429 rate limits, so `_call` retries those
+with backoff; and because a retry at this level is a new SDK request, every mutation gets an explicit
+idempotency key (the caller's, or one made per logical call) that all attempts share, so Stripe applies
+the mutation once however often it is sent. Every `stripe.StripeError` leaves this module as a typed
+`BillingProviderError` that keeps Stripe's error code and request id.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import stripe
+
+from billing_platform import clients
+from billing_platform.errors import (
+    BillingProviderError,
+    PaymentRequiredError,
+    ProviderAuthenticationError,
+    ProviderConflictError,
+    ProviderInvalidRequestError,
+    ProviderNotFoundError,
+    ProviderRateLimitError,
+    ProviderUnavailableError,
+    WebhookSignatureError,
+)
+from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
+from billing_platform.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+# The SDK's own retries (connection errors, 409, 5xx); 429 gets `RATE_LIMIT_ATTEMPTS` tries on top.
+MAX_NETWORK_RETRIES = 2
+RATE_LIMIT_ATTEMPTS = 3
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
+    """Translate one Stripe error into the platform's hierarchy, keeping Stripe's code and request id."""
+    kwargs: dict[str, Any] = {
+        "provider_code": exc.code,
+        "request_id": exc.request_id,
+        "details": {"provider_status": exc.http_status} if exc.http_status else None,
+    }
+    message = exc.user_message or exc.__class__.__name__
+    if isinstance(exc, stripe.CardError):
+        decline = getattr(exc.error, "decline_code", None) if exc.error is not None else None
+        if decline:
+            kwargs["details"] = {**(kwargs["details"] or {}), "decline_code": decline}
+        return PaymentRequiredError(message, **kwargs)
+    if isinstance(exc, stripe.IdempotencyError):
+        return ProviderConflictError(message, **kwargs)
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.code == "resource_missing" or exc.http_status == 404:
+            return ProviderNotFoundError(message, **kwargs)
+        if exc.http_status == 409:
+            return ProviderConflictError(message, **kwargs)
+        return ProviderInvalidRequestError(message, **kwargs)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return ProviderAuthenticationError(message, **kwargs)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderRateLimitError(message, **kwargs)
+    if isinstance(exc, stripe.APIConnectionError):
+        return ProviderUnavailableError(message, **kwargs)
+    if isinstance(exc, stripe.APIError):
+        if exc.http_status is not None and exc.http_status < 500:
+            return BillingProviderError(message, **kwargs)
+        return ProviderUnavailableError(message, **kwargs)
+    return BillingProviderError(message, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def _secret_value(secret_arn: str) -> str:
+    """A secret's value, fetched once per container (rotation: new containers pick it up)."""
+    return clients.secretsmanager().get_secret_value(SecretId=secret_arn)["SecretString"]
+
+
+def resolve_secret(plain: str | None, secret_arn: str | None, what: str) -> str:
+    """The value from the environment (local runs, tests) or from Secrets Manager (deployed)."""
+    if plain:
+        return plain
+    if secret_arn:
+        return _secret_value(secret_arn)
+    raise ProviderAuthenticationError(f"no {what} is configured", code="provider_not_configured")
+
+
+def verify_webhook(payload: bytes | str, signature_header: str | None, secret: str) -> None:
+    """Check ``Stripe-Signature`` on the raw body with the SDK (tolerance 300 s)."""
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8") if isinstance(payload, bytes) else payload,
+            signature_header or "",
+            secret,
+            WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookSignatureError(f"webhook signature rejected: {exc.user_message}") from None
+
+
+class StripeSyncProvider:
+    """Blocking Stripe calls (`SyncBillingProvider`)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: stripe.StripeClient | None = None,
+        http_client: stripe.HTTPClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._client = client
+        self._http_client = http_client
+        self._sleep = sleep
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if self._client is None:
+            key = resolve_secret(
+                self._settings.stripe_secret_key, self._settings.stripe_api_key_secret_arn, "Stripe API key"
+            )
+            base = {"api": self._settings.stripe_api_base} if self._settings.stripe_api_base else None
+            self._client = stripe.StripeClient(
+                key,
+                base_addresses=base,  # type: ignore[arg-type]
+                max_network_retries=MAX_NETWORK_RETRIES,
+                http_client=self._http_client,
+            )
+        return self._client
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            try:
+                return fn()
+            except stripe.RateLimitError as exc:
+                if attempt == RATE_LIMIT_ATTEMPTS:
+                    raise map_stripe_error(exc) from exc
+                # Exponential backoff with jitter: 0.5-1 s, 1-2 s, ...
+                self._sleep(0.5 * 2 ** (attempt - 1) * (1 + random.random()))
+            except stripe.StripeError as exc:
+                raise map_stripe_error(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _options(idempotency_key: str | None, operation: str) -> dict[str, Any]:
+        return {"idempotency_key": idempotency_key or f"{operation}-{uuid.uuid4()}"}
+
+    def create_customer(
+        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderCustomer:
+        params: dict[str, Any] = {"email": email, "metadata": {"tenant_id": tenant_id}}
+        if name:
+            params["name"] = name
+        options = self._options(idempotency_key, "create-customer")
+        customer = self._call(lambda: self.client.v1.customers.create(params=params, options=options))  # type: ignore[arg-type]
+        return ProviderCustomer.from_stripe(customer.to_dict())
+
+    def get_customer(self, customer_id: str) -> ProviderCustomer:
+        customer = self._call(lambda: self.client.v1.customers.retrieve(customer_id))
+        return ProviderCustomer.from_stripe(customer.to_dict())
+
+    def create_subscription(
+        self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        params: dict[str, Any] = {"customer": customer_id, "items": [{"price": price_id}]}
+        if trial_days:
+            params["trial_period_days"] = trial_days
+        options = self._options(idempotency_key, "create-subscription")
+        sub = self._call(lambda: self.client.v1.subscriptions.create(params=params, options=options))  # type: ignore[arg-type]
+        return ProviderSubscription.from_stripe(sub.to_dict())
+
+    def update_subscription(
+        self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        current = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        items = current.to_dict().get("items", {}).get("data", [])
+        if not items:
+            raise ProviderInvalidRequestError(f"subscription {subscription_id} has no items to change")
+        params: dict[str, Any] = {
+            "items": [{"id": items[0]["id"], "price": new_price_id}],
+            "proration_behavior": "create_prorations",
+        }
+        options = self._options(idempotency_key, "update-subscription")
+        sub = self._call(
+            lambda: self.client.v1.subscriptions.update(subscription_id, params=params, options=options)  # type: ignore[arg-type]
+        )
+        return ProviderSubscription.from_stripe(sub.to_dict())
+
+    def cancel_subscription(
+        self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
+    ) -> ProviderSubscription:
+        options = self._options(idempotency_key, "cancel-subscription")
+        if immediate:
+            sub = self._call(lambda: self.client.v1.subscriptions.cancel(subscription_id, options=options))  # type: ignore[arg-type]
+        else:
+            sub = self._call(
+                lambda: self.client.v1.subscriptions.update(
+                    subscription_id,
+                    params={"cancel_at_period_end": True},
+                    options=options,  # type: ignore[arg-type]
+                )
+            )
+        return ProviderSubscription.from_stripe(sub.to_dict())
+
+    def get_subscription(self, subscription_id: str) -> ProviderSubscription:
+        sub = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        return ProviderSubscription.from_stripe(sub.to_dict())
+
+
+class StripeBillingProvider(AsyncBillingProvider):
+    """Stripe behind the `BillingProvider` interface; ``.sync`` is the blocking `StripeSyncProvider`."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: stripe.StripeClient | None = None,
+        http_client: stripe.HTTPClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(StripeSyncProvider(settings, client=client, http_client=http_client, sleep=sleep))
