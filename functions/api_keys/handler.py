@@ -1,7 +1,95 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Operator API for tenant API keys and the audit log:
+POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
+GET /v1/tenants/{tenant_id}/audit."""
 
-from typing import Any
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform.api.app import create_app
+from billing_platform.audit.log import AuditLog, actor_from_caller, request_id_from_context
+from billing_platform.auth.caller import Caller, caller_from_request_context
+from billing_platform.auth.keys import ApiKeyService
+from billing_platform.observability import logger, metrics, tracer
+
+app = create_app(title="Billing API keys and audit")
+keys = ApiKeyService()
+audit = AuditLog()
+
+TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("api_keys")
+class CreateApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+    expires_at: datetime | None = None
+
+
+def _operator() -> tuple[Caller, str | None]:
+    request_context = app.current_event.raw_event.get("requestContext")
+    caller = caller_from_request_context(request_context)
+    caller.require_operator()
+    return caller, request_id_from_context(request_context)
+
+
+@app.post("/v1/tenants/<tenant_id>/api-keys")
+@tracer.capture_method(capture_response=False)
+def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[dict[str, Any]]:
+    caller, request_id = _operator()
+    created = keys.create(
+        tenant_id,
+        name=body.name,
+        description=body.description,
+        expires_at=body.expires_at,
+        actor=actor_from_caller(caller),
+        request_id=request_id,
+    )
+    metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)
+    logger.info("api key created", extra={"tenant_id": tenant_id, "key_id": created.key.key_id})
+    # The only response that ever carries the key: never cached anywhere on the way.
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        headers={"Cache-Control": "no-store"},
+        body={**created.key.to_dict(), "secret": created.secret},
+    )
+
+
+@app.get("/v1/tenants/<tenant_id>/api-keys")
+def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    _operator()
+    page = keys.list(tenant_id, limit=limit, cursor=cursor)
+    return {"items": [key.to_dict() for key in page.keys], "next_cursor": page.next_cursor}
+
+
+@app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
+def revoke_key(tenant_id: TenantId, key_id: KeyId) -> dict[str, Any]:
+    caller, request_id = _operator()
+    key = keys.revoke(tenant_id, key_id, actor=actor_from_caller(caller), request_id=request_id)
+    logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
+    return key.to_dict()
+
+
+@app.get("/v1/tenants/<tenant_id>/audit")
+def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    _operator()
+    page = audit.page(tenant_id, limit=limit, cursor=cursor)
+    return {"items": [entry.to_dict() for entry in page.entries], "next_cursor": page.next_cursor}
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,7 +1,32 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Lambda REQUEST authorizer for tenant routes: `Authorization: Bearer <tenant API key>` -> IAM policy
+with the tenant's identity in the context (see billing_platform.auth.authorizer)."""
+
+from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("authorizer")
+from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
+from billing_platform.observability import logger, metrics, tracer
+
+authorizer = TenantKeyAuthorizer()
+
+
+# log_event stays off: the event carries the caller's key.
+@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@event_source(data_class=APIGatewayAuthorizerRequestEvent)
+def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
+    try:
+        policy = authorizer.authorize(event)
+    except UnauthorizedError:
+        metrics.add_metric(name="AuthorizerDenied", unit="Count", value=1)
+        raise
+    metrics.add_metric(name="AuthorizerAllowed", unit="Count", value=1)
+    return policy

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from billing_platform.api.limits import LimitedRestResolver
 from billing_platform.errors import BillingError
 
 logger = Logger(child=True)
@@ -37,7 +38,8 @@ def _readable(errors: list[dict[str, Any]]) -> str:
 
 def create_app(*, title: str) -> APIGatewayRestResolver:
     """A REST resolver with pydantic validation and the platform's error mapping (one place)."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    # 413 for oversized bodies and 429 mapping: billing_platform.api.limits.
+    app = LimitedRestResolver(enable_validation=True)
     app.configure_openapi(title=title, version="1.0.0")
 
     @app.exception_handler(BillingError)

@@ -1,0 +1,109 @@
+"""The REQUEST Lambda authorizer for tenant routes: `Authorization: Bearer <key>` -> tenant identity.
+
+One strongly consistent GetItem per uncached call (the key's SHA-256 is the item key). A valid key gets
+an Allow policy for every tenant route of the API in the request's stage, with path parameters
+wildcarded, so the result API Gateway caches (keyed on the Authorization header) is valid whichever
+tenant route comes next. Tenant routes still call `Caller.require_tenant`: the policy says "this is a
+valid key of tenant T", the handler decides whether T may touch the tenant in the path or body.
+
+Revocation takes effect on the next uncached call: with an authorizer result TTL of N seconds a revoked
+key keeps working for at most N seconds (resources.AUTHORIZER_RESULT_TTL_SECONDS).
+
+Only the Authorization header is read. An `x-api-key` fallback is deliberately not offered: with result
+caching API Gateway rejects a request missing any identity source before calling the authorizer, and
+`x-api-key` is API Gateway's own usage-plan header, which would blur which key a client is presenting.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerResponse,
+)
+
+from billing_platform import resources
+from billing_platform.auth.caller import PrincipalType
+from billing_platform.auth.keys import ApiKeyService, usage_identifier_key
+from billing_platform.settings import Settings, get_settings
+
+logger = Logger(child=True)
+
+_BEARER = re.compile(r"^\s*Bearer\s+(\S+)\s*$", re.IGNORECASE)
+# A platform key is 68 characters; anything much longer is not worth hashing.
+_MAX_CREDENTIAL_LENGTH = 256
+
+
+class UnauthorizedError(Exception):
+    """Raised to make API Gateway answer 401: a REST authorizer signals it with the error message
+    `Unauthorized` (any other failure becomes a 500)."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+def bearer_token(headers: Any) -> str | None:
+    """The credential of an `Authorization: Bearer <token>` header (case-insensitive lookup)."""
+    value = headers.get("Authorization") if headers else None
+    if not isinstance(value, str) or len(value) > _MAX_CREDENTIAL_LENGTH + 16:
+        return None
+    match = _BEARER.match(value)
+    return match.group(1) if match else None
+
+
+def tenant_route_resources() -> list[tuple[str, str]]:
+    """(method, resource pattern) of every tenant route, path parameters replaced by `*`."""
+    return [
+        (route.method, re.sub(r"\{[^}/]+\}", "*", route.path))
+        for route, _fn in resources.routes()
+        if route.auth is resources.Auth.TENANT
+    ]
+
+
+def operator_token_matches(presented: str | None, settings: Settings | None = None) -> bool:
+    """Local stack only: does `presented` equal the configured operator token (constant-time compare)?
+    Always False in production, where operator routes use IAM authorization instead."""
+    settings = settings or get_settings()
+    expected = settings.operator_token
+    if settings.is_production or not expected or not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+class TenantKeyAuthorizer:
+    """Turns an authorizer REQUEST event into an IAM policy response, or raises `UnauthorizedError`."""
+
+    def __init__(self, service: ApiKeyService | None = None, settings: Settings | None = None) -> None:
+        self._settings = settings or get_settings()
+        self._service = service or ApiKeyService(self._settings)
+
+    def authorize(self, event: APIGatewayAuthorizerRequestEvent, now: datetime | None = None) -> dict[str, Any]:
+        presented = bearer_token(event.headers)
+        if presented is None:
+            logger.info("authorizer denied", extra={"reason": "no bearer credential"})
+            raise UnauthorizedError()
+        key = self._service.authenticate(presented, now=now)
+        if key is None:
+            # Never log the presented value; its (non-secret) id part is enough to trace a leaked key.
+            logger.info("authorizer denied", extra={"reason": "unknown, revoked or expired key"})
+            raise UnauthorizedError()
+        response = APIGatewayAuthorizerResponse.from_route_arn(
+            event.method_arn,
+            principal_id=key.key_id,
+            context={
+                "principal_type": PrincipalType.TENANT.value,
+                "tenant_id": key.tenant_id,
+                "key_id": key.key_id,
+            },
+            usage_identifier_key=usage_identifier_key(key.tenant_id),
+        )
+        for method, resource in tenant_route_resources():
+            response.allow_route(http_method=method, resource=resource)
+        logger.append_keys(tenant_id=key.tenant_id)
+        logger.info("authorizer allowed", extra={"key_id": key.key_id})
+        return response.asdict()
