@@ -1,0 +1,57 @@
+"""CDK entry point (`cdk.json`: `.venv/bin/python -m infra.app`). Synthesizes offline: no credentials,
+no Docker, no lookups. Dependency layers are built with pip first when missing or stale.
+
+Context (`-c key=value`): `stackName` (default BillingPlatform), `environment` (default production),
+`retainData` (default true), `requireApiKeys` (default false).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from billing_platform.resources import DependencyLayer
+from infra import dependency_layers
+from infra.nag import add_checks
+from infra.stack import BillingStack
+
+
+def _flag(app: cdk.App, key: str, default: bool) -> bool:
+    value = app.node.try_get_context(key)
+    return default if value is None else str(value).lower() in ("1", "true", "yes")
+
+
+def build_app(
+    *,
+    dependency_layer_dirs: Mapping[DependencyLayer, Path] | None = None,
+    outdir: str | None = None,
+    context: Mapping[str, object] | None = None,
+) -> tuple[cdk.App, BillingStack]:
+    """The app with its one stack and cdk-nag's AwsSolutions checks registered (findings fail the synth)."""
+    app = cdk.App(outdir=outdir, context=dict(context or {}))
+    add_checks(app)
+    dirs = dependency_layer_dirs if dependency_layer_dirs is not None else dependency_layers.ensure_built()
+    stack = BillingStack(
+        app,
+        str(app.node.try_get_context("stackName") or "BillingPlatform"),
+        dependency_layer_dirs=dirs,
+        environment_name=str(app.node.try_get_context("environment") or "production"),
+        retain_data=_flag(app, "retainData", True),
+        require_api_keys=_flag(app, "requireApiKeys", False),
+        env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
+        description="Serverless SaaS billing: subscriptions, Stripe webhooks, atomic quotas, usage metering",
+    )
+    cdk.Tags.of(app).add("project", "aws-saas-billing")
+    return app, stack
+
+
+def main() -> None:
+    app, _ = build_app()
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Entitlement models and the pure arithmetic behind them: counters, periods, shard splits, checks.
+
+No I/O here. Quantities are `Decimal`; times are timezone-aware UTC. A counter keeps the invariant
+`used + remaining == limit` (unlimited counters keep `limit == 0`, so `remaining == -used`), which is
+what lets the hot path test `remaining >= :q` in a DynamoDB condition.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from billing_platform.catalog.models import QuotaPolicy
+
+ZERO = Decimal(0)
+# Quantities the API and the library accept: positive, finite, at most 6 decimal places, below 1e15.
+MAX_QUANTITY = Decimal("1e15")
+QUANTITY_PLACES = 6
+# Two periods whose ends are this close are the same billing period (a lazy rollover and the renewal
+# webhook computing the same end by different routes must not grant the period twice).
+SAME_PERIOD_TOLERANCE = timedelta(hours=1)
+
+
+class CounterState(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # past due beyond grace / unpaid: denied, usage still visible
+    RETIRED = "retired"  # resource no longer in the plan, or an old shard layout
+
+
+class PlanStatus(StrEnum):
+    ACTIVE = "active"
+    TRIALING = "trialing"
+    PAST_DUE = "past_due"
+    SUSPENDED = "suspended"
+
+
+class DenyReason(StrEnum):
+    EXHAUSTED = "quota_exhausted"
+    NOT_IN_PLAN = "not_in_plan"
+    SUSPENDED = "suspended"
+
+
+def validate_quantity(quantity: Decimal) -> Decimal:
+    """Raise ValueError unless `quantity` is a positive, finite Decimal with at most 6 places."""
+    if not isinstance(quantity, Decimal):
+        raise ValueError("quantity must be a Decimal")
+    if not quantity.is_finite():
+        raise ValueError("quantity must be finite")
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    if quantity >= MAX_QUANTITY:
+        raise ValueError("quantity is too large")
+    exponent = quantity.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -QUANTITY_PLACES:
+        raise ValueError(f"quantity has more than {QUANTITY_PLACES} decimal places")
+    return quantity
+
+
+def to_epoch(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times are timezone-aware UTC")
+    return int(moment.timestamp())
+
+
+def from_epoch(seconds: int | Decimal) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Calendar month arithmetic, clamping the day (Jan 31 + 1 month = Feb 28/29), as Stripe does."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def calendar_month(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month containing `now`: the period of a tenant with no subscription."""
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start, add_months(start, 1)
+
+
+def period_months(start: datetime, end: datetime) -> int:
+    """Length of a billing period in whole months (at least 1): 1 for monthly, 12 for yearly."""
+    months = (end.year - start.year) * 12 + (end.month - start.month)
+    if add_months(start, months) > end + SAME_PERIOD_TOLERANCE:
+        months -= 1
+    return max(1, months)
+
+
+def advance_period(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The period containing `now`, reached by stepping [start, end) forward by its own length.
+    Returns (start, end) unchanged when `now < end`. Used for the lazy rollover without a webhook."""
+    months = period_months(start, end)
+    steps = 0
+    period_start, period_end = start, end
+    while period_end <= now:
+        steps += 1
+        # Anchored on the original end so day clamping (Jan 31 -> Feb 28 -> Mar 31) never drifts.
+        period_start, period_end = period_end, add_months(end, months * steps)
+    return period_start, period_end
+
+
+def same_period(end_a: datetime, end_b: datetime) -> bool:
+    return abs(end_a - end_b) <= SAME_PERIOD_TOLERANCE
+
+
+def split_limit(limit: Decimal, shards: int) -> list[Decimal]:
+    """Split a quota over `shards` counters: whole units, the remainder on the first shards, so the
+    shard limits always sum to exactly `limit`."""
+    if shards <= 1:
+        return [limit]
+    whole = int(limit) if limit == limit.to_integral_value() else None
+    if whole is None:
+        base = (limit / shards).quantize(Decimal(1).scaleb(-QUANTITY_PLACES), rounding="ROUND_DOWN")
+        parts = [base] * shards
+        parts[0] += limit - base * shards
+        return parts
+    base_int, extra = divmod(whole, shards)
+    return [Decimal(base_int + (1 if i < extra else 0)) for i in range(shards)]
+
+
+def spread_used(used: Decimal, limits: list[Decimal]) -> list[Decimal]:
+    """Carry `used` into a new shard layout: fill shards in order, any excess on the last one."""
+    out: list[Decimal] = []
+    left = used
+    for i, limit in enumerate(limits):
+        take = left if i == len(limits) - 1 else min(left, limit)
+        out.append(take)
+        left -= take
+    return out
+
+
+@dataclass(frozen=True)
+class QuotaCounter:
+    """One counter item: a quota (or one shard of it) of one tenant, resource and period."""
+
+    tenant_id: str
+    resource_type: str
+    policy: QuotaPolicy
+    limit: Decimal  # this shard's limit; 0 for unlimited
+    used: Decimal
+    remaining: Decimal
+    period_start: datetime
+    period_end: datetime
+    plan_id: str
+    state: CounterState = CounterState.ACTIVE
+    shard: int = 0
+    shards: int = 1
+    total_limit: Decimal | None = None  # the whole quota's limit (None for unlimited)
+
+    def allows(self, quantity: Decimal, now: datetime, *, enforce: bool = True) -> bool:
+        """The same predicate as the hot path's ConditionExpression."""
+        if self.state is not CounterState.ACTIVE or self.period_end <= now:
+            return False
+        return (not enforce) or self.policy is not QuotaPolicy.HARD or self.remaining >= quantity
+
+    def consumed(self, quantity: Decimal) -> QuotaCounter:
+        return _replace(self, used=self.used + quantity, remaining=self.remaining - quantity)
+
+    def released(self, quantity: Decimal) -> QuotaCounter:
+        give = min(quantity, self.used)
+        return _replace(self, used=self.used - give, remaining=self.remaining + give)
+
+    def rolled(self, start: datetime, end: datetime) -> QuotaCounter:
+        return _replace(self, used=ZERO, remaining=self.limit, period_start=start, period_end=end)
+
+
+def _replace(counter: QuotaCounter, **changes: object) -> QuotaCounter:
+    from dataclasses import replace
+
+    return replace(counter, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    """What a tenant is entitled to now: the `TENANT#<tid>`/`PLAN` item, or the default plan."""
+
+    tenant_id: str
+    plan_id: str
+    status: str  # a PlanStatus value, or the provider's own subscription status
+    period_start: datetime
+    period_end: datetime
+    features: dict[str, bool]
+    counter_shards: int = 1
+    source_version: int | None = None
+    suspended_reason: str | None = None
+    stored: bool = True  # False: no subscription, the catalog's default plan in calendar months
+
+    @property
+    def suspended(self) -> bool:
+        return self.status == PlanStatus.SUSPENDED.value
+
+    def feature(self, name: str) -> bool:
+        return (not self.suspended) and self.features.get(name, False)
+
+
+@dataclass(frozen=True)
+class EntitlementCheck:
+    """The answer to a check or consume. `remaining`/`limit` are None for unlimited quotas;
+    `overage` is how far a soft quota is past its limit. On a sharded quota's fast path `remaining`
+    and `used` are estimates (`approximate=True`); a denial always reports exact totals."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal
+    allowed: bool
+    policy: QuotaPolicy | None
+    limit: Decimal | None
+    used: Decimal
+    remaining: Decimal | None
+    resets_at: datetime | None
+    overage: Decimal = ZERO
+    reason: DenyReason | None = None
+    enforced: bool = True
+    replayed: bool = False
+    approximate: bool = False
+    idempotency_key: str | None = None
+    shards_used: tuple[tuple[int, Decimal], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tenant_id": self.tenant_id,
+            "resource_type": self.resource_type,
+            "quantity": self.quantity,
+            "allowed": self.allowed,
+            "policy": self.policy.value if self.policy else None,
+            "limit": self.limit,
+            "used": self.used,
+            "remaining": self.remaining,
+            "overage": self.overage,
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+            "reason": self.reason.value if self.reason else None,
+            "enforced": self.enforced,
+            "replayed": self.replayed,
+            "approximate": self.approximate,
+        }
+
+
+def check_from_counter(
+    counter: QuotaCounter,
+    quantity: Decimal,
+    *,
+    allowed: bool,
+    enforced: bool = True,
+    reason: DenyReason | None = None,
+    approximate: bool = False,
+    idempotency_key: str | None = None,
+    shards_used: tuple[tuple[int, Decimal], ...] = (),
+) -> EntitlementCheck:
+    """Shape a check from a (whole-quota or scaled) counter view."""
+    unlimited = counter.policy is QuotaPolicy.UNLIMITED
+    limit = None if unlimited else (counter.total_limit if counter.total_limit is not None else counter.limit)
+    remaining = None if unlimited else max(ZERO, counter.remaining)
+    overage = ZERO if unlimited else max(ZERO, -counter.remaining)
+    return EntitlementCheck(
+        tenant_id=counter.tenant_id,
+        resource_type=counter.resource_type,
+        quantity=quantity,
+        allowed=allowed,
+        policy=counter.policy,
+        limit=limit,
+        used=counter.used,
+        remaining=remaining,
+        resets_at=counter.period_end,
+        overage=overage,
+        reason=reason if not allowed else None,
+        enforced=enforced,
+        approximate=approximate,
+        idempotency_key=idempotency_key,
+        shards_used=shards_used,
+    )
+
+
+def combine_shards(counters: list[QuotaCounter]) -> QuotaCounter:
+    """The whole quota as one counter: sums of the shards' limits, used and remaining."""
+    first = counters[0]
+    return _replace(
+        first,
+        limit=sum((c.limit for c in counters), ZERO),
+        used=sum((c.used for c in counters), ZERO),
+        remaining=sum((c.remaining for c in counters), ZERO),
+        period_end=min(c.period_end for c in counters),
+        period_start=min(c.period_start for c in counters),
+        shard=0,
+        total_limit=first.total_limit,
+    )

@@ -1,0 +1,141 @@
+"""The operator API's use cases: customers and subscriptions through the billing provider.
+
+Stripe is the source of truth for subscriptions; this service asks it for changes and answers with
+its view. The tenant's stored subscription state and entitlements follow from the webhooks Stripe
+sends for each change (`billing_platform.subscriptions.webhooks`), so there is one writer of them.
+What this service stores itself is the tenant <-> customer binding, with an audit entry per mutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billing_platform.audit.log import AuditEntry
+from billing_platform.catalog import Catalog, load_catalog
+from billing_platform.errors import CatalogError, ConflictError, NotFoundError
+from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
+from billing_platform.settings import Settings, get_settings
+from billing_platform.subscriptions.models import (
+    CreateCustomerRequest,
+    CreateSubscriptionRequest,
+    CustomerOut,
+    SubscriptionOut,
+    UpdateSubscriptionRequest,
+)
+from billing_platform.subscriptions.repository import SubscriptionRepository
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks (for the audit log) and under which request (API Gateway request id)."""
+
+    principal_id: str
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        provider: SyncBillingProvider,
+        *,
+        settings: Settings | None = None,
+        repository: SubscriptionRepository | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._provider = provider
+        self._repo = repository or SubscriptionRepository(self._settings)
+        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+
+    def _audit(self, tenant_id: str, actor: Actor, action: str, target: str, after: object) -> AuditEntry:
+        snapshot = after.model_dump(mode="json") if hasattr(after, "model_dump") else {"value": str(after)}
+        return AuditEntry(
+            tenant_id=tenant_id,
+            actor=actor.principal_id,
+            action=action,
+            target=target,
+            request_id=actor.request_id,
+            after=snapshot,
+        )
+
+    def _plan_id(self, price_id: str | None) -> str | None:
+        if price_id is None:
+            return None
+        try:
+            return self._catalog.plan_for_price(price_id).id
+        except CatalogError:
+            return None
+
+    def _out(self, sub: ProviderSubscription) -> SubscriptionOut:
+        tenant_id = self._repo.tenant_for_customer(sub.customer_id) or sub.tenant_id
+        return SubscriptionOut.from_provider(sub, tenant_id=tenant_id, plan_id=self._plan_id(sub.price_id))
+
+    def _tenant_of(self, sub: ProviderSubscription) -> str:
+        return self._repo.tenant_for_customer(sub.customer_id) or sub.tenant_id or f"customer:{sub.customer_id}"
+
+    def create_customer(self, request: CreateCustomerRequest, actor: Actor) -> CustomerOut:
+        """Create the tenant's billing customer (tenant id in its metadata) and bind both ways.
+        409 if the tenant already has one."""
+        existing = self._repo.customer_for_tenant(request.tenant_id)
+        if existing is not None:
+            raise ConflictError(
+                f"tenant {request.tenant_id} already has billing customer {existing}",
+                code="customer_exists",
+                details={"customer_id": existing},
+            )
+        customer = self._provider.create_customer(
+            request.tenant_id, request.email, request.name, idempotency_key=actor.idempotency_key
+        )
+        out = CustomerOut.from_provider(customer, request.tenant_id)
+        audit = self._audit(request.tenant_id, actor, "customer.create", customer.id, out)
+        if not self._repo.bind_customer(
+            request.tenant_id, customer.id, email=customer.email, name=customer.name, audit=audit
+        ):
+            raise ConflictError(
+                f"tenant {request.tenant_id} was bound to another customer meanwhile", code="customer_exists"
+            )
+        return out
+
+    def get_customer(self, customer_id: str) -> CustomerOut:
+        customer = self._provider.get_customer(customer_id)
+        return CustomerOut.from_provider(customer, self._repo.tenant_for_customer(customer_id))
+
+    def create_subscription(self, request: CreateSubscriptionRequest, actor: Actor) -> SubscriptionOut:
+        plan = self._catalog.plan_for_price(request.price_id)  # 422 unknown_price before Stripe is asked
+        customer_id = self._repo.customer_for_tenant(request.tenant_id)
+        if customer_id is None:
+            raise NotFoundError(
+                f"tenant {request.tenant_id} has no billing customer; POST /v1/customers first",
+                code="customer_not_found",
+            )
+        sub = self._provider.create_subscription(
+            customer_id, request.price_id, request.trial_days, idempotency_key=actor.idempotency_key
+        )
+        out = SubscriptionOut.from_provider(sub, tenant_id=request.tenant_id, plan_id=plan.id)
+        self._repo_audit(self._audit(request.tenant_id, actor, "subscription.create", sub.id, out))
+        return out
+
+    def get_subscription(self, subscription_id: str) -> SubscriptionOut:
+        return self._out(self._provider.get_subscription(subscription_id))
+
+    def change_price(
+        self, subscription_id: str, request: UpdateSubscriptionRequest, actor: Actor
+    ) -> SubscriptionOut:
+        self._catalog.plan_for_price(request.price_id)
+        sub = self._provider.update_subscription(
+            subscription_id, request.price_id, idempotency_key=actor.idempotency_key
+        )
+        out = self._out(sub)
+        self._repo_audit(self._audit(self._tenant_of(sub), actor, "subscription.change_price", sub.id, out))
+        return out
+
+    def cancel(self, subscription_id: str, *, immediate: bool, actor: Actor) -> SubscriptionOut:
+        sub = self._provider.cancel_subscription(subscription_id, immediate, idempotency_key=actor.idempotency_key)
+        out = self._out(sub)
+        action = "subscription.cancel_now" if immediate else "subscription.cancel_at_period_end"
+        self._repo_audit(self._audit(self._tenant_of(sub), actor, action, sub.id, out))
+        return out
+
+    def _repo_audit(self, entry: AuditEntry) -> None:
+        self._repo.record_audit(entry)

@@ -1,0 +1,333 @@
+"""Stripe webhook events -> the tenant's subscription record and entitlements, exactly once in effect.
+
+Exactly once: each event id is claimed in the ledger item `STRIPE_EVENT#<id>`/`EVENT` with a
+conditional put before anything happens (a duplicate delivery finds it `done` and is acknowledged), and
+marked done only after every effect succeeded; a failure releases the claim and surfaces as 5xx, so
+Stripe's retry applies the event again. A conditional put was chosen over Powertools idempotency
+because the ledger is then keyed by the event id itself, one partition per event (Powertools' sort-key
+mode puts every record under one static partition key), readable by operators, and with a lease the
+platform controls; the effects themselves are idempotent, so re-applying after a crash is harmless.
+
+Order: a subscription's state carries the Stripe event `created` it came from (`version`). An event
+older than the stored state is acknowledged and ignored; a canceled subscription never comes back to
+life; at a tie (Stripe's clock has one-second resolution) the subscription is re-fetched from the
+provider, whose answer is current by definition. Invoice and checkout events always re-fetch, since
+they do not carry the subscription's state. Records are written with optimistic concurrency
+(`revision`), so concurrent deliveries of different events cannot interleave.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from billing_platform.audit.log import AuditEntry
+from billing_platform.catalog import Catalog, Plan, load_catalog
+from billing_platform.errors import ProviderNotFoundError, ValidationError
+from billing_platform.observability import logger
+from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
+from billing_platform.settings import Settings, get_settings
+from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome
+from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
+
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+    }
+)
+CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated", "customer.deleted"})
+INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
+CHECKOUT_EVENTS = frozenset({"checkout.session.completed"})
+HANDLED_EVENTS = SUBSCRIPTION_EVENTS | CUSTOMER_EVENTS | INVOICE_EVENTS | CHECKOUT_EVENTS
+ACTOR = "stripe:webhook"
+MAX_RACE_RETRIES = 5
+
+
+class EventInProgress(Exception):
+    """Another delivery of the same event holds the claim; Stripe should retry later (409)."""
+
+
+class EntitlementEffects(Protocol):
+    """The part of `billing_platform.entitlements.service.EntitlementService` the webhooks drive."""
+
+    def apply_plan(
+        self,
+        tenant_id: str,
+        plan_id: str,
+        *,
+        period_start: datetime,
+        period_end: datetime,
+        status: str = "active",
+        source_version: int | None = None,
+    ) -> None: ...
+
+    def suspend(self, tenant_id: str, reason: str) -> None: ...
+
+    def revoke(self, tenant_id: str) -> None: ...
+
+
+def _default_entitlements(settings: Settings) -> EntitlementEffects:
+    from billing_platform.entitlements.service import EntitlementService
+
+    service: EntitlementEffects = EntitlementService(settings)
+    return service
+
+
+def parse_event(payload: bytes | str) -> StripeEvent:
+    """The verified raw body as a Stripe event envelope (400 if it is not one)."""
+    try:
+        return StripeEvent.model_validate(json.loads(payload))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"not a Stripe event: {exc}".splitlines()[0]) from None
+
+
+def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
+    """Current API versions: `parent.subscription_details.subscription`; older: `subscription`."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    sub = details.get("subscription") or invoice.get("subscription")
+    if isinstance(sub, Mapping):
+        sub = sub.get("id")
+    return str(sub) if sub else None
+
+
+class WebhookProcessor:
+    """Applies verified Stripe events. Every public outcome is also the ledger's `outcome`."""
+
+    def __init__(
+        self,
+        provider: SyncBillingProvider,
+        *,
+        settings: Settings | None = None,
+        repository: SubscriptionRepository | None = None,
+        entitlements: EntitlementEffects | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._provider = provider
+        self._repo = repository or SubscriptionRepository(self._settings)
+        self._entitlements = entitlements
+        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+        self._clock = clock
+
+    @property
+    def entitlements(self) -> EntitlementEffects:
+        if self._entitlements is None:
+            self._entitlements = _default_entitlements(self._settings)
+        return self._entitlements
+
+    def process(self, event: StripeEvent) -> WebhookOutcome:
+        if event.type not in HANDLED_EVENTS:
+            # Not claimed in the ledger: nothing changes, so a redelivery is just as harmless.
+            logger.info("stripe event type not handled", extra={"event_id": event.id, "type": event.type})
+            return WebhookOutcome(event_id=event.id, type=event.type, outcome="ignored_type")
+        claim = self._repo.claim_event(event.id, event.type, event.created)
+        if claim is Claim.DONE:
+            logger.info("duplicate stripe event acknowledged", extra={"event_id": event.id})
+            return WebhookOutcome(event_id=event.id, type=event.type, outcome="duplicate")
+        if claim is Claim.IN_PROGRESS:
+            raise EventInProgress(event.id)
+        try:
+            outcome, tenant_id = self._dispatch(event)
+        except Exception:
+            self._repo.release_event(event.id)
+            raise
+        self._repo.complete_event(event.id, outcome, tenant_id)
+        logger.info(
+            "stripe event applied",
+            extra={"event_id": event.id, "type": event.type, "outcome": outcome, "tenant_id": tenant_id},
+        )
+        return WebhookOutcome(event_id=event.id, type=event.type, outcome=outcome, tenant_id=tenant_id)
+
+    # --- dispatch ------------------------------------------------------------------------------
+    def _dispatch(self, event: StripeEvent) -> tuple[str, str | None]:
+        obj = event.data.object
+        if event.type in CUSTOMER_EVENTS:
+            return self._on_customer(event, ProviderCustomer.from_stripe(obj))
+        if event.type in SUBSCRIPTION_EVENTS:
+            return self._sync(event, ProviderSubscription.from_stripe(obj), refetched=False)
+        if event.type in INVOICE_EVENTS:
+            sub_id = invoice_subscription_id(obj)
+            if sub_id is None:
+                return "no_subscription", None
+            return self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
+        # checkout.session.completed
+        if obj.get("mode") != "subscription" or not obj.get("subscription"):
+            return "not_a_subscription_checkout", None
+        tenant_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("tenant_id")
+        customer_id = obj.get("customer")
+        if tenant_id and customer_id:
+            self._bind(str(tenant_id), str(customer_id), None, None)
+        sub_id = obj["subscription"]
+        sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
+        return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
+
+    def _bind(self, tenant_id: str, customer_id: str, email: str | None, name: str | None) -> None:
+        audit = AuditEntry(
+            tenant_id=tenant_id,
+            actor=ACTOR,
+            action="customer.bind",
+            target=customer_id,
+            after={"customer_id": customer_id, "email": email},
+        )
+        if not self._repo.bind_customer(tenant_id, customer_id, email=email, name=name, audit=audit):
+            logger.warning(
+                "customer not bound: tenant or customer already bound elsewhere",
+                extra={"tenant_id": tenant_id, "customer_id": customer_id},
+            )
+
+    def _on_customer(self, event: StripeEvent, customer: ProviderCustomer) -> tuple[str, str | None]:
+        tenant_id = customer.tenant_id or self._repo.tenant_for_customer(customer.id)
+        if tenant_id is None:
+            return "no_tenant", None
+        if event.type == "customer.deleted":
+            self._repo.mark_customer_deleted(tenant_id, customer.id)
+            return "customer_deleted", tenant_id
+        self._bind(tenant_id, customer.id, customer.email, customer.name)
+        return "customer_bound", tenant_id
+
+    def _tenant_for(self, sub: ProviderSubscription) -> str | None:
+        tenant_id = self._repo.tenant_for_customer(sub.customer_id) or sub.tenant_id
+        if tenant_id is None:
+            try:
+                customer = self._provider.get_customer(sub.customer_id)
+            except ProviderNotFoundError:
+                return None
+            tenant_id = customer.tenant_id
+            if tenant_id:
+                self._bind(tenant_id, customer.id, customer.email, customer.name)
+        return tenant_id
+
+    # --- subscription state ---------------------------------------------------------------------
+    def _sync(self, event: StripeEvent, sub: ProviderSubscription, *, refetched: bool) -> tuple[str, str | None]:
+        tenant_id = self._tenant_for(sub)
+        if tenant_id is None:
+            logger.warning("subscription of an unknown customer", extra={"customer_id": sub.customer_id})
+            return "no_tenant", None
+        for _ in range(MAX_RACE_RETRIES):
+            current = self._repo.get_subscription(tenant_id)
+            verdict = self._judge(current, sub, event.created, refetched)
+            if verdict == "refetch":
+                sub, refetched = self._provider.get_subscription(sub.id), True
+                continue
+            if verdict != "apply":
+                return verdict, tenant_id
+            plan = self._plan_for(sub)
+            record = self._next_record(tenant_id, current, sub, plan, event)
+            audit = AuditEntry(
+                tenant_id=tenant_id,
+                actor=ACTOR,
+                action=f"subscription.{event.type.rsplit('.', 1)[-1]}",
+                target=sub.id,
+                request_id=event.id,
+                before=current.snapshot() if current else None,
+                after=record.snapshot(),
+            )
+            try:
+                self._repo.save_subscription(record, current.revision if current else None, audit)
+            except StaleWrite:
+                continue  # another delivery wrote first: judge again against its state
+            self._apply_entitlements(record, plan)
+            return f"applied:{record.status}", tenant_id
+        raise StaleWrite(tenant_id)
+
+    @staticmethod
+    def _judge(
+        current: SubscriptionRecord | None, sub: ProviderSubscription, version: int, refetched: bool
+    ) -> str:
+        if current is None:
+            return "apply"
+        if current.subscription_id != sub.id:
+            # A different subscription of the same tenant: the live one wins, then the newer one.
+            mine = (not sub.has_ended, sub.created)
+            theirs = (current.status not in ("canceled", "incomplete_expired"), current.subscription_created)
+            return "apply" if mine > theirs else "ignored_other_subscription"
+        if current.status in ("canceled", "incomplete_expired") and not sub.has_ended:
+            return "ignored_stale"  # a canceled subscription is final in Stripe
+        if refetched:
+            return "apply"
+        if version < current.version:
+            return "ignored_stale"
+        if version == current.version and current.last_event_id is not None:
+            return "refetch"  # same second as the stored state: ask Stripe for the current object
+        return "apply"
+
+    def _plan_for(self, sub: ProviderSubscription) -> Plan | None:
+        if sub.price_id is None:
+            return None
+        return self._catalog.plan_for_price(sub.price_id)  # CatalogError -> 5xx: retried once fixed
+
+    def _next_record(
+        self,
+        tenant_id: str,
+        current: SubscriptionRecord | None,
+        sub: ProviderSubscription,
+        plan: Plan | None,
+        event: StripeEvent,
+    ) -> SubscriptionRecord:
+        same = current is not None and current.subscription_id == sub.id
+        past_due_since = None
+        if sub.status == "past_due":
+            past_due_since = (
+                current.past_due_since
+                if same and current is not None and current.past_due_since
+                else datetime.fromtimestamp(event.created, tz=UTC)
+            )
+        version = max(event.created, current.version if same and current is not None else 0)
+        return SubscriptionRecord(
+            tenant_id=tenant_id,
+            subscription_id=sub.id,
+            customer_id=sub.customer_id,
+            status=sub.status,
+            price_id=sub.price_id,
+            plan_id=plan.id if plan else None,
+            subscription_created=sub.created,
+            current_period_start=sub.current_period_start,
+            current_period_end=sub.current_period_end,
+            cancel_at_period_end=sub.cancel_at_period_end,
+            cancel_at=sub.cancel_at,
+            trial_end=sub.trial_end,
+            past_due_since=past_due_since,
+            entitlement=self._entitlement_action(sub.status, plan, past_due_since),
+            version=version,
+            last_event_id=event.id,
+        )
+
+    def _entitlement_action(self, status: str, plan: Plan | None, past_due_since: datetime | None) -> str:
+        if status in ("active", "trialing"):
+            return "apply_plan"
+        if status == "past_due":
+            grace = timedelta(days=plan.past_due_grace_days if plan else 0)
+            in_grace = past_due_since is not None and self._clock() < past_due_since + grace
+            return "apply_plan" if in_grace else "suspend"
+        if status in ("unpaid", "paused"):
+            return "suspend"
+        if status in ("canceled", "incomplete_expired"):
+            return "revoke"
+        return "none"  # incomplete: nothing paid yet, the tenant keeps what it had
+
+    def _apply_entitlements(self, record: SubscriptionRecord, plan: Plan | None) -> None:
+        action = record.entitlement
+        if action == "apply_plan" and plan is not None:
+            if record.current_period_start is None or record.current_period_end is None:
+                raise ValueError(f"subscription {record.subscription_id} has no billing period")
+            self.entitlements.apply_plan(
+                record.tenant_id,
+                plan.id,
+                period_start=record.current_period_start,
+                period_end=record.current_period_end,
+                status=record.status,
+                source_version=record.version,
+            )
+        elif action == "suspend":
+            self.entitlements.suspend(record.tenant_id, reason=f"subscription {record.status}")
+        elif action == "revoke":
+            self.entitlements.revoke(record.tenant_id)

@@ -1,0 +1,68 @@
+"""`python -m local_stack [--port P] [--meter-every SECONDS]`: run the platform locally until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import warnings
+from types import FrameType
+
+from local_stack.stack import LocalStack, StackOptions
+
+
+def parse_args(argv: list[str] | None = None) -> StackOptions:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--meter-every", type=float, default=None, metavar="SECONDS", help="run meter_reporter this often (demo)"
+    )
+    parser.add_argument("--no-pollers", action="store_true", help="do not feed SQS / stream records to functions")
+    parser.add_argument("--no-hooks", action="store_true", help="skip startup hooks (local_stack.hooks)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    return StackOptions(
+        port=args.port,
+        meter_every_seconds=args.meter_every,
+        pollers=not args.no_pollers,
+        hooks=not args.no_hooks,
+        log_level=args.log_level,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    logging.basicConfig(level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Metrics are disabled locally; Powertools still warns on every invocation that none were published.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    stack = LocalStack(options)
+    try:
+        stack.start()
+        if stop.is_set():
+            return 0
+        print(stack.banner(), flush=True)
+        print(f"READY {stack.base_url} startup_seconds={stack.timings.marks['ready']}", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping...", flush=True)
+    finally:
+        stack.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The whole platform on one machine: emulators, provisioning, environment, handlers, HTTP API, pollers,
+schedule and startup hooks, started in that order and stopped in reverse."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from billing_platform import resources
+from local_stack import hooks
+from local_stack.dynamodb_local import DynamoDBLocal, free_port
+from local_stack.gateway import Gateway, HttpRequest, HttpResponse
+from local_stack.openapi import merged_openapi, swagger_html
+from local_stack.pollers import Scheduler, SqsPoller, StreamPoller
+from local_stack.provision import create_queue, create_tables
+from local_stack.runtime import FunctionRuntime
+from local_stack.server import ApiServer
+
+log = logging.getLogger("local_stack")
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+@dataclass
+class StackOptions:
+    port: int = 0
+    meter_every_seconds: float | None = None  # default: resources.METER_REPORTER.schedule_minutes
+    pollers: bool = True
+    hooks: bool = True
+    log_level: str = "INFO"
+
+
+@dataclass
+class Timings:
+    marks: dict[str, float] = field(default_factory=dict)
+    _start: float = field(default_factory=time.monotonic)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = round(time.monotonic() - self._start, 3)
+
+
+class LocalStack:
+    """Start with `start()`, stop with `stop()` (idempotent); `base_url` and `env` once started."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.operator_token = secrets.token_urlsafe(24)
+        self.env: dict[str, str] = {}
+        self.timings = Timings()
+        self.runtime = FunctionRuntime()
+        self.ddb: DynamoDBLocal | None = None
+        self.moto: Any = None
+        self.server: ApiServer | None = None
+        self._workers: list[SqsPoller | StreamPoller | Scheduler] = []
+        self._hook_stops: list[tuple[str, Callable[[], None]]] = []
+        self._stopped = False
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    # -- start
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # Bind the API first so a busy --port fails fast, before Java starts.
+        self.server = ApiServer(self._gateway(), port=self.options.port)
+        self.ddb = DynamoDBLocal().start()
+        self.timings.mark("dynamodb_local")
+        moto_port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self.moto.start()
+        moto_url = f"http://127.0.0.1:{moto_port}"
+        self.timings.mark("moto")
+
+        self.env = self._provision(self.ddb.endpoint_url, moto_url)
+        os.environ.update(self.env)
+        # The layer caches settings and clients per process: make it read the environment just set.
+        from billing_platform import clients
+        from billing_platform.settings import get_settings
+
+        get_settings.cache_clear()
+        clients.reset()
+        self.timings.mark("provisioned")
+
+        failures = self.runtime.import_all()
+        for name, reason in failures.items():
+            log.error("functions/%s not loaded: %s", name, reason)
+        self.timings.mark("handlers_imported")
+
+        self.server.start()
+        self.timings.mark("api_listening")
+        if self.options.pollers:
+            self._start_workers()
+        if self.options.hooks:
+            for name, start in hooks.load_hooks():
+                stop = start(self.base_url, dict(self.env))
+                if stop is not None:
+                    self._hook_stops.append((name, stop))
+        self.timings.mark("ready")
+
+    def _client(self, service: str, endpoint: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            aws_session_token="local",
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, account_id_endpoint_mode="disabled"),
+        )
+
+    def _provision(self, ddb_url: str, moto_url: str) -> dict[str, str]:
+        names = create_tables(self._client("dynamodb", ddb_url))
+        names.update(create_queue(self._client("sqs", moto_url), resources.USAGE_QUEUE))
+        webhook_secret = "whsec_local_" + secrets.token_hex(16)
+        api_key = "sk_test_local_" + secrets.token_hex(12)
+        sm = self._client("secretsmanager", moto_url)
+        api_arn = sm.create_secret(Name="billing/local/stripe-api-key", SecretString=api_key)["ARN"]
+        hook_arn = sm.create_secret(Name="billing/local/stripe-webhook-secret", SecretString=webhook_secret)["ARN"]
+        return {
+            **FAKE_CREDENTIALS,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_DYNAMODB": ddb_url,
+            "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": ddb_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
+            "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_url,
+            "ENVIRONMENT": "development",
+            "POWERTOOLS_SERVICE_NAME": "billing-local",
+            "POWERTOOLS_METRICS_NAMESPACE": "BillingLocal",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": self.options.log_level,
+            "OPERATOR_TOKEN": self.operator_token,
+            # Deployed functions only get the ARNs; locally the plain values are set too (they win).
+            resources.STRIPE_API_KEY_SECRET_ENV: api_arn,
+            resources.STRIPE_WEBHOOK_SECRET_ENV: hook_arn,
+            "STRIPE_SECRET_KEY": api_key,
+            "STRIPE_WEBHOOK_SECRET": webhook_secret,
+            **names,
+        }
+
+    def _gateway(self) -> Gateway:
+        def authorize(event: dict[str, Any]) -> Any:
+            return self.runtime.invoke(resources.AUTHORIZER.name, event)
+
+        def openapi_json(_: HttpRequest) -> HttpResponse:
+            body = json.dumps(merged_openapi(self.runtime, self.base_url)).encode()
+            return HttpResponse(200, [("Content-Type", "application/json")], body)
+
+        def docs(_: HttpRequest) -> HttpResponse:
+            return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], swagger_html("/openapi.json"))
+
+        return Gateway(
+            self.runtime.invoke,
+            operator_token=self.operator_token,
+            authorize=authorize,
+            extra_routes={("GET", "/openapi.json"): openapi_json, ("GET", "/docs"): docs},
+        )
+
+    def _start_workers(self) -> None:
+        for spec in resources.FUNCTIONS:
+            if spec.sqs_source is not None:
+                src = spec.sqs_source
+                self._workers.append(
+                    SqsPoller(
+                        self._client("sqs", self.env["AWS_ENDPOINT_URL_SQS"]),
+                        queue_url=self.env[src.queue.env_var],
+                        function=spec.name,
+                        invoke=self.runtime.invoke,
+                        batch_size=src.batch_size,
+                        batching_window_seconds=src.max_batching_window_seconds,
+                        report_batch_item_failures=src.report_batch_item_failures,
+                    )
+                )
+            if spec.stream_source is not None:
+                stream = spec.stream_source
+                ddb_url = self.env["AWS_ENDPOINT_URL_DYNAMODB"]
+                self._workers.append(
+                    StreamPoller(
+                        self._client("dynamodb", ddb_url),
+                        self._client("dynamodbstreams", ddb_url),
+                        table_name=self.env[stream.table.env_var],
+                        function=spec.name,
+                        invoke=self.runtime.invoke,
+                        batch_size=stream.batch_size,
+                        batching_window_seconds=stream.max_batching_window_seconds,
+                        starting_position=stream.starting_position,
+                        retry_attempts=stream.retry_attempts,
+                        bisect_batch_on_error=stream.bisect_batch_on_error,
+                        report_batch_item_failures=stream.report_batch_item_failures,
+                    )
+                )
+            if spec.schedule_minutes is not None:
+                every = self.options.meter_every_seconds or spec.schedule_minutes * 60.0
+                self._workers.append(Scheduler(function=spec.name, invoke=self.runtime.invoke, every_seconds=every))
+        for worker in self._workers:
+            worker.start()
+
+    # -- stop
+
+    def stop(self) -> None:
+        """Stop everything started, newest first; safe to call twice or after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for name, stop in reversed(self._hook_stops):
+            try:
+                stop()
+            except Exception:
+                log.exception("hook %s failed to stop", name)
+        for worker in self._workers:
+            worker._stop.set()
+        for worker in self._workers:
+            worker.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self.moto is not None:
+            self.moto.stop()
+        if self.ddb is not None:
+            self.ddb.stop()
+
+    def banner(self) -> str:
+        url = self.base_url
+        token = self.operator_token
+        return "\n".join(
+            [
+                f"Billing platform running at {url}  (ready in {self.timings.marks.get('ready', 0):.1f} s)",
+                f"  operator token: {token}",
+                f"  DynamoDB Local: {self.env.get('AWS_ENDPOINT_URL_DYNAMODB')}   moto: {self.env.get('AWS_ENDPOINT_URL_SQS')}",
+                f"  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs",
+                "Try:",
+                f"  curl -s {url}/health",
+                f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
+                f"       -d '{{\"email\": \"ada@example.com\", \"tenant_id\": \"t_demo\"}}' {url}/v1/customers",
+                f"  curl -s -X POST -H 'Authorization: Bearer {token}' {url}/v1/tenants/t_demo/api-keys",
+                f"  curl -s -H 'Authorization: Bearer <tenant api key>' {url}/v1/tenants/t_demo/entitlements",
+                "Ctrl-C stops everything.",
+            ]
+        )
