@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -74,7 +75,7 @@ class DynamoDBLocal:
                     raise TimeoutError(f"DynamoDB Local not ready on {self.endpoint_url}") from None
                 time.sleep(0.2)
 
-    def client(self, service: str = "dynamodb") -> object:
+    def client(self, service: str = "dynamodb") -> Any:
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint_url,

@@ -178,7 +178,9 @@ class SqsPoller(_Worker):
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         if failed:
-            log.info("%s reported %d failed messages; they return after the visibility timeout", self._function, len(failed))
+            log.info(
+                "%s reported %d failed messages; they return after the visibility timeout", self._function, len(failed)
+            )
         return len(messages)
 
     def run(self) -> None:
