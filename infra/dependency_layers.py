@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,50 @@ class LayerBuild:
 
 def requirements_file(layer: DependencyLayer) -> Path:
     return REQUIREMENTS_DIR / f"{layer.value}.txt"
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_versions(requirements: Path) -> dict[str, str]:
+    """`name==version` lines of a requirements file (extras dropped), by normalized name. Anything else
+    than an exact pin is refused: the layer must be the same bytes on every machine."""
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(requirements.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        found = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;]+)", line)
+        if found is None:
+            raise ValueError(f"{requirements.name}:{number}: not an exact pin (name==version): {line!r}")
+        pins[_normalize(found.group(1))] = found.group(3)
+    return pins
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    """Distributions pip put in `site`, from their `<name>-<version>.dist-info` folders."""
+    installed: dict[str, str] = {}
+    for info in site.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        installed[_normalize(name)] = version
+    return installed
+
+
+def check_pins(requirements: Path, site: Path) -> None:
+    """Every installed distribution is pinned at the version installed. pip resolves dependencies, so a
+    new transitive dependency of an upgraded package would otherwise slip in unpinned."""
+    pins = pinned_versions(requirements)
+    installed = installed_versions(site)
+    unpinned = sorted(set(installed) - set(pins))
+    drifted = sorted(
+        f"{n} {installed[n]} (pinned {pins[n]})" for n in installed if n in pins and installed[n] != pins[n]
+    )
+    if unpinned or drifted:
+        raise RuntimeError(
+            f"{requirements.name}: pin every package the layer contains; unpinned: {unpinned or '-'}; "
+            f"other version than pinned: {drifted or '-'}"
+        )
 
 
 def layer_dir(layer: DependencyLayer, build_dir: Path = BUILD_DIR) -> Path:
@@ -103,16 +148,17 @@ def build_layer(layer: DependencyLayer, build_dir: Path = BUILD_DIR, *, force: b
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "python").mkdir(parents=True)
     subprocess.run(pip_command(layer, staging / "python"), check=True)  # noqa: S603 - fixed argv, no shell
+    check_pins(requirements_file(layer), staging / "python")
     # Console scripts and bytecode are of no use under /opt/python.
     shutil.rmtree(staging / "python" / "bin", ignore_errors=True)
     for junk in (staging / "python").rglob("__pycache__"):
         shutil.rmtree(junk, ignore_errors=True)
+    size = directory_size(staging / "python")
+    if size > LAMBDA_UNZIPPED_LIMIT_BYTES:
+        raise RuntimeError(f"layer {layer.value} is {size / 1e6:.1f} MB unzipped, over Lambda's 250 MB limit")
     (staging / STAMP_NAME).write_text(fingerprint(layer) + "\n")
     shutil.rmtree(root, ignore_errors=True)
     staging.rename(root)
-    size = directory_size(root / "python")
-    if size > LAMBDA_UNZIPPED_LIMIT_BYTES:
-        raise RuntimeError(f"layer {layer.value} is {size / 1e6:.1f} MB unzipped, over Lambda's 250 MB limit")
     return LayerBuild(layer, root, True, time.perf_counter() - started, size)
 
 
