@@ -1,7 +1,87 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""POST /v1/webhooks/stripe: Stripe's webhook target.
 
+The signature is checked on the raw body (base64-decoded when API Gateway encoded it) before anything
+is parsed; a bad or missing signature is a 400 and changes nothing. A verified event goes to the
+layer's `WebhookProcessor` (exactly once in effect, ordering, entitlements). Any failure while applying
+it is a 5xx, so Stripe delivers the event again.
+"""
+
+from __future__ import annotations
+
+import json
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("stripe_webhook")
+from billing_platform.api.app import create_app, error_response
+from billing_platform.errors import BillingProviderError, CatalogError
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.providers.factory import get_billing_provider
+from billing_platform.providers.stripe import verify_webhook, webhook_secret
+from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProcessor, parse_event
+
+app = create_app(title="Stripe webhook target")
+
+_processor: WebhookProcessor | None = None
+
+
+def processor() -> WebhookProcessor:
+    """One processor per container, rebuilt only if the process-wide provider was replaced."""
+    global _processor
+    provider = get_billing_provider().sync
+    if _processor is None or _processor.provider is not provider:
+        _processor = WebhookProcessor(provider)
+    return _processor
+
+
+@app.post("/v1/webhooks/stripe", responses={200: {"description": "Event received (applied or ignored)"}})
+@tracer.capture_method(capture_response=False)
+def receive() -> dict[str, Any]:
+    raw = app.current_event.decoded_body or ""
+    signature = app.current_event.headers.get("Stripe-Signature")
+    verify_webhook(raw, signature, webhook_secret())
+    event = parse_event(raw)
+    logger.set_correlation_id(event.id)
+    outcome = processor().process(event)
+    if outcome.tenant_id:
+        logger.append_keys(tenant_id=outcome.tenant_id)
+    metrics.add_metric(name="StripeEventReceived", unit="Count", value=1)
+    return {"received": True, **outcome.model_dump()}
+
+
+@app.exception_handler(EventInProgress)
+def _in_progress(exc: EventInProgress) -> Response[str]:
+    # Another delivery of this event is being applied right now: Stripe retries later.
+    return error_response(409, "event_in_progress", f"event {exc} is being processed by another delivery")
+
+
+@app.exception_handler(BillingProviderError)
+def _provider_failed(exc: BillingProviderError) -> Response[str]:
+    # Whatever Stripe answered our re-fetch, the event is not applied: 5xx so that Stripe retries.
+    logger.error("provider call failed while applying a stripe event", extra={"code": exc.code})
+    status = exc.http_status if exc.http_status >= 500 else 503
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(exc.to_dict(), default=str)
+    )
+
+
+@app.exception_handler(CatalogError)
+def _catalog(exc: CatalogError) -> Response[str]:
+    # Stripe holds a price the deployed catalog does not know: ours to fix, and Stripe's retry after
+    # the fix applies the event.
+    logger.error("stripe event names a price outside the plan catalog", extra={"error": exc.message})
+    return error_response(500, exc.code, exc.message)
+
+
+@app.exception_handler(Exception)
+def _internal(exc: Exception) -> Response[str]:
+    logger.exception("stripe event not applied")
+    return error_response(500, "internal_error", "the event could not be applied; Stripe will retry")
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,7 +1,123 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Operator API for billing customers and subscriptions:
+POST /v1/customers, GET /v1/customers/{customer_id}, POST /v1/subscriptions,
+GET/PATCH/DELETE /v1/subscriptions/{subscription_id} (DELETE ?immediate=true|false).
 
-from typing import Any
+An optional `Idempotency-Key` request header is passed on to Stripe, so a client retrying a POST gets
+the first answer instead of a second customer or subscription."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing_platform.api.app import create_app
+from billing_platform.audit.log import actor_from_caller, request_id_from_context
+from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.providers.factory import get_billing_provider
+from billing_platform.subscriptions.models import (
+    CreateCustomerRequest,
+    CreateSubscriptionRequest,
+    CustomerOut,
+    SubscriptionOut,
+    UpdateSubscriptionRequest,
+)
+from billing_platform.subscriptions.service import Actor, SubscriptionService
+
+app = create_app(title="Billing customers and subscriptions")
+
+CustomerId = Annotated[str, Path(min_length=5, max_length=255, pattern=r"^cus_[A-Za-z0-9]+$")]
+SubscriptionId = Annotated[str, Path(min_length=5, max_length=255, pattern=r"^sub_[A-Za-z0-9]+$")]
+Immediate = Annotated[bool, Query(description="true: cancel now; false (default): at the end of the period")]
+
+_service: SubscriptionService | None = None
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("subscriptions")
+def service() -> SubscriptionService:
+    """One service per container, rebuilt only if the process-wide provider was replaced (the local
+    stack installs its webhook-sending provider after the handlers are imported)."""
+    global _service
+    provider = get_billing_provider().sync
+    if _service is None or _service.provider is not provider:
+        _service = SubscriptionService(provider)
+    return _service
+
+
+def _operator() -> Actor:
+    request_context = app.current_event.raw_event.get("requestContext")
+    caller = caller_from_request_context(request_context)
+    caller.require_operator()
+    key = app.current_event.headers.get("Idempotency-Key")
+    return Actor(
+        principal_id=actor_from_caller(caller),
+        request_id=request_id_from_context(request_context),
+        idempotency_key=key[:200] if key else None,
+    )
+
+
+def _created(body: CustomerOut | SubscriptionOut) -> Response[str]:
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
+
+
+@app.post("/v1/customers", responses={201: {"description": "The billing customer, bound to the tenant"}})
+@tracer.capture_method(capture_response=False)
+def create_customer(body: CreateCustomerRequest) -> Response[str]:
+    actor = _operator()
+    logger.append_keys(tenant_id=body.tenant_id)
+    customer = service().create_customer(body, actor)
+    metrics.add_metric(name="CustomerCreated", unit="Count", value=1)
+    logger.info("billing customer created", extra={"customer_id": customer.id})
+    return _created(customer)
+
+
+@app.get("/v1/customers/<customer_id>")
+@tracer.capture_method(capture_response=False)
+def get_customer(customer_id: CustomerId) -> CustomerOut:
+    _operator()
+    return service().get_customer(customer_id)
+
+
+@app.post("/v1/subscriptions", responses={201: {"description": "The subscription as Stripe created it"}})
+@tracer.capture_method(capture_response=False)
+def create_subscription(body: CreateSubscriptionRequest) -> Response[str]:
+    actor = _operator()
+    logger.append_keys(tenant_id=body.tenant_id)
+    sub = service().create_subscription(body, actor)
+    metrics.add_metric(name="SubscriptionCreated", unit="Count", value=1)
+    logger.info("subscription created", extra={"subscription_id": sub.id, "plan_id": sub.plan_id})
+    return _created(sub)
+
+
+@app.get("/v1/subscriptions/<subscription_id>")
+@tracer.capture_method(capture_response=False)
+def get_subscription(subscription_id: SubscriptionId) -> SubscriptionOut:
+    _operator()
+    return service().get_subscription(subscription_id)
+
+
+@app.patch("/v1/subscriptions/<subscription_id>")
+@tracer.capture_method(capture_response=False)
+def change_price(subscription_id: SubscriptionId, body: UpdateSubscriptionRequest) -> SubscriptionOut:
+    actor = _operator()
+    sub = service().change_price(subscription_id, body, actor)
+    logger.info("subscription price changed", extra={"subscription_id": sub.id, "plan_id": sub.plan_id})
+    return sub
+
+
+@app.delete("/v1/subscriptions/<subscription_id>")
+@tracer.capture_method(capture_response=False)
+def cancel_subscription(subscription_id: SubscriptionId, immediate: Immediate = False) -> SubscriptionOut:
+    actor = _operator()
+    sub = service().cancel(subscription_id, immediate=immediate, actor=actor)
+    logger.info("subscription canceled", extra={"subscription_id": sub.id, "immediate": immediate})
+    return sub
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -19,12 +19,10 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import stripe
 
-from billing_platform import clients
 from billing_platform.errors import (
     BillingProviderError,
     PaymentRequiredError,
@@ -81,19 +79,30 @@ def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
     return BillingProviderError(message, **kwargs)
 
 
-@lru_cache(maxsize=8)
-def _secret_value(secret_arn: str) -> str:
-    """A secret's value, fetched once per container (rotation: new containers pick it up)."""
-    return clients.secretsmanager().get_secret_value(SecretId=secret_arn)["SecretString"]
+# Secrets Manager values are cached per container for this long: a rotated secret reaches warm
+# containers within five minutes without a call per request.
+SECRET_MAX_AGE_SECONDS = 300
 
 
 def resolve_secret(plain: str | None, secret_arn: str | None, what: str) -> str:
-    """The value from the environment (local runs, tests) or from Secrets Manager (deployed)."""
+    """The value from the environment (local runs, tests) or from Secrets Manager by ARN (deployed),
+    through Powertools parameters with caching. Never logged."""
     if plain:
         return plain
     if secret_arn:
-        return _secret_value(secret_arn)
+        from aws_lambda_powertools.utilities import parameters
+
+        value = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        return str(value)
     raise ProviderAuthenticationError(f"no {what} is configured", code="provider_not_configured")
+
+
+def webhook_secret(settings: Settings | None = None) -> str:
+    """The webhook signing secret (`STRIPE_WEBHOOK_SECRET` locally, its Secrets Manager ARN deployed)."""
+    settings = settings or get_settings()
+    return resolve_secret(settings.stripe_webhook_secret, settings.stripe_webhook_secret_arn, "webhook secret")
 
 
 def verify_webhook(payload: bytes | str, signature_header: str | None, secret: str) -> None:
@@ -155,7 +164,10 @@ class StripeSyncProvider:
 
     @staticmethod
     def _options(idempotency_key: str | None, operation: str) -> dict[str, Any]:
-        return {"idempotency_key": idempotency_key or f"{operation}-{uuid.uuid4()}"}
+        # Namespaced by operation: a caller's key reused for another kind of call must not make Stripe
+        # answer 400 idempotency_error (same key, different parameters).
+        key = f"{operation}:{idempotency_key}" if idempotency_key else f"{operation}:{uuid.uuid4()}"
+        return {"idempotency_key": key}
 
     def create_customer(
         self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None

@@ -72,9 +72,7 @@ class SubscriptionOut(BaseModel):
     trial_end: datetime | None
 
     @classmethod
-    def from_provider(
-        cls, sub: ProviderSubscription, *, tenant_id: str | None, plan_id: str | None
-    ) -> SubscriptionOut:
+    def from_provider(cls, sub: ProviderSubscription, *, tenant_id: str | None, plan_id: str | None) -> SubscriptionOut:
         return cls(
             id=sub.id,
             customer_id=sub.customer_id,

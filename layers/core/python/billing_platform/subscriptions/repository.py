@@ -265,4 +265,3 @@ class SubscriptionRepository:
             ConsistentRead=True,
         ).get("Item")
         return item or None
-

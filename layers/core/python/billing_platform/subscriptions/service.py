@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import CatalogError, ConflictError, NotFoundError
-from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
+from billing_platform.providers.base import ENDED_STATUSES, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import (
     CreateCustomerRequest,
@@ -47,6 +47,10 @@ class SubscriptionService:
         self._provider = provider
         self._repo = repository or SubscriptionRepository(self._settings)
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+
+    @property
+    def provider(self) -> SyncBillingProvider:
+        return self._provider
 
     def _audit(self, tenant_id: str, actor: Actor, action: str, target: str, after: object) -> AuditEntry:
         snapshot = after.model_dump(mode="json") if hasattr(after, "model_dump") else {"value": str(after)}
@@ -109,6 +113,15 @@ class SubscriptionService:
                 f"tenant {request.tenant_id} has no billing customer; POST /v1/customers first",
                 code="customer_not_found",
             )
+        current = self._repo.get_subscription(request.tenant_id)
+        if current is not None and current.status not in ENDED_STATUSES:
+            # One subscription per tenant: a plan change is a PATCH of the existing one (prorated).
+            raise ConflictError(
+                f"tenant {request.tenant_id} already has subscription {current.subscription_id} "
+                f"({current.status}); PATCH it to change the plan",
+                code="subscription_exists",
+                details={"subscription_id": current.subscription_id, "status": current.status},
+            )
         sub = self._provider.create_subscription(
             customer_id, request.price_id, request.trial_days, idempotency_key=actor.idempotency_key
         )
@@ -119,9 +132,7 @@ class SubscriptionService:
     def get_subscription(self, subscription_id: str) -> SubscriptionOut:
         return self._out(self._provider.get_subscription(subscription_id))
 
-    def change_price(
-        self, subscription_id: str, request: UpdateSubscriptionRequest, actor: Actor
-    ) -> SubscriptionOut:
+    def change_price(self, subscription_id: str, request: UpdateSubscriptionRequest, actor: Actor) -> SubscriptionOut:
         self._catalog.plan_for_price(request.price_id)
         sub = self._provider.update_subscription(
             subscription_id, request.price_id, idempotency_key=actor.idempotency_key

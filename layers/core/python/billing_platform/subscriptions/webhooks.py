@@ -119,6 +119,10 @@ class WebhookProcessor:
         self._clock = clock
 
     @property
+    def provider(self) -> SyncBillingProvider:
+        return self._provider
+
+    @property
     def entitlements(self) -> EntitlementEffects:
         if self._entitlements is None:
             self._entitlements = _default_entitlements(self._settings)
@@ -214,7 +218,7 @@ class WebhookProcessor:
             return "no_tenant", None
         for _ in range(MAX_RACE_RETRIES):
             current = self._repo.get_subscription(tenant_id)
-            verdict = self._judge(current, sub, event.created, refetched)
+            verdict = self._judge(current, sub, event.created, refetched, event.id)
             if verdict == "refetch":
                 sub, refetched = self._provider.get_subscription(sub.id), True
                 continue
@@ -241,7 +245,7 @@ class WebhookProcessor:
 
     @staticmethod
     def _judge(
-        current: SubscriptionRecord | None, sub: ProviderSubscription, version: int, refetched: bool
+        current: SubscriptionRecord | None, sub: ProviderSubscription, version: int, refetched: bool, event_id: str
     ) -> str:
         if current is None:
             return "apply"
@@ -252,6 +256,8 @@ class WebhookProcessor:
             return "apply" if mine > theirs else "ignored_other_subscription"
         if current.status in ("canceled", "incomplete_expired") and not sub.has_ended:
             return "ignored_stale"  # a canceled subscription is final in Stripe
+        if event_id == current.last_event_id:
+            return "apply"  # a redelivery after a failure half-way: finish what this event started
         if refetched:
             return "apply"
         if version < current.version:
