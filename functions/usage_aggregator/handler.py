@@ -1,7 +1,35 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Usage table stream -> hour / day / month aggregates, exactly once under retries with any batch
+boundaries (checkpoint logic in billing_platform.usage.aggregator). A failed transaction reports the
+first unapplied record as the batch item failure: Lambda resumes there."""
+
+from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("usage_aggregator")
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.usage.aggregator import UsageAggregationService
+
+service = UsageAggregationService()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = service.apply_event(event)
+    metrics.add_metric(name="UsageRecordsAggregated", unit="Count", value=result.applied)
+    if result.skipped_duplicates:
+        metrics.add_metric(name="UsageRecordsAlreadyAggregated", unit="Count", value=result.skipped_duplicates)
+    logger.debug(
+        "usage batch aggregated",
+        extra={
+            "applied": result.applied,
+            "skipped": result.skipped_duplicates,
+            "ignored": result.ignored,
+            "transactions": result.transactions,
+            "failed_from": result.failed_from,
+        },
+    )
+    return result.to_lambda_response()

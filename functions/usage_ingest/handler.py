@@ -1,7 +1,50 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""POST /v1/usage: a batch of usage records from callers outside AWS onto the usage queue (202)."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform.api.app import create_app
+from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.usage.ingest import MAX_RECORDS_PER_REQUEST, UsageIngestService
+
+app = create_app(title="Usage ingest")
+service = UsageIngestService()
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("usage_ingest")
+class IngestRequest(BaseModel):
+    """Records are checked one by one by the service, so one bad record gets its own error and the
+    others are still accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_RECORDS_PER_REQUEST)
+
+
+@app.post("/v1/usage")
+@tracer.capture_method(capture_response=False)
+def ingest(body: IngestRequest, idempotency_key: IdempotencyKey = None) -> Response[dict[str, Any]]:
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    if caller.tenant_id:
+        logger.append_keys(tenant_id=caller.tenant_id)
+    result = service.ingest(caller, body.records, idempotency_key=idempotency_key)
+    metrics.add_metric(name="UsageRecordsAccepted", unit="Count", value=len(result.record_ids))
+    if result.errors:
+        metrics.add_metric(name="UsageRecordsRejected", unit="Count", value=len(result.errors))
+        logger.info("usage records rejected", extra={"rejected": len(result.errors)})
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=result.to_dict())
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

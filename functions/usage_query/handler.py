@@ -1,7 +1,61 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""GET /v1/tenants/{tenant_id}/usage (the tenant's daily trend) and GET /v1/usage/top (operator)."""
 
-from typing import Any
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing_platform.api.app import create_app
+from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.usage.models import Granularity, floor_to
+from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator
+
+app = create_app(title="Usage queries")
+aggregator = UsageAggregator()
+
+TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
+ResourceType = Annotated[str, Query(min_length=1, max_length=64)]
+Days = Annotated[int, Query(ge=1, le=MAX_TREND_DAYS)]
+Limit = Annotated[int, Query(ge=1, le=MAX_TOP_LIMIT)]
+Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, on the hour")]
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("usage_query")
+def _caller() -> Any:
+    return caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+
+
+@app.get("/v1/tenants/<tenant_id>/usage")
+@tracer.capture_method(capture_response=False)
+def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 30) -> dict[str, Any]:
+    _caller().require_tenant(tenant_id)
+    logger.append_keys(tenant_id=tenant_id)
+    return aggregator.get_usage_trends(tenant_id, resource_type, days).to_dict()
+
+
+@app.get("/v1/usage/top")
+@tracer.capture_method(capture_response=False)
+def top_consumers(
+    resource_type: ResourceType, start: Instant = None, end: Instant = None, limit: Limit = 10
+) -> dict[str, Any]:
+    _caller().require_operator()
+    # Defaults: the last 30 days up to the end of the current hour.
+    end_at = end or floor_to(Granularity.HOUR, datetime.now(UTC)) + timedelta(hours=1)
+    start_at = start or end_at - timedelta(days=30)
+    top = aggregator.get_top_consumers(resource_type, start_at, end_at, limit)
+    return {
+        "resource_type": resource_type,
+        "start": start_at.isoformat(),
+        "end": end_at.isoformat(),
+        "items": [t.to_dict() for t in top],
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -51,5 +51,7 @@ class UsageConsumerService:
             try:
                 check_record(record, self._catalog, now=now, max_age=self._max_age)
             except BillingError as exc:
-                raise PoisonMessageError(f"record {index}: {exc.message}", details={"record_id": record.record_id}) from None
+                raise PoisonMessageError(
+                    f"record {index}: {exc.message}", details={"record_id": record.record_id}
+                ) from None
         return self._repo.put_records(message.records)

@@ -113,7 +113,9 @@ def check_record(record: UsageRecord, catalog: Catalog, *, now: datetime, max_ag
         raise ValidationError("timestamp is in the future", code="timestamp_in_future")
     if record.timestamp < now - max_age:
         raise ValidationError(
-            f"timestamp is older than {max_age.days} days", code="timestamp_too_old", details={"max_age_days": max_age.days}
+            f"timestamp is older than {max_age.days} days",
+            code="timestamp_too_old",
+            details={"max_age_days": max_age.days},
         )
 
 

@@ -214,7 +214,9 @@ class AggregateRepository:
         wanted = sorted(set(ckpt_pks))
         found: dict[str, str] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
-            keys: list[dict[str, Any]] = [{"pk": {"S": pk}, "sk": {"S": CHECKPOINT_SK}} for pk in wanted[start : start + BATCH_GET_MAX]]
+            keys: list[dict[str, Any]] = [
+                {"pk": {"S": pk}, "sk": {"S": CHECKPOINT_SK}} for pk in wanted[start : start + BATCH_GET_MAX]
+            ]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
@@ -223,7 +225,9 @@ class AggregateRepository:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def bucket_rows(self, tenant_id: str, resource_type: str, granularity: Granularity, first: str, last: str) -> dict[str, Decimal]:
+    def bucket_rows(
+        self, tenant_id: str, resource_type: str, granularity: Granularity, first: str, last: str
+    ) -> dict[str, Decimal]:
         """label -> total for a tenant's buckets of one granularity with first <= label <= last."""
         out: dict[str, Decimal] = {}
         kwargs: dict[str, Any] = {

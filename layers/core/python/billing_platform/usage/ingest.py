@@ -1,0 +1,148 @@
+"""HTTP batch ingest (`POST /v1/usage`): validate each record, keep the caller to its own tenant, and put
+the accepted ones on the usage queue by the same path as the tracker."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from billing_platform.auth.caller import Caller
+from billing_platform.catalog import Catalog, load_catalog
+from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError
+from billing_platform.settings import Settings, get_settings
+from billing_platform.usage.models import UsageRecord, check_record, new_record_id, parse_record
+from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
+
+MAX_RECORDS_PER_REQUEST = 1000
+_FIELDS = {"record_id", "tenant_id", "resource_type", "quantity", "timestamp", "metadata"}
+
+
+class UsageEnqueueError(BillingError):
+    """Some accepted records could not be put on the queue. Retrying the request with the same record ids
+    (or the same Idempotency-Key) is safe: records are deduplicated by id downstream."""
+
+    code = "usage_enqueue_failed"
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class RecordError:
+    index: int
+    code: str
+    message: str
+    status: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "code": self.code, "message": self.message, "status": self.status}
+
+
+@dataclass
+class IngestResult:
+    record_ids: list[str] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": len(self.record_ids),
+            "rejected": len(self.errors),
+            "record_ids": self.record_ids,
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+
+def derived_record_id(tenant_id: str, idempotency_key: str, index: int) -> str:
+    """Record id for the `index`-th record of a request retried under the same Idempotency-Key."""
+    digest = hashlib.sha256(f"{tenant_id}\x1f{idempotency_key}\x1f{index}".encode()).hexdigest()
+    return f"use_{digest[:32]}"
+
+
+class UsageIngestService:
+    """Accepts a batch of records for one caller: 202-style partial acceptance with per-record errors."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        sender: UsageSender | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._sender = sender
+        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+        self._clock = clock
+        self._sleep = sleep
+        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
+
+    @property
+    def sender(self) -> UsageSender:
+        if self._sender is None:
+            if not self._settings.usage_queue_url:
+                raise BillingError("the usage queue is not configured", code="misconfigured")
+            self._sender = SqsUsageQueue(self._settings.usage_queue_url)
+        return self._sender
+
+    def ingest(self, caller: Caller, records: list[Any], *, idempotency_key: str | None = None) -> IngestResult:
+        """Validate every record; send the valid ones. Raises `TenantAccessDenied` when every record names
+        another tenant, `UnprocessableError` when none is valid (nothing is sent in either case), and
+        `UsageEnqueueError` when the queue did not take them all."""
+        if not 1 <= len(records) <= MAX_RECORDS_PER_REQUEST:
+            raise UnprocessableError(f"records must hold 1 to {MAX_RECORDS_PER_REQUEST} records")
+        now = self._clock()
+        result = IngestResult()
+        accepted: list[UsageRecord] = []
+        seen: set[tuple[str, str]] = set()
+        for index, raw in enumerate(records):
+            try:
+                record = self._validated(caller, raw, index, idempotency_key, now)
+                key = (record.tenant_id, record.record_id)
+                if key in seen:
+                    raise UnprocessableError("record_id appears twice in this request", code="duplicate_record_id")
+                seen.add(key)
+            except BillingError as exc:
+                result.errors.append(RecordError(index, exc.code, exc.message, exc.http_status))
+                continue
+            accepted.append(record)
+            result.record_ids.append(record.record_id)
+        if not accepted:
+            if all(e.status == TenantAccessDenied.http_status for e in result.errors):
+                raise TenantAccessDenied("this API key can only report usage of its own tenant")
+            raise UnprocessableError("no valid usage record", details={"errors": [e.to_dict() for e in result.errors]})
+        report = send_records(
+            self.sender, [r.wire_json() for r in accepted], self._settings.usage_tracker_batch_size, sleep=self._sleep
+        )
+        if report.unsent:
+            raise UsageEnqueueError(
+                "the usage queue did not take every record; retry with the same record ids",
+                details={"sent": report.sent, "unsent": len(report.unsent), "record_ids": result.record_ids},
+            )
+        return result
+
+    def _validated(
+        self, caller: Caller, raw: Any, index: int, idempotency_key: str | None, now: datetime
+    ) -> UsageRecord:
+        if not isinstance(raw, Mapping):
+            raise UnprocessableError("a record must be a JSON object")
+        unknown = set(raw) - _FIELDS
+        if unknown:
+            raise UnprocessableError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+        data = dict(raw)
+        tenant = data.get("tenant_id") or caller.tenant_id
+        if not tenant:
+            raise UnprocessableError("tenant_id is required", details={"field": "tenant_id"})
+        caller.require_tenant(str(tenant))
+        data["tenant_id"] = tenant
+        if not data.get("record_id"):
+            data["record_id"] = (
+                derived_record_id(str(tenant), idempotency_key, index) if idempotency_key else new_record_id()
+            )
+        data.setdefault("timestamp", now)
+        if isinstance(data.get("quantity"), bool) or data.get("quantity") is None:
+            raise UnprocessableError("quantity must be a number", details={"field": "quantity"})
+        record = parse_record(data)
+        check_record(record, self._catalog, now=now, max_age=self._max_age)
+        return record

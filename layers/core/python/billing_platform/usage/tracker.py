@@ -1,0 +1,288 @@
+"""`UsageTracker`: the client other services use to meter usage onto the usage queue.
+
+Records are validated and given their record id when tracked (a bad record raises in the caller and
+never reaches a batch), buffered, and sent many per SQS message and up to 10 messages per
+SendMessageBatch. A record leaves the buffer only when SQS has accepted the message carrying it:
+refused or unsendable records stay buffered (at the front, in order), are counted in `failed`, logged,
+and retried by the next flush; `stop()` raises `UsageFlushError` if any are left, and
+`drain_unsent()` hands them over for another way out. Downstream deduplicates by record id, so a
+message that SQS accepted but reported as failed (and is therefore sent again) is not counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, ParamSpec, TypedDict, TypeVar
+
+from aws_lambda_powertools import Logger
+
+from billing_platform.catalog import Catalog, load_catalog
+from billing_platform.errors import BillingError
+from billing_platform.settings import Settings, get_settings
+from billing_platform.usage.models import MetadataValue, UsageRecord, build_record, check_record
+from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
+
+logger = Logger(child=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# A full SendMessageBatch holds 10 messages: flush on our own once that many are buffered.
+MESSAGES_PER_AUTO_FLUSH = 10
+DEFAULT_MAX_BUFFERED = 100_000
+
+
+class UsageFlushError(BillingError):
+    """Records could not be sent to the usage queue; they are still buffered (see `drain_unsent`)."""
+
+    code = "usage_flush_failed"
+    http_status = 503
+
+
+class UsageBufferFull(BillingError):
+    """The buffer holds `max_buffered` unsent records (the queue has been unreachable for a while):
+    the caller learns it at once instead of the tracker dropping usage or growing without bound."""
+
+    code = "usage_buffer_full"
+    http_status = 503
+
+
+class TrackerStats(TypedDict):
+    tracked: int
+    flushed: int
+    failed: int
+    buffered: int
+    batches: int
+    messages: int
+
+
+class UsageTracker:
+    """Thread-safe, batching usage client. See the module docstring for the delivery promise.
+
+    `batch_size` is the most records one SQS message carries (fewer if 256 KiB is reached first); a
+    flush starts by itself once ten messages' worth is buffered, every `flush_interval_seconds` while
+    started (`start()` / context manager), and before a decorated Lambda handler returns (`flush_after`).
+    """
+
+    def __init__(
+        self,
+        queue_url_or_sender: str | UsageSender | None = None,
+        batch_size: int | None = None,
+        flush_interval_seconds: float | None = None,
+        *,
+        settings: Settings | None = None,
+        catalog: Catalog | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings or get_settings()
+        target = queue_url_or_sender if queue_url_or_sender is not None else self._settings.usage_queue_url
+        if target is None:
+            raise ValueError("UsageTracker needs a queue URL (or USAGE_QUEUE_URL) or a sender")
+        self._sender: UsageSender = SqsUsageQueue(target) if isinstance(target, str) else target
+        self.batch_size = batch_size if batch_size is not None else self._settings.usage_tracker_batch_size
+        if not 1 <= self.batch_size <= 10_000:
+            raise ValueError("batch_size must be between 1 and 10000")
+        interval = flush_interval_seconds
+        self.flush_interval_seconds = interval if interval is not None else self._settings.usage_tracker_flush_interval
+        if self.flush_interval_seconds <= 0:
+            raise ValueError("flush_interval_seconds must be positive")
+        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+        # Same window the consumer enforces, so a record accepted here is not refused there.
+        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
+        self._max_buffered = max_buffered
+        self._clock = clock
+        self._sleep = sleep
+
+        self._lock = threading.Lock()  # buffer and counters
+        self._flush_lock = threading.Lock()  # one flush at a time keeps order and counters simple
+        self._buffer: deque[str] = deque()
+        self._stats: TrackerStats = {
+            "tracked": 0,
+            "flushed": 0,
+            "failed": 0,
+            "buffered": 0,
+            "batches": 0,
+            "messages": 0,
+        }
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- tracking
+
+    def track(
+        self,
+        tenant_id: str,
+        resource_type: str,
+        quantity: Decimal | int | float | str,
+        timestamp: datetime | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, MetadataValue] | None = None,
+    ) -> str:
+        """Validate, buffer and return the record id. Raises `UnprocessableError` / `ValidationError`
+        for a bad record (nothing is buffered), `UsageBufferFull` if the queue is unreachable for long."""
+        record = build_record(
+            tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
+        )
+        check_record(record, self._catalog, now=self._clock(), max_age=self._max_age)
+        self._enqueue(record)
+        return record.record_id
+
+    def track_execution(self, tenant_id: str, workflow_id: str) -> str:
+        return self.track(tenant_id, "executions", 1, metadata={"workflow_id": workflow_id})
+
+    def track_tokens(self, tenant_id: str, tokens: int, model: str) -> str:
+        return self.track(tenant_id, "tokens", tokens, metadata={"model": model})
+
+    def track_api_call(self, tenant_id: str, endpoint: str, method: str) -> str:
+        return self.track(tenant_id, "api_calls", 1, metadata={"endpoint": endpoint, "method": method.upper()})
+
+    def track_storage(self, tenant_id: str, size_mb: Decimal | int | float | str, storage_type: str) -> str:
+        return self.track(tenant_id, "storage_mb", size_mb, metadata={"storage_type": storage_type})
+
+    def _enqueue(self, record: UsageRecord) -> None:
+        encoded = record.wire_json()
+        with self._lock:
+            if len(self._buffer) >= self._max_buffered:
+                raise UsageBufferFull(
+                    f"{len(self._buffer)} usage records are waiting to be sent; refusing more",
+                    details={"buffered": len(self._buffer)},
+                )
+            self._buffer.append(encoded)
+            self._stats["tracked"] += 1
+            full = len(self._buffer) >= self.batch_size * MESSAGES_PER_AUTO_FLUSH
+        if full:
+            if self._thread is not None:
+                self._wake.set()
+            else:
+                self.flush()
+
+    # -- flushing
+
+    def flush(self) -> int:
+        """Send everything buffered. Returns the records SQS accepted; the rest stay buffered."""
+        with self._flush_lock:
+            with self._lock:
+                pending = list(self._buffer)
+                self._buffer.clear()
+            if not pending:
+                return 0
+            report = send_records(self._sender, pending, self.batch_size, sleep=self._sleep)
+            sent, unsent = report.sent, report.unsent
+            with self._lock:
+                # Back at the front, ahead of anything tracked meanwhile: order is kept.
+                self._buffer.extendleft(reversed(unsent))
+                self._stats["flushed"] += sent
+                self._stats["failed"] += len(unsent)
+                self._stats["batches"] += report.requests
+                self._stats["messages"] += report.messages
+            if unsent:
+                logger.error(
+                    "usage records could not be sent; kept buffered for the next flush",
+                    extra={"unsent": len(unsent), "sent": sent},
+                )
+            return sent
+
+    def get_stats(self) -> TrackerStats:
+        """Counters since creation: tracked, flushed (accepted by SQS), failed (record-sends that did
+        not go through, each retried later), buffered (waiting now), batches (SendMessageBatch calls),
+        messages (messages accepted)."""
+        with self._lock:
+            stats = TrackerStats(**self._stats)
+            stats["buffered"] = len(self._buffer)
+            return stats
+
+    def drain_unsent(self) -> list[dict[str, Any]]:
+        """Take the buffered records out (wire form), for a caller that gives up on the queue."""
+        import json
+
+        with self._flush_lock, self._lock:
+            drained = [json.loads(r) for r in self._buffer]
+            self._buffer.clear()
+            return drained
+
+    # -- lifecycle
+
+    def start(self) -> UsageTracker:
+        """Start the background flush (every `flush_interval_seconds`, or sooner when a batch is full)."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="usage-tracker-flush", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.flush_interval_seconds)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:  # the thread must survive anything; flush keeps the records itself
+                logger.exception("background usage flush failed")
+
+    def stop(self) -> int:
+        """Stop the background flush and flush once more. Returns the records sent by that flush;
+        raises `UsageFlushError` if records are still unsent (they stay buffered)."""
+        thread = self._thread
+        if thread is not None:
+            self._stopping.set()
+            self._wake.set()
+            thread.join()
+            self._thread = None
+        sent = self.flush()
+        left = self.get_stats()["buffered"]
+        if left:
+            raise UsageFlushError(
+                f"{left} usage records could not be sent to the usage queue", details={"unsent": left}
+            )
+        return sent
+
+    def __enter__(self) -> UsageTracker:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.stop()
+        except UsageFlushError:
+            if exc is None:
+                raise
+            # Do not hide the original error; the unsent records were logged by flush.
+
+    async def __aenter__(self) -> UsageTracker:
+        return self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # stop() joins a thread and does network I/O: keep the event loop free meanwhile.
+        await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
+
+    def flush_after(self, handler: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a Lambda handler: whatever it tracked is flushed before the invocation returns
+        (a frozen container sends nothing). Unsent records are logged and stay buffered for the next
+        invocation; the handler's own result or error is never replaced."""
+
+        @functools.wraps(handler)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                self.flush()
+
+        return wrapper
