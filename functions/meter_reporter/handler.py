@@ -1,7 +1,46 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Scheduled (EventBridge, resources.METER_REPORTER.schedule_minutes): report metered usage to Stripe
+billing meters, exactly once per unit (billing_platform.metering.reporter)."""
+
+from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("meter_reporter")
+from billing_platform.metering.metrics import publish_run
+from billing_platform.metering.reporter import MeterReporter
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.providers.meter_events import MeterEventSender
+from billing_platform.settings import get_settings
+
+# Stop claiming new work this long before the timeout: a claim in flight is finished by the next run.
+SAFETY_MARGIN_MS = 30_000
+_sender: MeterEventSender | None = None
+
+
+def sender() -> MeterEventSender:
+    """Stripe in production, the in-memory mock elsewhere; one per container."""
+    global _sender
+    if _sender is None:
+        if get_settings().is_production:
+            from billing_platform.providers.meter_events import StripeMeterEvents
+
+            _sender = StripeMeterEvents()
+        else:
+            from billing_platform.providers.meter_events import MockMeterEvents
+
+            _sender = MockMeterEvents()
+    return _sender
+
+
+# The EventBridge event id is the correlation id of a run.
+@logger.inject_lambda_context(correlation_id_path="id")
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    reporter = MeterReporter(
+        sender(), should_continue=lambda: context.get_remaining_time_in_millis() > SAFETY_MARGIN_MS
+    )
+    report = reporter.run()
+    publish_run(metrics, report)
+    return report.to_dict()

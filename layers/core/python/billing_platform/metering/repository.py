@@ -1,0 +1,255 @@
+"""The meter reporter's watermarks in the billing table (the only metering code that speaks boto3).
+
+Items, one partition per tenant x resource (`METER#<tenant>#<resource>`):
+
+* `H#<hour>` (`2026-11-25T10`): `reported` = the units of that hour already delivered to Stripe, and
+  while a report is in flight, its claim: `pending_from` (= `reported` when claimed), `pending_to` (the
+  hour's total when claimed), the `identifier`, meter `event_name`, `customer_id` and `event_ts` to
+  resend it byte for byte.
+* `D#<day>` (`2026-11-25`): `reported` = the sum of the day's hour watermarks and `open_claims` = how
+  many of its hours hold a claim. Written in the same transaction as every hour claim and commit, so
+  one read per tenant-day tells whether anything in it is left to do.
+
+Claims and commits are conditional: a claim needs no claim in flight and `reported` still equal to
+what the caller read; a commit needs its own claim still there. Two reporters can therefore never
+claim overlapping units, and a unit is committed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing_platform import clients
+from billing_platform.settings import Settings, get_settings
+
+BATCH_GET_MAX = 100
+ZERO = Decimal(0)
+
+
+def meter_pk(tenant_id: str, resource_type: str) -> str:
+    return f"METER#{tenant_id}#{resource_type}"
+
+
+def _num(value: Decimal | int) -> dict[str, str]:
+    return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
+
+
+def _dec(attr: dict[str, str] | None) -> Decimal:
+    return Decimal(attr["N"]) if attr else ZERO
+
+
+def _conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    )
+
+
+@dataclass(frozen=True)
+class PendingReport:
+    """A claimed, possibly sent, not yet committed report of `to - from_` units of one hour."""
+
+    from_: Decimal
+    to: Decimal
+    identifier: str
+    event_name: str
+    customer_id: str
+    event_ts: datetime
+
+    @property
+    def delta(self) -> Decimal:
+        return self.to - self.from_
+
+
+@dataclass(frozen=True)
+class HourWatermark:
+    hour: str
+    reported: Decimal = ZERO
+    pending: PendingReport | None = None
+
+
+@dataclass(frozen=True)
+class DayWatermark:
+    reported: Decimal = ZERO
+    open_claims: int = 0
+
+
+class MeterWatermarkRepository:
+    """Reads and conditionally advances the per tenant x resource x hour watermarks."""
+
+    def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
+        self._settings = settings or get_settings()
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or clients.dynamodb()
+
+    @property
+    def table(self) -> str:
+        return self._settings.billing_table_name
+
+    def days(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], DayWatermark]:
+        """(tenant, resource, day) -> day watermark, for the keys that have one (strongly consistent)."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str, str], DayWatermark] = {}
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            chunk = wanted[start : start + BATCH_GET_MAX]
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": {"S": meter_pk(t, r)}, "sk": {"S": f"D#{d}"}} for t, r, d in chunk],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    key = (item["tenant_id"]["S"], item["resource_type"]["S"], item["sk"]["S"][2:])
+                    found[key] = DayWatermark(_dec(item.get("reported")), int(_dec(item.get("open_claims"))))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def hours(self, tenant_id: str, resource_type: str, day: str) -> dict[str, HourWatermark]:
+        """hour label -> watermark for one tenant x resource x day (strongly consistent)."""
+        out: dict[str, HourWatermark] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": meter_pk(tenant_id, resource_type)},
+                ":a": {"S": f"H#{day}T00"},
+                ":b": {"S": f"H#{day}T23"},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.client.query(**kwargs)
+            for item in response.get("Items", []):
+                mark = _hour_from_item(item)
+                out[mark.hour] = mark
+            if "LastEvaluatedKey" not in response:
+                return out
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def claim(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
+        """Record the intent to report `pending.to - pending.from_` units of `hour`. False (nothing
+        written) if another claim is in flight or `reported` is no longer `pending.from_`."""
+        now = datetime.now(UTC).isoformat()
+        values: dict[str, Any] = {
+            ":from": _num(pending.from_),
+            ":to": _num(pending.to),
+            ":id": {"S": pending.identifier},
+            ":ev": {"S": pending.event_name},
+            ":cus": {"S": pending.customer_id},
+            ":ts": {"S": pending.event_ts.isoformat()},
+            ":now": {"S": now},
+            ":t": {"S": tenant_id},
+            ":r": {"S": resource_type},
+        }
+        reported_is = "#rep = :from" + (" OR attribute_not_exists(#rep)" if pending.from_ == 0 else "")
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
+                    "UpdateExpression": (
+                        "SET pending_from = :from, pending_to = :to, identifier = :id, event_name = :ev, "
+                        "customer_id = :cus, event_ts = :ts, claimed_at = :now, tenant_id = :t, resource_type = :r"
+                    ),
+                    "ConditionExpression": f"attribute_not_exists(pending_to) AND ({reported_is})",
+                    "ExpressionAttributeNames": {"#rep": "reported"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            self._day_update(tenant_id, resource_type, hour[:10], delta=ZERO, claims=1, now=now),
+        ]
+        return self._transact(items)
+
+    def commit(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
+        """Move `reported` to `pending.to` and drop the claim. False (nothing written) if that claim is
+        no longer there (another reporter committed it)."""
+        now = datetime.now(UTC).isoformat()
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
+                    "UpdateExpression": (
+                        "SET #rep = :to, reported_at = :now "
+                        "REMOVE pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
+                    ),
+                    "ConditionExpression": "pending_to = :to AND identifier = :id",
+                    "ExpressionAttributeNames": {"#rep": "reported"},
+                    "ExpressionAttributeValues": {
+                        ":to": _num(pending.to),
+                        ":id": {"S": pending.identifier},
+                        ":now": {"S": now},
+                    },
+                }
+            },
+            self._day_update(tenant_id, resource_type, hour[:10], delta=pending.delta, claims=-1, now=now),
+        ]
+        return self._transact(items)
+
+    def _day_update(
+        self, tenant_id: str, resource_type: str, day: str, *, delta: Decimal, claims: int, now: str
+    ) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"D#{day}"}},
+                "UpdateExpression": "ADD #rep :delta, open_claims :claims SET tenant_id = :t, resource_type = :r, "
+                "updated_at = :now",
+                "ExpressionAttributeNames": {"#rep": "reported"},
+                "ExpressionAttributeValues": {
+                    ":delta": _num(delta),
+                    ":claims": _num(claims),
+                    ":t": {"S": tenant_id},
+                    ":r": {"S": resource_type},
+                    ":now": {"S": now},
+                },
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            # A lost race (condition failed, or a concurrent transaction on the same item) changes
+            # nothing; the caller re-reads on its next run.
+            if _conditional_failure(exc) and _only_lost_races(exc):
+                return False
+            raise
+        return True
+
+
+def _only_lost_races(exc: ClientError) -> bool:
+    if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        return True
+    races = {"ConditionalCheckFailed", "TransactionConflict"}
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = {r.get("Code") for r in reasons}
+    if reasons:
+        return bool(codes & races) and codes <= races | {"None", None}
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    return any(race in message for race in races)
+
+
+def _hour_from_item(item: dict[str, Any]) -> HourWatermark:
+    pending = None
+    if "pending_to" in item:
+        pending = PendingReport(
+            from_=_dec(item.get("pending_from")),
+            to=_dec(item["pending_to"]),
+            identifier=item["identifier"]["S"],
+            event_name=item["event_name"]["S"],
+            customer_id=item["customer_id"]["S"],
+            event_ts=datetime.fromisoformat(item["event_ts"]["S"]),
+        )
+    return HourWatermark(hour=item["sk"]["S"][2:], reported=_dec(item.get("reported")), pending=pending)
