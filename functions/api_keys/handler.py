@@ -2,8 +2,6 @@
 POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
 GET /v1/tenants/{tenant_id}/audit."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated, Any
 

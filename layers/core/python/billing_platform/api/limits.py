@@ -8,9 +8,11 @@ its own 429 answers never reach Lambda. This module covers what only the functio
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping
-from typing import Any
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -35,6 +37,33 @@ THROTTLING_CODES = frozenset(
     }
 )
 DEFAULT_RETRY_AFTER_SECONDS = 1
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def resolve_annotations(func: _F) -> _F:
+    """Give `func` a signature with evaluated annotations (Annotated extras kept).
+
+    Powertools evaluates string annotations (`from __future__ import annotations`) in the globals of the
+    callable it is given; under a decorator such as `tracer.capture_method` those are the decorator
+    module's globals, so `Annotated[...]` aliases and body models stay unresolved and validation breaks
+    (a body parameter turns into a required query parameter). Resolving them against the undecorated
+    function's own module fixes every route of every handler in one place."""
+    original = inspect.unwrap(func)
+    try:
+        hints = typing.get_type_hints(original, include_extras=True)
+    except (NameError, TypeError):
+        return func  # left to Powertools, which reports what it cannot resolve
+    signature = inspect.signature(original)
+    parameters = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    resolved = signature.replace(
+        parameters=parameters, return_annotation=hints.get("return", signature.return_annotation)
+    )
+    try:
+        func.__signature__ = resolved  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return func
+    return func
 
 
 def body_size(event: Mapping[str, Any]) -> int:
@@ -84,6 +113,14 @@ class LimitedRestResolver(APIGatewayRestResolver):
                 details={"retry_after_seconds": DEFAULT_RETRY_AFTER_SECONDS},
             )
             return _json_response(429, error.to_dict(), {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)})
+
+    def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+        register = super().route(rule, method, *args, **kwargs)
+
+        def register_resolved(func: _F) -> _F:
+            return register(resolve_annotations(func))
+
+        return register_resolved
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         size = body_size(event)
