@@ -47,8 +47,10 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 
 def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
     """Translate one Stripe error into the platform's hierarchy, keeping Stripe's code and request id."""
+    # The SDK leaves `code` unset on some classes (RateLimitError): the error body still carries it.
+    code = exc.code or (getattr(exc.error, "code", None) if exc.error is not None else None)
     kwargs: dict[str, Any] = {
-        "provider_code": exc.code,
+        "provider_code": code,
         "request_id": exc.request_id,
         "details": {"provider_status": exc.http_status} if exc.http_status else None,
     }
@@ -61,7 +63,7 @@ def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
     if isinstance(exc, stripe.IdempotencyError):
         return ProviderConflictError(message, **kwargs)
     if isinstance(exc, stripe.InvalidRequestError):
-        if exc.code == "resource_missing" or exc.http_status == 404:
+        if code == "resource_missing" or exc.http_status == 404:
             return ProviderNotFoundError(message, **kwargs)
         if exc.http_status == 409:
             return ProviderConflictError(message, **kwargs)
