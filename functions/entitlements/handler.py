@@ -1,7 +1,89 @@
-"""Placeholder until its issue lands; replaced by the real entry point."""
+"""Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements.
 
-from typing import Any
+The caller's tenant comes from the authorizer context; a tenant key may only act for its own tenant.
+Bodies are validated (pydantic, through Powertools) before the service runs, so bad input writes
+nothing. An exhausted quota answers 402 with the resource, what is left and when it resets.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform.api.app import create_app
+from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.entitlements import EntitlementService, QuotaExceededError
+from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
+from billing_platform.observability import logger, metrics, tracer
+
+app = create_app(title="Billing entitlements")
+service = EntitlementService()
+
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=TENANT_PATTERN)]
+Quantity = Annotated[
+    Decimal,
+    Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
+]
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError("entitlements")
+class QuotaRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tenant_id: str = Field(min_length=1, max_length=64, pattern=TENANT_PATTERN)
+    resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    quantity: Quantity = Decimal(1)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class ReleaseRequest(QuotaRequest):
+    # With an idempotency key the release gives back exactly what that consume took.
+    quantity: Quantity | None = None  # type: ignore[assignment]
+
+
+def _authorize(tenant_id: str) -> None:
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller.require_tenant(tenant_id)
+    logger.append_keys(tenant_id=tenant_id)
+
+
+@app.post("/v1/entitlements/check")
+def check(body: QuotaRequest) -> dict[str, object]:
+    _authorize(body.tenant_id)
+    return service.check(body.tenant_id, body.resource_type, body.quantity).to_dict()
+
+
+@app.post("/v1/entitlements/consume")
+@tracer.capture_method(capture_response=False)
+def consume(body: QuotaRequest) -> dict[str, object]:
+    _authorize(body.tenant_id)
+    result = service.consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    metrics.add_metric(name="EntitlementGranted" if result.allowed else "EntitlementDenied", unit="Count", value=1)
+    if not result.allowed:
+        raise QuotaExceededError(result)
+    return result.to_dict()
+
+
+@app.post("/v1/entitlements/release")
+def release(body: ReleaseRequest) -> dict[str, object]:
+    _authorize(body.tenant_id)
+    result = service.release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    logger.info("quota released", extra={"resource_type": body.resource_type, "released": str(result.quantity)})
+    return {**result.to_dict(), "released": result.to_dict()["quantity"]}
+
+
+@app.get("/v1/tenants/<tenant_id>/entitlements")
+def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
+    _authorize(tenant_id)
+    return service.entitlements(tenant_id).to_dict()
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -8,7 +8,7 @@ what lets the hot path test `remaining >= :q` in a DynamoDB condition.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -60,12 +60,14 @@ def validate_quantity(quantity: Decimal) -> Decimal:
 
 
 def to_epoch(moment: datetime) -> int:
+    """Whole seconds since the epoch; refuses naive datetimes."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: times are timezone-aware UTC")
     return int(moment.timestamp())
 
 
 def from_epoch(seconds: int | Decimal) -> datetime:
+    """The UTC datetime of an epoch second."""
     return datetime.fromtimestamp(int(seconds), UTC)
 
 
@@ -105,6 +107,7 @@ def advance_period(start: datetime, end: datetime, now: datetime) -> tuple[datet
 
 
 def same_period(end_a: datetime, end_b: datetime) -> bool:
+    """True when two period ends name the same billing period (within SAME_PERIOD_TOLERANCE)."""
     return abs(end_a - end_b) <= SAME_PERIOD_TOLERANCE
 
 
@@ -124,14 +127,9 @@ def split_limit(limit: Decimal, shards: int) -> list[Decimal]:
 
 
 def spread_used(used: Decimal, limits: list[Decimal]) -> list[Decimal]:
-    """Carry `used` into a new shard layout: fill shards in order, any excess on the last one."""
-    out: list[Decimal] = []
-    left = used
-    for i, limit in enumerate(limits):
-        take = left if i == len(limits) - 1 else min(left, limit)
-        out.append(take)
-        left -= take
-    return out
+    """Carry `used` into a new shard layout evenly (as `split_limit` splits), so every shard keeps
+    about the same share left and one shard's state estimates the whole; the parts sum to `used`."""
+    return split_limit(used, len(limits))
 
 
 @dataclass(frozen=True)
@@ -151,6 +149,10 @@ class QuotaCounter:
     shard: int = 0
     shards: int = 1
     total_limit: Decimal | None = None  # the whole quota's limit (None for unlimited)
+    # On a RETIRED item: the layout now in force (0: the resource is not in the plan). The unsharded
+    # key always exists once a quota is provisioned (a retired marker when sharded), so one failed
+    # hot-path update tells a caller with a stale layout where to go.
+    current_shards: int | None = None
 
     def allows(self, quantity: Decimal, now: datetime, *, enforce: bool = True) -> bool:
         """The same predicate as the hot path's ConditionExpression."""
@@ -170,8 +172,6 @@ class QuotaCounter:
 
 
 def _replace(counter: QuotaCounter, **changes: object) -> QuotaCounter:
-    from dataclasses import replace
-
     return replace(counter, **changes)  # type: ignore[arg-type]
 
 
@@ -222,22 +222,61 @@ class EntitlementCheck:
     shards_used: tuple[tuple[int, Decimal], ...] = field(default=())
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-safe view: quantities as decimal strings (never floats), times as ISO 8601 UTC."""
         return {
             "tenant_id": self.tenant_id,
             "resource_type": self.resource_type,
-            "quantity": self.quantity,
+            "quantity": decimal_str(self.quantity),
             "allowed": self.allowed,
             "policy": self.policy.value if self.policy else None,
-            "limit": self.limit,
-            "used": self.used,
-            "remaining": self.remaining,
-            "overage": self.overage,
+            "limit": decimal_str(self.limit),
+            "used": decimal_str(self.used),
+            "remaining": decimal_str(self.remaining),
+            "overage": decimal_str(self.overage),
             "resets_at": self.resets_at.isoformat() if self.resets_at else None,
             "reason": self.reason.value if self.reason else None,
             "enforced": self.enforced,
             "replayed": self.replayed,
             "approximate": self.approximate,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], *, idempotency_key: str | None = None) -> EntitlementCheck:
+        """Inverse of `to_dict` (a stored idempotent answer)."""
+
+        def dec(name: str) -> Decimal | None:
+            value = data.get(name)
+            return None if value is None else Decimal(str(value))
+
+        resets = data.get("resets_at")
+        policy = data.get("policy")
+        reason = data.get("reason")
+        return cls(
+            tenant_id=str(data["tenant_id"]),
+            resource_type=str(data["resource_type"]),
+            quantity=dec("quantity") or ZERO,
+            allowed=bool(data["allowed"]),
+            policy=QuotaPolicy(str(policy)) if policy else None,
+            limit=dec("limit"),
+            used=dec("used") or ZERO,
+            remaining=dec("remaining"),
+            resets_at=datetime.fromisoformat(str(resets)) if resets else None,
+            overage=dec("overage") or ZERO,
+            reason=DenyReason(str(reason)) if reason else None,
+            enforced=bool(data.get("enforced", True)),
+            approximate=bool(data.get("approximate", False)),
+            idempotency_key=idempotency_key,
+        )
+
+
+def decimal_str(value: Decimal | None) -> str | None:
+    """A Decimal as plain positional text (`1E+3` -> `1000`, `2.500` -> `2.5`)."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
 
 
 def check_from_counter(
@@ -255,7 +294,8 @@ def check_from_counter(
     unlimited = counter.policy is QuotaPolicy.UNLIMITED
     limit = None if unlimited else (counter.total_limit if counter.total_limit is not None else counter.limit)
     remaining = None if unlimited else max(ZERO, counter.remaining)
-    overage = ZERO if unlimited else max(ZERO, -counter.remaining)
+    # Only a soft quota runs past its limit on purpose; a hard one can only after a downgrade.
+    overage = max(ZERO, -counter.remaining) if counter.policy is QuotaPolicy.SOFT else ZERO
     return EntitlementCheck(
         tenant_id=counter.tenant_id,
         resource_type=counter.resource_type,

@@ -6,11 +6,15 @@ Item layout (billing table, single-table design):
   (sharded): its own partition per counter, so a tenant's counters never share a partition key.
 - `CONSUME#<tid>#<key>` / `CONSUME`: an idempotent consume's answer (TTL `expires_at`).
 
+The unsharded key is the quota's directory: once provisioned it always exists, as the counter itself
+(one shard) or as a RETIRED marker whose `current_shards` names the layout in force (0: not in plan).
+
 Every quota change is a conditional write; numbers go to DynamoDB as Decimal strings, never floats.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +27,7 @@ from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.entitlements.models import (
     ZERO,
     CounterState,
+    EntitlementCheck,
     QuotaCounter,
     TenantPlan,
     from_epoch,
@@ -102,6 +107,8 @@ def counter_to_item(counter: QuotaCounter, now: datetime) -> Item:
     }
     if counter.total_limit is not None:
         item["total_limit"] = _n(counter.total_limit)
+    if counter.current_shards is not None:
+        item["current_shards"] = _n(counter.current_shards)
     return item
 
 
@@ -120,6 +127,7 @@ def counter_from_item(item: Item) -> QuotaCounter:
         shard=int(item.get("shard", {"N": "0"})["N"]),
         shards=int(item.get("shards", {"N": "1"})["N"]),
         total_limit=_dec(item["total_limit"]) if "total_limit" in item else None,
+        current_shards=int(item["current_shards"]["N"]) if "current_shards" in item else None,
     )
 
 
@@ -158,21 +166,39 @@ def plan_from_item(item: Item) -> TenantPlan:
 
 @dataclass(frozen=True)
 class ConsumeRecord:
-    """The stored answer of an idempotent consume."""
+    """The stored answer of an idempotent consume. `consumed_at` pins the period it was taken from:
+    a release gives back only while the counter is still in the period containing that moment."""
 
     tenant_id: str
     idempotency_key: str
     resource_type: str
     quantity: Decimal
-    period_end: datetime
+    consumed_at: datetime
     shards: tuple[tuple[int, Decimal], ...]  # (shard, quantity taken from it)
     layout: int
-    answer: Item | None
-    released: bool
+    answer: EntitlementCheck | None = None
+    released: bool = False
+
+
+@dataclass(frozen=True)
+class KeyedTake:
+    """Outcome of a consume-with-record transaction."""
+
+    granted: bool
+    existing_record: ConsumeRecord | None = None  # the key was used before: replay it
+    counter_item: Item | None = None  # the counter as it was when its condition failed
+    conflict: bool = False  # another transaction held an item: retry
 
 
 def _is_conditional_failure(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _cancel_reasons(err: ClientError) -> list[dict[str, Any]] | None:
+    if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons: Any = err.response.get("CancellationReasons") or []
+    return list(reasons)
 
 
 class EntitlementRepository:
@@ -194,16 +220,26 @@ class EntitlementRepository:
         return plan_from_item(item) if item else None
 
     def tenant_known(self, tenant_id: str) -> bool:
-        """True when the tenant has a plan or a billing profile."""
+        """True when the tenant has a plan, a billing profile or an API key."""
         response = self.client.batch_get_item(
             RequestItems={
                 self._table: {
                     "Keys": [plan_key(tenant_id), profile_key(tenant_id)],
                     "ProjectionExpression": "pk",
+                    "ConsistentRead": True,
                 }
             }
         )
-        return bool(response.get("Responses", {}).get(self._table))
+        if response.get("Responses", {}).get(self._table):
+            return True
+        keys = self.client.query(
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :g",
+            ExpressionAttributeValues={":g": _s(f"TENANT#{tenant_id}#APIKEYS")},
+            Limit=1,
+        )
+        return bool(keys.get("Items"))
 
     def put_plan(self, plan: TenantPlan, now: datetime) -> bool:
         """Write the PLAN item; with a source version, only over an older (or equal) version."""
@@ -219,12 +255,14 @@ class EntitlementRepository:
             raise
         return True
 
-    # --- counters -----------------------------------------------------------------------------
+    # --- counters: reads ----------------------------------------------------------------------
+
+    def get_counter_item(self, key: Item) -> Item | None:
+        item: Item | None = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return item
 
     def get_counter(self, tenant_id: str, resource_type: str, shard: int = 0, shards: int = 1) -> QuotaCounter | None:
-        item = self.client.get_item(
-            TableName=self._table, Key=counter_key(tenant_id, resource_type, shard, shards), ConsistentRead=True
-        ).get("Item")
+        item = self.get_counter_item(counter_key(tenant_id, resource_type, shard, shards))
         return counter_from_item(item) if item else None
 
     def get_counters(self, keys: list[Item]) -> list[QuotaCounter]:
@@ -237,6 +275,8 @@ class EntitlementRepository:
                 found.extend(counter_from_item(i) for i in response.get("Responses", {}).get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
         return found
+
+    # --- counters: the hot path ---------------------------------------------------------------
 
     def consume(
         self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool
@@ -253,7 +293,8 @@ class EntitlementRepository:
             )
         except ClientError as err:
             if _is_conditional_failure(err):
-                return None, err.response.get("Item")
+                old: Item | None = err.response.get("Item")  # type: ignore[assignment]
+                return None, old
             raise
         return counter_from_item(response["Attributes"]), None
 
@@ -261,11 +302,12 @@ class EntitlementRepository:
     def _consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
         condition = "#st = :active AND #pe > :now"
         values = {":q": _n(quantity), ":now": _n(to_epoch(now)), ":active": _s(CounterState.ACTIVE.value)}
+        names = {"#rem": "remaining", "#used": "used", "#st": "state", "#pe": "period_end"}
         if enforce:
             # Soft and unlimited quotas pass and count; hard ones need the quantity left.
             condition += " AND (#rem >= :q OR #pol <> :hard)"
             values[":hard"] = _s(QuotaPolicy.HARD.value)
-        names = {k: v for k, v in _NAMES.items() if k in condition or k in ("#rem", "#used")}
+            names["#pol"] = "policy"
         return {
             "UpdateExpression": "SET #rem = #rem - :q, #used = #used + :q",
             "ConditionExpression": condition,
@@ -273,62 +315,77 @@ class EntitlementRepository:
             "ExpressionAttributeValues": values,
         }
 
+    # --- idempotent consumes ------------------------------------------------------------------
+
     def consume_once(
-        self,
-        key: Item,
-        quantity: Decimal,
-        now: datetime,
-        *,
-        enforce: bool,
-        record: ConsumeRecord,
-    ) -> tuple[bool, Item | None, Item | None]:
-        """Consume and store the consume record in one transaction, so a retried key consumes once.
-        Returns (granted, existing consume record or None, counter item as it was when refused)."""
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
+    ) -> KeyedTake:
+        """Consume and store the consume record in one transaction, so a retried key consumes once."""
         expression = self._consume_expression(quantity, now, enforce=enforce)
         try:
             self.client.transact_write_items(
                 TransactItems=[
-                    {"Update": {"TableName": self._table, "Key": key, **expression}},
                     {
-                        "Put": {
+                        "Update": {
                             "TableName": self._table,
-                            "Item": self._record_item(record),
-                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "Key": key,
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                            **expression,
                         }
                     },
+                    self._record_put(record),
                 ]
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            reasons = _cancel_reasons(err)
+            if reasons is None:
                 raise
-            reasons = err.response.get("CancellationReasons") or []
-            if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
-                existing = reasons[1].get("Item")
-                return False, existing or self.get_consume_record_item(record.tenant_id, record.idempotency_key), None
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False, None, reasons[0].get("Item") or self.get_counter_item(key)
-            raise
-        return True, None, None
+            return self._keyed_failure(reasons, record, counter_index=0, key=key)
+        return KeyedTake(granted=True)
 
-    def get_counter_item(self, key: Item) -> Item | None:
-        item: Item | None = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-        return item
+    def _keyed_failure(
+        self, reasons: list[dict[str, Any]], record: ConsumeRecord, *, counter_index: int, key: Item | None
+    ) -> KeyedTake:
+        codes = [r.get("Code") for r in reasons]
+        record_reason = reasons[-1] if reasons else {}
+        if record_reason.get("Code") == "ConditionalCheckFailed":
+            existing = record_reason.get("Item") or self.get_consume_record_item(
+                record.tenant_id, record.idempotency_key
+            )
+            return KeyedTake(granted=False, existing_record=self.record_from_item(existing) if existing else None)
+        if "TransactionConflict" in codes or not reasons:
+            return KeyedTake(granted=False, conflict=True)
+        counter_reason = reasons[counter_index] if len(reasons) > counter_index else {}
+        if counter_reason.get("Code") == "ConditionalCheckFailed":
+            item = counter_reason.get("Item") or (self.get_counter_item(key) if key else None)
+            return KeyedTake(granted=False, counter_item=item)
+        return KeyedTake(granted=False, conflict=True)
+
+    def _record_put(self, record: ConsumeRecord) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": self._record_item(record),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def _record_item(self, record: ConsumeRecord) -> Item:
         item: Item = {
             **consume_record_key(record.tenant_id, record.idempotency_key),
             "tenant_id": _s(record.tenant_id),
+            "idempotency_key": _s(record.idempotency_key),
             "resource_type": _s(record.resource_type),
             "quantity": _n(record.quantity),
-            "period_end": _n(to_epoch(record.period_end)),
+            "consumed_at": _n(to_epoch(record.consumed_at)),
             "shards": {"L": [{"L": [_n(s), _n(q)]} for s, q in record.shards]},
             "layout": _n(record.layout),
             "released": {"BOOL": record.released},
-            "expires_at": _n(to_epoch(record.period_end + timedelta(days=CONSUME_RECORD_DAYS))),
+            "expires_at": _n(to_epoch(record.consumed_at + timedelta(days=CONSUME_RECORD_DAYS))),
         }
         if record.answer is not None:
-            item["answer"] = {"M": record.answer}
+            item["answer"] = _s(json.dumps(record.answer.to_dict()))
         return item
 
     def get_consume_record_item(self, tenant_id: str, idempotency_key: str) -> Item | None:
@@ -343,79 +400,58 @@ class EntitlementRepository:
 
     @staticmethod
     def record_from_item(item: Item) -> ConsumeRecord:
+        key = item["idempotency_key"]["S"]
+        answer = None
+        if "answer" in item:
+            answer = EntitlementCheck.from_dict(json.loads(item["answer"]["S"]), idempotency_key=key)
         return ConsumeRecord(
             tenant_id=item["tenant_id"]["S"],
-            idempotency_key=item["pk"]["S"].split("#", 2)[2],
+            idempotency_key=key,
             resource_type=item["resource_type"]["S"],
             quantity=_dec(item["quantity"]),
-            period_end=from_epoch(int(item["period_end"]["N"])),
+            consumed_at=from_epoch(int(item["consumed_at"]["N"])),
             shards=tuple((int(p["L"][0]["N"]), _dec(p["L"][1])) for p in item.get("shards", {}).get("L", [])),
             layout=int(item.get("layout", {"N": "1"})["N"]),
-            answer=item["answer"]["M"] if "answer" in item else None,
+            answer=answer,
             released=bool(item.get("released", {}).get("BOOL", False)),
         )
 
-    def put_consume_record(self, record: ConsumeRecord) -> bool:
-        """Store a record outside a transaction (multi-shard takes), only if the key is new."""
-        try:
-            self.client.put_item(
-                TableName=self._table, Item=self._record_item(record), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as err:
-            if _is_conditional_failure(err):
-                return False
-            raise
-        return True
-
-    def save_answer(self, tenant_id: str, idempotency_key: str, answer: Item) -> None:
+    def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
+        """Store the answer a replay returns (first writer wins)."""
         self.client.update_item(
             TableName=self._table,
             Key=consume_record_key(tenant_id, idempotency_key),
             UpdateExpression="SET answer = if_not_exists(answer, :a)",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":a": {"M": answer}},
+            ExpressionAttributeValues={":a": _s(json.dumps(answer.to_dict()))},
         )
 
     def take_from_shards(
         self, takes: list[tuple[QuotaCounter, Decimal]], now: datetime, record: ConsumeRecord | None
-    ) -> bool:
+    ) -> KeyedTake:
         """Take a quantity spread over several shards, all or nothing (one transaction), each shard
         still conditioned on `remaining >= take`: a refused transaction has changed nothing."""
         items: list[dict[str, Any]] = []
         for counter, take in takes:
             key = counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards)
-            items.append({"Update": {"TableName": self._table, "Key": key, **self._consume_expression(take, now, enforce=True)}})
+            expression = self._consume_expression(take, now, enforce=True)
+            items.append({"Update": {"TableName": self._table, "Key": key, **expression}})
         if record is not None:
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._record_item(record),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
+            items.append(self._record_put(record))
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
+            reasons = _cancel_reasons(err)
+            if reasons is None:
+                raise
+            if record is not None:
+                outcome = self._keyed_failure(reasons, record, counter_index=0, key=None)
+                if outcome.existing_record is not None:
+                    return outcome
+            return KeyedTake(granted=False, conflict=True)
+        return KeyedTake(granted=True)
 
-    def create_counter(self, counter: QuotaCounter, now: datetime) -> bool:
-        """Create a missing counter (attribute_not_exists: two creators never both succeed)."""
-        try:
-            self.client.put_item(
-                TableName=self._table,
-                Item=counter_to_item(counter, now),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as err:
-            if _is_conditional_failure(err):
-                return False
-            raise
-        return True
+    # --- counters: provisioning, periods and plan terms ---------------------------------------
 
     def rollover(self, counter: QuotaCounter, start: datetime, end: datetime, now: datetime) -> bool:
         """Start a new period, only if the counter still ends where the caller saw it end: of many
@@ -451,13 +487,12 @@ class EntitlementRepository:
         plan_id: str,
         period_start: datetime,
         period_end: datetime,
-        new_period: bool,
-        carry: Decimal,
+        reset: bool,
         now: datetime,
     ) -> bool:
-        """Apply a plan to an existing counter, conditioned on the period the caller saw:
-        a new period starts at used=carry; the same period keeps `used` (plus carry) and sets
-        remaining = limit - used, atomically with concurrent consumes."""
+        """Apply plan terms to one existing counter of the layout in force, conditioned on the period
+        the caller saw. `reset` starts the new period at used=0; otherwise `used` is kept and
+        remaining = limit - used is computed by DynamoDB, atomically with concurrent consumes."""
         values: dict[str, Any] = {
             ":lim": _n(limit),
             ":pol": _s(policy.value),
@@ -470,20 +505,17 @@ class EntitlementRepository:
         }
         sets = ["#lim = :lim", "#pol = :pol", "plan_id = :plan", "#ps = :ps", "#pe = :pe", "#st = :active"]
         sets.append("updated_at = :at")
-        if new_period:
-            values[":used"] = _n(carry)
-            values[":rem"] = _n(limit - carry)
-            sets += ["#used = :used", "#rem = :rem"]
+        if reset:
+            values[":zero"] = _n(ZERO)
+            sets += ["#used = :zero", "#rem = :lim"]
         else:
-            values[":carry"] = _n(carry)
-            values[":lmc"] = _n(limit - carry)
-            sets += ["#used = #used + :carry", "#rem = :lmc - #used"]
-        remove = ""
+            sets.append("#rem = :lim - #used")
+        remove = " REMOVE current_shards"
         if total_limit is not None:
             values[":tl"] = _n(total_limit)
             sets.append("total_limit = :tl")
         else:
-            remove = " REMOVE total_limit"
+            remove += ", total_limit"
         try:
             self.client.update_item(
                 TableName=self._table,
@@ -499,51 +531,122 @@ class EntitlementRepository:
             raise
         return True
 
-    def set_state(self, key: Item, state: CounterState, now: datetime) -> QuotaCounter | None:
-        """Mark a counter active / suspended / retired; returns it as it is afterwards (None: absent)."""
+    def switch_layout(
+        self,
+        writes: list[tuple[QuotaCounter, QuotaCounter | None]],
+        retires: list[tuple[QuotaCounter, int]],
+        now: datetime,
+    ) -> bool:
+        """Move a quota to another counter layout in one transaction: `writes` are (new item, the item
+        seen at that key or None), `retires` are (old counter as seen, layout now in force). Every
+        item is conditioned on being exactly as seen, so usage that raced the switch fails it and the
+        caller re-reads; nothing is lost or granted twice."""
+        items: list[dict[str, Any]] = []
+        for counter, seen in writes:
+            put: dict[str, Any] = {"TableName": self._table, "Item": counter_to_item(counter, now)}
+            put.update(self._seen_condition(seen))
+            items.append({"Put": put})
+        for old, current in retires:
+            condition = self._seen_condition(old)
+            condition["ExpressionAttributeNames"]["#st"] = "state"
+            condition["ExpressionAttributeValues"].update(
+                {":retired": _s(CounterState.RETIRED.value), ":cur": _n(current), ":at": _s(now.isoformat())}
+            )
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": counter_key(old.tenant_id, old.resource_type, old.shard, old.shards),
+                        "UpdateExpression": "SET #st = :retired, current_shards = :cur, updated_at = :at",
+                        **condition,
+                    }
+                }
+            )
+        if len(items) > 100:
+            raise ValueError("a layout switch touches more than 100 counters")
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            if _cancel_reasons(err) is not None:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _seen_condition(seen: QuotaCounter | None) -> dict[str, Any]:
+        if seen is None:
+            # Absent, or left retired by an earlier layout that used the same key.
+            return {
+                "ConditionExpression": "attribute_not_exists(pk) OR #st = :seen_retired",
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": {":seen_retired": _s(CounterState.RETIRED.value)},
+            }
+        return {
+            "ConditionExpression": "#used = :seen_used AND #pe = :seen_pe AND #st = :seen_st",
+            "ExpressionAttributeNames": {"#used": "used", "#pe": "period_end", "#st": "state"},
+            "ExpressionAttributeValues": {
+                ":seen_used": _n(seen.used),
+                ":seen_pe": _n(to_epoch(seen.period_end)),
+                ":seen_st": _s(seen.state.value),
+            },
+        }
+
+    def set_state(self, counter: QuotaCounter, state: CounterState, now: datetime) -> bool:
+        """Move a live counter between active and suspended (never touches a retired one)."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+                UpdateExpression="SET #st = :st, updated_at = :at",
+                ConditionExpression="#st IN (:active, :suspended)",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={
+                    ":st": _s(state.value),
+                    ":at": _s(now.isoformat()),
+                    ":active": _s(CounterState.ACTIVE.value),
+                    ":suspended": _s(CounterState.SUSPENDED.value),
+                },
+            )
+        except ClientError as err:
+            if _is_conditional_failure(err):
+                return False
+            raise
+        return True
+
+    # --- releases -----------------------------------------------------------------------------
+
+    def release(
+        self, key: Item, quantity: Decimal, *, period_end: datetime | None = None
+    ) -> tuple[QuotaCounter | None, Item | None]:
+        """Give `quantity` back to one counter, only if it has at least that much used (never below
+        zero) and, with `period_end`, only while it is still in that period. Returns (counter after,
+        None) or (None, the item as it was when the condition failed)."""
+        values: dict[str, Any] = {":q": _n(quantity)}
+        names = {"#rem": "remaining", "#used": "used"}
+        condition = "#used >= :q"
+        if period_end is not None:
+            condition += " AND #pe = :pe"
+            values[":pe"] = _n(to_epoch(period_end))
+            names["#pe"] = "period_end"
         try:
             response = self.client.update_item(
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="SET #st = :st, updated_at = :at",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={":st": _s(state.value), ":at": _s(now.isoformat())},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as err:
-            if _is_conditional_failure(err):
-                return None
-            raise
-        return counter_from_item(response["Attributes"])
-
-    def release(self, counter: QuotaCounter, quantity: Decimal, *, seen_used: Decimal | None) -> QuotaCounter | None:
-        """Give `quantity` back to one counter without taking `used` below zero. Without `seen_used`
-        the condition is `used >= :q`; with it, the counter must still be at the `used` the caller read
-        (optimistic clamp). None when the condition failed."""
-        values: dict[str, Any] = {":q": _n(quantity), ":pe": _n(to_epoch(counter.period_end))}
-        if seen_used is None:
-            condition = "#used >= :q AND #pe = :pe"
-        else:
-            condition = "#used = :seen AND #pe = :pe"
-            values[":seen"] = _n(seen_used)
-        try:
-            response = self.client.update_item(
-                TableName=self._table,
-                Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
                 UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",
                 ConditionExpression=condition,
-                ExpressionAttributeNames={k: _NAMES[k] for k in ("#rem", "#used", "#pe")},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as err:
             if _is_conditional_failure(err):
-                return None
+                old: Item | None = err.response.get("Item")  # type: ignore[assignment]
+                return None, old
             raise
-        return counter_from_item(response["Attributes"])
+        return counter_from_item(response["Attributes"]), None
 
-    def release_once(self, record: ConsumeRecord, counters: list[tuple[QuotaCounter, Decimal]]) -> bool:
+    def release_once(self, record: ConsumeRecord) -> bool:
         """Give back what an idempotent consume took, exactly once: marks the record released in the
         same transaction. Refused (False) when already released or the period has moved on."""
         items: list[dict[str, Any]] = [
@@ -557,27 +660,29 @@ class EntitlementRepository:
                 }
             }
         ]
-        for counter, quantity in counters:
+        for shard, quantity in record.shards:
             items.append(
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+                        "Key": counter_key(record.tenant_id, record.resource_type, shard, record.layout),
                         "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q",
-                        "ConditionExpression": "#used >= :q AND #pe = :pe",
-                        "ExpressionAttributeNames": {k: _NAMES[k] for k in ("#rem", "#used", "#pe")},
-                        "ExpressionAttributeValues": {":q": _n(quantity), ":pe": _n(to_epoch(record.period_end))},
+                        # Still the period the consume was taken from, and never below zero used.
+                        "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at",
+                        "ExpressionAttributeNames": {k: _NAMES[k] for k in ("#rem", "#used", "#ps", "#pe")},
+                        "ExpressionAttributeValues": {":q": _n(quantity), ":at": _n(to_epoch(record.consumed_at))},
                     }
                 }
             )
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if _cancel_reasons(err) is not None:
                 return False
             raise
         return True
 
 
 def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
