@@ -7,6 +7,7 @@ Context (`-c key=value`): `stackName` (default BillingPlatform), `environment` (
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,14 @@ from billing_platform.resources import DependencyLayer
 from infra import dependency_layers
 from infra.nag import add_checks
 from infra.stack import BillingStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_context() -> dict[str, object]:
+    """The `context` of cdk.json (feature flags). The CLI hands it to the app itself; an app built from
+    Python (the infra tests) passes it explicitly so both synthesize the same template."""
+    return dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
 
 
 def _flag(app: cdk.App, key: str, default: bool) -> bool:

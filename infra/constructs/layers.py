@@ -57,5 +57,8 @@ class Layers(Construct):
         )
 
     def for_function(self, spec: FunctionSpec) -> list[lambda_.ILayerVersion]:
-        """Dependency layers first, then the library (later layers win on a file clash)."""
+        """The spec's dependency layers and the library. The order carries no meaning: with
+        `@aws-cdk/aws-lambda:recognizeLayerVersion` CDK sorts a function's layers, so layers must not
+        disagree on a file (packages repeated in two requirements files are pinned to the same version,
+        which tests/infra checks)."""
         return [*(self.dependencies[layer] for layer in spec.dependency_layers), self.core_library]
