@@ -1,0 +1,1 @@
+"""`billing-admin`: the operator's command line (catalog, tenants, usage DLQ, Stripe replay, reconcile)."""

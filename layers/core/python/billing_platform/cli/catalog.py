@@ -1,0 +1,91 @@
+"""`billing-admin catalog validate`: the plan catalog's schema and the rules the code relies on."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError as PydanticError
+
+from billing_platform.catalog.models import DEFAULT_CATALOG, Catalog, QuotaPolicy, parse_catalog
+from billing_platform.errors import CatalogError
+
+
+@dataclass
+class CatalogReport:
+    path: str
+    version: str | None = None
+    plans: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "valid": self.ok,
+            "version": self.version,
+            "plans": self.plans,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def validate_catalog(path: str | None = None) -> CatalogReport:
+    """Parse the catalog file (schema + cross references) and apply the metering rules on top."""
+    file = Path(path) if path else DEFAULT_CATALOG
+    report = CatalogReport(path=str(file))
+    try:
+        catalog = parse_catalog(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        report.errors.append(f"cannot read {file}: {exc.strerror or exc}")
+        return report
+    except json.JSONDecodeError as exc:
+        report.errors.append(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return report
+    except PydanticError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ())) or "catalog"
+            report.errors.append(f"{where}: {error.get('msg', 'invalid')}")
+        return report
+    except CatalogError as exc:
+        report.errors.append(exc.message)
+        return report
+    report.version = catalog.version
+    report.plans = len(catalog.plans)
+    _check_rules(catalog, report)
+    return report
+
+
+def _check_rules(catalog: Catalog, report: CatalogReport) -> None:
+    meters: dict[str, str] = {}
+    for name, resource_type in sorted(catalog.resource_types.items()):
+        if not resource_type.meter_event_name.strip():
+            report.errors.append(f"resource type {name!r} has an empty meter_event_name")
+        other = meters.setdefault(resource_type.meter_event_name, name)
+        if other != name:
+            # The meter reporter would mix two resources' usage into one Stripe meter.
+            report.errors.append(
+                f"resource types {other!r} and {name!r} share meter_event_name {resource_type.meter_event_name!r}"
+            )
+    granted = {r for plan in catalog.plans.values() for r in plan.quotas}
+    for name in sorted(set(catalog.resource_types) - granted):
+        report.warnings.append(f"resource type {name!r} is granted by no plan (every use is denied)")
+    for plan in sorted(catalog.plans.values(), key=lambda p: p.id):
+        if not plan.prices and plan.id != catalog.default_plan:
+            report.warnings.append(f"plan {plan.id!r} has no Stripe price: no subscription can reach it")
+        for resource, quota in sorted(plan.quotas.items()):
+            if quota.metered and quota.policy is QuotaPolicy.HARD:
+                report.warnings.append(
+                    f"plan {plan.id!r} meters {resource!r} under a hard limit: usage past the limit is denied, "
+                    "so the meter only ever bills up to it"
+                )
+    ranks = sorted((p.rank, p.id) for p in catalog.plans.values())
+    for (rank_a, a), (rank_b, b) in itertools.pairwise(ranks):
+        if rank_a == rank_b:
+            report.warnings.append(f"plans {a!r} and {b!r} share rank {rank_a}: upgrade/downgrade is ambiguous")
