@@ -1,0 +1,170 @@
+"""Webhooks through the real EntitlementService: the tenant's PLAN item and quota counters in the
+billing table (moto) follow Stripe. Upgrades raise limits at once keeping this period's usage, a
+renewal starts the period afresh (once, however many events carry it), unpaid suspends, cancellation
+returns the tenant to the free plan, and a late old event changes nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from billing_platform.entitlements import EntitlementService
+from billing_platform.providers.factory import set_billing_provider
+from billing_platform.providers.stripe import StripeBillingProvider
+from billing_platform.settings import get_settings
+from billing_platform.subscriptions.webhooks import WebhookProcessor
+from tests.factories import stripe as sf
+from tests.factories.handlers import load_handler
+
+
+@dataclass
+class World:
+    handler: ModuleType
+    http: sf.FakeStripeHTTPClient
+
+    def deliver(self, *events: dict[str, Any]) -> list[str]:
+        outcomes = []
+        for evt in events:
+            status, body = sf.deliver(self.handler, evt)
+            assert status == 200, body
+            outcomes.append(body["outcome"])
+        return outcomes
+
+    def story(self, tenant_id: str) -> sf.SubscriptionStory:
+        return sf.SubscriptionStory(self.http.api, tenant_id, start=int(time.time()) - 3600)
+
+    @staticmethod
+    def service() -> EntitlementService:
+        return EntitlementService(get_settings(), cache_ttl_seconds=0)
+
+    def quotas(self, tenant_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        view = self.service().entitlements(tenant_id).to_dict()
+        return view, {q["resource_type"]: q for q in view["quotas"]}  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def world(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> Iterator[World]:
+    env.setenv("STRIPE_WEBHOOK_SECRET", sf.WEBHOOK_SECRET)
+    env.setenv("STRIPE_SECRET_KEY", sf.API_KEY)
+    get_settings.cache_clear()
+    http = sf.FakeStripeHTTPClient()
+    provider = StripeBillingProvider(get_settings(), http_client=http)
+    set_billing_provider(provider)
+    handler = load_handler("stripe_webhook")
+    handler._processor = WebhookProcessor(provider.sync)  # the real EntitlementService, built lazily
+    yield World(handler, http)
+    set_billing_provider(None)
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def test_new_subscription_provisions_the_plans_quotas_and_features(world: World) -> None:
+    story = world.story("t_new")
+    world.deliver(story.customer_created(), *story.subscribe("price_pro_monthly"))
+
+    view, quotas = world.quotas("t_new")
+    assert (view["plan_id"], view["status"], view["subscribed"]) == ("pro", "active", True)
+    assert (view["period_start"], view["period_end"]) == (
+        iso(story.item["current_period_start"]),
+        iso(story.item["current_period_end"]),
+    )
+    assert view["features"]["audit_export"] is True
+    assert view["features"]["sso"] is False
+    assert (quotas["executions"]["limit"], quotas["executions"]["used"]) == ("10000", "0")
+    assert quotas["tokens"]["policy"] == "soft"
+
+
+def test_upgrade_raises_limits_at_once_and_keeps_this_periods_usage(world: World) -> None:
+    story = world.story("t_up")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    assert world.service().consume("t_up", "storage_mb", Decimal(10_000)).allowed
+    assert not world.service().consume("t_up", "storage_mb", Decimal(500)).allowed  # 10240 hard limit
+
+    world.deliver(story.change_price("price_enterprise_monthly"))
+
+    view, quotas = world.quotas("t_up")
+    assert view["plan_id"] == "enterprise"
+    assert view["features"]["sso"] is True
+    assert (quotas["storage_mb"]["limit"], quotas["storage_mb"]["used"]) == ("1048576", "10000")
+    assert quotas["executions"]["limit"] is None  # unlimited
+    assert world.service().consume("t_up", "storage_mb", Decimal(500)).allowed
+
+
+def test_downgrade_lowers_limits_keeping_usage(world: World) -> None:
+    story = world.story("t_down")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    world.service().consume("t_down", "executions", Decimal(150))
+
+    world.deliver(story.change_price("price_free_monthly"))
+
+    _view, quotas = world.quotas("t_down")
+    assert (quotas["executions"]["limit"], quotas["executions"]["used"]) == ("100", "150")
+    assert not world.service().consume("t_down", "executions", Decimal(1)).allowed
+
+
+def test_renewal_resets_used_once_however_many_events_carry_it(world: World) -> None:
+    story = world.story("t_renew")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    world.service().consume("t_renew", "executions", Decimal(70))
+
+    updated, paid = story.renew()
+    world.deliver(updated)
+    _view, quotas = world.quotas("t_renew")
+    assert quotas["executions"]["used"] == "0"
+    assert quotas["executions"]["period_end"] == iso(story.item["current_period_end"])
+
+    world.service().consume("t_renew", "executions", Decimal(5))
+    assert world.deliver(paid, updated) == ["applied:active", "duplicate"]  # same period again, and a dup
+    _view, quotas = world.quotas("t_renew")
+    assert quotas["executions"]["used"] == "5"
+
+
+def test_unpaid_suspends_and_payment_restores(world: World) -> None:
+    story = world.story("t_unpaid")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    world.deliver(*story.fail_payment())
+    assert world.service().consume("t_unpaid", "executions", Decimal(1)).allowed  # pro: 7 days of grace
+
+    world.deliver(*story.fail_payment(final=True))
+    denied = world.service().consume("t_unpaid", "executions", Decimal(1))
+    assert not denied.allowed
+    assert denied.reason is not None
+    assert denied.reason.value == "suspended"
+
+    world.deliver(*story.pay())
+    assert world.service().consume("t_unpaid", "executions", Decimal(1)).allowed
+
+
+def test_cancellation_returns_to_the_free_plan_at_the_end(world: World) -> None:
+    story = world.story("t_cancel")
+    world.deliver(*story.subscribe("price_enterprise_monthly"))
+    world.deliver(story.cancel_at_period_end())
+    view, _ = world.quotas("t_cancel")
+    assert view["plan_id"] == "enterprise"  # paid until the period ends
+
+    world.deliver(story.end())
+
+    view, quotas = world.quotas("t_cancel")
+    assert view["plan_id"] == "free"
+    assert view["features"]["sso"] is False
+    assert quotas["executions"]["limit"] == "100"
+
+
+def test_a_late_old_event_does_not_bring_the_old_plan_back(world: World) -> None:
+    story = world.story("t_late")
+    created, _ = story.subscribe("price_free_monthly")
+    upgraded = story.change_price("price_enterprise_monthly")
+    world.deliver(upgraded)
+
+    assert world.deliver(created) == ["ignored_stale"]
+    view, _ = world.quotas("t_late")
+    assert view["plan_id"] == "enterprise"
