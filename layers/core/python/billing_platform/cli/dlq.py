@@ -38,12 +38,14 @@ class QueueRepository:
             "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
         }
 
-    def receive(self, queue_url: str, max_messages: int, wait_seconds: int) -> list[dict[str, Any]]:
+    def receive(
+        self, queue_url: str, max_messages: int, wait_seconds: int, visibility: int = RECEIVE_VISIBILITY_SECONDS
+    ) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self.client.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait_seconds,
-            VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
+            VisibilityTimeout=visibility,
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         return messages
@@ -102,12 +104,12 @@ def redrive(
     on_batch: Callable[[int], None] = lambda _n: None,
 ) -> RedriveReport:
     """Move up to `max_messages` (all when None) from the DLQ to the target queue. Stops when the DLQ
-    answers empty twice in a row. With `dry_run`, only counts and shows a few bodies (they reappear
-    after the visibility timeout)."""
+    answers empty twice in a row. With `dry_run`, only counts and shows a few bodies (received with a
+    zero visibility timeout, so they stay visible)."""
     report = RedriveReport(dlq_url=dlq_url, target_url=target_url, dry_run=dry_run)
     report.depth_before = queues.depth(dlq_url)
     if dry_run:
-        for message in queues.receive(dlq_url, min(SQS_BATCH, max_messages or SQS_BATCH), wait_seconds)[:3]:
+        for message in queues.receive(dlq_url, 3, wait_seconds, visibility=0):
             report.peeked.append(str(message["Body"])[:200])
         return report
     empty = 0
