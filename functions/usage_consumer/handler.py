@@ -12,7 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.consumer import PoisonMessageError, UsageConsumerService
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every message failed is still a partial response (all failed), not a function error:
+# one poison message alone in a batch should not look like a crashing consumer.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 service = UsageConsumerService()
 
 
