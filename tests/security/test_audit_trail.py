@@ -62,7 +62,8 @@ def _assert_entry_shape(item: dict[str, Any], *, method: str) -> None:
     elif method == "DELETE":
         assert before is not None, "a deletion records the state before"
     else:
-        assert before is not None and after is not None, "a change records before and after"
+        assert before is not None, "a change records the state before"
+        assert after is not None, "a change records the state after"
 
 
 @pytest.mark.parametrize("rid", AUDITED_ROUTES)
