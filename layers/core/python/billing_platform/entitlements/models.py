@@ -95,14 +95,17 @@ def period_months(start: datetime, end: datetime) -> int:
 
 def advance_period(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
     """The period containing `now`, reached by stepping [start, end) forward by its own length.
-    Returns (start, end) unchanged when `now < end`. Used for the lazy rollover without a webhook."""
+    Returns (start, end) unchanged when `now < end`. Used for the lazy rollover without a webhook.
+
+    Steps are anchored on the billing day, as Stripe anchors a subscription: of `start` and `end`, the
+    one with the larger day of month was not clamped (Jan 31 -> Feb 28 -> Mar 31, not Mar 28)."""
     months = period_months(start, end)
+    anchor, offset = (start, months) if start.day > end.day else (end, 0)
     steps = 0
     period_start, period_end = start, end
     while period_end <= now:
         steps += 1
-        # Anchored on the original end so day clamping (Jan 31 -> Feb 28 -> Mar 31) never drifts.
-        period_start, period_end = period_end, add_months(end, months * steps)
+        period_start, period_end = period_end, add_months(anchor, offset + months * steps)
     return period_start, period_end
 
 
