@@ -94,6 +94,9 @@ class BillingStack(Stack):
             if spec.stream_source:
                 self.monitoring.watch_stream_consumer(spec.name, self.functions[spec])
         self.monitoring.watch_api("Api", self.api.rest_api)
+        self.monitoring.watch_queue("UsageQueue", self.data.queue(resources.USAGE_QUEUE))
+        self.monitoring.watch_meter_reporter()
+        self.monitoring.add_dashboard()
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the billing API stage")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Metrics
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from billing_platform.metering.reporter import MeterRunReport
+if TYPE_CHECKING:  # the CDK dashboard imports the names without the reporter's dependencies
+    from aws_lambda_powertools import Metrics
+
+    from billing_platform.metering.reporter import MeterRunReport
 
 EVENTS_SENT = "MeterEventsSent"
 EVENTS_ALREADY_DELIVERED = "MeterEventsAlreadyDelivered"
 EVENTS_FAILED = "MeterEventsFailed"
 REPORTER_LAG = "MeterReporterLag"
 UNITS_REPORTED = "MeterUnitsReported"
+RESOURCE_DIMENSION = "resource"
 
 
 def publish_run(metrics: Metrics, report: MeterRunReport) -> None:
@@ -25,4 +30,4 @@ def publish_run(metrics: Metrics, report: MeterRunReport) -> None:
         with single_metric(
             name=UNITS_REPORTED, unit=MetricUnit.Count, value=float(units), namespace=metrics.namespace
         ) as metric:
-            metric.add_dimension(name="resource", value=resource)
+            metric.add_dimension(name=RESOURCE_DIMENSION, value=resource)
