@@ -19,7 +19,7 @@ import pytest
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
-from billing_platform.subscriptions.repository import SubscriptionRepository
+from billing_platform.subscriptions.repository import Claim, SubscriptionRepository
 from billing_platform.subscriptions.webhooks import WebhookProcessor
 from tests.factories import stripe as sf
 from tests.factories.handlers import load_handler
@@ -465,3 +465,14 @@ def test_price_missing_from_the_catalog_is_a_5xx_so_stripe_retries(hook: Harness
     assert "price_not_in_catalog" in body["message"]
     assert hook.repo.get_subscription("t_unknown_price") is None
     assert ledger(hook, created["id"]) is None
+
+
+def test_event_claimed_by_a_concurrent_delivery_is_409_so_stripe_retries(hook: Harness) -> None:
+    created, _ = hook.story("t_inflight").subscribe("price_pro_monthly")
+    assert hook.repo.claim_event(created["id"], created["type"], created["created"]) is Claim.CLAIMED
+
+    status, body = hook.deliver(created)
+
+    assert (status, body["code"]) == (409, "event_in_progress")
+    assert hook.repo.get_subscription("t_inflight") is None
+    assert hook.entitlements.calls == []
