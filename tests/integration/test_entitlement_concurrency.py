@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -57,7 +57,7 @@ def catalog() -> Catalog:
 @pytest.fixture
 def make_service(
     ddb_local_tables: dict[str, str], dynamodb_local: Any, catalog: Catalog
-) -> Iterator[Callable[..., EntitlementService]]:
+) -> Callable[..., EntitlementService]:
     client = boto3.client(
         "dynamodb",
         endpoint_url=dynamodb_local.endpoint_url,
@@ -75,7 +75,7 @@ def make_service(
             rng=random.Random(seed),
         )
 
-    yield make
+    return make
 
 
 def period(now: datetime) -> dict[str, datetime]:
@@ -238,7 +238,8 @@ def test_idempotency_key_retries_consume_once_under_concurrency(
     # A later retry answers exactly what the first attempt answered.
     firsts = {a.idempotency_key: a for a in answers if not a.replayed}
     again = service.consume("t-keys", "executions", Decimal(2), idempotency_key="job-3")
-    assert again.replayed and (again.used, again.remaining) == (firsts["job-3"].used, firsts["job-3"].remaining)
+    assert again.replayed
+    assert (again.used, again.remaining) == (firsts["job-3"].used, firsts["job-3"].remaining)
     # Keyed releases under contention give back once per key.
     releases = run_threads(
         lambda i: [service.release("t-keys", "executions", idempotency_key=keys[i % 20])], threads=40

@@ -4,7 +4,6 @@ drive, against moto DynamoDB with the real layer code."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -48,10 +47,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def service(moto_aws: dict[str, str], clock: Clock) -> Iterator[EntitlementService]:
+def service(moto_aws: dict[str, str], clock: Clock) -> EntitlementService:
     svc = EntitlementService(get_settings(), clock=clock)
     svc.apply_plan("acme", "free", period_start=START, period_end=END, source_version=10)
-    yield svc
+    return svc
 
 
 @pytest.fixture
@@ -136,7 +135,7 @@ def test_decorated_powertools_route_answers_402_and_releases_on_error(enforcer: 
         return app.resolve(api_event("POST", "/v1/tenants/acme/jobs", body, tenant_id="acme"), LambdaContext())
 
     assert post({})["statusCode"] == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad job"):
         post({"fail": True})
     assert enforcer.check("acme", "storage_mb").used == 30
     assert [post({})["statusCode"] for _ in range(3)] == [200, 200, 402]
@@ -161,7 +160,8 @@ def test_async_services_use_the_same_guarantees(enforcer: EntitlementEnforcer) -
 
     outcome = asyncio.run(main())
     assert all(c.allowed for c in outcome[:5])
-    assert outcome[5] == "ok" and isinstance(outcome[6], RuntimeError)
+    assert outcome[5] == "ok"
+    assert isinstance(outcome[6], RuntimeError)
     assert enforcer.check("acme", "api_calls").used == 51
 
 
@@ -181,7 +181,9 @@ def test_features_are_cached_but_quota_never_is(moto_aws: dict[str, str], enforc
 
 def test_service_satisfies_the_webhook_protocol(service: EntitlementService) -> None:
     effects: EntitlementEffects = service  # mypy checks the signature; this checks the wiring
-    assert callable(effects.apply_plan) and callable(effects.suspend) and callable(effects.revoke)
+    assert callable(effects.apply_plan)
+    assert callable(effects.suspend)
+    assert callable(effects.revoke)
 
 
 def test_upgrade_raises_quota_at_once_and_keeps_the_period_usage(service: EntitlementService) -> None:
@@ -251,6 +253,7 @@ def test_plan_switch_to_sharded_layout_carries_usage(service: EntitlementService
     # Another container still on the old layout learns the new one from the retired counter.
     stale = EntitlementService(get_settings())
     check = stale.consume("acme", "storage_mb", Decimal(5))
-    assert check.allowed and check.approximate
+    assert check.allowed
+    assert check.approximate
     service.apply_plan("acme", "pro", period_start=START, period_end=END, source_version=13)
     assert service.check("acme", "storage_mb").used == 1005

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import ModuleType
@@ -21,10 +20,10 @@ PERIOD = {"period_start": NOW - timedelta(days=3), "period_end": NOW + timedelta
 
 
 @pytest.fixture
-def api(moto_aws: dict[str, str]) -> Iterator[ModuleType]:
+def api(moto_aws: dict[str, str]) -> ModuleType:
     module = load_handler("entitlements")
     module.service.apply_plan("acme", "free", **PERIOD, source_version=1)
-    yield module
+    return module
 
 
 def call(module: ModuleType, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:

@@ -166,7 +166,7 @@ def test_add_months_clamps_the_day() -> None:
     ids=["zero", "negative", "nan", "infinity", "seven-places", "max", "int", "float"],
 )
 def test_validate_quantity_refuses_bad_values(value: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="quantity"):
         validate_quantity(value)  # type: ignore[arg-type]
 
 
@@ -174,7 +174,9 @@ def test_validate_quantity_refuses_bad_values(value: object) -> None:
 def test_valid_quantities_pass_and_print_without_exponent(value: Decimal) -> None:
     assert validate_quantity(value) == value
     text = decimal_str(value)
-    assert text is not None and "E" not in text and Decimal(text) == value
+    assert text is not None
+    assert "E" not in text
+    assert Decimal(text) == value
 
 
 @given(limit=limits, used=limits, allowed=st.booleans())
