@@ -150,3 +150,11 @@ def test_subscription_provisions_entitlements_through_signed_webhooks(stack: Sta
     # A forged webhook is refused by the same route the provider's signed ones pass through.
     status, body = stack.request("POST", "/v1/webhooks/stripe", {"id": "evt_forged", "type": "invoice.paid"})
     assert (status, body["code"]) == (400, "invalid_signature")
+
+
+def test_openapi_document_lists_the_subscription_and_webhook_routes(stack: Stack) -> None:
+    status, document = stack.request("GET", "/openapi.json")
+    assert status == 200
+    for path in ("/v1/customers", "/v1/subscriptions/{subscription_id}", "/v1/webhooks/stripe"):
+        assert path in document["paths"], sorted(document["paths"])
+    assert set(document["paths"]["/v1/subscriptions/{subscription_id}"]) >= {"get", "patch", "delete"}
