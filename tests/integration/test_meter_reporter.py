@@ -415,3 +415,26 @@ def test_concurrent_runs_with_usage_still_arriving_bill_exactly_the_usage(ddb_lo
     identifiers = [e["identifier"] for e in api.meter_events]
     assert len(identifiers) == len(set(identifiers))
     assert reporter(http, lookback_days=1).run().events_sent == 0
+
+
+# ----------------------------------------------------------------------------------------- event listing
+
+
+def test_list_events_pages_through_stripe_and_returns_oldest_first(stripe_api: MeteredStripeApi) -> None:
+    http = LockedHTTPClient(stripe_api)
+    base = int(NOW.timestamp())
+    for i in range(130):
+        evt = fake_stripe.event("customer.created", fake_stripe.customer(), created=base - i, event_id=f"evt_{i:04d}")
+        stripe_api.events.append(evt)
+    stripe_api.events.append(fake_stripe.event("plan.created", {"id": "plan_x"}, created=base, event_id="evt_plan"))
+    source = StripeMeterEvents(client=stripe_client(http), sleep=lambda _s: None)
+
+    listed = list(source.list_events(NOW - timedelta(seconds=200), types=("customer.created",)))
+
+    assert len(listed) == 130
+    assert [e["created"] for e in listed] == sorted(e["created"] for e in listed)
+    assert listed[0]["id"] == "evt_0129"
+    assert listed[-1]["data"]["object"]["object"] == "customer"
+    pages = [r for r in http.requests if r.path == "/v1/events"]
+    assert len(pages) == 2
+    assert pages[0].params["types[0]"] == "customer.created"
