@@ -292,3 +292,11 @@ def test_openapi_is_generated_from_the_routes(api: Api) -> None:
     }
     assert set(paths["/v1/subscriptions/{subscription_id}"]) == {"get", "patch", "delete"}
     assert "CreateSubscriptionRequest" in schema["components"]["schemas"]
+
+
+def test_a_tenant_whose_customer_was_deleted_can_get_a_new_one(api: Api) -> None:
+    first = api.customer()
+    SubscriptionRepository().mark_customer_deleted("t_acme", first)
+    second = api.customer()
+    assert second != first
+    assert SubscriptionRepository().customer_for_tenant("t_acme") == second

@@ -476,3 +476,28 @@ def test_event_claimed_by_a_concurrent_delivery_is_409_so_stripe_retries(hook: H
     assert (status, body["code"]) == (409, "event_in_progress")
     assert hook.repo.get_subscription("t_inflight") is None
     assert hook.entitlements.calls == []
+
+
+def test_a_late_customer_updated_does_not_undo_a_deletion(hook: Harness) -> None:
+    story = hook.story("t_undelete")
+    hook.deliver(story.customer_created())
+    story.customer["email"] = "old@example.com"
+    updated = sf.event("customer.updated", story.customer, created=story.now + 5)
+    deleted = sf.event("customer.deleted", sf.deleted_customer(story.customer_id), created=story.now + 10)
+
+    hook.deliver(deleted)
+    assert hook.deliver(updated)[0] == 200
+
+    profile = hook.repo.get_profile("t_undelete")
+    assert profile is not None
+    assert profile["deleted"] is True
+    assert profile["email"] == "ada@example.com"
+    assert hook.repo.customer_for_tenant("t_undelete") is None
+
+
+def test_checkout_binding_keeps_the_known_email(hook: Harness) -> None:
+    story = hook.story("t_keep_email")
+    hook.deliver(story.customer_created())
+    story.subscribe("price_pro_monthly")
+    hook.deliver(story.checkout_completed())
+    assert hook.repo.get_profile("t_keep_email")["email"] == "ada@example.com"  # type: ignore[index]

@@ -66,28 +66,42 @@ class SubscriptionRepository:
         email: str | None = None,
         name: str | None = None,
         audit: AuditEntry | None = None,
+        version: int | None = None,
     ) -> bool:
         """Bind tenant and customer both ways, in one transaction with its audit entry. Idempotent for the
-        same pair; False (and nothing written) if either side is bound to someone else."""
+        same pair; a tenant whose customer was deleted may be bound to a new one. False (and nothing
+        written) if either side is bound to someone else, or if `version` (the Stripe event `created`)
+        is older than the customer event already applied. Unknown email/name (None) keep stored ones."""
         now = datetime.now(UTC).isoformat()
+        sets = ["tenant_id = :t", "customer_id = :c", "deleted = :false", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":t": {"S": tenant_id},
+            ":c": {"S": customer_id},
+            ":false": {"BOOL": False},
+            ":true": {"BOOL": True},
+            ":now": {"S": now},
+        }
+        condition = "(attribute_not_exists(pk) OR customer_id = :c OR deleted = :true)"
+        for attribute, value in (("email", email), ("name", name)):
+            if value is not None:
+                sets.append(f"#{attribute} = :{attribute}")
+                values[f":{attribute}"] = {"S": value}
+        if version is not None:
+            sets.append("event_version = :v")
+            values[":v"] = {"N": str(version)}
+            condition += " AND (attribute_not_exists(event_version) OR event_version <= :v)"
+        names = {f"#{a}": a for a, v in (("email", email), ("name", name)) if v is not None}
+        profile: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            profile["ExpressionAttributeNames"] = names
         items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": {
-                        "pk": {"S": f"TENANT#{tenant_id}"},
-                        "sk": {"S": "PROFILE"},
-                        "tenant_id": {"S": tenant_id},
-                        "customer_id": {"S": customer_id},
-                        "email": _s(email),
-                        "name": _s(name),
-                        "deleted": {"BOOL": False},
-                        "updated_at": {"S": now},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :c",
-                    "ExpressionAttributeValues": {":c": {"S": customer_id}},
-                }
-            },
+            {"Update": profile},
             {
                 "Put": {
                     "TableName": self.table,
@@ -113,18 +127,27 @@ class SubscriptionRepository:
             raise
         return True
 
-    def mark_customer_deleted(self, tenant_id: str, customer_id: str) -> None:
+    def mark_customer_deleted(self, tenant_id: str, customer_id: str, *, version: int | None = None) -> None:
+        """Flag the tenant's customer deleted (no-op if the tenant is bound to another customer or a newer
+        customer event was applied)."""
+        values: dict[str, Any] = {
+            ":t": {"BOOL": True},
+            ":c": {"S": customer_id},
+            ":now": {"S": datetime.now(UTC).isoformat()},
+        }
+        update = "SET deleted = :t, updated_at = :now"
+        condition = "customer_id = :c"
+        if version is not None:
+            update += ", event_version = :v"
+            values[":v"] = {"N": str(version)}
+            condition += " AND (attribute_not_exists(event_version) OR event_version <= :v)"
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET deleted = :t, updated_at = :now",
-                ConditionExpression="customer_id = :c",
-                ExpressionAttributeValues={
-                    ":t": {"BOOL": True},
-                    ":c": {"S": customer_id},
-                    ":now": {"S": datetime.now(UTC).isoformat()},
-                },
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if not _is_conditional_failure(exc):

@@ -174,7 +174,9 @@ class WebhookProcessor:
         sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
         return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
 
-    def _bind(self, tenant_id: str, customer_id: str, email: str | None, name: str | None) -> None:
+    def _bind(
+        self, tenant_id: str, customer_id: str, email: str | None, name: str | None, version: int | None = None
+    ) -> None:
         audit = AuditEntry(
             tenant_id=tenant_id,
             actor=ACTOR,
@@ -182,9 +184,9 @@ class WebhookProcessor:
             target=customer_id,
             after={"customer_id": customer_id, "email": email},
         )
-        if not self._repo.bind_customer(tenant_id, customer_id, email=email, name=name, audit=audit):
+        if not self._repo.bind_customer(tenant_id, customer_id, email=email, name=name, audit=audit, version=version):
             logger.warning(
-                "customer not bound: tenant or customer already bound elsewhere",
+                "customer not bound: bound elsewhere, or a newer customer event was applied",
                 extra={"tenant_id": tenant_id, "customer_id": customer_id},
             )
 
@@ -193,9 +195,9 @@ class WebhookProcessor:
         if tenant_id is None:
             return "no_tenant", None
         if event.type == "customer.deleted":
-            self._repo.mark_customer_deleted(tenant_id, customer.id)
+            self._repo.mark_customer_deleted(tenant_id, customer.id, version=event.created)
             return "customer_deleted", tenant_id
-        self._bind(tenant_id, customer.id, customer.email, customer.name)
+        self._bind(tenant_id, customer.id, customer.email, customer.name, event.created)
         return "customer_bound", tenant_id
 
     def _tenant_for(self, sub: ProviderSubscription) -> str | None:
