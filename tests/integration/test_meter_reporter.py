@@ -354,6 +354,20 @@ def test_usage_outside_the_lookback_window_is_not_read(
     assert reporter(http, lookback_days=6).run().events_sent == 1
 
 
+def test_late_usage_at_the_edge_of_stripes_35_day_window_gets_a_timestamp_stripe_accepts(
+    pro_tenant: str, http: FakeStripeHTTPClient, stripe_api: MeteredStripeApi
+) -> None:
+    edge = NOW - timedelta(days=35) + timedelta(minutes=50)  # its hour started over 35 days ago
+    add_usage(pro_tenant, "tokens", edge, "9")
+
+    assert reporter(http, lookback_days=35).run().events_sent == 1
+
+    (sent,) = stripe_api.meter_events
+    assert sent["timestamp"] >= int((NOW - timedelta(days=35)).timestamp())
+    hour_start = edge.replace(minute=0, second=0)
+    assert sent["timestamp"] < int((hour_start + timedelta(hours=1)).timestamp())  # still inside its hour
+
+
 def test_deadline_stops_claiming_new_work(
     pro_tenant: str, http: FakeStripeHTTPClient, stripe_api: MeteredStripeApi
 ) -> None:

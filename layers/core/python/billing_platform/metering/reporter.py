@@ -49,6 +49,9 @@ from billing_platform.usage.repository import AggregateRepository
 
 # Stripe accepts meter event timestamps up to 35 days old; usage older than that is refused at ingest.
 LOOKBACK_DAYS = 35
+# A claim's timestamp is never older than this, so Stripe accepts late usage of the window's first hours
+# (the claim stores it: a resend is identical).
+OLDEST_EVENT_AGE = timedelta(days=35) - timedelta(hours=1)
 # After this many consecutive "Stripe is unavailable / rate limiting" failures the run stops early:
 # the claims stay and the next run resumes, instead of burning the timeout on a Stripe outage.
 MAX_CONSECUTIVE_OUTAGES = 3
@@ -251,7 +254,7 @@ class MeterReporter:
             identifier=meter_identifier(tenant_id, resource, hour, total),
             event_name=resource_type.meter_event_name,
             customer_id=record.customer_id,
-            event_ts=bucket_start(Granularity.HOUR, hour),
+            event_ts=max(bucket_start(Granularity.HOUR, hour), self._clock() - OLDEST_EVENT_AGE),
         )
         if not self._watermarks.claim(tenant_id, resource, hour, pending):
             report.claims_lost += 1  # another run claimed it (or reported meanwhile): it finishes it
