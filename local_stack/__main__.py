@@ -40,28 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
+    # Until shutdown begins, SIGINT (Ctrl-C) and SIGTERM interrupt whatever runs, startup included (a slow
+    # JVM start must not make Ctrl-C wait). Once stopping, further signals are only acknowledged, so a
+    # second Ctrl-C cannot cut the cleanup short and orphan DynamoDB Local.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = LocalStack(options)
     try:
         stack.start()
-        if stop.is_set():
-            return 0
         print(stack.banner(), flush=True)
         print(f"READY {stack.base_url} startup_seconds={stack.timings.marks['ready']}", flush=True)
-        while not stop.wait(0.5):
-            pass
-        print("stopping...", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGINT, _already_stopping)
+        signal.signal(signal.SIGTERM, _already_stopping)
+        print("stopping...", flush=True)
         stack.stop()
     print("stopped", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    print("still stopping, please wait...", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import glob
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -40,26 +41,41 @@ class DynamoDBLocal:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout: float = 30.0) -> DynamoDBLocal:
         java = shutil.which("java")
         if java is None:
             raise RuntimeError("java (17+) is needed for DynamoDB Local")
         lib = self.jar.parent / "DynamoDBLocal_lib"
+        argv = [
+            java,
+            f"-Djava.library.path={lib}",
+            "-jar",
+            str(self.jar),
+            "-inMemory",
+            "-sharedDb",
+            "-disableTelemetry",
+            "-port",
+            str(self.port),
+        ]
+        # setpriv (util-linux) execs java with a parent-death signal: if this process dies without
+        # stop() (kill -9, a crash), the kernel terminates DynamoDB Local too. Java then gets its own
+        # session, so a terminal's Ctrl-C reaches only us and stop() shuts it down after the pollers
+        # that still use it. Without setpriv, java stays in our process group and Ctrl-C reaches it
+        # directly. The signal fires when the *thread* that started java exits: start from a
+        # long-lived thread (the main thread in the local stack and the test fixtures).
+        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if setpriv is not None:
+            argv = [setpriv, "--pdeathsig", "TERM", *argv]
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [
-                java,
-                f"-Djava.library.path={lib}",
-                "-jar",
-                str(self.jar),
-                "-inMemory",
-                "-sharedDb",
-                "-disableTelemetry",
-                "-port",
-                str(self.port),
-            ],
+            argv,
             cwd=str(self.jar.parent),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=setpriv is not None,
         )
         client = self.client("dynamodb")
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@ Swagger UI page that works offline (Powertools ships the Swagger UI bundle)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ def merged_openapi(runtime: FunctionRuntime, server_url: str) -> dict[str, Any]:
             merge.add_schema(app.get_openapi_schema())
         except Exception as exc:  # one function's broken schema must not hide the others
             log.warning("functions/%s: no OpenAPI schema (%s: %s)", spec.name, type(exc).__name__, exc)
-    return merge.get_openapi_schema()
+    # The JSON form: get_openapi_schema() keeps enum members (e.g. ParameterInType) that json.dumps refuses.
+    document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
+    return document
 
 
 def swagger_html(spec_url: str) -> bytes:
