@@ -376,3 +376,22 @@ def test_tenant_show_of_an_unknown_tenant_exits_4(moto_aws: dict[str, str]) -> N
     run = cli("tenant", "show", "t_nobody")
     assert run.code == EXIT_NOT_FOUND
     assert "t_nobody" in run.stderr
+
+
+@pytest.mark.ddblocal
+def test_tenant_show_against_the_local_stacks_dynamodb_endpoint(
+    ddb_local_tables: dict[str, str], dynamodb_local: Any, env: pytest.MonkeyPatch
+) -> None:
+    """The local stack's DynamoDB Local, reached by `--dynamodb-endpoint` as its banner prints it."""
+    from tests.integration.test_meter_reporter import subscribe
+
+    subscribe("t_local", "cus_local", "pro")
+    add_usage("t_local", "api_calls", NOW - timedelta(hours=3), "11")
+    env.setenv("AWS_ENDPOINT_URL_DYNAMODB", "")  # recorded, so the CLI's export is undone afterwards
+    env.delenv("AWS_ENDPOINT_URL_DYNAMODB")
+
+    run = cli("--json", "--dynamodb-endpoint", dynamodb_local.endpoint_url, "tenant", "show", "t_local")
+
+    assert run.code == EXIT_OK, run.stderr
+    assert run.json["subscription"]["customer_id"] == "cus_local"
+    assert run.json["usage"]["api_calls"]["total"] == "11"
