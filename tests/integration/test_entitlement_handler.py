@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform.audit.log import AuditLog
 from billing_platform.auth.keys import ApiKeyService
 from tests.factories.apigw import api_event, json_body
 from tests.factories.handlers import load_handler
@@ -118,6 +119,11 @@ def test_release_gives_quota_back_but_never_below_zero(api: ModuleType) -> None:
         tenant_id="acme",
     )
     assert (status, body["released"], body["used"], body["remaining"]) == (200, "6.5", "0", "10000")
+    entries = AuditLog().list("acme")
+    assert [(e.action, e.target, e.actor, (e.after or {}).get("released")) for e in entries] == [
+        ("entitlement.release", "tokens", "tenant:acme:key:key_acme", "6.5"),
+        ("entitlement.release", "tokens", "tenant:acme:key:key_acme", "4"),
+    ]
 
 
 def test_idempotent_consume_over_the_api_consumes_once(api: ModuleType) -> None:

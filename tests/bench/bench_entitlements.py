@@ -1,0 +1,228 @@
+"""Entitlement benchmark on Amazon's DynamoDB Local: checks/s, AWS requests per check (counted with
+botocore event hooks, so every retry and every slow-path read is included), and the cold import time
+of the entitlement function.
+
+Run: `.venv/bin/python -m tests.bench bench_entitlements`. Numbers from DynamoDB Local on a shared
+2-core machine measure the client's work and request count, not DynamoDB's own latency.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from billing_platform.catalog.models import parse_catalog
+from billing_platform.entitlements.models import EntitlementCheck, add_months
+from billing_platform.entitlements.repository import EntitlementRepository
+from billing_platform.entitlements.service import EntitlementService
+from billing_platform.settings import Settings
+from local_stack.dynamodb_local import DynamoDBLocal
+from local_stack.provision import create_tables
+
+ROOT = Path(__file__).resolve().parents[2]
+THREADS = 16
+CATALOG = parse_catalog(
+    """{
+  "version": "bench",
+  "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
+  "default_plan": "single",
+  "plans": {
+    "single": {"name": "One counter", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}}},
+    "small": {"name": "Small", "quotas": {"executions": {"limit": "100", "policy": "hard"}}},
+    "sharded": {"name": "Eight shards", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}},
+                "counter_shards": 8},
+    "sharded_small": {"name": "Eight small shards", "quotas": {"executions": {"limit": "800", "policy": "hard"}},
+                      "counter_shards": 8}
+  }
+}"""
+)
+
+
+class RequestCounter:
+    """Counts DynamoDB requests by operation, as sent on the wire (retries included)."""
+
+    def __init__(self, client: Any) -> None:
+        self._lock = threading.Lock()
+        self.ops: Counter[str] = Counter()
+        client.meta.events.register("before-send.dynamodb.*", self._sent)
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        operation = request.headers["X-Amz-Target"].decode().split(".")[-1]
+        with self._lock:
+            self.ops[operation] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.ops.clear()
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())
+
+
+def run(
+    label: str,
+    counter: RequestCounter,
+    calls: int,
+    threads: int,
+    call: Callable[[int], EntitlementCheck],
+) -> list[EntitlementCheck]:
+    counter.reset()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        answers = list(pool.map(call, range(calls)))
+    elapsed = time.perf_counter() - started
+    granted = sum(1 for a in answers if a.allowed)
+    ops = ", ".join(f"{name} {count}" for name, count in sorted(counter.ops.items()))
+    print(
+        f"{label:<58} {calls / elapsed:8.0f} checks/s  {counter.total / calls:5.2f} requests/check"
+        f"  ({granted}/{calls} granted; {ops})",
+        flush=True,
+    )
+    return answers
+
+
+def cold_import_seconds(repeats: int = 5) -> tuple[float, list[tuple[int, str]]]:
+    """Median wall time to import functions/entitlements/handler.py in a fresh interpreter, and the
+    largest cumulative imports from `-X importtime`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BILLING_TABLE_NAME": "billing", "AWS_DEFAULT_REGION": "us-east-1"}
+    code = "import time; t = time.perf_counter(); import functions.entitlements.handler; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    trace = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import functions.entitlements.handler"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    rows = []
+    for line in trace.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].rstrip()
+            depth = len(name) - len(name.lstrip())
+            if 2 < depth <= 5:  # what the handler imports directly (and their own first level)
+                rows.append((int(parts[1]), name.strip()))
+    return statistics.median(times), sorted(rows, reverse=True)[:6]
+
+
+def main() -> None:
+    with DynamoDBLocal() as ddb:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=ddb.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5}),
+        )
+        names = create_tables(client, prefix="bench-")
+        settings = Settings(billing_table_name=names["BILLING_TABLE_NAME"])
+        counter = RequestCounter(client)
+
+        def service(seed: int = 1) -> EntitlementService:
+            return EntitlementService(
+                settings,
+                repository=EntitlementRepository(settings, client),
+                catalog=CATALOG,
+                rng=random.Random(seed),
+            )
+
+        svc = service()
+        start = datetime.now(UTC) - timedelta(days=1)
+        for tenant, plan in (
+            ("single", "single"),
+            ("small", "small"),
+            ("sharded", "sharded"),
+            ("hot", "sharded_small"),
+        ):
+            svc.apply_plan(tenant, plan, period_start=start, period_end=add_months(start, 1), source_version=1)
+            svc.consume(tenant, "executions")  # warm: the layout is cached, as in a warm Lambda container
+        one = Decimal(1)
+        print(f"DynamoDB Local, {os.cpu_count()} cores shared; quantity 1 unless noted", flush=True)
+
+        run("hot path, one counter, 1 thread", counter, 400, 1, lambda i: svc.consume("single", "executions", one))
+        run(
+            f"hot path, one counter, {THREADS} threads",
+            counter,
+            1500,
+            THREADS,
+            lambda i: svc.consume("single", "executions", one),
+        )
+        run(
+            f"hot path, 8 shards, {THREADS} threads",
+            counter,
+            1500,
+            THREADS,
+            lambda i: svc.consume("sharded", "executions", one),
+        )
+        answers = run(
+            f"8 shards of 800 drained to zero, {THREADS} threads",
+            counter,
+            900,
+            THREADS,
+            lambda i: svc.consume("hot", "executions", one),
+        )
+        final = svc.check("hot", "executions")
+        granted_here = sum(1 for a in answers if a.allowed)
+        exact = all(a.remaining is not None and a.remaining < a.quantity for a in answers if not a.allowed)
+        print(
+            f"    used {final.used} of a limit of {final.limit} (1 at warm-up + {granted_here} here),"
+            f" remaining {final.remaining}; every denial exact: {exact}",
+            flush=True,
+        )
+        svc.consume("small", "executions", Decimal(99))  # 1 taken at warm-up
+        run("denied (one counter exhausted)", counter, 200, 4, lambda i: svc.consume("small", "executions", one))
+        run(
+            "idempotent consume (new key each: transaction + read + answer)",
+            counter,
+            200,
+            4,
+            lambda i: svc.consume("single", "executions", one, idempotency_key=f"bench-{i}"),
+        )
+        run(
+            "idempotent retry (key already used: replay)",
+            counter,
+            200,
+            4,
+            lambda i: svc.consume("single", "executions", one, idempotency_key=f"bench-{i}"),
+        )
+        run(
+            "check without consuming (consistent read)",
+            counter,
+            200,
+            4,
+            lambda i: svc.check("single", "executions", one),
+        )
+
+    median, top = cold_import_seconds()
+    print(
+        f"\ncold import of functions/entitlements/handler.py: {median * 1000:.0f} ms (median of 5 fresh interpreters)"
+    )
+    for micros, name in top:
+        print(f"    {micros / 1000:7.1f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
