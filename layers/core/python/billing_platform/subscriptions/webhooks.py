@@ -13,7 +13,9 @@ older than the stored state is acknowledged and ignored; a canceled subscription
 life; at a tie (Stripe's clock has one-second resolution) the subscription is re-fetched from the
 provider, whose answer is current by definition. Invoice and checkout events always re-fetch, since
 they do not carry the subscription's state. Records are written with optimistic concurrency
-(`revision`), so concurrent deliveries of different events cannot interleave.
+(`revision`), so concurrent deliveries of different events cannot interleave. The record is saved
+before the entitlement effects run; if those fail, the redelivery of that same event (the record's
+`last_event_id`) applies its state again, so the effects catch up exactly once in outcome.
 """
 
 from __future__ import annotations
