@@ -168,3 +168,45 @@ def test_a_late_old_event_does_not_bring_the_old_plan_back(world: World) -> None
     assert world.deliver(created) == ["ignored_stale"]
     view, _ = world.quotas("t_late")
     assert view["plan_id"] == "enterprise"
+
+
+class CrashAfterApply:
+    """The real service, crashing right after its effect the next `crash` times (a Lambda dying
+    between the entitlement write and the ledger's `done`)."""
+
+    def __init__(self, inner: EntitlementService) -> None:
+        self.inner = inner
+        self.crash = 0
+
+    def apply_plan(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.apply_plan(*args, **kwargs)
+        if self.crash:
+            self.crash -= 1
+            raise RuntimeError("crashed after the effect")
+
+    def suspend(self, tenant_id: str, reason: str) -> None:
+        self.inner.suspend(tenant_id, reason)
+
+    def revoke(self, tenant_id: str) -> None:
+        self.inner.revoke(tenant_id)
+
+
+def test_a_renewal_retried_after_a_crash_resets_the_period_once(world: World) -> None:
+    effects = CrashAfterApply(world.service())
+    world.handler._processor = WebhookProcessor(world.handler._processor.provider, entitlements=effects)
+    story = world.story("t_crash")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    world.service().consume("t_crash", "executions", Decimal(30))
+
+    updated, _paid = story.renew()
+    effects.crash = 1
+    status, body = sf.deliver(world.handler, updated)
+    assert (status, body["code"]) == (500, "internal_error")
+    _view, quotas = world.quotas("t_crash")
+    assert quotas["executions"]["used"] == "0"  # the effect happened before the crash
+    world.service().consume("t_crash", "executions", Decimal(5))
+
+    assert world.deliver(updated) == ["applied:active"]  # Stripe's retry
+
+    _view, quotas = world.quotas("t_crash")
+    assert quotas["executions"]["used"] == "5"  # not reset a second time
