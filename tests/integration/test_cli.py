@@ -8,7 +8,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -258,7 +257,7 @@ def test_dlq_redrive_against_the_local_stack_finds_its_queues_by_name(env: pytes
 
 
 @pytest.fixture
-def story(stripe_api: MeteredStripeApi) -> Iterator[SubscriptionStory]:
+def story(stripe_api: MeteredStripeApi) -> SubscriptionStory:
     start = int(time.time()) - 3 * 3600
     return SubscriptionStory(stripe_api, "t_replay", start=start)
 

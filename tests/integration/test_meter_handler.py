@@ -63,7 +63,7 @@ def test_scheduled_run_reports_usage_once_and_publishes_metrics(
     assert first["units_reported"] == {"api_calls": "3", "tokens": "42"}
     assert first["lag_seconds"] == 0
     sender = module.sender()
-    assert sender.total("tokens", "cus_sched") == 42  # type: ignore[attr-defined]
+    assert sender.total("tokens", "cus_sched") == 42
 
     out = capfd.readouterr().out
     metrics = {name for blob in _emf(out) for name in blob if name.startswith("Meter")}
@@ -77,7 +77,7 @@ def test_scheduled_run_reports_usage_once_and_publishes_metrics(
 
     second = module.handler(_event("evt-run-2"), ScheduledContext(function_name="meter_reporter"))
     assert second["events_sent"] == 0
-    assert sender.total("tokens", "cus_sched") == 42  # type: ignore[attr-defined]
+    assert sender.total("tokens", "cus_sched") == 42
 
 
 def test_a_run_near_the_timeout_claims_nothing(moto_aws: dict[str, str]) -> None:
