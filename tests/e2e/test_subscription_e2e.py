@@ -52,7 +52,12 @@ def _read_until_ready(proc: subprocess.Popen[str]) -> tuple[str, str]:
     assert proc.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
     stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + STARTUP_TIMEOUT
     token = None
     seen: list[str] = []

@@ -184,7 +184,7 @@ def test_a_tenant_with_a_live_subscription_gets_409(api: Api) -> None:
         status="active",
         price_id="price_pro_monthly",
         plan_id="pro",
-        subscription_created="2026-11-01T00:00:00Z",  # type: ignore[arg-type]
+        subscription_created="2026-11-01T00:00:00Z",
     )
     SubscriptionRepository().save_subscription(record, None)
     api.http.requests.clear()

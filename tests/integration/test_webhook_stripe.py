@@ -438,6 +438,7 @@ def test_trial_and_trial_will_end(hook: Harness) -> None:
     assert hook.deliver(story.trial_will_end())[1]["outcome"] == "applied:trialing"
     record = hook.repo.get_subscription("t_trial")
     assert record is not None
+    assert story.sub is not None
     assert record.trial_end == ts(story.sub["trial_end"])
     assert [c[5] for c in hook.entitlements.calls] == ["trialing", "trialing"]
 

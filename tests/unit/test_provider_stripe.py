@@ -5,7 +5,6 @@ Stripe's code and request id, retries with backoff)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -46,7 +45,7 @@ def provider(http: sf.FakeStripeHTTPClient, sleeps: Sleeps) -> StripeSyncProvide
 
 
 @pytest.fixture
-def customer_id(provider: StripeSyncProvider, http: sf.FakeStripeHTTPClient) -> Iterator[str]:
+def customer_id(provider: StripeSyncProvider, http: sf.FakeStripeHTTPClient) -> str:
     customer = provider.create_customer("t_acme", "billing@acme.test", "Acme")
     http.requests.clear()
     return customer.id
