@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform.audit.log import AuditLog
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
@@ -136,6 +137,16 @@ def test_signed_subscription_created_is_applied_with_the_period_of_its_items(hoo
         ("apply_plan", "t_alpha", "pro", record.current_period_start, record.current_period_end, "active")
     ]
     assert (ledger(hook, created["id"]) or {})["status"]["S"] == "done"
+    (entry,) = AuditLog().list("t_alpha")
+    assert (entry.actor, entry.action, entry.target, entry.request_id) == (
+        "stripe:webhook",
+        "subscription.created",
+        story.subscription_id,
+        created["id"],
+    )
+    assert entry.before is None
+    assert entry.after is not None
+    assert entry.after["plan_id"] == "pro"
 
 
 @pytest.mark.parametrize(
