@@ -137,7 +137,10 @@ def test_signed_subscription_created_is_applied_with_the_period_of_its_items(hoo
         ("apply_plan", "t_alpha", "pro", record.current_period_start, record.current_period_end, "active")
     ]
     assert (ledger(hook, created["id"]) or {})["status"]["S"] == "done"
-    (entry,) = AuditLog().list("t_alpha")
+    entries = AuditLog().list("t_alpha", newest_first=False)
+    # The customer was unknown: fetched from Stripe (tenant in its metadata) and bound first.
+    assert [e.action for e in entries] == ["customer.bind", "subscription.created"]
+    entry = entries[1]
     assert (entry.actor, entry.action, entry.target, entry.request_id) == (
         "stripe:webhook",
         "subscription.created",
