@@ -210,3 +210,17 @@ def test_a_renewal_retried_after_a_crash_resets_the_period_once(world: World) ->
 
     _view, quotas = world.quotas("t_crash")
     assert quotas["executions"]["used"] == "5"  # not reset a second time
+
+
+def test_pause_denies_and_resume_restores_through_the_real_service(world: World) -> None:
+    story = world.story("t_paused")
+    world.deliver(*story.subscribe("price_pro_monthly"))
+    world.deliver(story.pause())
+    assert not world.service().consume("t_paused", "executions", Decimal(1)).allowed
+    view, _ = world.quotas("t_paused")
+    assert view["features"]["audit_export"] is False  # features are off while suspended
+
+    world.deliver(story.resume())
+    assert world.service().consume("t_paused", "executions", Decimal(1)).allowed
+    view, _ = world.quotas("t_paused")
+    assert (view["plan_id"], view["status"]) == ("pro", "active")
