@@ -136,6 +136,10 @@ def test_idempotent_consume_over_the_api_consumes_once(api: ModuleType) -> None:
         k: v for k, v in first[1].items() if k != "replayed"
     }
     assert api.service.check("acme", "api_calls").used == Decimal(5)
+    reused = {**request, "quantity": 6}
+    status, body = call(api, "POST", "/v1/entitlements/consume", reused, tenant_id="acme")
+    assert (status, body["code"]) == (422, "idempotency_key_reused")
+    assert api.service.check("acme", "api_calls").used == Decimal(5)
     status, body = call(
         api,
         "POST",

@@ -15,6 +15,8 @@ Every quota change is a conditional write; numbers go to DynamoDB as Decimal str
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -190,6 +192,24 @@ class KeyedTake:
     conflict: bool = False  # another transaction held an item: retry
 
 
+# botocore's standard retry mode does not retry TransactionConflictException, which DynamoDB returns to
+# a single-item write that collides with a running transaction (an idempotent consume, a release, a
+# layout switch on the same counter). The collision is momentary, so the write is simply sent again.
+TRANSACTION_CONFLICT_ATTEMPTS = 5
+
+
+def _update_item(client: Any, **kwargs: Any) -> Any:
+    for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
+        try:
+            return client.update_item(**kwargs)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code != "TransactionConflictException" or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
+    raise AssertionError("unreachable")
+
+
 def _is_conditional_failure(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -284,7 +304,8 @@ class EntitlementRepository:
         """THE hot path: one conditional UpdateItem. Returns (counter after, None) when granted, or
         (None, the item as it was) when the condition failed (None item: no counter yet)."""
         try:
-            response = self.client.update_item(
+            response = _update_item(
+                self.client,
                 TableName=self._table,
                 Key=key,
                 ReturnValues="ALL_NEW",
@@ -418,7 +439,8 @@ class EntitlementRepository:
 
     def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
         """Store the answer a replay returns (first writer wins)."""
-        self.client.update_item(
+        _update_item(
+            self.client,
             TableName=self._table,
             Key=consume_record_key(tenant_id, idempotency_key),
             UpdateExpression="SET answer = if_not_exists(answer, :a)",
@@ -457,7 +479,8 @@ class EntitlementRepository:
         """Start a new period, only if the counter still ends where the caller saw it end: of many
         racing resets exactly one succeeds, so a period is never granted twice."""
         try:
-            self.client.update_item(
+            _update_item(
+                self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
                 UpdateExpression="SET #used = :zero, #rem = #lim, #ps = :ps, #pe = :pe, updated_at = :at",
@@ -517,7 +540,8 @@ class EntitlementRepository:
         else:
             remove += ", total_limit"
         try:
-            self.client.update_item(
+            _update_item(
+                self.client,
                 TableName=self._table,
                 Key=counter_key(existing.tenant_id, existing.resource_type, existing.shard, existing.shards),
                 UpdateExpression="SET " + ", ".join(sets) + remove,
@@ -594,7 +618,8 @@ class EntitlementRepository:
     def set_state(self, counter: QuotaCounter, state: CounterState, now: datetime) -> bool:
         """Move a live counter between active and suspended (never touches a retired one)."""
         try:
-            self.client.update_item(
+            _update_item(
+                self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
                 UpdateExpression="SET #st = :st, updated_at = :at",
@@ -629,7 +654,8 @@ class EntitlementRepository:
             values[":pe"] = _n(to_epoch(period_end))
             names["#pe"] = "period_end"
         try:
-            response = self.client.update_item(
+            response = _update_item(
+                self.client,
                 TableName=self._table,
                 Key=key,
                 UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",

@@ -220,7 +220,7 @@ class EntitlementService:
             if idempotency_key is not None:
                 record = self._repo.get_consume_record(tenant_id, idempotency_key) if _round else None
                 if record is not None:
-                    return self._replay(record)
+                    return self._replay(record, resource_type, quantity)
             shard = self._rng.randrange(shards) if shards > 1 else 0
             key = counter_key(tenant_id, resource_type, shard, shards)
             if idempotency_key is None:
@@ -242,7 +242,7 @@ class EntitlementService:
                         tenant_id, resource_type, quantity, enforce, shards, shard, idempotency_key
                     )
                 if taken.existing_record is not None:
-                    return self._replay(taken.existing_record)
+                    return self._replay(taken.existing_record, resource_type, quantity)
                 if taken.conflict:
                     continue
                 old = taken.counter_item
@@ -349,7 +349,7 @@ class EntitlementService:
                 continue
             outcome: KeyedTake = self._repo.take_from_shards(takes, now, record)
             if outcome.existing_record is not None:
-                return self._replay(outcome.existing_record)
+                return self._replay(outcome.existing_record, resource_type, quantity)
             if outcome.granted:
                 shards_used = tuple((c.shard, q) for c, q in takes)
                 if idempotency_key is not None:
@@ -446,7 +446,13 @@ class EntitlementService:
         self._repo.save_answer(tenant_id, idempotency_key, check)
         return check
 
-    def _replay(self, record: ConsumeRecord) -> EntitlementCheck:
+    def _replay(self, record: ConsumeRecord, resource_type: str, quantity: Decimal) -> EntitlementCheck:
+        if (record.resource_type, record.quantity) != (resource_type, quantity):
+            # Answering the first request's result to a different request would hide a client bug.
+            raise UnprocessableError(
+                f"idempotency key {record.idempotency_key!r} was used for {record.quantity} {record.resource_type}",
+                code="idempotency_key_reused",
+            )
         answer = record.answer
         if answer is None:
             # The first attempt is between its transaction and storing its answer: give it a moment.
