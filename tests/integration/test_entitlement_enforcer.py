@@ -257,3 +257,13 @@ def test_plan_switch_to_sharded_layout_carries_usage(service: EntitlementService
     assert check.approximate
     service.apply_plan("acme", "pro", period_start=START, period_end=END, source_version=13)
     assert service.check("acme", "storage_mb").used == 1005
+
+
+def test_sharded_soft_quota_reports_overage(service: EntitlementService) -> None:
+    service.apply_plan("acme", "enterprise", period_start=START, period_end=END, source_version=11)
+    over = service.consume("acme", "tokens", Decimal(100_000_001))
+    assert over.allowed
+    assert over.approximate  # one shard seen
+    assert over.overage > 0
+    exact = service.check("acme", "tokens")
+    assert (exact.used, exact.remaining, exact.overage, exact.approximate) == (100_000_001, 0, 1, False)

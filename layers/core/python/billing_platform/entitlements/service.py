@@ -377,7 +377,8 @@ class EntitlementService:
             # One shard seen: the totals are an estimate (that shard's state times the shard count).
             view = replace(counter, used=counter.used * shards, remaining=counter.remaining * shards)
             if counter.total_limit is not None and counter.policy is not QuotaPolicy.UNLIMITED:
-                remaining = min(counter.total_limit, max(ZERO, counter.remaining * shards))
+                # Not clamped at zero: a soft quota's overage shows as negative remaining.
+                remaining = min(counter.total_limit, counter.remaining * shards)
                 view = replace(view, remaining=remaining, used=counter.total_limit - remaining)
             approximate = True
         return check_from_counter(
