@@ -4,28 +4,39 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8765
+PYTEST_WORKERS ?= 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup dev test lint format typecheck pytest unit integration infra e2e synth bench layers clean
+.PHONY: setup tools dev test lint format typecheck pytest unit integration infra e2e synth bench layers clean
+
+# Fail early, with the fix, when a machine lacks what the README promises it needs.
+tools:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=$(PYTHON))")'
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null \
+		|| { echo "Node.js >= 20 is needed (CDK CLI, DynamoDB Local package)"; exit 1; }
+	@java -version >/dev/null 2>&1 || { echo "Java 17+ is needed to run DynamoDB Local"; exit 1; }
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(BIN)/.installed node_modules/.installed
+setup: tools $(BIN)/.installed node_modules/.installed
 
+# Runs until Ctrl-C, which stops every process it started. `make dev PORT=0` picks a free port.
 dev: setup
-	$(BIN)/python -m local_stack
+	$(BIN)/python -m local_stack --port $(PORT)
 
+# setup, then ruff, mypy and every pytest suite (unit, integration, infra, e2e).
 test: setup lint typecheck pytest
 
 lint: $(BIN)/.installed
@@ -40,12 +51,23 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/core/python/billing_platform
 	$(BIN)/mypy functions local_stack infra
 
+# All marks (ddblocal, infra, e2e included). loadgroup keeps xdist_group-ed tests (the CDK app) together.
 pytest: setup
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 unit: setup
 	$(BIN)/pytest tests/unit
 
+integration: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
+
+infra: setup
+	$(BIN)/pytest tests/infra
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+# Offline: no credentials, no Docker. cdk-nag runs as a validation plugin; any finding fails the synth.
 synth: setup
 	CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 npx cdk synth --quiet
 

@@ -272,7 +272,18 @@ class StreamPoller(_Worker):
         if shard.iterator is None and not shard.closed:
             kwargs: dict[str, Any] = {"StreamArn": self._arn(), "ShardId": shard.shard_id}
             if shard.checkpoint:
-                kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=shard.checkpoint)
+                try:
+                    shard.iterator = self._streams.get_shard_iterator(
+                        **kwargs, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=shard.checkpoint
+                    )["ShardIterator"]
+                    return shard.iterator
+                except self._streams.exceptions.TrimmedDataAccessException:
+                    # The records after the checkpoint aged out of the stream: Lambda goes on from the
+                    # oldest record left, and so do we.
+                    log.warning(
+                        "%s: records after %s were trimmed from %s", self._function, shard.checkpoint, shard.shard_id
+                    )
+                    kwargs["ShardIteratorType"] = "TRIM_HORIZON"
             else:
                 kwargs["ShardIteratorType"] = self._start
             shard.iterator = self._streams.get_shard_iterator(**kwargs)["ShardIterator"]
@@ -285,6 +296,14 @@ class StreamPoller(_Worker):
         try:
             page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
         except self._streams.exceptions.ExpiredIteratorException:
+            shard.iterator = None
+            return 0
+        except self._streams.exceptions.TrimmedDataAccessException:
+            # DynamoDB Local numbers stream records with one counter for every write of the database, so
+            # a TRIM_HORIZON iterator taken while the shard was empty can point below the shard's first
+            # record once writes to other tables moved the counter on; it then fails forever. A new
+            # iterator (after the checkpoint, or at the trim horizon) reads the same records from there.
+            log.debug("%s: stale iterator on %s; taking a new one", self._function, shard.shard_id)
             shard.iterator = None
             return 0
         records = page.get("Records", [])
