@@ -131,6 +131,9 @@ class WebhookProcessor:
         return self._entitlements
 
     def process(self, event: StripeEvent) -> WebhookOutcome:
+        """Apply one verified event, exactly once in effect. Raises `EventInProgress` while another
+        delivery holds its claim; any other exception leaves the event unclaimed (nothing marked done),
+        so the caller answers 5xx and Stripe's retry applies it."""
         if event.type not in HANDLED_EVENTS:
             # Not claimed in the ledger: nothing changes, so a redelivery is just as harmless.
             logger.info("stripe event type not handled", extra={"event_id": event.id, "type": event.type})
