@@ -44,6 +44,9 @@ def _is_conditional_failure(exc: ClientError) -> bool:
 
 
 class SubscriptionRepository:
+    """Conditional writes only: a binding, a subscription record or a ledger claim is never silently
+    overwritten by a concurrent writer (the caller learns it from the return value or `StaleWrite`)."""
+
     def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
         self._settings = settings or get_settings()
         self._client = client

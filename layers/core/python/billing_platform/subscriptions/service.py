@@ -35,6 +35,9 @@ class Actor:
 
 
 class SubscriptionService:
+    """The operator use cases. Each mutation is one provider call (with the caller's idempotency key)
+    plus one audit entry; a request the catalog or the stored binding rejects never reaches Stripe."""
+
     def __init__(
         self,
         provider: SyncBillingProvider,
