@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from billing_platform import clients
+from billing_platform import clients, resources
 from billing_platform.settings import get_settings
 from tests.security.harness import (
     TENANT_A,
@@ -75,6 +75,7 @@ def _started_stack() -> Iterator[tuple[SecurityStack, dict[str, int]]]:
     stack.runtime.invoke = recording_invoke  # type: ignore[method-assign]
     try:
         stack.start()
+        assert stack.server is not None
         sec.gateway = stack.server.gateway
         sec.env = dict(stack.env)
         sec.headers = {
@@ -148,6 +149,21 @@ def security_stack(
         if current.get(name) != ident and name in sys.modules:
             importlib.reload(sys.modules[name])
             fingerprint[name] = _module_fingerprint()[name]
+    _restore_moto_state(sec)
     yield sec
     monkeypatch.undo()
     _reset_layer_caches()
+
+
+def _restore_moto_state(sec: SecurityStack) -> None:
+    """moto's in-process `mock_aws` resets every moto backend when it stops, and the stack's moto server
+    runs in this process and shares them: after a moto test on this worker the usage queue is gone.
+    Re-create it (same name, same URL) so the stack is whole again."""
+    from local_stack.provision import create_queue
+
+    sqs = sec.client("sqs")
+    try:
+        sqs.get_queue_attributes(QueueUrl=sec.env[resources.USAGE_QUEUE.env_var], AttributeNames=["QueueArn"])
+    except sqs.exceptions.QueueDoesNotExist:
+        urls = create_queue(sqs, resources.USAGE_QUEUE)
+        assert urls[resources.USAGE_QUEUE.env_var] == sec.env[resources.USAGE_QUEUE.env_var], urls

@@ -8,6 +8,8 @@ its own 429 answers never reach Lambda. This module covers what only the functio
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import json
 import typing
@@ -79,6 +81,20 @@ def body_size(event: Mapping[str, Any]) -> int:
     return len(body.encode("utf-8"))
 
 
+def undecodable_body(event: Mapping[str, Any]) -> str | None:
+    """Why the body cannot be read as text, or None. API Gateway hands over bytes that are not UTF-8
+    (or have a binary content type) base64-encoded; Powertools would fail decoding them with an
+    unhandled error (a 502), so they are refused here as the client's mistake."""
+    body = event.get("body")
+    if not body or not isinstance(body, str) or not event.get("isBase64Encoded"):
+        return None
+    try:
+        base64.b64decode(body.encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        return "the request body must be UTF-8 encoded JSON"
+    return None
+
+
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
     return Response(
         status_code=status,
@@ -134,5 +150,10 @@ class LimitedRestResolver(APIGatewayRestResolver):
                     "details": {"limit_bytes": self.max_body_bytes, "received_bytes": size},
                 },
             )
+            return ResponseBuilder[APIGatewayProxyEvent](response).build(APIGatewayProxyEvent(dict(event)))
+        problem = undecodable_body(event)
+        if problem is not None:
+            logger.info("request body not decodable", extra={"reason": problem})
+            response = _json_response(400, {"code": "invalid_body", "message": problem})
             return ResponseBuilder[APIGatewayProxyEvent](response).build(APIGatewayProxyEvent(dict(event)))
         return super().resolve(event, context)
