@@ -392,7 +392,9 @@ def test_concurrent_runs_with_usage_still_arriving_bill_exactly_the_usage(ddb_lo
     hours = [datetime(2026, 11, 25, h, 10, tzinfo=UTC) for h in range(8, 12)]
     for at in hours:
         add_usage("t_race", "tokens", at, "10")
-    added = Decimal(40)
+    # Yesterday's hours too: two tenant-days, so each reporter's worker pool runs them in parallel.
+    add_usage("t_race", "tokens", YESTERDAY, "10")
+    added = Decimal(50)
     errors: list[BaseException] = []
     start = threading.Barrier(5)
 
@@ -414,7 +416,7 @@ def test_concurrent_runs_with_usage_still_arriving_bill_exactly_the_usage(ddb_lo
 
     def race() -> None:
         for _ in range(3):
-            reporter(http, lookback_days=1).run()
+            reporter(http, lookback_days=1, workers=3).run()
 
     threads = [threading.Thread(target=guarded(race)) for _ in range(4)] + [threading.Thread(target=guarded(writer))]
     for t in threads:
@@ -425,7 +427,7 @@ def test_concurrent_runs_with_usage_still_arriving_bill_exactly_the_usage(ddb_lo
     final = reporter(http, lookback_days=1).run()
     assert final.events_failed == 0
 
-    assert api.billed("tokens", "cus_race") == added == Decimal(58)
+    assert api.billed("tokens", "cus_race") == added == Decimal(68)
     identifiers = [e["identifier"] for e in api.meter_events]
     assert len(identifiers) == len(set(identifiers))
     assert reporter(http, lookback_days=1).run().events_sent == 0

@@ -23,14 +23,17 @@ least 24 hours, far longer than a claim lives (the next run, 15 minutes later, f
 
 Which hours are looked at: per metered resource and day of the look-back window, one query of the
 day totals (aggregates gsi1) lists the tenants with usage; one batch read of the day watermarks keeps
-only the tenant-days with something left to report (or a claim in flight); only those are read hour
-by hour.
+only the tenant-days with something left to report (or a claim in flight), and one batch read of their
+subscriptions keeps the metered ones; only those are read hour by hour, by `workers` threads (distinct
+tenant-days touch distinct watermark items, so they run in parallel safely).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -43,7 +46,6 @@ from billing_platform.observability import logger
 from billing_platform.providers.meter_events import MeterEvent, MeterEventSender
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import SubscriptionRecord
-from billing_platform.subscriptions.repository import SubscriptionRepository
 from billing_platform.usage.models import Granularity, bucket_label, bucket_start
 from billing_platform.usage.repository import AggregateRepository
 
@@ -86,6 +88,20 @@ class MeterRunReport:
     lag_seconds: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
 
+    def absorb(self, part: MeterRunReport) -> None:
+        """Add the counts of one tenant-day's partial report (lag is computed by the run)."""
+        self.tenant_days_checked += part.tenant_days_checked
+        self.hours_checked += part.hours_checked
+        self.events_sent += part.events_sent
+        self.events_already_delivered += part.events_already_delivered
+        self.events_failed += part.events_failed
+        self.claims_lost += part.claims_lost
+        self.skipped_unmetered += part.skipped_unmetered
+        self.stopped_early = self.stopped_early or part.stopped_early
+        self.failures += part.failures
+        for resource, units in part.units_reported.items():
+            self.units_reported[resource] = self.units_reported.get(resource, ZERO) + units
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "started_at": self.started_at.isoformat(),
@@ -123,21 +139,21 @@ class MeterReporter:
         settings: Settings | None = None,
         watermarks: MeterWatermarkRepository | None = None,
         aggregates: AggregateRepository | None = None,
-        subscriptions: SubscriptionRepository | None = None,
         catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lookback_days: int = LOOKBACK_DAYS,
         should_continue: Callable[[], bool] = lambda: True,
+        workers: int = 1,
     ) -> None:
         self._settings = settings or get_settings()
         self._sender = sender
         self._watermarks = watermarks or MeterWatermarkRepository(self._settings)
         self._aggregates = aggregates or AggregateRepository(self._settings)
-        self._subscriptions = subscriptions or SubscriptionRepository(self._settings)
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
         self._lookback_days = lookback_days
         self._should_continue = should_continue
+        self._workers = workers
 
     def metered_resources(self) -> list[str]:
         """Resource types that some plan meters."""
@@ -153,38 +169,58 @@ class MeterReporter:
                 for tenant, total in self._aggregates.bucket_totals(resource, Granularity.DAY, day).items():
                     totals[(tenant, resource, day)] = total
         marks = self._watermarks.days(totals)
-        tenants: dict[str, _Tenant] = {}
-        oldest_unreported: datetime | None = None
+        behind: list[tuple[tuple[str, str, str], int]] = []
         for key in sorted(totals, key=lambda k: (k[2], k[0], k[1])):
-            tenant_id, resource, day = key
             mark = marks.get(key)
             reported, open_claims = (mark.reported, mark.open_claims) if mark else (ZERO, 0)
-            if totals[key] <= reported and open_claims <= 0:
-                continue
-            if tenant_id not in tenants:
-                tenants[tenant_id] = self._tenant(tenant_id)
+            if totals[key] > reported or open_claims > 0:
+                behind.append((key, open_claims))
+        tenants = self._tenants({tenant_id for (tenant_id, _, _), _ in behind})
+        work: list[tuple[_Tenant, str, str, str, bool]] = []
+        for (tenant_id, resource, day), open_claims in behind:
             metered = resource in tenants[tenant_id].metered
             if not metered and open_claims <= 0:
                 report.skipped_unmetered += 1
                 continue
-            if not self._should_continue() or report.stopped_early:
-                report.stopped_early = True
-                oldest_unreported = _min(oldest_unreported, bucket_start(Granularity.DAY, day))
-                continue
-            report.tenant_days_checked += 1
+            work.append((tenants[tenant_id], tenant_id, resource, day, metered))
+
+        stop = threading.Event()
+
+        def report_one(item: tuple[_Tenant, str, str, str, bool]) -> tuple[MeterRunReport, datetime | None]:
+            tenant, tenant_id, resource, day, metered = item
+            part = MeterRunReport(started_at=now)
+            if stop.is_set() or not self._should_continue():
+                part.stopped_early = True
+                return part, bucket_start(Granularity.DAY, day)
+            part.tenant_days_checked = 1
             try:
-                left = self._report_day(tenants[tenant_id], tenant_id, resource, day, metered, report)
+                return part, self._report_day(tenant, tenant_id, resource, day, metered, part)
             except _StopRun:
-                report.stopped_early = True
-                left = bucket_start(Granularity.DAY, day)
+                stop.set()
+                part.stopped_early = True
+                return part, bucket_start(Granularity.DAY, day)
+
+        # Tenant-days are independent (their watermarks are distinct items): a pool overlaps the Stripe
+        # round trips, which bound a run's throughput.
+        if self._workers > 1 and len(work) > 1:
+            with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="meter") as pool:
+                results = list(pool.map(report_one, work))
+        else:
+            results = [report_one(item) for item in work]
+        oldest_unreported: datetime | None = None
+        for part, left in results:
+            report.absorb(part)
             oldest_unreported = _min(oldest_unreported, left)
         if oldest_unreported is not None:
             report.lag_seconds = max(0, int((now - oldest_unreported).total_seconds()))
         logger.info("meter report run finished", extra={"report": report.to_dict()})
         return report
 
-    def _tenant(self, tenant_id: str) -> _Tenant:
-        record = self._subscriptions.get_subscription(tenant_id)
+    def _tenants(self, tenant_ids: set[str]) -> dict[str, _Tenant]:
+        records = self._watermarks.subscriptions(tenant_ids)
+        return {tenant_id: self._tenant(records.get(tenant_id)) for tenant_id in tenant_ids}
+
+    def _tenant(self, record: SubscriptionRecord | None) -> _Tenant:
         if record is None or record.plan_id is None or record.status not in REPORTED_STATUSES:
             return _Tenant(record, frozenset())
         plan = self._catalog.plans.get(record.plan_id)

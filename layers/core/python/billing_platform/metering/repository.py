@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from billing_platform import clients
 from billing_platform.settings import Settings, get_settings
+from billing_platform.subscriptions.models import SubscriptionRecord
 
 BATCH_GET_MAX = 100
 ZERO = Decimal(0)
@@ -112,6 +113,24 @@ class MeterWatermarkRepository:
                 for item in response.get("Responses", {}).get(self.table, []):
                     key = (item["tenant_id"]["S"], item["resource_type"]["S"], item["sk"]["S"][2:])
                     found[key] = DayWatermark(_dec(item.get("reported")), int(_dec(item.get("open_claims"))))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def subscriptions(self, tenant_ids: Iterable[str]) -> dict[str, SubscriptionRecord]:
+        """tenant -> stored subscription (`TENANT#<tid>`/`SUBSCRIPTION`, written by the webhooks), read
+        100 at a time: a run looks up every tenant with usage, most of them on unmetered plans."""
+        wanted = sorted(set(tenant_ids))
+        found: dict[str, SubscriptionRecord] = {}
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            keys = [
+                {"pk": {"S": f"TENANT#{t}"}, "sk": {"S": "SUBSCRIPTION"}} for t in wanted[start : start + BATCH_GET_MAX]
+            ]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    record = SubscriptionRecord.model_validate_json(item["state"]["S"])
+                    found[record.tenant_id] = record
                 request = response.get("UnprocessedKeys") or {}
         return found
 
