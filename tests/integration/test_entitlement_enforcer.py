@@ -143,6 +143,22 @@ def test_decorated_powertools_route_answers_402_and_releases_on_error(enforcer: 
     assert (denied["resource_type"], denied["remaining"]) == ("storage_mb", "10")
 
 
+def test_decorated_route_without_tenant_argument_uses_the_authorizer_tenant(enforcer: EntitlementEnforcer) -> None:
+    app = create_app(title="jobs")
+
+    @app.post("/v1/jobs")
+    @require_entitlement("executions", Decimal(60), enforcer=enforcer, app=app)
+    def start_job() -> dict[str, str]:
+        return {"started": "yes"}
+
+    statuses = [
+        app.resolve(api_event("POST", "/v1/jobs", {}, tenant_id="acme"), LambdaContext())["statusCode"]
+        for _ in range(2)
+    ]
+    assert statuses == [200, 402]
+    assert enforcer.check("acme", "executions").used == 60
+
+
 def test_async_services_use_the_same_guarantees(enforcer: EntitlementEnforcer) -> None:
     @require_entitlement("api_calls", enforcer=enforcer)
     async def handle(event: dict[str, Any]) -> str:

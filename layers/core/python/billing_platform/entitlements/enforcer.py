@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
 from billing_platform.entitlements.service import EntitlementService
@@ -22,6 +22,13 @@ from billing_platform.observability import logger
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
+
+
+class _Resolver(Protocol):
+    """A Powertools resolver (only its current event is read)."""
+
+    @property
+    def current_event(self) -> Any: ...
 
 
 class QuotaExceededError(EntitlementEnforcementError):
@@ -191,15 +198,19 @@ def require_entitlement(
     *,
     tenant_id_from: Callable[[tuple[Any, ...], Mapping[str, Any]], str] = tenant_id_from_call,
     enforcer: EntitlementEnforcer | None = None,
+    app: _Resolver | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a Lambda handler, a Powertools route or a coroutine function: consume `quantity` of
     `resource_type` for the call's tenant first; run the function only when allowed (otherwise raise
     `QuotaExceededError`, a 402 in a `create_app` API); if the function raises, give the quantity back
-    and re-raise. `quantity` may be a callable of the function's arguments."""
+    and re-raise. `quantity` may be a callable of the function's arguments. For a Powertools route
+    without a `tenant_id` argument pass `app`: the tenant is then read from its current event."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         def prepare(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[EntitlementEnforcer, str, QuantityLike]:
             amount = quantity(*args, **kwargs) if callable(quantity) else quantity
+            if app is not None and not kwargs.get("tenant_id"):
+                args, kwargs = (app.current_event.raw_event,), {}
             return enforcer or default_enforcer(), tenant_id_from(args, kwargs), amount
 
         if inspect.iscoroutinefunction(func):
