@@ -41,7 +41,7 @@ def _operator() -> tuple[Caller, str | None]:
     return caller, request_id_from_context(request_context)
 
 
-@app.post("/v1/tenants/<tenant_id>/api-keys")
+@app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
 @tracer.capture_method(capture_response=False)
 def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[dict[str, Any]]:
     caller, request_id = _operator()

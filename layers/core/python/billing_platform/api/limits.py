@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from billing_platform import resources
+from billing_platform.api.openapi import document_platform_errors
 from billing_platform.errors import RateLimitedError
 
 logger = Logger(child=True)
@@ -129,6 +131,10 @@ class LimitedRestResolver(APIGatewayRestResolver):
                 details={"retry_after_seconds": DEFAULT_RETRY_AFTER_SECONDS},
             )
             return _json_response(429, error.to_dict(), {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)})
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        """Powertools' document, with the platform's error body and refusals (api.openapi)."""
+        return document_platform_errors(super().get_openapi_schema(*args, **kwargs))
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:
         register = super().route(rule, method, *args, **kwargs)
