@@ -244,14 +244,24 @@ def test_get_change_and_cancel_a_subscription(api: Api) -> None:
     status, body = api.call("DELETE", f"/v1/subscriptions/{sub_id}", query={"immediate": "true"})
     assert (status, body["status"]) == (200, "canceled")
 
-    actions = [e.action for e in AuditLog().list("t_acme", newest_first=False)]
-    assert actions == [
+    entries = AuditLog().list("t_acme", newest_first=False)
+    assert [e.action for e in entries] == [
         "customer.create",
         "subscription.create",
         "subscription.change_price",
         "subscription.cancel_at_period_end",
         "subscription.cancel_now",
     ]
+    change, at_end, now = entries[2:]
+    assert change.before is not None
+    assert change.after is not None
+    assert (change.before["plan_id"], change.after["plan_id"]) == ("pro", "enterprise")
+    assert at_end.before is not None
+    assert at_end.after is not None
+    assert (at_end.before["cancel_at_period_end"], at_end.after["cancel_at_period_end"]) == (False, True)
+    assert now.before is not None
+    assert now.after is not None
+    assert (now.before["status"], now.after["status"]) == ("active", "canceled")
 
 
 def test_patch_to_an_unknown_price_is_422_and_stripe_is_not_asked(api: Api) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import CatalogError, ConflictError, NotFoundError
@@ -55,15 +57,23 @@ class SubscriptionService:
     def provider(self) -> SyncBillingProvider:
         return self._provider
 
-    def _audit(self, tenant_id: str, actor: Actor, action: str, target: str, after: object) -> AuditEntry:
-        snapshot = after.model_dump(mode="json") if hasattr(after, "model_dump") else {"value": str(after)}
+    def _audit(
+        self,
+        tenant_id: str,
+        actor: Actor,
+        action: str,
+        target: str,
+        after: BaseModel,
+        before: BaseModel | None = None,
+    ) -> AuditEntry:
         return AuditEntry(
             tenant_id=tenant_id,
             actor=actor.principal_id,
             action=action,
             target=target,
             request_id=actor.request_id,
-            after=snapshot,
+            before=before.model_dump(mode="json") if before is not None else None,
+            after=after.model_dump(mode="json"),
         )
 
     def _plan_id(self, price_id: str | None) -> str | None:
@@ -137,18 +147,22 @@ class SubscriptionService:
 
     def change_price(self, subscription_id: str, request: UpdateSubscriptionRequest, actor: Actor) -> SubscriptionOut:
         self._catalog.plan_for_price(request.price_id)
+        # Read first: the audit entry records the state before the change (and a missing subscription
+        # is a 404 before any mutation is attempted).
+        before = self._out(self._provider.get_subscription(subscription_id))
         sub = self._provider.update_subscription(
             subscription_id, request.price_id, idempotency_key=actor.idempotency_key
         )
         out = self._out(sub)
-        self._repo_audit(self._audit(self._tenant_of(sub), actor, "subscription.change_price", sub.id, out))
+        self._repo_audit(self._audit(self._tenant_of(sub), actor, "subscription.change_price", sub.id, out, before))
         return out
 
     def cancel(self, subscription_id: str, *, immediate: bool, actor: Actor) -> SubscriptionOut:
+        before = self._out(self._provider.get_subscription(subscription_id))
         sub = self._provider.cancel_subscription(subscription_id, immediate, idempotency_key=actor.idempotency_key)
         out = self._out(sub)
         action = "subscription.cancel_now" if immediate else "subscription.cancel_at_period_end"
-        self._repo_audit(self._audit(self._tenant_of(sub), actor, action, sub.id, out))
+        self._repo_audit(self._audit(self._tenant_of(sub), actor, action, sub.id, out, before))
         return out
 
     def _repo_audit(self, entry: AuditEntry) -> None:
