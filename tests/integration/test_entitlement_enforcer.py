@@ -283,3 +283,15 @@ def test_sharded_soft_quota_reports_overage(service: EntitlementService) -> None
     assert over.overage > 0
     exact = service.check("acme", "tokens")
     assert (exact.used, exact.remaining, exact.overage, exact.approximate) == (100_000_001, 0, 1, False)
+
+
+def test_a_denied_idempotent_consume_answers_the_same_on_retry(service: EntitlementService) -> None:
+    service.consume("acme", "executions", Decimal(100))
+    first = service.consume("acme", "executions", Decimal(5), idempotency_key="job-1")
+    assert not first.allowed
+    service.release("acme", "executions", Decimal(50))
+    retry = service.consume("acme", "executions", Decimal(5), idempotency_key="job-1")
+    assert (retry.allowed, retry.replayed, retry.remaining) == (False, True, 0)
+    assert service.release("acme", "executions", idempotency_key="job-1").quantity == 0  # took nothing
+    assert service.consume("acme", "executions", Decimal(5), idempotency_key="job-2").allowed
+    assert service.check("acme", "executions").used == 55

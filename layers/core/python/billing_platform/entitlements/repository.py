@@ -437,6 +437,18 @@ class EntitlementRepository:
             released=bool(item.get("released", {}).get("BOOL", False)),
         )
 
+    def put_consume_record(self, record: ConsumeRecord) -> bool:
+        """Store a record on its own (a denied idempotent consume), only if the key is new."""
+        try:
+            self.client.put_item(
+                TableName=self._table, Item=self._record_item(record), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as err:
+            if _is_conditional_failure(err):
+                return False
+            raise
+        return True
+
     def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
         """Store the answer a replay returns (first writer wins)."""
         _update_item(

@@ -211,8 +211,25 @@ class EntitlementService:
         *,
         idempotency_key: str | None = None,
     ) -> EntitlementCheck:
-        """Check and record `quantity` atomically. Denied checks consume nothing."""
+        """Check and record `quantity` atomically. Denied checks consume nothing. With an
+        idempotency key every retry gets the first answer, a denial included."""
         self.validate(resource_type, quantity)
+        check = self._consume(tenant_id, resource_type, quantity, idempotency_key)
+        if idempotency_key is None or check.allowed or check.replayed:
+            return check
+        denial = replace(check, idempotency_key=idempotency_key)
+        record = replace(
+            self._record(tenant_id, resource_type, quantity, self._clock(), (), 0, idempotency_key), answer=denial
+        )
+        if not self._repo.put_consume_record(record):
+            existing = self._repo.get_consume_record(tenant_id, idempotency_key)
+            if existing is not None:
+                return self._replay(existing, resource_type, quantity)
+        return denial
+
+    def _consume(
+        self, tenant_id: str, resource_type: str, quantity: Decimal, idempotency_key: str | None
+    ) -> EntitlementCheck:
         enforce = self.enforcing
         shards = self._layouts.get((tenant_id, resource_type)) or 1
         for _round in range(MAX_ROUNDS):
@@ -613,7 +630,8 @@ class EntitlementService:
                 f"idempotency key {idempotency_key!r} consumed {record.quantity}, not {quantity}",
                 code="quantity_mismatch",
             )
-        released = False if record.released else self._repo.release_once(record)
+        # A recorded denial took nothing, so it gives nothing back.
+        released = False if record.released or not record.shards else self._repo.release_once(record)
         if not released:
             logger.info("release not applied", extra={"tenant_id": tenant_id, "already_released": record.released})
         view = self._view(tenant_id, resource_type)
