@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel
 
 from billing_platform.api.app import create_app
+from billing_platform.observability import tracer
 from tests.factories.apigw import api_event
 from tests.factories.lambda_context import LambdaContext
 
@@ -24,20 +23,12 @@ class Greeting(BaseModel):
     text: str
 
 
-def traced(func: Callable[..., Any]) -> Callable[..., Any]:
-    # Like tracer.capture_method: a wrapper whose globals are not the route's module.
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
 app = create_app(title="resolver under test")
 
 
 @app.post("/v1/greet/<name>")
-@traced
+# The handlers' own decorator: its wrapper's globals are Powertools' module, not this one.
+@tracer.capture_method(capture_response=False)
 def greet(name: Name, body: Greeting) -> dict[str, str]:
     return {"name": name, "text": body.text}
 
