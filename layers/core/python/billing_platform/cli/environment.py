@@ -28,6 +28,9 @@ OUTPUT_ENV: dict[str, str] = {
 }
 
 
+LOCAL_REGION = "us-east-1"  # local_stack.stack.REGION
+
+
 class ConfigurationError(BillingError):
     """The CLI cannot tell where the stack is, or the stack is not there (exit code 3)."""
 
@@ -95,6 +98,12 @@ def resolve_target(
     if sqs_endpoint:
         env["AWS_ENDPOINT_URL_SQS"] = sqs_endpoint
         source = "local" if not stack_name else source
+    if source == "local":
+        # The local stack's emulators accept any credentials and live in its one region; an operator's
+        # shell need not be configured for AWS to inspect it.
+        env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", LOCAL_REGION))
+        if not env.get("AWS_ACCESS_KEY_ID") and not env.get("AWS_PROFILE"):
+            env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = "local"
     # The layer caches settings and clients: make them read what was just exported.
     get_settings.cache_clear()
     clients.reset()

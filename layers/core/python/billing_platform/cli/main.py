@@ -30,6 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
 from billing_platform.errors import BillingError, NotFoundError
 from billing_platform.settings import Settings
 
@@ -151,6 +159,12 @@ def main(argv: Sequence[str] | None = None, deps: Dependencies | None = None) ->
     except argparse.ArgumentTypeError as exc:
         deps.stderr.write(f"billing-admin: {exc}\n")
         return EXIT_USAGE
+    except (NoRegionError, NoCredentialsError, EndpointConnectionError) as exc:
+        deps.stderr.write(f"billing-admin: configuration_error: {exc}\n")
+        return EXIT_CONFIG
+    except (BotoCoreError, ClientError) as exc:
+        deps.stderr.write(f"billing-admin: aws_error: {exc}\n")
+        return EXIT_PROBLEMS
     except BillingError as exc:
         from billing_platform.cli.environment import ConfigurationError
 

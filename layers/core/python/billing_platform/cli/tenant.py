@@ -24,9 +24,10 @@ def show_tenant(tenant_id: str, settings: Settings, *, days: int = 7, now: datet
     catalog = load_catalog(settings.plan_catalog_path)
     subscriptions = SubscriptionRepository(settings)
     record = subscriptions.get_subscription(tenant_id)
+    profile = subscriptions.get_profile(tenant_id)
     out: dict[str, Any] = {
         "tenant_id": tenant_id,
-        "profile": subscriptions.get_profile(tenant_id),
+        "profile": {k: v for k, v in sorted(profile.items()) if k not in ("pk", "sk")} if profile else None,
         "subscription": record.snapshot() if record else None,
     }
     try:
