@@ -20,7 +20,9 @@ app = create_app(title="Billing API keys and audit")
 keys = ApiKeyService()
 audit = AuditLog()
 
-TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+# The tenant id format of every other route (subscriptions, entitlements, usage): a key for a tenant id
+# they would refuse could never be used.
+TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]

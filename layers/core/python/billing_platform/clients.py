@@ -4,7 +4,7 @@ does not use. Endpoints come from boto3's own `AWS_ENDPOINT_URL_<SERVICE>` varia
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -47,7 +47,13 @@ def secretsmanager() -> SecretsManagerClient:
     return boto3.client("secretsmanager", config=_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def apigateway() -> Any:
+    # Tenant usage-plan keys (auth.usage_plans); no type stubs are installed for this service.
+    return boto3.client("apigateway", config=_CONFIG)
+
+
 def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
-    for factory in (dynamodb, dynamodb_streams, sqs, secretsmanager):
+    for factory in (dynamodb, dynamodb_streams, sqs, secretsmanager, apigateway):
         factory.cache_clear()

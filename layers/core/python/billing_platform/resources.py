@@ -305,6 +305,8 @@ STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 API_THROTTLE_RATE_LIMIT = 500
 API_THROTTLE_BURST_LIMIT = 1000
 MAX_REQUEST_BODY_BYTES = 256 * 1024
+# The api_keys function gets the tenant usage plan's id here, to attach each tenant's usage-plan key.
+USAGE_PLAN_ID_ENV = "USAGE_PLAN_ID"
 
 
 def routes() -> list[tuple[RouteSpec, FunctionSpec]]:

@@ -38,6 +38,8 @@ class Settings(BaseModel):
     plan_catalog_path: str | None = None
     # Local stack only: API Gateway's IAM authorization stands in for it when deployed.
     operator_token: str | None = Field(default=None, repr=False)
+    # API Gateway usage plan tenants' usage-plan keys join (per-tenant throttling); None: not managed.
+    usage_plan_id: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -65,6 +67,7 @@ class Settings(BaseModel):
             "usage_record_ttl_days": "USAGE_RECORD_TTL_DAYS",
             "plan_catalog_path": "PLAN_CATALOG_PATH",
             "operator_token": "OPERATOR_TOKEN",
+            "usage_plan_id": resources.USAGE_PLAN_ID_ENV,
         }
         values = {field: env[var] for field, var in pairs.items() if env.get(var) not in (None, "")}
         return cls.model_validate(values)

@@ -23,7 +23,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -32,6 +32,9 @@ from billing_platform import clients
 from billing_platform.audit.log import AuditEntry, AuditLog, decode_cursor, encode_cursor
 from billing_platform.errors import NotFoundError, ValidationError
 from billing_platform.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from billing_platform.auth.usage_plans import UsagePlanKeys
 
 logger = Logger(child=True)
 
@@ -309,10 +312,16 @@ class ApiKeyService:
         settings: Settings | None = None,
         repository: ApiKeyRepository | None = None,
         audit: AuditLog | None = None,
+        usage_plan: UsagePlanKeys | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._repository = repository or ApiKeyRepository(self._settings)
         self._audit = audit or AuditLog(self._settings)
+        self._usage_plan = usage_plan
+        if usage_plan is None and self._settings.usage_plan_id:
+            from billing_platform.auth.usage_plans import UsagePlanKeys
+
+            self._usage_plan = UsagePlanKeys(self._settings.usage_plan_id)
 
     @property
     def repository(self) -> ApiKeyRepository:
@@ -356,6 +365,9 @@ class ApiKeyService:
             after=key.to_dict(moment),
             at=moment,
         )
+        if self._usage_plan is not None:
+            # Before the key exists: a key must never work without its tenant's throttling.
+            self._usage_plan.ensure_tenant(tenant_id)
         self._repository.create(key, hash_key(secret), self._audit.put_item_request(entry))
         return CreatedApiKey(key=key, secret=secret)
 
