@@ -353,3 +353,43 @@ def test_non_finite_numbers_round_trip_as_python_sees_them() -> None:
     assert _dumps({"q": float("nan")}) == '{"q": NaN}'
     assert math.isinf(json.loads(_dumps({"q": float("inf")}))["q"])
     assert json.loads(_dumps({"q": 10**400}))["q"] == 10**400
+
+
+# ---------------------------------------------------------------------------------------------- authorizer
+
+
+_KEY_SHAPED = st.builds(
+    lambda env, ident, tail: f"bk_{env}_{ident}_{tail}",
+    st.sampled_from(["live", "test", "prod", ""]),
+    st.text("0123456789abcdef", min_size=15, max_size=17),
+    st.text("ABCabc0123456789_-=+/.", min_size=40, max_size=46),
+)
+
+
+@given(
+    header=st.one_of(
+        st.text(max_size=300),
+        st.text(max_size=40).map(lambda t: f"Bearer {t}"),
+        _KEY_SHAPED.map(lambda k: f"Bearer {k}"),
+        _KEY_SHAPED.map(lambda k: f"bearer   {k}  "),
+        st.just("Bearer " + "A" * 100_000),
+        st.sampled_from(INJECTIONS).map(lambda t: f"Bearer {t}"),
+    )
+)
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_authorizer_answers_unauthorized_to_any_hostile_credential(hostile_env: dict[str, Any], header: str) -> None:
+    """Anything but a live key is exactly `Unauthorized` (API Gateway's 401), never another error (a 500),
+    and the authorizer writes nothing."""
+    from tests.factories.authorizer import authorizer_event
+
+    module = load_handler("authorizer")
+    before = hostile_env["snapshot"]()
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        module.handler(authorizer_event("POST", "/v1/usage", authorization=header), LambdaContext())
+    assert not before.diff(hostile_env["snapshot"]())
