@@ -273,6 +273,12 @@ def test_plan_switch_to_sharded_layout_carries_usage(service: EntitlementService
     assert check.approximate
     service.apply_plan("acme", "pro", period_start=START, period_end=END, source_version=13)
     assert service.check("acme", "storage_mb").used == 1005
+    assert stale.consume("acme", "storage_mb", Decimal(5)).allowed  # stale 8-shard cache -> leftover shard
+    # Back to 8 shards: the leftovers of the first sharded layout must not be mistaken for usage.
+    service.apply_plan("acme", "enterprise", period_start=START, period_end=END, source_version=14)
+    assert service.check("acme", "storage_mb").used == 1010
+    assert stale.consume("acme", "storage_mb", Decimal(10)).allowed
+    assert service.check("acme", "storage_mb").used == 1020
 
 
 def test_sharded_soft_quota_reports_overage(service: EntitlementService) -> None:

@@ -627,6 +627,32 @@ class EntitlementRepository:
             },
         }
 
+    def retire(self, counter: QuotaCounter, current_shards: int, now: datetime) -> bool:
+        """Freeze a live counter: RETIRED (no consume passes its condition any more), pointing at the
+        layout now in force. Conditioned on the state only, so it succeeds however busy the counter
+        is; its `used` is final from then on."""
+        try:
+            _update_item(
+                self.client,
+                TableName=self._table,
+                Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+                UpdateExpression="SET #st = :retired, current_shards = :cur, updated_at = :at",
+                ConditionExpression="#st IN (:active, :suspended)",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={
+                    ":retired": _s(CounterState.RETIRED.value),
+                    ":cur": _n(current_shards),
+                    ":at": _s(now.isoformat()),
+                    ":active": _s(CounterState.ACTIVE.value),
+                    ":suspended": _s(CounterState.SUSPENDED.value),
+                },
+            )
+        except ClientError as err:
+            if _is_conditional_failure(err):
+                return False
+            raise
+        return True
+
     def set_state(self, counter: QuotaCounter, state: CounterState, now: datetime) -> bool:
         """Move a live counter between active and suspended (never touches a retired one)."""
         try:
@@ -658,9 +684,10 @@ class EntitlementRepository:
         """Give `quantity` back to one counter, only if it has at least that much used (never below
         zero) and, with `period_end`, only while it is still in that period. Returns (counter after,
         None) or (None, the item as it was when the condition failed)."""
-        values: dict[str, Any] = {":q": _n(quantity)}
-        names = {"#rem": "remaining", "#used": "used"}
-        condition = "#used >= :q"
+        # Never into a retired counter: its usage is final (carried into the layout in force).
+        values: dict[str, Any] = {":q": _n(quantity), ":retired": _s(CounterState.RETIRED.value)}
+        names = {"#rem": "remaining", "#used": "used", "#st": "state"}
+        condition = "#used >= :q AND #st <> :retired"
         if period_end is not None:
             condition += " AND #pe = :pe"
             values[":pe"] = _n(to_epoch(period_end))
@@ -706,9 +733,13 @@ class EntitlementRepository:
                         "Key": counter_key(record.tenant_id, record.resource_type, shard, record.layout),
                         "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q",
                         # Still the period the consume was taken from, and never below zero used.
-                        "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at",
-                        "ExpressionAttributeNames": {k: _NAMES[k] for k in ("#rem", "#used", "#ps", "#pe")},
-                        "ExpressionAttributeValues": {":q": _n(quantity), ":at": _n(to_epoch(record.consumed_at))},
+                        "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at AND #st <> :retired",
+                        "ExpressionAttributeNames": {k: _NAMES[k] for k in ("#rem", "#used", "#ps", "#pe", "#st")},
+                        "ExpressionAttributeValues": {
+                            ":q": _n(quantity),
+                            ":at": _n(to_epoch(record.consumed_at)),
+                            ":retired": _s(CounterState.RETIRED.value),
+                        },
                     }
                 }
             )

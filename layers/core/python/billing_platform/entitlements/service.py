@@ -285,8 +285,11 @@ class EntitlementService:
             return self._provision(tenant_id, resource_type)
         counter = counter_from_item(old)
         if counter.state is CounterState.RETIRED:
-            current = counter.current_shards
-            if current is None or (current == shards and counter.shards == shards):
+            # The directory (unsharded key) names the layout in force. A retired shard may be a leftover
+            # of an older layout, so its pointer is not trusted: ask the directory (and finish a
+            # half-done layout switch on the way).
+            current = counter.current_shards if counter.shards <= 1 else None
+            if current is None or current == shards:
                 current = self._provision(tenant_id, resource_type)
             if current == 0:
                 return self._not_in_plan(tenant_id, resource_type, quantity, enforce)
@@ -762,37 +765,54 @@ class EntitlementService:
         """Bring one quota's counters to the plan's terms; returns the layout in force (0: not in plan).
 
         Same layout: each counter is updated on its own, conditioned on the period end it had, with
-        `used` kept unless a later period starts. Another layout: old and new counters change in one
-        transaction conditioned on the old ones being exactly as read, so racing usage is carried."""
+        `used` kept unless a later period starts (relative updates: consumers never stall it).
+        Another layout: first the old counters are frozen (retired, pointing at the new layout), so
+        their `used` is final however busy the quota is; then the new counters are created carrying
+        exactly that usage, in one transaction with the directory. Callers that meet the half-way
+        state (old frozen, new not yet there) provision the same way, so whoever is first wins and
+        nothing is lost or granted twice."""
         target = (plan.counter_shards if quota is not None else 0) or 0
         for _round in range(MAX_ROUNDS):
             now = self._clock()
             directory = self._repo.get_counter(tenant_id, resource_type)
             if directory is None:
-                current_layout = -1
+                layout = -1
                 current: list[QuotaCounter] = []
             elif directory.state is CounterState.RETIRED:
-                current_layout = directory.current_shards or 0
-                current = (
-                    self._repo.get_counters(
-                        [counter_key(tenant_id, resource_type, i, current_layout) for i in range(current_layout)]
-                    )
-                    if current_layout
-                    else []
-                )
+                layout = directory.current_shards or 0
+                keys = [counter_key(tenant_id, resource_type, i, layout) for i in range(layout)] if layout > 1 else []
+                current = self._repo.get_counters(keys) if keys else []
             else:
-                current_layout, current = 1, [directory]
-            if only_missing and current_layout != -1 and len(current) == max(current_layout, 0):
+                layout, current = 1, [directory]
+            live = [c for c in current if c.state is not CounterState.RETIRED]
+            complete = layout >= 0 and len(live) == max(layout, 0) and len(current) == max(layout, 0)
+            if only_missing and complete:
                 # Provisioned meanwhile (or by someone else): nothing to create.
-                self._layouts.put((tenant_id, resource_type), current_layout)
-                return current_layout
-            if current_layout == target and target >= 1 and len(current) == target:
-                if self._update_terms(current, quota, plan, period, mode, state, now):
+                self._layouts.put((tenant_id, resource_type), layout)
+                return layout
+            if layout == target and target >= 1 and complete:
+                if self._update_terms(live, quota, plan, period, mode, state, now):
                     self._layouts.put((tenant_id, resource_type), target)
                     return target
                 continue
+            if layout >= 1 and layout != target and live:
+                for counter in live:  # freeze: no consume lands on the old layout after this
+                    self._repo.retire(counter, target, now)
+                continue
+            if layout == target == 0:
+                return 0
+            # Where the carried usage is: counters this switch froze (they point at the target; a
+            # leftover of an older layout under the same keys never does), else a retired directory
+            # (a one-counter layout frozen in place, or a resource that was out of the plan).
+            frozen = bool(current) and all(c.current_shards == target for c in current) and layout != target
+            if frozen:
+                carry_from = current
+            elif directory is not None and directory.state is CounterState.RETIRED:
+                carry_from = [directory]
+            else:
+                carry_from = []
             if self._switch(
-                tenant_id, resource_type, directory, current, target, quota, plan, period, mode, state, now
+                tenant_id, resource_type, directory, current, carry_from, target, quota, plan, period, mode, state, now
             ):
                 self._layouts.put((tenant_id, resource_type), target)
                 logger.info(
@@ -838,6 +858,7 @@ class EntitlementService:
         resource_type: str,
         directory: QuotaCounter | None,
         current: list[QuotaCounter],
+        carry_from: list[QuotaCounter],
         target: int,
         quota: ResourceQuota | None,
         plan: TenantPlan,
@@ -849,10 +870,10 @@ class EntitlementService:
         seen = {c.shard if c.shards > 1 else -1: c for c in current}
         if directory is not None:
             seen[-1] = directory
-        used = sum((c.used for c in current), ZERO)
+        used = sum((c.used for c in carry_from), ZERO)
         start, end = period
-        if current:
-            reset, start, end = _decide_period(combine_shards(current), period, mode, now)
+        if carry_from:
+            reset, start, end = _decide_period(combine_shards(carry_from), period, mode, now)
             if reset:
                 used = ZERO
         writes: list[tuple[QuotaCounter, QuotaCounter | None]] = []
@@ -891,7 +912,7 @@ class EntitlementService:
                         resource_type=resource_type,
                         policy=quota.policy if quota else QuotaPolicy.HARD,
                         limit=ZERO,
-                        used=ZERO,
+                        used=used,
                         remaining=ZERO,
                         period_start=start,
                         period_end=end,
@@ -902,8 +923,8 @@ class EntitlementService:
                     seen.pop(-1, None),
                 )
             )
-        retires = [(old, target) for old in seen.values() if old.state is not CounterState.RETIRED]
-        return self._repo.switch_layout(writes, retires, now)
+        # Old shards beyond the new layout were frozen already; they just stay retired.
+        return self._repo.switch_layout(writes, [], now)
 
     # --- effects of the subscription lifecycle (billing_platform.subscriptions.webhooks) --------
 
