@@ -394,3 +394,26 @@ def test_tenant_show_against_the_local_stacks_dynamodb_endpoint(
     assert run.code == EXIT_OK, run.stderr
     assert run.json["subscription"]["customer_id"] == "cus_local"
     assert run.json["usage"]["api_calls"]["total"] == "11"
+
+
+def test_reconcile_reapplies_an_entitlement_effect_that_was_lost(
+    stripe_deps: Dependencies, stripe_api: MeteredStripeApi, story: SubscriptionStory
+) -> None:
+    from billing_platform.entitlements.service import EntitlementService
+
+    stripe_api.events += [story.customer_created(), *story.subscribe("price_pro_monthly")]
+    assert cli("stripe", "replay", "--since", "1d", deps=stripe_deps).code == EXIT_OK
+    service = EntitlementService()
+    service.suspend("t_replay", reason="lost write stand-in")  # the record still says apply_plan (pro)
+
+    drift = cli("--json", "tenant", "reconcile", "t_replay", deps=stripe_deps)
+    assert drift.code == EXIT_PROBLEMS
+    assert drift.json["drift"] == {}
+    assert drift.json["entitlement_drift"]["found"]["status"] == "suspended"
+
+    fixed = cli("--json", "tenant", "reconcile", "t_replay", "--apply", deps=stripe_deps)
+    assert fixed.code == EXIT_OK, fixed.stdout
+    assert fixed.json["outcome"] == "entitlements:apply_plan"
+    plan = EntitlementService().plan_for("t_replay", fresh=True)
+    assert (plan.plan_id, plan.status) == ("pro", "active")
+    assert cli("--json", "tenant", "reconcile", "t_replay", deps=stripe_deps).json["in_sync"] is True

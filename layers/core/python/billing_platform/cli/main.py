@@ -213,18 +213,28 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         return EXIT_OK, shown
 
     if args.command == "tenant" and args.action == "reconcile":
+        from billing_platform.catalog import load_catalog
         from billing_platform.cli.reconcile import reconcile_tenant
+        from billing_platform.entitlements.service import EntitlementService
         from billing_platform.subscriptions.repository import SubscriptionRepository
         from billing_platform.subscriptions.webhooks import WebhookProcessor
 
         provider = deps.stripe_provider(settings)
         repository = SubscriptionRepository(settings)
-        processor = WebhookProcessor(provider, settings=settings, repository=repository) if args.apply else None
+        catalog = load_catalog(settings.plan_catalog_path)
+        entitlements = EntitlementService(settings, catalog=catalog)
+        processor = None
+        if args.apply:
+            processor = WebhookProcessor(
+                provider, settings=settings, repository=repository, entitlements=entitlements, catalog=catalog
+            )
         reconciled = reconcile_tenant(
             args.tenant_id,
             provider,
             repository,
             processor,
+            entitlements=entitlements,
+            catalog=catalog,
             subscription_id=args.subscription_id,
             apply=args.apply,
             clock=deps.clock,

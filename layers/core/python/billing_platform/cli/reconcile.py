@@ -4,7 +4,11 @@
 Stripe is the source of truth. The fix is applied as a synthetic `customer.subscription.updated`
 (`deleted` once the subscription ended) event carrying the object just fetched from Stripe, created
 now, through `WebhookProcessor.process`: the same ordering rules, audit entry and entitlement update as
-a real delivery, and a ledger entry under an id that names the reconcile."""
+a real delivery, and a ledger entry under an id that names the reconcile.
+
+It also checks the effect the stored subscription asked of the entitlements (`entitlement`:
+apply_plan / suspend / revoke) against the tenant's stored plan, and re-applies that effect when they
+disagree (an entitlement write lost after the subscription record was saved)."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from billing_platform.catalog import Catalog
+from billing_platform.entitlements.models import PlanStatus, TenantPlan
 from billing_platform.errors import NotFoundError
 from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord
@@ -32,17 +38,39 @@ COMPARED = (
 )
 
 
+class Entitlements(Protocol):
+    """The part of `EntitlementService` a reconcile reads and drives."""
+
+    def plan_for(self, tenant_id: str, *, fresh: bool = False) -> TenantPlan: ...
+
+    def apply_plan(
+        self,
+        tenant_id: str,
+        plan_id: str,
+        *,
+        period_start: datetime,
+        period_end: datetime,
+        status: str = "active",
+        source_version: int | None = None,
+    ) -> None: ...
+
+    def suspend(self, tenant_id: str, reason: str) -> None: ...
+
+    def revoke(self, tenant_id: str) -> None: ...
+
+
 @dataclass
 class ReconcileReport:
     tenant_id: str
     subscription_id: str
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    entitlement_drift: dict[str, Any] = field(default_factory=dict)
     applied: bool = False
     outcome: str | None = None
 
     @property
     def in_sync(self) -> bool:
-        return not self.drift
+        return not self.drift and not self.entitlement_drift
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +78,7 @@ class ReconcileReport:
             "subscription_id": self.subscription_id,
             "in_sync": self.in_sync,
             "drift": self.drift,
+            "entitlement_drift": self.entitlement_drift,
             "applied": self.applied,
             "outcome": self.outcome,
         }
@@ -104,17 +133,57 @@ def _drift(record: SubscriptionRecord | None, remote: ProviderSubscription) -> d
     return out
 
 
+def _entitlement_drift(record: SubscriptionRecord | None, plan: TenantPlan | None, catalog: Catalog) -> dict[str, Any]:
+    """What the stored plan should be after the subscription's last entitlement effect, if it is not."""
+    if record is None or plan is None:
+        return {}
+    suspended = plan.status == PlanStatus.SUSPENDED.value
+    found = {"plan_id": plan.plan_id, "status": plan.status}
+    if record.entitlement == "apply_plan" and (plan.plan_id != record.plan_id or suspended):
+        return {"expected": {"plan_id": record.plan_id, "status": record.status}, "found": found}
+    if record.entitlement == "suspend" and not suspended:
+        return {"expected": {"status": PlanStatus.SUSPENDED.value}, "found": found}
+    if record.entitlement == "revoke" and plan.plan_id != catalog.default_plan:
+        return {"expected": {"plan_id": catalog.default_plan}, "found": found}
+    return {}
+
+
+def _reapply(record: SubscriptionRecord, entitlements: Entitlements) -> None:
+    """The effect `WebhookProcessor` applies for the record's `entitlement`."""
+    if (
+        record.entitlement == "apply_plan"
+        and record.plan_id
+        and record.current_period_start
+        and record.current_period_end
+    ):
+        entitlements.apply_plan(
+            record.tenant_id,
+            record.plan_id,
+            period_start=record.current_period_start,
+            period_end=record.current_period_end,
+            status=record.status,
+            source_version=record.version,
+        )
+    elif record.entitlement == "suspend":
+        entitlements.suspend(record.tenant_id, reason=f"subscription {record.status} (reconcile)")
+    elif record.entitlement == "revoke":
+        entitlements.revoke(record.tenant_id)
+
+
 def reconcile_tenant(
     tenant_id: str,
     provider: SyncBillingProvider,
     repository: SubscriptionRepository,
     processor: WebhookProcessor | None,
     *,
+    entitlements: Entitlements | None = None,
+    catalog: Catalog | None = None,
     subscription_id: str | None = None,
     apply: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ReconcileReport:
-    """Diff the stored subscription against Stripe; with `apply`, fix any drift through the processor."""
+    """Diff the stored subscription against Stripe (and, given `entitlements` and `catalog`, the stored
+    plan against the subscription); with `apply`, fix the drift through the webhook path."""
     record = repository.get_subscription(tenant_id)
     sub_id = subscription_id or (record.subscription_id if record else None)
     if sub_id is None:
@@ -124,7 +193,16 @@ def reconcile_tenant(
         )
     remote = provider.get_subscription(sub_id)
     report = ReconcileReport(tenant_id=tenant_id, subscription_id=sub_id, drift=_drift(record, remote))
+    if entitlements is not None and catalog is not None and not report.drift:
+        report.entitlement_drift = _entitlement_drift(record, entitlements.plan_for(tenant_id, fresh=True), catalog)
     if report.in_sync or not apply:
+        return report
+    if not report.drift:
+        # The subscription is right, its effect on the entitlements was lost: apply the effect again.
+        assert record is not None
+        assert entitlements is not None
+        _reapply(record, entitlements)
+        report.outcome, report.applied = f"entitlements:{record.entitlement}", True
         return report
     assert processor is not None
     now = int(clock().timestamp())
