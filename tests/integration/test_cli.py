@@ -417,3 +417,37 @@ def test_reconcile_reapplies_an_entitlement_effect_that_was_lost(
     plan = EntitlementService().plan_for("t_replay", fresh=True)
     assert (plan.plan_id, plan.status) == ("pro", "active")
     assert cli("--json", "tenant", "reconcile", "t_replay", deps=stripe_deps).json["in_sync"] is True
+
+
+def test_a_claim_stripe_refuses_for_good_can_be_dropped_and_is_then_reported_afresh(
+    stripe_deps: Dependencies, stripe_api: MeteredStripeApi, story: SubscriptionStory, env: pytest.MonkeyPatch
+) -> None:
+    from billing_platform.audit.log import AuditLog
+    from tests.integration.test_meter_reporter import subscribe
+
+    subscribe("t_stuck", "cus_gone", "pro")
+    hour = (NOW - timedelta(hours=2)).replace(minute=0, second=0)
+    add_usage("t_stuck", "tokens", hour, "12")
+    http = LockedHTTPClient(stripe_api)
+    http.fail_next(400, "invalid_request_error", code="resource_missing", message="No such customer: 'cus_gone'")
+    stripe_deps.stripe_events = lambda s: StripeMeterEvents(s, client=stripe_client(http), sleep=lambda _s: None)
+
+    refused = cli("--json", "meter", "run", "--lookback-days", "1", deps=stripe_deps)
+    assert refused.code == EXIT_PROBLEMS
+    label = hour.strftime("%Y-%m-%dT%H")
+    assert refused.json["failures"] == [
+        {"tenant_id": "t_stuck", "resource": "tokens", "hour": label, "error": "provider_not_found"}
+    ]
+    assert cli("--json", "tenant", "show", "t_stuck").json["metered"]["tokens"]["open_claims"] == 1
+
+    dropped = cli("--json", "meter", "drop-claim", "t_stuck", "tokens", label, "--actor", "ada", deps=stripe_deps)
+    assert dropped.code == EXIT_OK, dropped.stderr
+    assert dropped.json["dropped"]["customer_id"] == "cus_gone"
+    (entry,) = AuditLog().page("t_stuck", limit=10, cursor=None).entries
+    assert (entry.action, entry.actor) == ("meter.drop_claim", "cli:ada")
+    assert cli("meter", "drop-claim", "t_stuck", "tokens", label, deps=stripe_deps).code == EXIT_NOT_FOUND
+
+    again = cli("--json", "meter", "run", "--lookback-days", "1", deps=stripe_deps)
+    assert again.code == EXIT_OK
+    assert stripe_api.billed("tokens", "cus_gone") == 12
+    assert len(stripe_api.meter_events) == 1

@@ -6,6 +6,7 @@
     billing-admin [target options] dlq status | dlq redrive [--max N] [--dry-run]
     billing-admin [target options] stripe replay --since WHEN [--until WHEN] [--type T ...] [--dry-run]
     billing-admin [target options] meter run [--lookback-days N]
+    billing-admin [target options] meter drop-claim TENANT RESOURCE HOUR
     billing-admin [target options] config show
 
 Target: `--stack-name NAME` reads a deployed stack's CloudFormation outputs (tables, queues, Stripe
@@ -137,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     meter = commands.add_parser("meter", help="Stripe meter reporting").add_subparsers(dest="action", required=True)
     run = meter.add_parser("run", help="report unreported metered usage now (same code as the scheduled run)")
     run.add_argument("--lookback-days", type=int, default=35, choices=range(0, 36), metavar="N")
+    drop = meter.add_parser("drop-claim", help="drop a meter claim Stripe refused for good (audited)")
+    drop.add_argument("tenant_id")
+    drop.add_argument("resource_type")
+    drop.add_argument("hour", help="the hour bucket, e.g. 2026-11-25T10")
+    drop.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who, for the audit log")
 
     config = commands.add_parser("config", help="where the CLI points").add_subparsers(dest="action", required=True)
     config.add_parser("show", help="the resolved target")
@@ -282,6 +288,12 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         )
         bar.finish()
         return (EXIT_OK if replayed.ok else EXIT_PROBLEMS), replayed.to_dict()
+
+    if args.command == "meter" and args.action == "drop-claim":
+        from billing_platform.cli.claims import drop_claim
+
+        dropped = drop_claim(args.tenant_id, args.resource_type, args.hour, settings, actor=f"cli:{args.actor}")
+        return EXIT_OK, dropped
 
     if args.command == "meter":
         from billing_platform.metering.reporter import MeterReporter

@@ -216,6 +216,39 @@ class MeterWatermarkRepository:
         ]
         return self._transact(items)
 
+    def hour(self, tenant_id: str, resource_type: str, hour: str) -> HourWatermark | None:
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return _hour_from_item(item) if item else None
+
+    def drop_claim(
+        self, tenant_id: str, resource_type: str, hour: str, identifier: str, audit: dict[str, Any] | None = None
+    ) -> bool:
+        """Remove a claim Stripe refused for good (an operator's decision: the next run claims the hour's
+        usage afresh, with the tenant's current customer). `audit` (an `AuditLog.put_item_request`)
+        commits in the same transaction. False if that claim is no longer there."""
+        now = datetime.now(UTC).isoformat()
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
+                    "UpdateExpression": (
+                        "REMOVE pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
+                    ),
+                    "ConditionExpression": "identifier = :id",
+                    "ExpressionAttributeValues": {":id": {"S": identifier}},
+                }
+            },
+            self._day_update(tenant_id, resource_type, hour[:10], delta=ZERO, claims=-1, now=now),
+        ]
+        if audit is not None:
+            items.append(audit)
+        return self._transact(items)
+
     def _day_update(
         self, tenant_id: str, resource_type: str, day: str, *, delta: Decimal, claims: int, now: str
     ) -> dict[str, Any]:
