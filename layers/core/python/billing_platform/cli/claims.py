@@ -3,7 +3,10 @@
 A claim stays until Stripe confirms it, so a permanent refusal (a customer deleted in Stripe, a meter
 archived) keeps it, and the reporter's lag alarm, forever. Only refused claims may be dropped: Stripe
 never accepted them, so dropping one loses nothing; the next run claims the hour's usage afresh, with
-the tenant's customer and meter of that time. The drop and its audit entry commit together."""
+the tenant's customer and meter of that time. (Were the claim accepted after all, the new claim of an
+unchanged hour total carries the same identifier, which Stripe rejects as a duplicate within 24 hours;
+past that, or once more usage landed in the hour, it would bill again: drop only what Stripe refused.)
+The drop and its audit entry commit together."""
 
 from __future__ import annotations
 
