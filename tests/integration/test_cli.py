@@ -353,6 +353,7 @@ def test_tenant_show_and_meter_run(
     metered = cli("--json", "meter", "run", "--lookback-days", "2", deps=stripe_deps)
     assert metered.code == EXIT_OK
     assert metered.json["events_sent"] == 1
+    assert "meter run (tenant-days): 1/1" in metered.stderr
     assert stripe_api.billed("tokens", story.customer_id) == Decimal(1500)
 
     shown = cli("--json", "tenant", "show", "t_replay", "--days", "3", deps=stripe_deps)

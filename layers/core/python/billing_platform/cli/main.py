@@ -48,6 +48,7 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_NOT_FOUND = 4
 EXIT_INTERRUPTED = 130
+METER_WORKERS = 8  # as the scheduled function
 
 EXIT_CODES_HELP = (
     "exit codes: 0 done / in sync, 1 problems found, 2 bad usage, 3 configuration, 4 not found, 130 interrupted"
@@ -298,8 +299,16 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
     if args.command == "meter":
         from billing_platform.metering.reporter import MeterReporter
 
-        reporter = MeterReporter(deps.stripe_events(settings), settings=settings, lookback_days=args.lookback_days)
+        bar = Progress("meter run (tenant-days)", stream=deps.stderr, enabled=progress_enabled)
+        reporter = MeterReporter(
+            deps.stripe_events(settings),
+            settings=settings,
+            lookback_days=args.lookback_days,
+            workers=METER_WORKERS,
+            on_progress=bar.update,
+        )
         run = reporter.run()
+        bar.finish()
         return (EXIT_OK if run.events_failed == 0 else EXIT_PROBLEMS), run.to_dict()
 
     raise argparse.ArgumentTypeError(f"unknown command {args.command} {getattr(args, 'action', '')}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -28,13 +29,24 @@ class Progress:
         self._every = every
         self._start = time.monotonic()
         self._last = 0.0
+        self._lock = threading.Lock()  # ticks may come from worker threads
 
     def tick(self, n: int = 1, note: str = "") -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            self._print(note)
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self._last >= self._every:
+                self._last = now
+                self._print(note)
+
+    def update(self, done: int, total: int) -> None:
+        """Set absolute progress (for producers that count themselves)."""
+        with self._lock:
+            self.done, self.total = done, total
+            now = time.monotonic()
+            if now - self._last >= self._every:
+                self._last = now
+                self._print("")
 
     def finish(self, note: str = "") -> None:
         self._print(note or "done")

@@ -144,6 +144,7 @@ class MeterReporter:
         lookback_days: int = LOOKBACK_DAYS,
         should_continue: Callable[[], bool] = lambda: True,
         workers: int = 1,
+        on_progress: Callable[[int, int], None] = lambda _done, _total: None,
     ) -> None:
         self._settings = settings or get_settings()
         self._sender = sender
@@ -154,6 +155,7 @@ class MeterReporter:
         self._lookback_days = lookback_days
         self._should_continue = should_continue
         self._workers = workers
+        self._on_progress = on_progress  # (tenant-days done, tenant-days to do), from any worker thread
 
     def metered_resources(self) -> list[str]:
         """Resource types that some plan meters."""
@@ -185,6 +187,14 @@ class MeterReporter:
             work.append((tenants[tenant_id], tenant_id, resource, day, metered))
 
         stop = threading.Event()
+        progress_lock = threading.Lock()
+        done = 0
+
+        def finished_one() -> None:
+            nonlocal done
+            with progress_lock:
+                done += 1
+                self._on_progress(done, len(work))
 
         def report_one(item: tuple[_Tenant, str, str, str, bool]) -> tuple[MeterRunReport, datetime | None]:
             tenant, tenant_id, resource, day, metered = item
@@ -194,11 +204,13 @@ class MeterReporter:
                 return part, bucket_start(Granularity.DAY, day)
             part.tenant_days_checked = 1
             try:
-                return part, self._report_day(tenant, tenant_id, resource, day, metered, part)
+                left = self._report_day(tenant, tenant_id, resource, day, metered, part)
             except _StopRun:
                 stop.set()
                 part.stopped_early = True
-                return part, bucket_start(Granularity.DAY, day)
+                left = bucket_start(Granularity.DAY, day)
+            finished_one()
+            return part, left
 
         # Tenant-days are independent (their watermarks are distinct items): a pool overlaps the Stripe
         # round trips, which bound a run's throughput.
