@@ -4,6 +4,7 @@ idempotency-key retries, and releases never take usage below zero."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import Counter
@@ -18,6 +19,7 @@ import pytest
 from botocore.config import Config
 
 from billing_platform.catalog.models import Catalog, parse_catalog
+from billing_platform.entitlements import EntitlementEnforcer, QuotaExceededError, require_entitlement
 from billing_platform.entitlements.models import EntitlementCheck, add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
@@ -317,3 +319,37 @@ def test_layout_switch_racing_consumers_carries_usage_and_never_overspends(
     )
     assert len(shards) == 4
     assert sum(s.used for s in shards) == 300
+
+
+def test_async_services_consume_concurrently_with_the_same_guarantees(
+    make_service: Callable[..., EntitlementService],
+) -> None:
+    enforcer = EntitlementEnforcer(make_service())
+    enforcer.service.apply_plan("t-async", "small", **period(datetime.now(UTC)), source_version=1)
+
+    @require_entitlement("executions", Decimal(7), enforcer=enforcer)
+    async def handle(event: dict[str, Any]) -> str:
+        await asyncio.sleep(0)
+        if event.get("fail"):
+            raise RuntimeError("downstream failed")
+        return "ok"
+
+    async def consume_all() -> list[Any]:
+        calls = (enforcer.check_and_record_async("t-async", "executions", 10) for _ in range(40))
+        return list(await asyncio.gather(*calls))
+
+    async def guarded_calls() -> list[Any]:
+        calls = (handle({"tenant_id": "t-async", "fail": n % 2 == 1}) for n in range(10))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    checks = asyncio.run(consume_all())
+    assert sum(1 for c in checks if c.allowed) == 30  # 300 / 10: exactly, never more
+    results = asyncio.run(guarded_calls())
+    assert all(isinstance(r, QuotaExceededError) for r in results)  # the quota is gone: nothing ran
+    enforcer.service.release("t-async", "executions", Decimal(35))
+    results = asyncio.run(guarded_calls())
+    succeeded = results.count("ok")
+    assert 1 <= succeeded <= 5
+    assert all(r == "ok" or isinstance(r, RuntimeError | QuotaExceededError) for r in results)
+    # Failed calls gave their 7 back; only the calls that succeeded keep theirs.
+    assert enforcer.check("t-async", "executions").used == 300 - 35 + 7 * succeeded

@@ -3,7 +3,6 @@ drive, against moto DynamoDB with the real layer code."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -157,28 +156,6 @@ def test_decorated_route_without_tenant_argument_uses_the_authorizer_tenant(enfo
     ]
     assert statuses == [200, 402]
     assert enforcer.check("acme", "executions").used == 60
-
-
-def test_async_services_use_the_same_guarantees(enforcer: EntitlementEnforcer) -> None:
-    @require_entitlement("api_calls", enforcer=enforcer)
-    async def handle(event: dict[str, Any]) -> str:
-        await asyncio.sleep(0)
-        if event.get("fail"):
-            raise RuntimeError("downstream failed")
-        return "ok"
-
-    async def main() -> list[Any]:
-        checks = await asyncio.gather(*(enforcer.check_and_record_async("acme", "api_calls", 10) for _ in range(5)))
-        results = await asyncio.gather(
-            handle({"tenant_id": "acme"}), handle({"tenant_id": "acme", "fail": True}), return_exceptions=True
-        )
-        return [*checks, *results]
-
-    outcome = asyncio.run(main())
-    assert all(c.allowed for c in outcome[:5])
-    assert outcome[5] == "ok"
-    assert isinstance(outcome[6], RuntimeError)
-    assert enforcer.check("acme", "api_calls").used == 51
 
 
 def test_features_are_cached_but_quota_never_is(moto_aws: dict[str, str], enforcer: EntitlementEnforcer) -> None:

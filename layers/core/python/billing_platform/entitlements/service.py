@@ -42,6 +42,7 @@ from billing_platform.entitlements.models import (
     calendar_month,
     check_from_counter,
     combine_shards,
+    decimal_str,
     same_period,
     split_limit,
     spread_used,
@@ -88,8 +89,6 @@ class QuotaView:
     shards: int
 
     def to_dict(self) -> dict[str, object]:
-        from billing_platform.entitlements.models import decimal_str
-
         return {
             "resource_type": self.resource_type,
             "policy": self.policy.value if self.policy else None,
@@ -255,8 +254,8 @@ class EntitlementService:
                     ),
                 )
                 if taken.granted:
-                    return self._granted_keyed(
-                        tenant_id, resource_type, quantity, enforce, shards, shard, idempotency_key
+                    return self._answer_keyed(
+                        tenant_id, resource_type, quantity, enforce, shards, ((shard, quantity),), idempotency_key
                     )
                 if taken.existing_record is not None:
                     return self._replay(taken.existing_record, resource_type, quantity)
@@ -431,20 +430,6 @@ class EntitlementService:
             consumed_at=now,
             shards=shards_used,
             layout=layout,
-        )
-
-    def _granted_keyed(
-        self,
-        tenant_id: str,
-        resource_type: str,
-        quantity: Decimal,
-        enforce: bool,
-        shards: int,
-        shard: int,
-        idempotency_key: str,
-    ) -> EntitlementCheck:
-        return self._answer_keyed(
-            tenant_id, resource_type, quantity, enforce, shards, ((shard, quantity),), idempotency_key
         )
 
     def _answer_keyed(
