@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import warnings
 from types import FrameType
 
+from local_stack.dynamodb_local import StartCancelled
 from local_stack.stack import LocalStack, StackOptions
 
 
@@ -40,34 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    # Until shutdown begins, SIGINT (Ctrl-C) and SIGTERM interrupt whatever runs, startup included (a slow
-    # JVM start must not make Ctrl-C wait). Once stopping, further signals are only acknowledged, so a
-    # second Ctrl-C cannot cut the cleanup short and orphan DynamoDB Local.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT (Ctrl-C) and SIGTERM only set `stop`: startup checks it between steps and while DynamoDB Local
+    # boots, so a slow start still ends promptly, and no process is ever started without being recorded
+    # for the shutdown below (an exception raised at an arbitrary point could not promise that).
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            # os.write, not print: the handler may interrupt a print of the main thread (not reentrant).
+            os.write(sys.stdout.fileno(), b"still stopping, please wait...\n")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     stack = LocalStack(options)
     try:
-        stack.start()
+        stack.start(cancelled=stop.is_set)
         print(stack.banner(), flush=True)
         print(f"READY {stack.base_url} startup_seconds={stack.timings.marks['ready']}", flush=True)
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            pass
+    except StartCancelled:
         pass
     finally:
-        signal.signal(signal.SIGINT, _already_stopping)
-        signal.signal(signal.SIGTERM, _already_stopping)
         print("stopping...", flush=True)
         stack.stop()
     print("stopped", flush=True)
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def _already_stopping(signum: int, frame: FrameType | None) -> None:
-    print("still stopping, please wait...", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,10 @@ import boto3
 from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class StartCancelled(Exception):
+    """A start was cancelled (Ctrl-C during startup); whatever it had started is stopped again."""
 
 
 def free_port() -> int:
@@ -45,7 +50,9 @@ class DynamoDBLocal:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self, timeout: float = 30.0) -> DynamoDBLocal:
+    def start(self, timeout: float = 30.0, cancelled: Callable[[], bool] = lambda: False) -> DynamoDBLocal:
+        """Start java and wait until it answers. `cancelled` is polled while waiting: when it turns true,
+        java is stopped and StartCancelled raised."""
         java = shutil.which("java")
         if java is None:
             raise RuntimeError("java (17+) is needed for DynamoDB Local")
@@ -86,6 +93,9 @@ class DynamoDBLocal:
             except Exception:
                 if self._process.poll() is not None:
                     raise RuntimeError(f"DynamoDB Local exited with {self._process.returncode}") from None
+                if cancelled():
+                    self.stop()
+                    raise StartCancelled("DynamoDB Local") from None
                 if time.monotonic() > deadline:
                     self.stop()
                     raise TimeoutError(f"DynamoDB Local not ready on {self.endpoint_url}") from None

@@ -17,7 +17,7 @@ from botocore.config import Config
 
 from billing_platform import resources
 from local_stack import hooks
-from local_stack.dynamodb_local import DynamoDBLocal, free_port
+from local_stack.dynamodb_local import DynamoDBLocal, StartCancelled, free_port
 from local_stack.gateway import Gateway, HttpRequest, HttpResponse
 from local_stack.openapi import merged_openapi, swagger_html
 from local_stack.pollers import Scheduler, SqsPoller, StreamPoller
@@ -64,6 +64,7 @@ class LocalStack:
         self._workers: list[SqsPoller | StreamPoller | Scheduler] = []
         self._hook_stops: list[tuple[str, Callable[[], None]]] = []
         self._stopped = False
+        self._cancelled: Callable[[], bool] = lambda: False
 
     @property
     def base_url(self) -> str:
@@ -72,7 +73,12 @@ class LocalStack:
 
     # -- start
 
-    def start(self) -> LocalStack:
+    def start(self, cancelled: Callable[[], bool] = lambda: False) -> LocalStack:
+        """Start everything, in order. `cancelled` is checked between steps and while DynamoDB Local
+        boots: when it turns true, what was started is stopped and StartCancelled raised. Cancelling
+        cooperatively, rather than raising KeyboardInterrupt at an arbitrary point, means no process can
+        be started without being recorded for stop()."""
+        self._cancelled = cancelled
         try:
             self._start()
         except BaseException:
@@ -80,18 +86,24 @@ class LocalStack:
             raise
         return self
 
+    def _checkpoint(self, name: str) -> None:
+        self.timings.mark(name)
+        if self._cancelled():
+            raise StartCancelled(f"after {name}")
+
     def _start(self) -> None:
         from moto.server import ThreadedMotoServer
 
         # Bind the API first so a busy --port fails fast, before Java starts.
         self.server = ApiServer(self._gateway(), port=self.options.port)
-        self.ddb = DynamoDBLocal().start()
-        self.timings.mark("dynamodb_local")
+        self.ddb = DynamoDBLocal()
+        self.ddb.start(cancelled=self._cancelled)
+        self._checkpoint("dynamodb_local")
         moto_port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
         moto_url = f"http://127.0.0.1:{moto_port}"
-        self.timings.mark("moto")
+        self._checkpoint("moto")
 
         self.env = self._provision(self.ddb.endpoint_url, moto_url)
         os.environ.update(self.env)
@@ -101,15 +113,15 @@ class LocalStack:
 
         get_settings.cache_clear()
         clients.reset()
-        self.timings.mark("provisioned")
+        self._checkpoint("provisioned")
 
         failures = self.runtime.import_all()
         for name, reason in failures.items():
             log.error("functions/%s not loaded: %s", name, reason)
-        self.timings.mark("handlers_imported")
+        self._checkpoint("handlers_imported")
 
         self.server.start()
-        self.timings.mark("api_listening")
+        self._checkpoint("api_listening")
         if self.options.pollers:
             self._start_workers()
         if self.options.hooks:

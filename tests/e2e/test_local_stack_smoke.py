@@ -220,8 +220,9 @@ def test_ctrl_c_during_startup_still_stops_dynamodb_local(local_stack_process: A
     children = children_of(stack.process.pid)
 
     stack.process.send_signal(signal.SIGINT)
-    assert stack.process.wait(STARTUP_TIMEOUT) == 0, stack.diagnostics()
-    assert not [pid for pid in children if running(pid)]
+    stack.wait_for("stopped", STARTUP_TIMEOUT)
+    assert not [pid for pid in children if running(pid)], "java still runs after 'stopped'"
+    assert stack.process.wait(SHUTDOWN_TIMEOUT) == 0, stack.diagnostics()
     assert not listening(port)
 
 
