@@ -301,6 +301,7 @@ def drive_aggregator(
     rng: random.Random,
     *,
     max_batch: int,
+    min_batch: int = 1,
     faults: TransactFaults | None = None,
     fault_rate: float = 0.0,
     rewind_rate: float = 0.0,
@@ -312,7 +313,7 @@ def drive_aggregator(
     run = AggregatorRun()
     position = 0
     while position < len(records):
-        batch = records[position : position + rng.randint(1, max_batch)]
+        batch = records[position : position + rng.randint(min_batch, max_batch)]
         if faults is not None and rng.random() < fault_rate:
             faults.arm(rng.randint(0, 2), crash=rng.random() < 0.5)
         run.invocations += 1
