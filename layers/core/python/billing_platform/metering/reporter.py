@@ -162,6 +162,9 @@ class MeterReporter:
         return sorted({r for plan in self._catalog.plans.values() for r, q in plan.quotas.items() if q.metered})
 
     def run(self) -> MeterRunReport:
+        """Report every unreported unit of the look-back window. Stripe's refusals and outages are
+        counted in the report (their claims wait for the next run); an AWS error propagates, so the
+        invocation fails and alarms, leaving only claims that the next run finishes."""
         now = self._clock()
         report = MeterRunReport(started_at=now)
         days = [bucket_label(Granularity.DAY, now - timedelta(days=n)) for n in range(self._lookback_days, -1, -1)]
