@@ -90,3 +90,20 @@ def ddb_local_tables(dynamodb_local: Any, env: pytest.MonkeyPatch) -> Iterator[d
     reset_caches()
     yield names
     reset_caches()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` honour `xdist_group` marks again. pytest 9 derives `Item.nodeid` from
+    `Item._id`, while pytest-xdist 3.8 still renames `Item._nodeid` to add the `@group` suffix its
+    scheduler groups by: without this, grouped tests (one shared server per group) spread over workers."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")
+        }
+        if names and not item.nodeid.endswith("@" + "_".join(sorted(names))):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
