@@ -35,7 +35,7 @@ from tests.security.harness import (
     take_snapshot,
 )
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 25
 WEBHOOK_SECRET = "whsec_hostile_suite_0123456789"
 BODY_ROUTES = [rid for rid in ROUTE_IDS if route_by_id(rid)[0].method in ("POST", "PATCH", "PUT")]
 PARAM_ROUTES = [rid for rid in ROUTE_IDS if "{" in rid or route_by_id(rid)[0].method in ("GET", "DELETE")]

@@ -25,7 +25,7 @@ from tests.security.harness import TENANT_A, Credential, SecurityStack
 pytestmark = pytest.mark.xdist_group("security_stack")
 
 # Small on purpose: ~20 operations x 2 modes x this many requests (~300 requests) keeps the run to ~15 s.
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 6
 
 
 def _route_for(method: str, path: str) -> RouteSpec | None:
