@@ -160,7 +160,7 @@ def test_consumer_writes_records_with_ttl_and_reports_only_poison_messages(aws: 
     ttl_days = 35
     assert int(stored["use_a1"]["expires_at"]["N"]) == int((NOW + timedelta(days=ttl_days)).timestamp())
     assert stored["use_a2"]["quantity"]["N"] == "7"
-    assert stored["use_a1"]["pk"]["S"] == raw_key("t_a", "use_a1")["pk"]
+    assert stored["use_a1"]["pk"]["S"] == raw_key("t_a", "tokens", "use_a1")["pk"]
 
 
 def test_consumer_redelivery_rewrites_the_same_items(aws: dict[str, Any]) -> None:
@@ -189,7 +189,7 @@ def test_consumer_ttl_follows_the_setting(aws: dict[str, Any], env: pytest.Monke
 
 
 def usage_insert(record_id: str, tenant: str, quantity: str, ts: datetime, **kwargs: Any) -> dict[str, Any]:
-    key = raw_key(tenant, record_id)
+    key = raw_key(tenant, "tokens", record_id)
     image = {
         "record_id": record_id,
         "tenant_id": tenant,
@@ -217,7 +217,7 @@ def test_aggregator_counts_inserts_once_and_ignores_rewrites_expiry_and_replays(
         usage_insert("use_2", "t_a", "3.25", late),
         usage_insert("use_3", "t_b", "10", NOW),
     ]
-    key = raw_key("t_a", "use_1")
+    key = raw_key("t_a", "tokens", "use_1")
     image = {"tenant_id": "t_a", "resource_type": "tokens", "quantity": Decimal(2), "ts": NOW.isoformat()}
     noise = [modify(key, image, {**image, "quantity": Decimal(99)}), remove(key, image, ttl_expiry=True)]
     event = stream_event(*records, *noise)

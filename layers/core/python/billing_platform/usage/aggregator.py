@@ -8,16 +8,18 @@ lives in one shard, in sequence-number order, processed by one invocation at a t
 of usage pk P" is a checkpoint with the same exactness as a shard's, and RAW_PARTITIONS bounds how many
 there are in a batch.
 
-A batch is applied in chunks of at most 100 transaction items (the TransactWriteItems limit). A chunk is a
-run of consecutive records; its records' totals are coalesced into one update per bucket row, and for each
-usage pk it touches the chunk carries that pk's checkpoint, conditioned on being below the chunk's first
-sequence number of the pk. A chunk therefore commits entirely or not at all, and can never commit twice.
+A batch is applied in chunks of at most 100 transaction items (the TransactWriteItems limit). A chunk holds
+the records of some usage pks (per pk, a run of consecutive records: see `plan_chunks`); its records'
+totals are coalesced into one update per bucket row, and for each usage pk it touches the chunk carries
+that pk's checkpoint, conditioned on being below the chunk's first sequence number of the pk. A chunk
+therefore commits entirely or not at all, and can never commit twice.
 The first attempt is optimistic (no reads); if a condition fails (a retried batch), the checkpoints are
 read and the already-applied records skipped.
 
 Failure reporting: records are not independent (they share rows, and per-pk order matters), so
-Powertools' per-record BatchProcessor does not fit. On a failed chunk the handler reports the first
-unapplied record as the batch item failure: Lambda resumes there, everything before it is committed.
+Powertools' per-record BatchProcessor does not fit. On a failed chunk the handler reports the lowest
+unapplied record as the batch item failure: Lambda resumes there; records after it that were committed
+are skipped on the retry by their checkpoints.
 """
 
 from __future__ import annotations
@@ -125,26 +127,48 @@ def _row_keys(insert: UsageInsert) -> list[tuple[str, str, Granularity, str]]:
 
 
 def plan_chunks(inserts: Iterable[UsageInsert], limit: int = TRANSACT_MAX) -> list[_Chunk]:
-    """Split consecutive records into chunks of at most `limit` transaction items, coalescing each
-    chunk's records into one update per row."""
+    """Split a batch into chunks of at most `limit` transaction items, coalescing each chunk's records
+    into one update per row.
+
+    Records are grouped by usage partition key (each group keeps stream order) and the groups taken in key
+    order: the records of one tenant x resource sit on neighbouring keys, so a chunk gathers them and
+    their rows. A chunk holds whole groups; a group too large for one chunk is cut into consecutive runs
+    that go to successive chunks. Within a partition key, records are therefore applied in stream order,
+    which the checkpoint condition needs."""
+    groups: dict[str, list[UsageInsert]] = {}
+    for insert in inserts:
+        groups.setdefault(insert.checkpoint_key, []).append(insert)
     chunks: list[_Chunk] = []
     current = _Chunk()
-    for insert in inserts:
-        keys = _row_keys(insert)
-        extra = sum(1 for k in keys if k not in current.rows) + (insert.checkpoint_key not in current.checkpoints)
-        if current.inserts and current.size() + extra > limit:
+    for key in sorted(groups):
+        group = groups[key]
+        if current.inserts and current.size() + _items_needed(current, group) > limit:
             chunks.append(current)
             current = _Chunk()
-        current.inserts.append(insert)
-        for key in keys:
-            row = current.rows.setdefault(key, [Decimal(0), 0])
-            row[0] += insert.quantity
-            row[1] += 1
-        first, _ = current.checkpoints.get(insert.checkpoint_key, (insert.sequence_number, ""))
-        current.checkpoints[insert.checkpoint_key] = (first, insert.sequence_number)
+        for insert in group:
+            if current.inserts and current.size() + _items_needed(current, [insert]) > limit:
+                chunks.append(current)
+                current = _Chunk()
+            _add(current, insert)
     if current.inserts:
         chunks.append(current)
     return chunks
+
+
+def _items_needed(chunk: _Chunk, inserts: list[UsageInsert]) -> int:
+    rows = {k for insert in inserts for k in _row_keys(insert) if k not in chunk.rows}
+    checkpoints = {i.checkpoint_key for i in inserts if i.checkpoint_key not in chunk.checkpoints}
+    return len(rows) + len(checkpoints)
+
+
+def _add(chunk: _Chunk, insert: UsageInsert) -> None:
+    chunk.inserts.append(insert)
+    for key in _row_keys(insert):
+        row = chunk.rows.setdefault(key, [Decimal(0), 0])
+        row[0] += insert.quantity
+        row[1] += 1
+    first, _ = chunk.checkpoints.get(insert.checkpoint_key, (insert.sequence_number, ""))
+    chunk.checkpoints[insert.checkpoint_key] = (first, insert.sequence_number)
 
 
 class UsageAggregationService:
@@ -179,11 +203,14 @@ class UsageAggregationService:
                     result.skipped_duplicates += before - len(remaining)
                     continue
                 logger.warning("aggregate transaction failed", extra={"error": str(exc)})
-                result.failed_from = remaining[0].sequence_number
+                # Lambda resumes at the lowest reported record; committed records after it are skipped
+                # on the retry by their checkpoints.
+                result.failed_from = min(remaining, key=lambda i: pad_seq(i.sequence_number)).sequence_number
                 return result
             result.transactions += 1
             result.applied += len(chunk.inserts)
-            remaining = remaining[len(chunk.inserts) :]
+            done = {id(i) for i in chunk.inserts}
+            remaining = [i for i in remaining if id(i) not in done]
         return result
 
     def _items(self, chunk: _Chunk) -> list[dict[str, Any]]:

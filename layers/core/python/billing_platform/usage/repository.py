@@ -3,11 +3,15 @@
 The only usage code that speaks boto3. Key layout:
 
 usage table (one item per record, written with BatchWriteItem, TTL `expires_at`)
-    pk `USAGE#<nn>`  nn = sha256(tenant, record id) mod RAW_PARTITIONS: spreads every tenant, hot or
-                     not, over RAW_PARTITIONS partitions, and bounds the aggregator's checkpoints.
+    pk `USAGE#<nn>`  nn = (h(tenant, resource) + h(record id) mod RAW_SPREAD) mod RAW_PARTITIONS: the
+                     records of one tenant x resource land on RAW_SPREAD neighbouring partition keys (so
+                     a hot pair gets RAW_SPREAD x ~1,000 writes/s), and the aggregator, which groups a
+                     batch by partition key, finds them together and coalesces them into few rows.
+                     RAW_PARTITIONS also bounds the aggregator's checkpoints.
     sk `<tenant>#<record id>`
-    The key holds neither timestamp nor resource, so a redelivered record with a different payload
-    lands on the same item: its rewrite is a MODIFY, which the aggregator never counts.
+    The key holds no timestamp or quantity, so a redelivered record lands on the same item even if its
+    payload changed: the rewrite is a MODIFY, which the aggregator never counts. (A record id reused
+    with another resource type is another record.)
 
 aggregates table
     pk `AGG#<tenant>#<resource>`  sk `H#2026-11-25T10` | `D#2026-11-25` | `M#2026-11`
@@ -33,6 +37,7 @@ from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
 
 RAW_PARTITIONS = 64
+RAW_SPREAD = 4
 BATCH_WRITE_MAX = 25
 TRANSACT_MAX = 100
 BATCH_GET_MAX = 100
@@ -47,16 +52,20 @@ class UsageWriteIncomplete(BillingError):
     http_status = 503
 
 
-def raw_key(tenant_id: str, record_id: str) -> dict[str, str]:
-    digest = hashlib.sha256(f"{tenant_id}#{record_id}".encode()).digest()
-    bucket = int.from_bytes(digest[:4], "big") % RAW_PARTITIONS
+def _hash32(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def raw_key(tenant_id: str, resource_type: str, record_id: str) -> dict[str, str]:
+    spread = _hash32(f"{tenant_id}#{record_id}") % RAW_SPREAD
+    bucket = (_hash32(f"{tenant_id}#{resource_type}") + spread) % RAW_PARTITIONS
     return {"pk": f"USAGE#{bucket:02d}", "sk": f"{tenant_id}#{record_id}"}
 
 
 def raw_item(record: UsageRecord, ttl: timedelta) -> dict[str, Any]:
     """The raw item: a pure function of the record (expiry from the record's own timestamp, no write
     time), so rewriting it changes nothing and DynamoDB emits no stream record."""
-    key = raw_key(record.tenant_id, record.record_id)
+    key = raw_key(record.tenant_id, record.resource_type, record.record_id)
     item: dict[str, Any] = {
         "pk": {"S": key["pk"]},
         "sk": {"S": key["sk"]},
@@ -116,7 +125,7 @@ class UsageRecordRepository:
         ttl = timedelta(days=self._settings.usage_record_ttl_days)
         items: dict[tuple[str, str], dict[str, Any]] = {}
         for record in records:
-            key = raw_key(record.tenant_id, record.record_id)
+            key = raw_key(record.tenant_id, record.resource_type, record.record_id)
             items.setdefault((key["pk"], key["sk"]), raw_item(record, ttl))
         pending = list(items.values())
         for start in range(0, len(pending), BATCH_WRITE_MAX):
