@@ -20,7 +20,6 @@ from billing_platform.subscriptions.models import StripeEvent
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from billing_platform.subscriptions.webhooks import HANDLED_EVENTS, EventInProgress, WebhookProcessor
 
-
 # Stripe's `types` filter of GET /v1/events takes at most 20 names.
 STRIPE_MAX_TYPES = 20
 
