@@ -454,3 +454,13 @@ def test_list_events_pages_through_stripe_and_returns_oldest_first(stripe_api: M
     pages = [r for r in http.requests if r.path == "/v1/events"]
     assert len(pages) == 2
     assert pages[0].params["types[0]"] == "customer.created"
+
+
+def test_list_events_failures_leave_as_typed_errors(stripe_api: MeteredStripeApi) -> None:
+    from billing_platform.errors import ProviderAuthenticationError
+
+    http = LockedHTTPClient(stripe_api)
+    http.fail_next(401, "invalid_request_error", message="Invalid API Key provided: sk_test_****")
+    source = StripeMeterEvents(client=stripe_client(http), sleep=lambda _s: None)
+    with pytest.raises(ProviderAuthenticationError):
+        list(source.list_events(NOW - timedelta(hours=1)))

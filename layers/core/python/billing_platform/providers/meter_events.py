@@ -188,7 +188,7 @@ class StripeMeterEvents:
             params["types"] = list(types)
         page = self._call(lambda: self.client.v1.events.list(params=params))
         # Stripe lists newest first; replay wants oldest first, so the window is gathered, then sorted.
-        events = [event.to_dict() for event in page.auto_paging_iter()]
+        events = self._call(lambda: [event.to_dict() for event in page.auto_paging_iter()])
         events.sort(key=lambda e: (int(e.get("created", 0)), str(e.get("id"))))
         return iter(events)
 
