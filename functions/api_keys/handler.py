@@ -14,6 +14,7 @@ from billing_platform.api.app import create_app
 from billing_platform.audit.log import AuditLog, actor_from_caller, request_id_from_context
 from billing_platform.auth.caller import Caller, caller_from_request_context
 from billing_platform.auth.keys import ApiKeyService
+from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
@@ -45,7 +46,7 @@ def _operator() -> tuple[Caller, str | None]:
 
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
 @tracer.capture_method(capture_response=False)
-def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[dict[str, Any]]:
+def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKeyOut]:
     caller, request_id = _operator()
     created = keys.create(
         tenant_id,
@@ -62,30 +63,34 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[dict[str, An
         status_code=201,
         content_type=content_types.APPLICATION_JSON,
         headers={"Cache-Control": "no-store"},
-        body={**created.key.to_dict(), "secret": created.secret},
+        body=CreatedApiKeyOut.model_validate({**created.key.to_dict(), "secret": created.secret}),
     )
 
 
 @app.get("/v1/tenants/<tenant_id>/api-keys")
-def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyPageOut:
     _operator()
     page = keys.list(tenant_id, limit=limit, cursor=cursor)
-    return {"items": [key.to_dict() for key in page.keys], "next_cursor": page.next_cursor}
+    return ApiKeyPageOut.model_validate(
+        {"items": [key.to_dict() for key in page.keys], "next_cursor": page.next_cursor}
+    )
 
 
 @app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
-def revoke_key(tenant_id: TenantId, key_id: KeyId) -> dict[str, Any]:
+def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     caller, request_id = _operator()
     key = keys.revoke(tenant_id, key_id, actor=actor_from_caller(caller), request_id=request_id)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
-    return key.to_dict()
+    return ApiKeyOut.model_validate(key.to_dict())
 
 
 @app.get("/v1/tenants/<tenant_id>/audit")
-def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> AuditPageOut:
     _operator()
     page = audit.page(tenant_id, limit=limit, cursor=cursor)
-    return {"items": [entry.to_dict() for entry in page.entries], "next_cursor": page.next_cursor}
+    return AuditPageOut.model_validate(
+        {"items": [entry.to_dict() for entry in page.entries], "next_cursor": page.next_cursor}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

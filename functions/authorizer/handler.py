@@ -29,4 +29,5 @@ def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> 
         metrics.add_metric(name="AuthorizerDenied", unit="Count", value=1)
         raise
     metrics.add_metric(name="AuthorizerAllowed", unit="Count", value=1)
+    logger.append_keys(tenant_id=policy.get("context", {}).get("tenant_id"))
     return policy

@@ -132,3 +132,25 @@ def test_authorizer_handler_allows_every_tenant_route_for_a_live_key_and_401s_th
     out = capfd.readouterr()
     assert live.secret not in out.out + out.err
     assert revoked.secret not in out.out + out.err
+
+
+def test_authorizer_allows_even_when_its_child_logger_has_no_parent(
+    keys: ApiKeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layer's child logger is named after the service at import time; when the parent of that name
+    was never created (service renamed between import and use, as in one test process), Powertools
+    refuses append_keys. Logging must never turn a valid key into a 500."""
+    from aws_lambda_powertools import Logger
+
+    import billing_platform.auth.authorizer as authorizer_module
+    from billing_platform.auth.authorizer import TenantKeyAuthorizer
+
+    monkeypatch.setattr(authorizer_module, "logger", Logger(service="never-initialised-parent", child=True))
+    live = keys.create("t_a", name="live", actor="operator:me")
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerRequestEvent,
+    )
+
+    event = APIGatewayAuthorizerRequestEvent(authorizer_event("POST", "/v1/usage", authorization=bearer(live.secret)))
+    policy = TenantKeyAuthorizer(service=keys).authorize(event)
+    assert policy["context"]["tenant_id"] == "t_a"

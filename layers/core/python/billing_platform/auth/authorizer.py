@@ -104,6 +104,7 @@ class TenantKeyAuthorizer:
         )
         for method, resource in tenant_route_resources():
             response.allow_route(http_method=method, resource=resource)
-        logger.append_keys(tenant_id=key.tenant_id)
-        logger.info("authorizer allowed", extra={"key_id": key.key_id})
+        # extra, not append_keys: this child logger's parent may not exist yet (Powertools raises then), and
+        # a logging quirk must never turn into an authorizer failure (a 500 for every tenant request).
+        logger.info("authorizer allowed", extra={"key_id": key.key_id, "tenant_id": key.tenant_id})
         return response.asdict()
