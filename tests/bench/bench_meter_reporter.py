@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from billing_platform.metering.reporter import MeterReporter
 from billing_platform.metering.repository import MeterWatermarkRepository
-from billing_platform.providers.meter_events import MockMeterEvents
+from billing_platform.providers.meter_events import MeterEvent, MeterEventOutcome, MockMeterEvents
 from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
@@ -37,6 +37,20 @@ TENANTS = 100
 FREE_TENANTS = 100
 HOURS = 24
 NOW = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
+
+
+STRIPE_LATENCY = 0.05
+
+
+class SlowSender:
+    """The mock sender behind a fixed round-trip time, standing in for api.stripe.com."""
+
+    def __init__(self, inner: MockMeterEvents) -> None:
+        self._inner = inner
+
+    def send(self, event: MeterEvent) -> MeterEventOutcome:
+        time.sleep(STRIPE_LATENCY)
+        return self._inner.send(event)
 
 
 class RequestCounter:
@@ -138,6 +152,34 @@ def main() -> None:
         timed("late usage, 10 tenants")
         billed = sum(sender.total("tokens", f"cus_t{i:04d}") for i in range(TENANTS))
         print(f"tokens billed {billed} == usage {TENANTS * HOURS * 7 + TENANTS // 10}")
+
+        # What the worker pool buys against a slow Stripe: each send sleeps STRIPE_LATENCY.
+        for workers in (1, WORKERS):
+            late = start + timedelta(hours=1 + workers % HOURS)
+            for i in range(0, TENANTS, 2):  # 50 tenants, one new hour each
+                aggregates.transact(
+                    [
+                        aggregates.row_update(f"t{i:04d}", "api_calls", g, bucket_label(g, late), Decimal(1), 1)
+                        for g in Granularity
+                    ]
+                )
+            slow = MeterReporter(
+                SlowSender(sender),
+                settings=settings,
+                watermarks=MeterWatermarkRepository(settings, client),
+                aggregates=aggregates,
+                clock=lambda: NOW,
+                lookback_days=35,
+                workers=workers,
+            )
+            counter.take()
+            began = time.perf_counter()
+            report = slow.run()
+            print(
+                f"{report.events_sent} events, Stripe {STRIPE_LATENCY * 1000:.0f} ms each, {workers} worker(s): "
+                f"{time.perf_counter() - began:.2f} s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
