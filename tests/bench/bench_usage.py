@@ -145,6 +145,7 @@ class Scenario:
     tenants: int
     resources: int
     hours: int  # event timestamps spread over the last `hours` hours
+    stream_batch: int | None = None  # what-if: another aggregator batch size than resources'
 
 
 def run(s: Scenario) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def run(s: Scenario) -> dict[str, Any]:
         )
         consumer_seconds = time.perf_counter() - t0
         shards = read_stream(ddb.client("dynamodb"), streams, names[resources.USAGE_TABLE.env_var])
-        batch = resources.USAGE_AGGREGATOR.stream_source.batch_size  # type: ignore[union-attr]
+        batch = s.stream_batch or resources.USAGE_AGGREGATOR.stream_source.batch_size  # type: ignore[union-attr]
         t0 = time.perf_counter()
         aggregated = [
             drive_aggregator(records, aggregator.handler, random.Random(1), max_batch=batch, min_batch=batch)
@@ -245,6 +246,7 @@ def main() -> None:
     scenarios = [
         Scenario("steady: 20 tenants x 4 resources, last hour", 10_000, 20, 4, 1),
         Scenario("wide: 500 tenants x 4 resources, last 6 hours", 10_000, 500, 4, 6),
+        Scenario("what-if: steady with aggregator batches of 2,000 (resources say 500)", 10_000, 20, 4, 1, 2000),
     ]
     print(f"prices: {PRICES_AS_OF}")
     print(
