@@ -194,8 +194,8 @@ def _known_values(ctx: RequestContext) -> dict[str, Callable[[], Any]]:
 def example(
     schema: dict[str, Any] | None, components: dict[str, Any], ctx: RequestContext, name: str | None = None
 ) -> Any:
-    """A minimal valid instance of `schema` (required properties, plus `tenant_id` whenever the schema
-    has one, so the body names the targeted tenant)."""
+    """A minimal valid instance of `schema` (required properties, plus `tenant_id` and `quantity` whenever
+    the schema has them, so the body names the targeted tenant)."""
     schema = _resolve(schema or {}, components)
     known = _known_values(ctx)
     kind = schema.get("type")
@@ -223,8 +223,9 @@ def example(
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
         wanted = list(schema.get("required", []))
-        if "tenant_id" in props and "tenant_id" not in wanted:
-            wanted.append("tenant_id")
+        # Optional but meaningful: the tenant (isolation) and the quantity (some routes need it unless
+        # another optional field is given).
+        wanted += [name for name in ("tenant_id", "quantity") if name in props and name not in wanted]
         return {k: example(props.get(k, {}), components, ctx, k) for k in wanted}
     if kind == "array":
         count = max(1, int(schema.get("minItems", 1)))
