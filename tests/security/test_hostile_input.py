@@ -269,6 +269,34 @@ def test_hostile_bodies_get_a_clear_4xx_and_write_nothing(hostile_env: dict[str,
     check()
 
 
+@pytest.mark.parametrize("rid", [rid for rid in BODY_ROUTES if "webhooks" not in rid])
+def test_falsy_values_of_the_wrong_type_are_refused_not_replaced(hostile_env: dict[str, Any], rid: str) -> None:
+    """A deterministic sweep the random examples may miss: `{}`, `[]`, `""`, `0` and `false` where an id
+    belongs, `{}` / `[]` anywhere. Code that writes `value or default` silently replaces these with a
+    default (another tenant id, a generated record id) instead of refusing them."""
+    route, fn = route_by_id(rid)
+    module = load_handler(fn.name)
+    openapi = json.loads(module.app.get_openapi_json_schema()) if hasattr(module, "app") else {}
+    planned = plan_request(route, openapi, RequestContext(path_tenant=TENANT_A, body_tenant=TENANT_A))
+    failures: list[str] = []
+    for path, _value in _leaf_paths(planned.body):
+        if not path:
+            continue
+        values: list[Any] = [{}, []]
+        if str(path[-1]) in IDENTIFIER_FIELDS:
+            values += ["", 0, False]
+        for value in values:
+            raw = _dumps(_set(planned.body, path, value))
+            before = hostile_env["snapshot"]()
+            response = _invoke(module, _event_for(route, planned.target, raw), f"{rid} {raw[:100]!r}")
+            changes = before.diff(hostile_env["snapshot"]())
+            status = response.get("statusCode")
+            if not (isinstance(status, int) and 400 <= status < 500) or changes:
+                where = ".".join(map(str, path))
+                failures.append(f"{where}={value!r}: {status} {str(response.get('body'))[:160]} writes={len(changes)}")
+    assert not failures, f"{rid} accepted wrong-typed values:\n" + "\n".join(failures)
+
+
 # ---------------------------------------------------------------------------------------------- parameters
 
 
