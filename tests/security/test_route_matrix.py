@@ -170,3 +170,25 @@ def _json_or_none(body: bytes) -> object:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def test_an_idempotency_key_reused_by_another_tenant_replays_nothing_across_tenants(
+    security_stack: SecurityStack,
+) -> None:
+    """Tenant B sending the idempotency key tenant A used must get its own consumption, not A's answer
+    (which would leak A's quota) and must leave A's counters alone."""
+    sec = security_stack
+    key = "shared-idempotency-key-0001"
+
+    def consume(tenant: str, credential: Credential, quantity: int) -> dict[str, object]:
+        body = {"tenant_id": tenant, "resource_type": "api_calls", "quantity": quantity, "idempotency_key": key}
+        response = sec.call("POST", "/v1/entitlements/consume", body, credential=credential)
+        assert response.status in (200, 402), (response.status, response.body[:300])
+        return dict(response.json())
+
+    first_a = consume(TENANT_A, Credential.OWN, 3)
+    state_a = sec.call("GET", f"/v1/tenants/{TENANT_A}/entitlements", credential=Credential.OWN).json()
+    answer_b = consume(TENANT_B, Credential.OTHER, 1)
+    assert answer_b.get("tenant_id", TENANT_B) == TENANT_B, answer_b
+    assert answer_b != first_a
+    assert sec.call("GET", f"/v1/tenants/{TENANT_A}/entitlements", credential=Credential.OWN).json() == state_a
