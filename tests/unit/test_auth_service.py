@@ -154,3 +154,12 @@ def test_authorizer_allows_even_when_its_child_logger_has_no_parent(
     event = APIGatewayAuthorizerRequestEvent(authorizer_event("POST", "/v1/usage", authorization=bearer(live.secret)))
     policy = TenantKeyAuthorizer(service=keys).authorize(event)
     assert policy["context"]["tenant_id"] == "t_a"
+
+
+@pytest.mark.parametrize("name", ["Authorization", "authorization", "AUTHORIZATION"])
+def test_authorizer_reads_the_header_whatever_its_case(keys: ApiKeyService, name: str) -> None:
+    """HTTP/2 clients send lower-case header names; API Gateway passes them on as sent."""
+    live = keys.create("t_a", name="live", actor="operator:me")
+    event = authorizer_event("POST", "/v1/usage", headers={name: bearer(live.secret)})
+    policy = load_handler("authorizer").handler(event, LambdaContext())
+    assert policy["context"]["tenant_id"] == "t_a"
