@@ -12,7 +12,6 @@ tomorrow is covered without touching this file.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -336,7 +335,7 @@ class RecordingHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.lines: list[str] = []
-        self._lock2 = threading.Lock()
+        self._lines_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -345,26 +344,25 @@ class RecordingHandler(logging.Handler):
         except Exception:
             rendered, message = repr(vars(record)), str(record.msg)
         exc = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
-        with self._lock2:
+        with self._lines_lock:
             self.lines.append(f"{message} {rendered} {exc}")
 
 
 @contextmanager
 def capture_all_logs() -> Iterator[RecordingHandler]:
     """Attach a recorder to the root logger and to every logger that does not propagate (Powertools
-    loggers keep their own stdout handler and do not propagate), at DEBUG."""
+    loggers keep their own stdout handler and do not propagate). Levels are left alone: the security
+    stack runs its functions at DEBUG, so the recorder sees everything they would ever log."""
     handler = RecordingHandler()
-    touched: list[tuple[logging.Logger, int]] = []
     loggers = [logging.getLogger()] + [
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger) and not lg.propagate
     ]
     for lg in loggers:
         lg.addHandler(handler)
-        touched.append((lg, lg.level))
     try:
         yield handler
     finally:
-        for lg, _level in touched:
+        for lg in loggers:
             lg.removeHandler(handler)
 
 
@@ -515,7 +513,3 @@ def restore_environment(saved: dict[str, str]) -> None:
         if key not in saved:
             del os.environ[key]
     os.environ.update(saved)
-
-
-def deep_copy(value: Any) -> Any:
-    return copy.deepcopy(value)
