@@ -53,7 +53,7 @@ typecheck: $(BIN)/.installed
 
 # All marks (ddblocal, infra, e2e included). loadgroup keeps xdist_group-ed tests (the CDK app) together.
 pytest: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=10
 
 unit: setup
 	$(BIN)/pytest tests/unit
