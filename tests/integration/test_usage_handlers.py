@@ -324,3 +324,17 @@ def test_top_consumers_over_hours_days_and_months(aws: dict[str, Any]) -> None:
     assert top(base - timedelta(hours=1)) == [("t_b", "7"), ("t_a", "5")]
     assert top(base - timedelta(days=4)) == [("t_a", "9"), ("t_b", "7"), ("t_c", "1")]
     assert top(base - timedelta(days=4), limit=1) == [("t_a", "9")]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"tenant_id": ""}, {"tenant_id": 0}, {"record_id": ""}, {"record_id": False}, {"quantity": {}}],
+    ids=["empty-tenant", "zero-tenant", "empty-record-id", "false-record-id", "object-quantity"],
+)
+def test_ingest_refuses_empty_or_wrong_typed_fields_instead_of_defaulting(
+    aws: dict[str, Any], bad: dict[str, Any]
+) -> None:
+    handler = load_handler(resources.USAGE_INGEST.name)
+    response = ingest(handler, {"records": [rec(**bad)]}, tenant_id="t_a")
+    assert 400 <= response["statusCode"] < 500
+    assert queued_records(aws) == []

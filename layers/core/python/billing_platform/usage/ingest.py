@@ -130,18 +130,23 @@ class UsageIngestService:
         unknown = set(raw) - _FIELDS
         if unknown:
             raise UnprocessableError(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-        data = dict(raw)
-        tenant = data.get("tenant_id") or caller.tenant_id
-        if not tenant:
-            raise UnprocessableError("tenant_id is required", details={"field": "tenant_id"})
-        caller.require_tenant(str(tenant))
-        data["tenant_id"] = tenant
-        if not data.get("record_id"):
+        # Defaults only for absent (or null) fields: a present but empty or wrong-typed value is refused,
+        # never replaced (`""` must not become the caller's tenant or a fresh record id).
+        data = {k: v for k, v in raw.items() if v is not None}
+        if "tenant_id" not in data:
+            if caller.tenant_id is None:
+                raise UnprocessableError("tenant_id is required", details={"field": "tenant_id"})
+            data["tenant_id"] = caller.tenant_id
+        tenant = data["tenant_id"]
+        if not isinstance(tenant, str):
+            raise UnprocessableError("tenant_id: must be a string", details={"field": "tenant_id"})
+        caller.require_tenant(tenant)
+        if "record_id" not in data:
             data["record_id"] = (
-                derived_record_id(str(tenant), idempotency_key, index) if idempotency_key else new_record_id()
+                derived_record_id(tenant, idempotency_key, index) if idempotency_key else new_record_id()
             )
         data.setdefault("timestamp", now)
-        if isinstance(data.get("quantity"), bool) or data.get("quantity") is None:
+        if isinstance(data.get("quantity"), bool) or "quantity" not in data:
             raise UnprocessableError("quantity must be a number", details={"field": "quantity"})
         record = parse_record(data)
         check_record(record, self._catalog, now=now, max_age=self._max_age)
