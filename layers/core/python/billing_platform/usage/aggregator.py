@@ -130,28 +130,32 @@ def plan_chunks(inserts: Iterable[UsageInsert], limit: int = TRANSACT_MAX) -> li
     """Split a batch into chunks of at most `limit` transaction items, coalescing each chunk's records
     into one update per row.
 
-    Records are grouped by usage partition key (each group keeps stream order) and the groups taken in key
-    order: the records of one tenant x resource sit on neighbouring keys, so a chunk gathers them and
-    their rows. A chunk holds whole groups; a group too large for one chunk is cut into consecutive runs
-    that go to successive chunks. Within a partition key, records are therefore applied in stream order,
-    which the checkpoint condition needs."""
+    Records are grouped by usage partition key (each group keeps stream order); the groups, in key order,
+    go whole into the first chunk with room (first fit). The records of one tenant x resource sit on
+    neighbouring keys, so a chunk gathers them and shares their rows. A group too large for any chunk is
+    cut into consecutive runs in successive new chunks. Either way the records of one partition key are
+    applied in stream order, which the checkpoint condition needs."""
     groups: dict[str, list[UsageInsert]] = {}
     for insert in inserts:
         groups.setdefault(insert.checkpoint_key, []).append(insert)
     chunks: list[_Chunk] = []
-    current = _Chunk()
     for key in sorted(groups):
         group = groups[key]
-        if current.inserts and current.size() + _items_needed(current, group) > limit:
-            chunks.append(current)
-            current = _Chunk()
+        target = next((c for c in chunks if c.size() + _items_needed(c, group) <= limit), None)
+        if target is None and _items_needed(_Chunk(), group) <= limit:
+            target = _Chunk()
+            chunks.append(target)
+        if target is not None:
+            for insert in group:
+                _add(target, insert)
+            continue
+        current = _Chunk()
+        chunks.append(current)
         for insert in group:
             if current.inserts and current.size() + _items_needed(current, [insert]) > limit:
-                chunks.append(current)
                 current = _Chunk()
+                chunks.append(current)
             _add(current, insert)
-    if current.inserts:
-        chunks.append(current)
     return chunks
 
 
