@@ -1,5 +1,13 @@
-"""Runs the real handlers of functions/<name>/handler.py in this process, one invocation per function at a
-time (as one warm Lambda container would), with a Lambda context carrying the function's settings."""
+"""Runs the real handlers of functions/<name>/handler.py in this process, with a Lambda context carrying
+the function's settings.
+
+One invocation at a time in the whole process, not one per function: Powertools keeps per-invocation
+state at process level, which is right in Lambda (one container runs one invocation) and wrong here,
+where every function shares the process. `BaseRouter.current_event` is a class attribute, so a Stripe
+webhook delivered while the API-keys function ran made it read the webhook's request context (no
+authorizer: 401); Logger keys and Metrics are shared the same way. Nothing in the local stack waits for
+another invocation from inside one (webhooks are delivered from their own thread), so this cannot
+deadlock; it only makes the local API serve one request at a time."""
 
 from __future__ import annotations
 
@@ -46,7 +54,7 @@ class FunctionRuntime:
     def __init__(self, specs: tuple[FunctionSpec, ...] = resources.FUNCTIONS, *, region: str = "us-east-1") -> None:
         self._specs = {spec.name: spec for spec in specs}
         self._modules: dict[str, ModuleType] = {}
-        self._locks = {name: threading.Lock() for name in self._specs}
+        self._invoke_lock = threading.RLock()
         self._import_lock = threading.Lock()
         self._region = region
 
@@ -80,7 +88,7 @@ class FunctionRuntime:
         )
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
-        """Call the handler; exceptions propagate as Lambda reports a function error."""
+        """Call the handler, alone in the process; exceptions propagate as Lambda reports a function error."""
         handler = self.module(name).handler
-        with self._locks[name]:
+        with self._invoke_lock:
             return handler(event, self.context(name))
