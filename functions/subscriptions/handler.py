@@ -7,7 +7,7 @@ the first answer instead of a second customer or subscription."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -32,6 +32,8 @@ app = create_app(title="Billing customers and subscriptions")
 CustomerId = Annotated[str, Path(min_length=5, max_length=255, pattern=r"^cus_[A-Za-z0-9]+$")]
 SubscriptionId = Annotated[str, Path(min_length=5, max_length=255, pattern=r"^sub_[A-Za-z0-9]+$")]
 Immediate = Annotated[bool, Query(description="true: cancel now; false (default): at the end of the period")]
+
+CreatedT = TypeVar("CreatedT", CustomerOut, SubscriptionOut)
 
 _service: SubscriptionService | None = None
 
@@ -58,13 +60,14 @@ def _operator() -> Actor:
     )
 
 
-def _created(body: CustomerOut | SubscriptionOut) -> Response[str]:
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
+def _created(body: CreatedT) -> Response[CreatedT]:
+    # Response[<model>] keeps the model as the 201 schema in the generated OpenAPI document.
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.post("/v1/customers", responses={201: {"description": "The billing customer, bound to the tenant"}})
 @tracer.capture_method(capture_response=False)
-def create_customer(body: CreateCustomerRequest) -> Response[str]:
+def create_customer(body: CreateCustomerRequest) -> Response[CustomerOut]:
     actor = _operator()
     logger.append_keys(tenant_id=body.tenant_id)
     customer = service().create_customer(body, actor)
@@ -82,7 +85,7 @@ def get_customer(customer_id: CustomerId) -> CustomerOut:
 
 @app.post("/v1/subscriptions", responses={201: {"description": "The subscription as Stripe created it"}})
 @tracer.capture_method(capture_response=False)
-def create_subscription(body: CreateSubscriptionRequest) -> Response[str]:
+def create_subscription(body: CreateSubscriptionRequest) -> Response[SubscriptionOut]:
     actor = _operator()
     logger.append_keys(tenant_id=body.tenant_id)
     sub = service().create_subscription(body, actor)
