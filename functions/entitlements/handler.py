@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,14 +19,14 @@ from billing_platform.audit.log import AuditEntry, AuditLog, actor_from_caller, 
 from billing_platform.auth.caller import Caller, caller_from_request_context
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
-from billing_platform.observability import logger, metrics, tracer
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.observability import count, logger, metrics, tracer
 
 app = create_app(title="Billing entitlements")
 service = EntitlementService()
 audit = AuditLog()
 
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=TENANT_PATTERN)]
+TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 Quantity = Annotated[
     Decimal,
     Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
@@ -37,7 +36,7 @@ Quantity = Annotated[
 class QuotaRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    tenant_id: str = Field(min_length=1, max_length=64, pattern=TENANT_PATTERN)
+    tenant_id: str = Field(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)
     resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     quantity: Quantity = Decimal(1)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -58,7 +57,9 @@ def _authorize(tenant_id: str) -> Caller:
 @app.post("/v1/entitlements/check")
 def check(body: QuotaRequest) -> dict[str, object]:
     _authorize(body.tenant_id)
-    return service.check(body.tenant_id, body.resource_type, body.quantity).to_dict()
+    result = service.check(body.tenant_id, body.resource_type, body.quantity)
+    count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
+    return result.to_dict()
 
 
 @app.post("/v1/entitlements/consume")
@@ -66,12 +67,7 @@ def check(body: QuotaRequest) -> dict[str, object]:
 def consume(body: QuotaRequest) -> dict[str, object]:
     _authorize(body.tenant_id)
     result = service.consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
-    name = "EntitlementGranted" if result.allowed else "EntitlementDenied"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    # The dashboard also graphs them per resource type: a second EMF record with that dimension.
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
-        metric.add_dimension(name="service", value=metrics.service or "billing")
-        metric.add_dimension(name="resource_type", value=body.resource_type)
+    count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)
     return result.to_dict()

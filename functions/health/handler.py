@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
+from billing_platform.observability import logger, tracer
 
-logger = Logger()
 app = create_app(title="Billing health")
 
 
@@ -18,6 +17,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

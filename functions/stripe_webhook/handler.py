@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app, error_response
 from billing_platform.errors import BillingProviderError, CatalogError
-from billing_platform.observability import logger, metrics, tracer
+from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.providers.factory import get_billing_provider
 from billing_platform.providers.stripe import verify_webhook, webhook_secret
 from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProcessor, parse_event
@@ -46,7 +46,7 @@ def receive() -> dict[str, Any]:
     outcome = processor().process(event)
     if outcome.tenant_id:
         logger.append_keys(tenant_id=outcome.tenant_id)
-    metrics.add_metric(name="StripeEventReceived", unit="Count", value=1)
+    count("StripeEventReceived", event_type=event.type, outcome=outcome.outcome)
     return {"received": True, **outcome.model_dump()}
 
 

@@ -14,7 +14,8 @@ from billing_platform.usage.aggregator import UsageAggregationService
 service = UsageAggregationService()
 
 
-@logger.inject_lambda_context
+# A stream batch has no request id of its own: lines carry the invocation's function_request_id.
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

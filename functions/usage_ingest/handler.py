@@ -43,7 +43,7 @@ def ingest(body: IngestRequest, idempotency_key: IdempotencyKey = None) -> Respo
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=result.to_dict())
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
 from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.models import Granularity, floor_to
 from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator
@@ -17,7 +18,7 @@ from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageA
 app = create_app(title="Usage queries")
 aggregator = UsageAggregator()
 
-TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")]
+TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 ResourceType = Annotated[str, Query(min_length=1, max_length=64)]
 Days = Annotated[int, Query(ge=1, le=MAX_TREND_DAYS)]
 Limit = Annotated[int, Query(ge=1, le=MAX_TOP_LIMIT)]
@@ -54,7 +55,7 @@ def top_consumers(
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class Functions(Construct):
         env = {
             "ENVIRONMENT": environment_name,
             "POWERTOOLS_SERVICE_NAME": "billing",
-            "POWERTOOLS_METRICS_NAMESPACE": "Billing",
+            "POWERTOOLS_METRICS_NAMESPACE": resources.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             # Responses can carry tenant data; traces keep timings, not payloads.
             "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",

@@ -27,11 +27,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from billing_platform import resources
 from billing_platform.metering import metrics as meter_metrics
 
 PERIOD = Duration.minutes(5)
 # POWERTOOLS_METRICS_NAMESPACE / POWERTOOLS_SERVICE_NAME of every function (infra/constructs/functions.py).
-NAMESPACE = "Billing"
+NAMESPACE = resources.METRICS_NAMESPACE
 SERVICE = "billing"
 # Application metrics (EMF) the dashboard graphs; per-dimension graphs expect these dimension names.
 ENTITLEMENT_METRICS = ("EntitlementGranted", "EntitlementDenied")

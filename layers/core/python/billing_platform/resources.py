@@ -301,6 +301,9 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
 STRIPE_API_KEY_SECRET_ENV = "STRIPE_API_KEY_SECRET_ARN"
 STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 
+# CloudWatch namespace of every function's Powertools metrics (POWERTOOLS_METRICS_NAMESPACE) and of the dashboard.
+METRICS_NAMESPACE = "Billing"
+
 # API Gateway stage throttling (per account-region defaults are far higher; these protect the tables).
 API_THROTTLE_RATE_LIMIT = 500
 API_THROTTLE_BURST_LIMIT = 1000

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_platform.ids import TENANT_ID_PATTERN
 from billing_platform.providers.base import ProviderCustomer, ProviderSubscription
 
-TENANT_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+TENANT_ID = TENANT_ID_PATTERN
 PRICE_ID = r"^[A-Za-z0-9_]{1,128}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing_platform.catalog import Catalog
 from billing_platform.errors import UnprocessableError, ValidationError
+from billing_platform.ids import TENANT_ID_PATTERN
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+TENANT_PATTERN = TENANT_ID_PATTERN
 METADATA_MAX_KEYS = 10
 METADATA_MAX_VALUE_CHARS = 256
 METADATA_MAX_BYTES = 1024
