@@ -15,15 +15,15 @@ from billing_platform.audit.log import AuditLog, actor_from_caller, request_id_f
 from billing_platform.auth.caller import Caller, caller_from_request_context
 from billing_platform.auth.keys import ApiKeyService
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
 keys = ApiKeyService()
 audit = AuditLog()
 
-# The tenant id format of every other route (subscriptions, entitlements, usage): a key for a tenant id
-# they would refuse could never be used.
-TenantId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+# The tenant id format of every other route: a key for a tenant id they would refuse could never be used.
+TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
@@ -93,7 +93,7 @@ def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) ->
     )
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from billing_platform.observability import logger, metrics, tracer
 authorizer = TenantKeyAuthorizer()
 
 
-# log_event stays off: the event carries the caller's key.
-@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
+# log_event stays off: the event carries the caller's key. clear_state: the tenant id appended for one
+# request must not label the log lines of the next (another caller's denied request, say).
+@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
