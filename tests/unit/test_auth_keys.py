@@ -30,7 +30,8 @@ def test_keys_are_unique_and_only_their_sha256_is_derived() -> None:
     key = next(iter(keys))
     digest = hash_key(key)
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert key not in digest and digest == hash_key(key)
+    assert key not in digest
+    assert digest == hash_key(key)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,8 @@ def test_strings_that_are_not_platform_keys_have_no_key_id(presented: str) -> No
 
 def test_usage_identifier_is_per_tenant_long_enough_for_api_gateway_and_not_the_key() -> None:
     a, b = usage_identifier_key("t_a"), usage_identifier_key("t_b")
-    assert a != b and a == usage_identifier_key("t_a")
+    assert a != b
+    assert a == usage_identifier_key("t_a")
     assert len(a) >= 20  # API Gateway API key values need at least 20 characters
 
 
