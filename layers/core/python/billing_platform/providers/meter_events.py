@@ -16,7 +16,6 @@ identifier check is even reached. Every other Stripe error leaves as a typed `Bi
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -126,37 +125,15 @@ class StripeMeterEvents:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import stripe
+            from billing_platform.providers.stripe import build_stripe_client
 
-            from billing_platform.providers.stripe import MAX_NETWORK_RETRIES, resolve_secret
-
-            key = resolve_secret(
-                self._settings.stripe_secret_key, self._settings.stripe_api_key_secret_arn, "Stripe API key"
-            )
-            base = {"api": self._settings.stripe_api_base} if self._settings.stripe_api_base else None
-            self._client = stripe.StripeClient(
-                key,
-                base_addresses=base,  # type: ignore[arg-type]
-                max_network_retries=MAX_NETWORK_RETRIES,
-                http_client=self._http_client,
-            )
+            self._client = build_stripe_client(self._settings, self._http_client)
         return self._client
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        import stripe
+        from billing_platform.providers.stripe import call_stripe
 
-        from billing_platform.providers.stripe import map_stripe_error
-
-        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
-            try:
-                return fn()
-            except stripe.RateLimitError as exc:
-                if attempt == RATE_LIMIT_ATTEMPTS:
-                    raise map_stripe_error(exc) from exc
-                self._sleep(0.5 * 2 ** (attempt - 1) * (1 + random.random()))
-            except stripe.StripeError as exc:
-                raise map_stripe_error(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_stripe(fn, self._sleep, RATE_LIMIT_ATTEMPTS)
 
     def send(self, event: MeterEvent) -> MeterEventOutcome:
         params = event.params()

@@ -139,30 +139,11 @@ class StripeSyncProvider:
     @property
     def client(self) -> stripe.StripeClient:
         if self._client is None:
-            key = resolve_secret(
-                self._settings.stripe_secret_key, self._settings.stripe_api_key_secret_arn, "Stripe API key"
-            )
-            base = {"api": self._settings.stripe_api_base} if self._settings.stripe_api_base else None
-            self._client = stripe.StripeClient(
-                key,
-                base_addresses=base,  # type: ignore[arg-type]
-                max_network_retries=MAX_NETWORK_RETRIES,
-                http_client=self._http_client,
-            )
+            self._client = build_stripe_client(self._settings, self._http_client)
         return self._client
 
     def _call(self, fn: Callable[[], T]) -> T:
-        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
-            try:
-                return fn()
-            except stripe.RateLimitError as exc:
-                if attempt == RATE_LIMIT_ATTEMPTS:
-                    raise map_stripe_error(exc) from exc
-                # Exponential backoff with jitter: 0.5-1 s, 1-2 s, ...
-                self._sleep(0.5 * 2 ** (attempt - 1) * (1 + random.random()))
-            except stripe.StripeError as exc:
-                raise map_stripe_error(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_stripe(fn, self._sleep)
 
     @staticmethod
     def _options(idempotency_key: str | None, operation: str) -> dict[str, Any]:
@@ -231,6 +212,34 @@ class StripeSyncProvider:
     def get_subscription(self, subscription_id: str) -> ProviderSubscription:
         sub = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
         return ProviderSubscription.from_stripe(sub.to_dict())
+
+
+def build_stripe_client(settings: Settings, http_client: stripe.HTTPClient | None = None) -> stripe.StripeClient:
+    """A StripeClient with the platform's key (Secrets Manager ARN deployed, env locally), optional local
+    API base and the SDK's own network retries."""
+    key = resolve_secret(settings.stripe_secret_key, settings.stripe_api_key_secret_arn, "Stripe API key")
+    base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+    return stripe.StripeClient(
+        key,
+        base_addresses=base,  # type: ignore[arg-type]
+        max_network_retries=MAX_NETWORK_RETRIES,
+        http_client=http_client,
+    )
+
+
+def call_stripe(fn: Callable[[], T], sleep: Callable[[float], None], attempts: int = RATE_LIMIT_ATTEMPTS) -> T:
+    """Run one SDK call; 429s are retried `attempts` times in all with exponential backoff and jitter
+    (0.5-1 s, 1-2 s, ...), every Stripe failure surfaces as a typed BillingProviderError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except stripe.RateLimitError as exc:
+            if attempt == attempts:
+                raise map_stripe_error(exc) from exc
+            sleep(0.5 * 2 ** (attempt - 1) * (1 + random.random()))
+        except stripe.StripeError as exc:
+            raise map_stripe_error(exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class StripeBillingProvider(AsyncBillingProvider):
