@@ -40,7 +40,7 @@ class BillingStack(Stack):
         environment_name: str = "production",
         retain_data: bool = True,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
-        require_api_keys: bool = False,
+        require_api_keys: bool = True,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -77,6 +77,8 @@ class BillingStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
             require_api_keys=require_api_keys,
         )
+        # The api_keys function puts each tenant's usage-plan key into the plan the API just made.
+        self.functions.connect_usage_plan(self.api.usage_plan)
         self.usage_pipeline = UsagePipeline(
             self, "UsagePipeline", specs=resources.FUNCTIONS, data=self.data, functions=self.functions
         )
@@ -102,6 +104,12 @@ class BillingStack(Stack):
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the billing API stage")
         for spec in resources.TABLES:
             CfnOutput(self, f"{spec.logical_id}Name", value=self.data.table(spec).table_name)
+        CfnOutput(
+            self,
+            "TenantUsagePlanId",
+            value=self.api.usage_plan.usage_plan_id,
+            description="Per-tenant throttling plan (python -m infra.usage_plan_backfill --usage-plan-id <id>)",
+        )
         CfnOutput(self, "UsageQueueUrl", value=self.data.queue(resources.USAGE_QUEUE).queue_url)
         CfnOutput(self, "UsageDlqUrl", value=self.data.dead_letter_queue(resources.USAGE_QUEUE).queue_url)
         CfnOutput(

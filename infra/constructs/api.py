@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -23,7 +24,7 @@ from infra.constructs.functions import Functions
 from infra.nag import acknowledge
 
 STAGE_NAME = "live"
-AUTHORIZER_CACHE_TTL = Duration.seconds(60)
+AUTHORIZER_CACHE_TTL = Duration.seconds(resources.AUTHORIZER_CACHE_TTL_SECONDS)
 
 # Access log lines: who called what and how it ended; never headers or bodies (API keys, card data).
 ACCESS_LOG_FORMAT = json.dumps(
@@ -50,6 +51,8 @@ ACCESS_LOG_FORMAT = json.dumps(
 GATEWAY_ERROR_CODES = {
     apigw.ResponseType.UNAUTHORIZED: "unauthenticated",
     apigw.ResponseType.ACCESS_DENIED: "forbidden",
+    # The tenant's usage-plan key is missing or disabled (apiKeySource AUTHORIZER, api key required).
+    apigw.ResponseType.INVALID_API_KEY: "forbidden",
     apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: "not_found",
     apigw.ResponseType.THROTTLED: "rate_limited",
     apigw.ResponseType.QUOTA_EXCEEDED: "rate_limited",
@@ -77,6 +80,10 @@ CLOUDWATCH_ROLE_REASON = (
 )
 
 
+def _construct_id(path: str) -> str:
+    return "".join(part.strip("{}").replace("-", "").replace("_", "").title() for part in path.split("/"))
+
+
 class Api(Construct):
     """The REST API, its stage (throttling, access and execution logging, X-Ray), the tenant authorizer,
     the request validator and the usage plan."""
@@ -89,7 +96,7 @@ class Api(Construct):
         functions: Functions,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
-        require_api_keys: bool = False,
+        require_api_keys: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
@@ -135,14 +142,26 @@ class Api(Construct):
             results_cache_ttl=AUTHORIZER_CACHE_TTL,
         )
         self.methods: dict[tuple[str, str], apigw.Method] = {}
-        integrations: dict[str, apigw.LambdaIntegration] = {}
+        integrations: dict[str, apigw.Integration] = {}
         for route, spec in resources.routes():
-            function: lambda_.IFunction = functions[spec]
-            integration = integrations.setdefault(spec.name, apigw.LambdaIntegration(function, allow_test_invoke=False))
+            function: lambda_.Function = functions[spec]
+            name = functions.function_names.get(spec.name)
+            if spec.name not in integrations:
+                integrations[spec.name] = (
+                    apigw.LambdaIntegration(function, allow_test_invoke=False)
+                    if name is None
+                    else self._integration_by_name(name)
+                )
             resource = self.rest_api.root.resource_for_path(route.path)
-            self.methods[(route.method, route.path)] = self._add_method(
-                resource, route.method, route.auth, integration, require_api_keys
-            )
+            method = self._add_method(resource, route.method, route.auth, integrations[spec.name], require_api_keys)
+            if name is not None:
+                # What LambdaIntegration would add: API Gateway may invoke the function for this method only.
+                function.add_permission(
+                    f"ApiPermission{route.method}{_construct_id(route.path)}",
+                    principal=iam.ServicePrincipal("apigateway.amazonaws.com"),
+                    source_arn=method.method_arn,
+                )
+            self.methods[(route.method, route.path)] = method
         self.usage_plan = self.rest_api.add_usage_plan(
             "TenantUsagePlan",
             description="Per-tenant throttling; the authorizer names the tenant's key via usageIdentifierKey",
@@ -153,12 +172,26 @@ class Api(Construct):
             api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
         )
 
+    def _integration_by_name(self, function_name: str) -> apigw.Integration:
+        """A Lambda proxy integration whose URI names the function instead of referencing it: the methods
+        (and the deployment holding them) then need not wait for the function, which itself waits for the
+        usage plan that needs the deployed stage (infra.constructs.functions.NAMED_FUNCTIONS)."""
+        function_arn = Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=function_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        return apigw.AwsIntegration(
+            service="lambda", proxy=True, path=f"2015-03-31/functions/{function_arn}/invocations"
+        )
+
     def _add_method(
         self,
         resource: apigw.IResource,
         http_method: str,
         auth: Auth,
-        integration: apigw.LambdaIntegration,
+        integration: apigw.Integration,
         require_api_keys: bool,
     ) -> apigw.Method:
         if auth is Auth.OPERATOR:
@@ -176,8 +209,8 @@ class Api(Construct):
                 authorizer=self.authorizer,
                 request_validator=self.validator,
                 request_parameters={"method.request.header.Authorization": True},
-                # Off by default: enforcing the usage plan needs the authorizer to return
-                # usageIdentifierKey for an API Gateway key associated with the plan.
+                # The per-tenant usage plan applies only to methods requiring an API key. The key is the
+                # authorizer's usageIdentifierKey (apiKeySource AUTHORIZER); clients send no x-api-key.
                 api_key_required=require_api_keys,
             )
         method = resource.add_method(

@@ -4,9 +4,11 @@ it reads, writes, sends to or needs (least privilege), its own log group, layers
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -36,11 +38,34 @@ TABLE_WRITE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 )
-# A function whose spec "writes" a table but only ever updates items in place gets just UpdateItem on top
-# of reads: the authorizer looks keys up and stamps their last use, nothing more.
-NARROW_WRITE_ACTIONS: Mapping[str, tuple[str, ...]] = {
-    resources.AUTHORIZER.name: (*TABLE_READ_ACTIONS, "dynamodb:UpdateItem"),
+
+
+@dataclass(frozen=True)
+class ItemScopedAccess:
+    """Table access narrower than TABLE_READ/WRITE_ACTIONS: these item actions on the base table only (no
+    index), on items whose partition key matches one of `leading_keys` (IAM StringLike patterns)."""
+
+    actions: tuple[str, ...]
+    leading_keys: tuple[str, ...]
+
+
+# The authorizer reads one key item by its hash (GetItem of APIKEY#<sha256>/KEY, ApiKeyRepository.
+# get_by_hash) and stamps its last use (UpdateItem of the same item, touch_last_used); nothing else, so a
+# bug or a compromise of the most exposed function can read no other tenant data and write nothing else.
+ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
+    resources.AUTHORIZER.name: ItemScopedAccess(
+        actions=("dynamodb:GetItem", "dynamodb:UpdateItem"), leading_keys=("APIKEY#*",)
+    ),
 }
+
+# auth.usage_plans.UsagePlanKeys.ensure_tenant, as API Gateway authorizes its calls (action = HTTP method on
+# the control-plane path): GetApiKeys (GET /apikeys), CreateApiKey (POST /apikeys, its tags included) and
+# CreateUsagePlanKey (POST /usageplans/<id>/keys) on the tenant usage plan only.
+USAGE_PLAN_KEY_MANAGERS = (resources.API_KEYS,)
+# These functions are reached by API Gateway through an invoke ARN built from their name (see
+# infra.constructs.api): their environment and policy name the usage plan, whose stage deployment holds
+# the methods integrating them, so a reference to the function from those methods would be a cycle.
+NAMED_FUNCTIONS = USAGE_PLAN_KEY_MANAGERS
 
 XRAY_REASON = (
     "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support "
@@ -55,6 +80,12 @@ def _pascal(name: str) -> str:
 def table_resource_arns(table: dynamodb.ITable, spec: TableSpec) -> list[str]:
     """The table and each of its named indexes (no index/* wildcard)."""
     return [table.table_arn, *(f"{table.table_arn}/index/{index.name}" for index in spec.indexes)]
+
+
+def function_name(stack_name: str, spec: FunctionSpec) -> str:
+    """`<stack name>-<function name>`, within Lambda's 64-character limit."""
+    suffix = "-" + spec.name.replace("_", "-")
+    return stack_name[: 64 - len(suffix)] + suffix
 
 
 class Functions(Construct):
@@ -78,6 +109,10 @@ class Functions(Construct):
         super().__init__(scope, construct_id)
         self._data = data
         self.functions: dict[str, lambda_.Function] = {}
+        # Physical names of the NAMED_FUNCTIONS (the stack name keeps two stacks in one account apart).
+        self.function_names: dict[str, str] = {
+            spec.name: function_name(Stack.of(self).stack_name, spec) for spec in NAMED_FUNCTIONS
+        }
         for spec in specs:
             self.functions[spec.name] = self._build(
                 spec,
@@ -118,6 +153,7 @@ class Functions(Construct):
         function = lambda_.Function(
             self,
             construct_id,
+            function_name=self.function_names.get(spec.name),
             description=spec.description,
             runtime=runtime,
             architecture=lambda_.Architecture.X86_64,
@@ -154,9 +190,12 @@ class Functions(Construct):
         return env
 
     def _grant(self, spec: FunctionSpec, role: iam.Role, stripe: StripeSecrets) -> None:
-        write_actions = NARROW_WRITE_ACTIONS.get(spec.name, TABLE_WRITE_ACTIONS)
+        scoped = ITEM_SCOPED_ACCESS.get(spec.name)
         for table_spec in spec.writes:
-            self._table_statement(role, table_spec, write_actions)
+            if scoped is None:
+                self._table_statement(role, table_spec, TABLE_WRITE_ACTIONS)
+            else:
+                self._item_scoped_statement(role, table_spec, scoped)
         for table_spec in spec.reads:
             if table_spec not in spec.writes:
                 self._table_statement(role, table_spec, TABLE_READ_ACTIONS)
@@ -164,6 +203,44 @@ class Functions(Construct):
             self._data.queue(queue_spec).grant_send_messages(role)
         if spec.needs_stripe_secrets:
             stripe.grant_read(role)
+
+    def _item_scoped_statement(self, role: iam.Role, spec: TableSpec, access: ItemScopedAccess) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(access.actions),
+                resources=[self._data.table(spec).table_arn],
+                # ForAllValues: every partition key the request touches must match (a GetItem names one).
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(access.leading_keys)}},
+            )
+        )
+
+    def connect_usage_plan(self, usage_plan: apigw.IUsagePlan) -> None:
+        """Give the USAGE_PLAN_KEY_MANAGERS the tenant usage plan's id (resources.USAGE_PLAN_ID_ENV) and the
+        API Gateway control-plane calls auth.usage_plans makes, each on its own path. Called once the API
+        (and so the plan) exists: the functions are built before it."""
+        stack = Stack.of(self)
+
+        def control_plane_arn(path: str) -> str:
+            # arn:<partition>:apigateway:<region>::<path>: API Gateway resources have no account field.
+            return f"arn:{stack.partition}:apigateway:{stack.region}::{path}"
+
+        for spec in USAGE_PLAN_KEY_MANAGERS:
+            function = self[spec]
+            function.add_environment(resources.USAGE_PLAN_ID_ENV, usage_plan.usage_plan_id)
+            role = function.role
+            assert role is not None  # every function here gets its own role (_build)
+            # No wildcard action or resource: no other usage plan, no API, no stage, no update or delete of a key.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["apigateway:GET", "apigateway:POST"], resources=[control_plane_arn("/apikeys")]
+                )
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["apigateway:POST"],
+                    resources=[control_plane_arn(f"/usageplans/{usage_plan.usage_plan_id}/keys")],
+                )
+            )
 
     def _table_statement(self, role: iam.Role, spec: TableSpec, actions: tuple[str, ...]) -> None:
         role.add_to_principal_policy(

@@ -3,6 +3,7 @@ follow Ref / Fn::GetAtt and collect a role's policy statements."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,3 +85,72 @@ def statements_of_role(synthesized: Synthesized, role_id: str) -> list[dict[str,
 
 def function_specs() -> list[Any]:
     return [pytest.param(spec, id=spec.name) for spec in resources.FUNCTIONS]
+
+
+_SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+
+
+def _dependencies(value: Any, logical_ids: set[str]) -> set[str]:
+    """Resources an expression makes CloudFormation create first: Ref, Fn::GetAtt and Fn::Sub names."""
+    found = {target for target, _ in references(value)}
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        template = value["Fn::Sub"][0] if isinstance(value["Fn::Sub"], list) else value["Fn::Sub"]
+        found |= set(_SUB_REFERENCE.findall(template))
+    if isinstance(value, dict):
+        for inner in value.values():
+            found |= _dependencies(inner, logical_ids)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _dependencies(inner, logical_ids)
+    return found & logical_ids
+
+
+def dependency_graph(template: dict[str, Any]) -> dict[str, set[str]]:
+    """Logical id -> the logical ids CloudFormation must create before it (references and DependsOn)."""
+    resources_ = template["Resources"]
+    ids = set(resources_)
+    graph: dict[str, set[str]] = {}
+    for logical_id, resource in resources_.items():
+        depends = set(as_list(resource.get("DependsOn", [])))
+        graph[logical_id] = (_dependencies(resource.get("Properties", {}), ids) | depends) & ids
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One dependency cycle (CloudFormation refuses the template: "Circular dependency"), or None."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(graph, white)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = grey
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if colour[nxt] == grey:
+                return [*stack[stack.index(nxt) :], nxt]
+            if colour[nxt] == white and (cycle := visit(nxt)) is not None:
+                return cycle
+        stack.pop()
+        colour[node] = black
+        return None
+
+    for node in sorted(graph):
+        if colour[node] == white and (cycle := visit(node)) is not None:
+            return cycle
+    return None
+
+
+def render(value: Any, refs: dict[str, str]) -> str:
+    """A string expression (Fn::Join of literals, Ref, Fn::GetAtt) with each reference replaced from
+    `refs` (keys: "AWS::Region", a logical id, or "<logical id>.<attribute>"); KeyError if one is missing."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return refs[value["Ref"]]
+    if "Fn::GetAtt" in value:
+        target, attribute = value["Fn::GetAtt"]
+        return refs[f"{target}.{attribute}"]
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(render(part, refs) for part in parts)
+    raise ValueError(f"cannot render {value!r}")

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Template
 
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
-from tests.infra.cfn import Synthesized, references
+from infra.constructs.functions import NAMED_FUNCTIONS
+from tests.infra.cfn import Synthesized, dependency_graph, find_cycle, references
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -78,7 +79,45 @@ def test_route_proxies_to_its_function(
     assert integration["Type"] == "AWS_PROXY"
     assert integration["IntegrationHttpMethod"] == "POST"
     functions = {ref for ref, _ in references(integration["Uri"]) if ref.startswith("Functions")}
-    assert functions == {synthesized.function_id(fn)}
+    if fn in NAMED_FUNCTIONS:
+        # Reached by name (no reference: it would close a cycle through the usage plan): the URI names
+        # exactly the function's physical name.
+        assert functions == set()
+        name = synthesized.resources[synthesized.function_id(fn)]["Properties"]["FunctionName"]
+        assert isinstance(name, str)
+        assert str(integration["Uri"]).count(f":function:{name}/invocations") == 1
+    else:
+        assert functions == {synthesized.function_id(fn)}
+
+
+@pytest.mark.parametrize(("route", "fn"), ROUTES)
+def test_tenant_routes_require_the_api_key_the_authorizer_names(
+    methods: dict[tuple[str, str], dict[str, Any]], route: RouteSpec, fn: FunctionSpec
+) -> None:
+    # Without ApiKeyRequired API Gateway applies no usage plan: per-tenant throttling would silently lapse.
+    assert methods[(route.method, route.path)].get("ApiKeyRequired", False) is (route.auth is Auth.TENANT)
+
+
+def test_api_key_source_is_the_authorizer(synthesized: Synthesized) -> None:
+    (api,) = synthesized.of_type("AWS::ApiGateway::RestApi").values()
+    # HEADER would make clients send x-api-key themselves; AUTHORIZER takes the authorizer's
+    # usageIdentifierKey, the tenant's usage-plan key, which clients never see.
+    assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+
+
+def test_tenant_usage_plan_throttles_the_deployed_stage_below_the_stage_limits(synthesized: Synthesized) -> None:
+    (plan,) = synthesized.of_type("AWS::ApiGateway::UsagePlan").values()
+    props = plan["Properties"]
+    ((stage_id, _),) = references(props["ApiStages"][0]["Stage"])
+    assert synthesized.resources[stage_id]["Type"] == "AWS::ApiGateway::Stage"
+    assert 0 < props["Throttle"]["RateLimit"] < resources.API_THROTTLE_RATE_LIMIT
+    assert 0 < props["Throttle"]["BurstLimit"] < resources.API_THROTTLE_BURST_LIMIT
+
+
+def test_template_has_no_dependency_cycle(synthesized: Synthesized) -> None:
+    # The api_keys function names the usage plan, which needs the deployed stage, which holds the methods:
+    # CloudFormation refuses any cycle ("Circular dependency between resources") before creating anything.
+    assert find_cycle(dependency_graph(synthesized.template)) is None
 
 
 def test_tenant_authorizer_is_the_authorizer_function_on_the_authorization_header(
@@ -88,7 +127,8 @@ def test_tenant_authorizer_is_the_authorizer_function_on_the_authorization_heade
     props = authorizer["Properties"]
     assert props["Type"] == "REQUEST"
     assert props["IdentitySource"] == "method.request.header.Authorization"
-    assert 0 < props["AuthorizerResultTtlInSeconds"] <= 300
+    assert props["AuthorizerResultTtlInSeconds"] == resources.AUTHORIZER_CACHE_TTL_SECONDS
+    assert 0 < resources.AUTHORIZER_CACHE_TTL_SECONDS <= 300
     assert (synthesized.function_id(resources.AUTHORIZER), "Arn") in references(props["AuthorizerUri"])
 
 
@@ -110,7 +150,7 @@ def test_stage_throttles_logs_and_traces(synthesized: Synthesized) -> None:
 def test_gateway_errors_use_the_platform_error_shape(template: Template, synthesized: Synthesized) -> None:
     responses = synthesized.of_type("AWS::ApiGateway::GatewayResponse")
     types = {r["Properties"]["ResponseType"] for r in responses.values()}
-    assert {"UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= types
+    assert {"UNAUTHORIZED", "ACCESS_DENIED", "INVALID_API_KEY", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= types
     for response in responses.values():
         assert '"code"' in response["Properties"]["ResponseTemplates"]["application/json"]
 

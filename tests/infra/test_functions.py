@@ -120,6 +120,16 @@ def test_stripe_secrets_reach_functions_as_arns_never_as_values(synthesized: Syn
         assert name not in ("STRIPE_SECRET_KEY", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"), name
 
 
+@pytest.mark.parametrize("spec", function_specs())
+def test_only_the_api_keys_function_knows_the_tenant_usage_plan(synthesized: Synthesized, spec: FunctionSpec) -> None:
+    env = _function(synthesized, spec)["Environment"]["Variables"]
+    if spec is resources.API_KEYS:
+        plan_id = synthesized.logical_id(synthesized.stack.api.usage_plan)
+        assert env[resources.USAGE_PLAN_ID_ENV] == {"Ref": plan_id}
+    else:
+        assert resources.USAGE_PLAN_ID_ENV not in env
+
+
 def test_secrets_are_generated_never_written_into_the_template(synthesized: Synthesized) -> None:
     secrets = synthesized.of_type("AWS::SecretsManager::Secret")
     assert len(secrets) == 2

@@ -310,6 +310,9 @@ API_THROTTLE_BURST_LIMIT = 1000
 MAX_REQUEST_BODY_BYTES = 256 * 1024
 # The api_keys function gets the tenant usage plan's id here, to attach each tenant's usage-plan key.
 USAGE_PLAN_ID_ENV = "USAGE_PLAN_ID"
+# API Gateway caches a tenant authorizer's answer this long per Authorization header: the longest a revoked
+# key keeps working, traded against one DynamoDB read per call.
+AUTHORIZER_CACHE_TTL_SECONDS = 60
 
 
 def routes() -> list[tuple[RouteSpec, FunctionSpec]]:
