@@ -9,36 +9,30 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from billing_platform import resources
 from local_stack.dynamodb_local import free_port
+from tests.factories.local_stack_process import STARTUP_TIMEOUT, LocalStackProcess, eventually
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT = 90.0  # DynamoDB Local's JVM on a busy 2-core runner
 SHUTDOWN_TIMEOUT = 30.0
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
+
+StartStack = Callable[[int], LocalStackProcess]  # port -> a started stack, killed at teardown
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -78,85 +72,37 @@ def listening(port: int) -> bool:
         return False
 
 
-def wait_until(condition: Any, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
-
-
-@dataclass
-class LocalStackProcess:
-    """`python -m local_stack` with its stdout read line by line on a thread (the pipe never fills)."""
-
-    process: subprocess.Popen[str]
-    stderr_path: Path
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    output: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, port: int, tmp_path: Path) -> LocalStackProcess:
-        stderr_path = tmp_path / "local_stack.stderr"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local_stack", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr_path.open("w"),
-            text=True,
-        )
-        stack = cls(process, stderr_path)
-        threading.Thread(target=stack._pump, daemon=True).start()
-        return stack
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"no {prefix!r} line; exit code {self.process.poll()}\n{self.diagnostics()}")
-
-    def diagnostics(self) -> str:
-        stderr = self.stderr_path.read_text()[-4000:] if self.stderr_path.exists() else ""
-        return "stdout:\n" + "\n".join(self.output) + "\nstderr (tail):\n" + stderr
-
-    def kill_tree(self) -> None:
-        """Last resort when a test fails half-way: never leave processes to the next test."""
-        for child in children_of(self.process.pid):
-            os.kill(child, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+def kill_tree(stack: LocalStackProcess) -> None:
+    """Last resort when a test fails half-way: never leave processes to the next test."""
+    for child in children_of(stack.process.pid):
+        os.kill(child, signal.SIGKILL)
+    if stack.process.poll() is None:
+        stack.process.kill()
+        stack.process.wait(10)
 
 
 @pytest.fixture
-def local_stack_process(tmp_path: Path) -> Iterator[Any]:
+def local_stack_process(tmp_path: Path) -> Iterator[StartStack]:
     started: list[LocalStackProcess] = []
 
     def start(port: int) -> LocalStackProcess:
-        stack = LocalStackProcess.start(port, tmp_path)
+        stack = LocalStackProcess.start(port=port, stderr_path=tmp_path / "local_stack.stderr")
         started.append(stack)
         return stack
 
     yield start
     for stack in started:
-        stack.kill_tree()
+        kill_tree(stack)
+
+
+def java_started(stack: LocalStackProcess) -> set[int]:
+    """The stack's child processes, once DynamoDB Local (java) is one of them."""
+
+    def check() -> tuple[bool, set[int]]:
+        children = children_of(stack.process.pid)
+        return bool(children), children
+
+    return eventually(check, STARTUP_TIMEOUT, interval=0.1, context=stack.diagnostics)
 
 
 def http(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
@@ -171,14 +117,13 @@ def http(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_local_stack_serves_http_and_ctrl_c_stops_every_process_and_port(local_stack_process: Any) -> None:
+def test_local_stack_serves_http_and_ctrl_c_stops_every_process_and_port(local_stack_process: StartStack) -> None:
     port = free_port()
-    stack: LocalStackProcess = local_stack_process(port)
-    ready = stack.wait_for("READY ", STARTUP_TIMEOUT)
-    base_url = ready.split()[1]
+    stack = local_stack_process(port)
+    base_url = stack.wait_ready(STARTUP_TIMEOUT).base_url
     assert base_url == f"http://127.0.0.1:{port}"
     # Every port the banner printed (API, DynamoDB Local, moto) is listening now and must not be later.
-    ports = {int(p) for line in stack.output for p in URL.findall(line)}
+    ports = {int(p) for line in stack.banner.lines for p in URL.findall(line)}
     assert port in ports
     assert len(ports) >= 3, stack.diagnostics()
     assert all(listening(p) for p in ports)
@@ -213,11 +158,10 @@ def test_local_stack_serves_http_and_ctrl_c_stops_every_process_and_port(local_s
     assert not [p for p in ports if listening(p)], "a port is still listening after Ctrl-C"
 
 
-def test_ctrl_c_during_startup_still_stops_dynamodb_local(local_stack_process: Any) -> None:
+def test_ctrl_c_during_startup_still_stops_dynamodb_local(local_stack_process: StartStack) -> None:
     port = free_port()
-    stack: LocalStackProcess = local_stack_process(port)
-    assert wait_until(lambda: children_of(stack.process.pid), STARTUP_TIMEOUT), stack.diagnostics()
-    children = children_of(stack.process.pid)
+    stack = local_stack_process(port)
+    children = java_started(stack)
 
     stack.process.send_signal(signal.SIGINT)
     stack.wait_for("stopped", STARTUP_TIMEOUT)
@@ -227,11 +171,10 @@ def test_ctrl_c_during_startup_still_stops_dynamodb_local(local_stack_process: A
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="the parent-death signal is set with util-linux setpriv")
-def test_a_killed_local_stack_does_not_orphan_dynamodb_local(local_stack_process: Any) -> None:
-    stack: LocalStackProcess = local_stack_process(free_port())
-    assert wait_until(lambda: children_of(stack.process.pid), STARTUP_TIMEOUT), stack.diagnostics()
-    children = children_of(stack.process.pid)
+def test_a_killed_local_stack_does_not_orphan_dynamodb_local(local_stack_process: StartStack) -> None:
+    stack = local_stack_process(free_port())
+    children = java_started(stack)
 
     stack.process.kill()  # SIGKILL: no handler, no finally, no stop()
     stack.process.wait(10)
-    assert wait_until(lambda: not any(running(pid) for pid in children), 15)
+    eventually(lambda: (not (alive := [pid for pid in children if running(pid)]), alive), 15, interval=0.1)

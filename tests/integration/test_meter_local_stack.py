@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,49 +19,30 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_usage_e2e import Stack, _read_until_ready, eventually
+from tests.factories.local_stack_process import LocalStackProcess, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_meter")]
 
-ROOT = Path(__file__).resolve().parents[2]
 BILLING_ADMIN = Path(sys.executable).with_name("billing-admin")
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "STRIPE_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "--port", "0", "--log-level", "WARNING", "--meter-every", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        yield _read_until_ready(proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def stack() -> Iterator[LocalStackProcess]:
+    yield from LocalStackProcess.running("--log-level", "WARNING", "--meter-every", "2")
 
 
-def billing_admin(stack: Stack, *args: str) -> tuple[int, Any]:
+def billing_admin(stack: LocalStackProcess, *args: str) -> tuple[int, Any]:
     """The console script pip installed, pointed at the stack's emulators as its banner prints them,
     from a shell with no AWS configuration at all."""
-    dynamodb = next(m.group(1) for line in stack.output if (m := re.search(r"DynamoDB Local: (http\S+)", line)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BILLING_", "USAGE_"))}
-    command = [str(BILLING_ADMIN), "--json", "--dynamodb-endpoint", dynamodb, "--sqs-endpoint", stack.moto_url]
+    endpoints = ["--dynamodb-endpoint", stack.banner.dynamodb_url, "--sqs-endpoint", stack.banner.moto_url]
+    command = [str(BILLING_ADMIN), "--json", *endpoints]
     done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 
 
 @pytest.mark.skipif(shutil.which(str(BILLING_ADMIN)) is None, reason="billing-admin is not installed in this venv")
-def test_usage_reaches_stripe_meters_once_and_late_usage_as_a_delta(stack: Stack) -> None:
+def test_usage_reaches_stripe_meters_once_and_late_usage_as_a_delta(stack: LocalStackProcess) -> None:
     tenant = f"mtr{str(int(time.time() * 1000))[-8:]}"
     status, body = stack.request("POST", "/v1/customers", {"email": "ops@example.com", "tenant_id": tenant})
     assert status == 201, body
@@ -81,7 +61,7 @@ def test_usage_reaches_stripe_meters_once_and_late_usage_as_a_delta(stack: Stack
             done = Decimal(tokens.get("reported", "0")) == Decimal(expected) and tokens.get("open_claims") == 0
             return done, shown
 
-        return eventually(check, timeout=90)
+        return eventually(check, 90, interval=0.5)
 
     status, body = stack.request(
         "POST",
