@@ -66,6 +66,13 @@ USAGE_PLAN_KEY_MANAGERS = (resources.API_KEYS,)
 # infra.constructs.api): their environment and policy name the usage plan, whose stage deployment holds
 # the methods integrating them, so a reference to the function from those methods would be a cycle.
 NAMED_FUNCTIONS = USAGE_PLAN_KEY_MANAGERS
+# The tag auth.usage_plans puts on each usage-plan key, and where CreateApiKey's tag-on-create check may land.
+USAGE_KEY_TAG = "tenant_id"
+TAG_ON_CREATE_PATHS = ("/apikeys", "/apikeys/*", "/tags/*")
+TAG_ON_CREATE_REASON = (
+    "CreateApiKey with tags is authorised as apigateway:PUT too; the new key's id is unknown in advance, so "
+    "the resource is a pattern, and the statement allows only the tenant_id tag key (aws:TagKeys)."
+)
 
 XRAY_REASON = (
     "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support "
@@ -241,6 +248,23 @@ class Functions(Construct):
                     resources=[control_plane_arn(f"/usageplans/{usage_plan.usage_plan_id}/keys")],
                 )
             )
+            # CreateApiKey with tags is also authorised as apigateway:PUT (tag on create, per the Service
+            # Authorization Reference), on a resource AWS does not document: the new key or its /tags path.
+            # The condition keeps that PUT to the one tag key UsagePlanKeys sets.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["apigateway:PUT"],
+                    resources=[control_plane_arn(path) for path in TAG_ON_CREATE_PATHS],
+                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [USAGE_KEY_TAG]}},
+                )
+            )
+            for path in TAG_ON_CREATE_PATHS:
+                if path.endswith("*"):
+                    acknowledge(
+                        role,
+                        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::{path}]",
+                        TAG_ON_CREATE_REASON,
+                    )
 
     def _table_statement(self, role: iam.Role, spec: TableSpec, actions: tuple[str, ...]) -> None:
         role.add_to_principal_policy(

@@ -4,6 +4,7 @@ makes, and checks the synthesized policy allows each one and grants nothing that
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,9 +96,9 @@ def test_authorizer_may_get_and_update_api_key_items_only(synthesized: Synthesiz
 # ------------------------------------------------------------------------------------------ api_keys
 
 
-def _control_plane_calls(moto_aws: dict[str, str]) -> tuple[str, set[tuple[str, str]]]:
-    """(plan id, every (HTTP method, path) UsagePlanKeys sends) for a new tenant, the same tenant again
-    (already in the plan) and a second tenant."""
+def _control_plane_calls(moto_aws: dict[str, str]) -> tuple[str, set[tuple[str, str]], set[str]]:
+    """(plan id, every (HTTP method, path) UsagePlanKeys sends, the tag keys it sets) for a new tenant, the
+    same tenant again (already in the plan) and a second tenant."""
     apigw = boto3.client("apigateway", region_name=REGION)
     api = apigw.create_rest_api(name="billing")
     plan = apigw.create_usage_plan(name="tenants", throttle={"rateLimit": 100, "burstLimit": 200})
@@ -105,26 +106,36 @@ def _control_plane_calls(moto_aws: dict[str, str]) -> tuple[str, set[tuple[str, 
         usagePlanId=plan["id"], patchOperations=[{"op": "add", "path": "/apiStages", "value": f"{api['id']}:live"}]
     )
     calls: set[tuple[str, str]] = set()
+    tag_keys: set[str] = set()
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.add((params["method"], params["url_path"]))
+        tag_keys.update(json.loads(params["body"] or b"{}").get("tags", {}))
+
     client = boto3.client("apigateway", region_name=REGION)
-    client.meta.events.register(
-        "before-call.api-gateway.*", lambda params, **_: calls.add((params["method"], params["url_path"]))
-    )
+    client.meta.events.register("before-call.api-gateway.*", record)
     keys = UsagePlanKeys(plan["id"], client=client)
     for tenant in ("t_a", "t_a", "t_b"):
         keys.ensure_tenant(tenant)
-    return plan["id"], calls
+    return plan["id"], calls, tag_keys
 
 
 def test_api_keys_function_may_make_exactly_the_usage_plan_calls(
     synthesized: Synthesized, moto_aws: dict[str, str]
 ) -> None:
-    plan_id, calls = _control_plane_calls(moto_aws)
+    plan_id, calls, tag_keys = _control_plane_calls(moto_aws)
     assert {method for method, _ in calls} == {"GET", "POST"}
+    assert tag_keys == {"tenant_id"}
     plan_logical_id = synthesized.logical_id(synthesized.stack.api.usage_plan)
     refs = {**PSEUDO, plan_logical_id: plan_id}
     granted: set[tuple[str, str]] = set()
     for statement in _statements(synthesized, resources.API_KEYS, "apigateway"):
-        assert "Condition" not in statement
+        if "Condition" in statement:
+            # CreateApiKey's tag on create (an extra apigateway:PUT AWS checks, no request of its own):
+            # PUT only, and only for the tag keys the code sets.
+            assert as_list(statement["Action"]) == ["apigateway:PUT"]
+            assert statement["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": sorted(tag_keys)}}
+            continue
         for action in as_list(statement["Action"]):
             granted |= {(action, render(resource, refs)) for resource in as_list(statement["Resource"])}
     needed = {(f"apigateway:{method}", f"arn:aws:apigateway:{REGION}::{path}") for method, path in calls}
