@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -258,11 +258,14 @@ class Functions(Construct):
                     conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [USAGE_KEY_TAG]}},
                 )
             )
+            # cdk-nag names a finding by the resource as synthesized: the region is a literal in a stack with
+            # an environment (`make synth`), a reference in an environment-agnostic one (the infra tests).
+            region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
             for path in TAG_ON_CREATE_PATHS:
                 if path.endswith("*"):
                     acknowledge(
                         role,
-                        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::{path}]",
+                        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:{region}::{path}]",
                         TAG_ON_CREATE_REASON,
                     )
 

@@ -91,3 +91,19 @@ def test_an_acknowledgment_without_a_real_reason_is_refused() -> None:
 
     with pytest.raises(ValueError, match="real reason"):
         acknowledge(cdk.App(), "AwsSolutions-SQS3", "because")
+
+
+def test_a_stack_bound_to_an_account_and_region_passes_too(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make synth` binds the stack to an environment: some ARNs then carry the region as a literal and
+    # cdk-nag names their findings differently than in the environment-agnostic template above.
+    from infra.app import build_app, project_context
+
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+    monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
+    layer_dirs = {}
+    for layer in resources.DependencyLayer:
+        (tmp_path / "layers" / layer.value / "python").mkdir(parents=True)
+        layer_dirs[layer] = tmp_path / "layers" / layer.value
+    app, stack = build_app(dependency_layer_dirs=layer_dirs, outdir=str(tmp_path / "out"), context=project_context())
+    assert stack.region == "eu-west-1"
+    app.synth()  # raises on any unacknowledged finding
