@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -59,20 +59,14 @@ ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
 }
 
 # auth.usage_plans.UsagePlanKeys.ensure_tenant, as API Gateway authorizes its calls (action = HTTP method on
-# the control-plane path): GetApiKeys (GET /apikeys), CreateApiKey (POST /apikeys, its tags included) and
+# the control-plane path): GetApiKeys (GET /apikeys), CreateApiKey (POST /apikeys; untagged, since keys are
+# found by name and tag-on-create would need apigateway:PUT on an undocumented resource) and
 # CreateUsagePlanKey (POST /usageplans/<id>/keys) on the tenant usage plan only.
 USAGE_PLAN_KEY_MANAGERS = (resources.API_KEYS,)
 # These functions are reached by API Gateway through an invoke ARN built from their name (see
 # infra.constructs.api): their environment and policy name the usage plan, whose stage deployment holds
 # the methods integrating them, so a reference to the function from those methods would be a cycle.
 NAMED_FUNCTIONS = USAGE_PLAN_KEY_MANAGERS
-# The tag auth.usage_plans puts on each usage-plan key, and where CreateApiKey's tag-on-create check may land.
-USAGE_KEY_TAG = "tenant_id"
-TAG_ON_CREATE_PATHS = ("/apikeys", "/apikeys/*", "/tags/*")
-TAG_ON_CREATE_REASON = (
-    "CreateApiKey with tags is authorised as apigateway:PUT too; the new key's id is unknown in advance, so "
-    "the resource is a pattern, and the statement allows only the tenant_id tag key (aws:TagKeys)."
-)
 
 XRAY_REASON = (
     "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support "
@@ -248,26 +242,6 @@ class Functions(Construct):
                     resources=[control_plane_arn(f"/usageplans/{usage_plan.usage_plan_id}/keys")],
                 )
             )
-            # CreateApiKey with tags is also authorised as apigateway:PUT (tag on create, per the Service
-            # Authorization Reference), on a resource AWS does not document: the new key or its /tags path.
-            # The condition keeps that PUT to the one tag key UsagePlanKeys sets.
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["apigateway:PUT"],
-                    resources=[control_plane_arn(path) for path in TAG_ON_CREATE_PATHS],
-                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [USAGE_KEY_TAG]}},
-                )
-            )
-            # cdk-nag names a finding by the resource as synthesized: the region is a literal in a stack with
-            # an environment (`make synth`), a reference in an environment-agnostic one (the infra tests).
-            region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
-            for path in TAG_ON_CREATE_PATHS:
-                if path.endswith("*"):
-                    acknowledge(
-                        role,
-                        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:{region}::{path}]",
-                        TAG_ON_CREATE_REASON,
-                    )
 
     def _table_statement(self, role: iam.Role, spec: TableSpec, actions: tuple[str, ...]) -> None:
         role.add_to_principal_policy(

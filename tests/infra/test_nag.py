@@ -20,9 +20,6 @@ REVIEWED_ACKNOWLEDGMENTS = {
     "AwsSolutions-COG4",  # operators use IAM, tenants API keys: no Cognito users
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     "AwsSolutions-IAM5[Resource::*]",  # X-Ray and dynamodb:ListStreams have no resource-level permissions
-    # api_keys: CreateApiKey's tag-on-create apigateway:PUT, limited to the tenant_id tag key
-    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/*]",
-    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:apigateway:<AWS::Region>::/tags/*]",
     "AwsSolutions-SMG4",  # Stripe keys are rolled in Stripe, not by a rotation Lambda
     "AwsSolutions-SQS3",  # the stream's on-failure queue is itself a dead-letter queue
 }

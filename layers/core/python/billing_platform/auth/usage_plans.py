@@ -52,7 +52,6 @@ class UsagePlanKeys:
                 description="Per-tenant usage-plan key (throttling); not a credential",
                 enabled=True,
                 value=usage_identifier_key(tenant_id),
-                tags={"tenant_id": tenant_id},
             )
             key_id = str(created["id"])
             logger.info("usage-plan key created", extra={"tenant_id": tenant_id})
