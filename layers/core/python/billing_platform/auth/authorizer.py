@@ -7,7 +7,7 @@ tenant route comes next. Tenant routes still call `Caller.require_tenant`: the p
 valid key of tenant T", the handler decides whether T may touch the tenant in the path or body.
 
 Revocation takes effect on the next uncached call: with an authorizer result TTL of N seconds a revoked
-key keeps working for at most N seconds (infra.constructs.api.AUTHORIZER_CACHE_TTL, 60 s).
+key keeps working for at most N seconds (resources.AUTHORIZER_CACHE_TTL_SECONDS, 60 s).
 
 Only the Authorization header is read. An `x-api-key` fallback is deliberately not offered: with result
 caching API Gateway rejects a request missing any identity source before calling the authorizer, and
