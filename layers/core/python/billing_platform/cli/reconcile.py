@@ -24,7 +24,7 @@ from billing_platform.errors import NotFoundError
 from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
-from billing_platform.subscriptions.webhooks import WebhookProcessor
+from billing_platform.subscriptions.webhooks import EntitlementEffects, WebhookProcessor
 
 COMPARED = (
     "customer_id",
@@ -38,25 +38,10 @@ COMPARED = (
 )
 
 
-class Entitlements(Protocol):
-    """The part of `EntitlementService` a reconcile reads and drives."""
+class Entitlements(EntitlementEffects, Protocol):
+    """The part of `EntitlementService` a reconcile reads and drives: the webhook effects, plus the plan read."""
 
     def plan_for(self, tenant_id: str, *, fresh: bool = False) -> TenantPlan: ...
-
-    def apply_plan(
-        self,
-        tenant_id: str,
-        plan_id: str,
-        *,
-        period_start: datetime,
-        period_end: datetime,
-        status: str = "active",
-        source_version: int | None = None,
-    ) -> None: ...
-
-    def suspend(self, tenant_id: str, reason: str) -> None: ...
-
-    def revoke(self, tenant_id: str) -> None: ...
 
 
 @dataclass
