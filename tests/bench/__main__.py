@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 import time
+
+# Benchmarks print numbers: the layer's per-request log lines and EMF blobs would bury them.
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 import tests.bench as package
 
