@@ -4,7 +4,8 @@ no Docker, no lookups. Dependency layers are built with pip first when missing o
 Context (`-c key=value`): `stackName` (default BillingPlatform), `environment` (default production),
 `retainData` (default true), `requireApiKeys` (default true: tenant routes require the tenant's
 usage-plan key, which the authorizer names, so the per-tenant usage plan throttles each tenant; a stack
-whose tenant keys were created before the plan existed runs `python -m infra.usage_plan_backfill` once).
+whose tenant keys were created before the plan existed runs `python -m infra.usage_plan_backfill` once),
+`waf` (default true: a regional WAF web ACL on the API stage, infra.constructs.waf).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def build_app(
         environment_name=str(app.node.try_get_context("environment") or "production"),
         retain_data=_flag(app, "retainData", True),
         require_api_keys=_flag(app, "requireApiKeys", True),
+        waf=_flag(app, "waf", True),
         env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
         description="Serverless SaaS billing: subscriptions, Stripe webhooks, atomic quotas, usage metering",
     )

@@ -18,6 +18,7 @@ from infra.constructs.functions import Functions
 from infra.constructs.layers import Layers
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.usage_pipeline import UsagePipeline
+from infra.constructs.waf import ApiFirewall
 from infra.constructs.webhooks import StripeSecrets
 from infra.dependency_layers import LAMBDA_PYTHON_VERSION
 
@@ -27,9 +28,9 @@ LAMBDA_RUNTIME = RUNTIMES[LAMBDA_PYTHON_VERSION]
 
 
 class BillingStack(Stack):
-    """Tables, queue, secrets, layers, functions, API, event sources and alarms, all from
-    billing_platform.resources. `dependency_layer_dirs` are the built layer folders (infra.dependency_layers);
-    tests pass empty ones."""
+    """Tables, queue, secrets, layers, functions, API (behind a WAF web ACL unless waf=False), event sources
+    and alarms, all from billing_platform.resources. `dependency_layer_dirs` are the built layer folders
+    (infra.dependency_layers); tests pass empty ones."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class BillingStack(Stack):
         retain_data: bool = True,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         require_api_keys: bool = True,
+        waf: bool = True,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -76,6 +78,18 @@ class BillingStack(Stack):
             log_retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
             require_api_keys=require_api_keys,
+            waf=waf,
+        )
+        self.firewall = (
+            ApiFirewall(
+                self,
+                "Firewall",
+                stage=self.api.rest_api.deployment_stage,
+                log_retention=log_retention,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            if waf
+            else None
         )
         # The api_keys function puts each tenant's usage-plan key into the plan the API just made.
         self.functions.connect_usage_plan(self.api.usage_plan)

@@ -69,9 +69,9 @@ NO_COGNITO_REASON = (
     "Callers are operators (IAM SigV4) and tenants (API keys checked by a Lambda authorizer); "
     "there are no end-user accounts for a Cognito user pool."
 )
-WAF_REASON = (
-    "Stage throttling, per-tenant usage-plan throttling and the authorizer protect the API; a WAF web ACL "
-    "is an account-level choice the operator can attach to the stage without code changes."
+WAF_OFF_REASON = (
+    "Deployed with -c waf=false: stage throttling, per-tenant usage-plan throttling and the authorizer "
+    "protect the API; the operator chose to run without the stack's WAF web ACL (or attaches their own)."
 )
 CLOUDWATCH_ROLE_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 CLOUDWATCH_ROLE_REASON = (
@@ -86,7 +86,8 @@ def _construct_id(path: str) -> str:
 
 class Api(Construct):
     """The REST API, its stage (throttling, access and execution logging, X-Ray), the tenant authorizer,
-    the request validator and the usage plan."""
+    the request validator and the usage plan. `waf=False` acknowledges cdk-nag's APIG3 (no web ACL on the
+    stage); the stack attaches infra.constructs.waf.ApiFirewall otherwise."""
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class Api(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         require_api_keys: bool = True,
+        waf: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
@@ -122,7 +124,8 @@ class Api(Construct):
                 access_log_format=apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT),
             ),
         )
-        acknowledge(self.rest_api, "AwsSolutions-APIG3", WAF_REASON)
+        if not waf:  # with waf, infra.constructs.waf.ApiFirewall associates a web ACL with the stage
+            acknowledge(self.rest_api, "AwsSolutions-APIG3", WAF_OFF_REASON)
         acknowledge(self.rest_api, "AwsSolutions-COG4", NO_COGNITO_REASON)
         acknowledge(self.rest_api, f"AwsSolutions-IAM4[Policy::{CLOUDWATCH_ROLE_POLICY}]", CLOUDWATCH_ROLE_REASON)
         self.validator = self.rest_api.add_request_validator(

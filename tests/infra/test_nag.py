@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 # Every acknowledged rule, reviewed. A new one fails here until someone reads its reason and adds it.
 REVIEWED_ACKNOWLEDGMENTS = {
-    "AwsSolutions-APIG3",  # WAF: an account-level choice, attachable to the stage later
+    "AwsSolutions-APIG3",  # only with -c waf=false (tests/infra/test_waf.py); by default a web ACL guards the stage
     "AwsSolutions-APIG4",  # /health and the Stripe webhook are public (webhook: signature on the body)
     "AwsSolutions-COG4",  # operators use IAM, tenants API keys: no Cognito users
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

@@ -315,6 +315,10 @@ USAGE_PLAN_ID_ENV = "USAGE_PLAN_ID"
 # API Gateway caches a tenant authorizer's answer this long per Authorization header: the longest a revoked
 # key keeps working, traded against one DynamoDB read per call.
 AUTHORIZER_CACHE_TTL_SECONDS = 60
+# The API's WAF web ACL blocks a source IP above this many requests per 5 minutes (the Stripe webhook is exempt):
+# a flood backstop in front of the authorizer, which runs before any per-tenant usage-plan throttling. It is
+# ~6.7 requests/s sustained, below a tenant's usage-plan rate: raise it for tenants calling from one address.
+WAF_RATE_LIMIT_PER_IP = 2_000
 
 
 def routes() -> list[tuple[RouteSpec, FunctionSpec]]:
