@@ -169,8 +169,8 @@ class Api(Construct):
             "TenantUsagePlan",
             description="Per-tenant throttling; the authorizer names the tenant's key via usageIdentifierKey",
             throttle=apigw.ThrottleSettings(
-                rate_limit=resources.API_THROTTLE_RATE_LIMIT // 5,
-                burst_limit=resources.API_THROTTLE_BURST_LIMIT // 5,
+                rate_limit=resources.TENANT_THROTTLE_RATE_LIMIT,
+                burst_limit=resources.TENANT_THROTTLE_BURST_LIMIT,
             ),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
         )

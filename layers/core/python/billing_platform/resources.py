@@ -309,6 +309,9 @@ METRICS_NAMESPACE = "Billing"
 # API Gateway stage throttling (per account-region defaults are far higher; these protect the tables).
 API_THROTTLE_RATE_LIMIT = 500
 API_THROTTLE_BURST_LIMIT = 1000
+# Each tenant's share through its API Gateway usage plan (one usage-plan key per tenant).
+TENANT_THROTTLE_RATE_LIMIT = API_THROTTLE_RATE_LIMIT // 5
+TENANT_THROTTLE_BURST_LIMIT = API_THROTTLE_BURST_LIMIT // 5
 MAX_REQUEST_BODY_BYTES = 256 * 1024
 # The api_keys function gets the tenant usage plan's id here, to attach each tenant's usage-plan key.
 USAGE_PLAN_ID_ENV = "USAGE_PLAN_ID"
@@ -316,9 +319,10 @@ USAGE_PLAN_ID_ENV = "USAGE_PLAN_ID"
 # key keeps working, traded against one DynamoDB read per call.
 AUTHORIZER_CACHE_TTL_SECONDS = 60
 # The API's WAF web ACL blocks a source IP above this many requests per 5 minutes (the Stripe webhook is exempt):
-# a flood backstop in front of the authorizer, which runs before any per-tenant usage-plan throttling. It is
-# ~6.7 requests/s sustained, below a tenant's usage-plan rate: raise it for tenants calling from one address.
-WAF_RATE_LIMIT_PER_IP = 2_000
+# a flood backstop in front of the authorizer, which runs before any per-tenant usage-plan throttling. Set to a
+# tenant's full usage-plan rate over the window, so a tenant backend calling the hot path from one NAT address
+# is throttled by its plan (429 with Retry-After), never by the WAF first.
+WAF_RATE_LIMIT_PER_IP = TENANT_THROTTLE_RATE_LIMIT * 300
 
 
 def routes() -> list[tuple[RouteSpec, FunctionSpec]]:
