@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from billing_platform import clients
 from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.conditions import lost_race
 from billing_platform.entitlements.models import (
     ZERO,
     CounterState,
@@ -210,10 +211,6 @@ def _update_item(client: Any, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def _is_conditional_failure(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 def _cancel_reasons(err: ClientError) -> list[dict[str, Any]] | None:
     if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
@@ -270,7 +267,7 @@ class EntitlementRepository:
         try:
             self.client.put_item(**kwargs)
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -313,7 +310,7 @@ class EntitlementRepository:
                 **self._consume_expression(quantity, now, enforce=enforce),
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 old: Item | None = err.response.get("Item")  # type: ignore[assignment]
                 return None, old
             raise
@@ -444,7 +441,7 @@ class EntitlementRepository:
                 TableName=self._table, Item=self._record_item(record), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -507,7 +504,7 @@ class EntitlementRepository:
                 },
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -562,7 +559,7 @@ class EntitlementRepository:
                 ExpressionAttributeValues=values,
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -648,7 +645,7 @@ class EntitlementRepository:
                 },
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -671,7 +668,7 @@ class EntitlementRepository:
                 },
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 return False
             raise
         return True
@@ -705,7 +702,7 @@ class EntitlementRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as err:
-            if _is_conditional_failure(err):
+            if lost_race(err):
                 old: Item | None = err.response.get("Item")  # type: ignore[assignment]
                 return None, old
             raise

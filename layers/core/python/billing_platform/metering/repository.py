@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
+from billing_platform.conditions import lost_race
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 
@@ -45,11 +46,8 @@ def _dec(attr: dict[str, str] | None) -> Decimal:
     return Decimal(attr["N"]) if attr else ZERO
 
 
-def _conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in (
-        "ConditionalCheckFailedException",
-        "TransactionCanceledException",
-    )
+# A claim or commit losing to a concurrent run: another transaction on the same items also counts.
+LOST_RACES = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
 @dataclass(frozen=True)
@@ -275,22 +273,10 @@ class MeterWatermarkRepository:
         except ClientError as exc:
             # A lost race (condition failed, or a concurrent transaction on the same item) changes
             # nothing; the caller re-reads on its next run.
-            if _conditional_failure(exc) and _only_lost_races(exc):
+            if lost_race(exc, LOST_RACES):
                 return False
             raise
         return True
-
-
-def _only_lost_races(exc: ClientError) -> bool:
-    if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-        return True
-    races = {"ConditionalCheckFailed", "TransactionConflict"}
-    reasons = exc.response.get("CancellationReasons") or []
-    codes = {r.get("Code") for r in reasons}
-    if reasons:
-        return bool(codes & races) and codes <= races | {"None", None}
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    return any(race in message for race in races)
 
 
 def _hour_from_item(item: dict[str, Any]) -> HourWatermark:

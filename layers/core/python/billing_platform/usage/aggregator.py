@@ -35,6 +35,7 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 from botocore.exceptions import ClientError
 
+from billing_platform.conditions import lost_race
 from billing_platform.settings import Settings
 from billing_platform.usage.models import Granularity, bucket_label
 from billing_platform.usage.repository import TRANSACT_MAX, AggregateRepository, checkpoint_pk, pad_seq
@@ -200,7 +201,7 @@ class UsageAggregationService:
                 self._repo.transact(self._items(chunk))
             except ClientError as exc:
                 result.transactions += 1
-                if _condition_failed(exc) and replans < MAX_REPLANS:
+                if lost_race(exc) and replans < MAX_REPLANS:
                     replans += 1
                     before = len(remaining)
                     remaining = self._unapplied(remaining)
@@ -229,16 +230,3 @@ class UsageAggregationService:
         """Drop records at or below their pk's committed checkpoint."""
         checkpoints = self._repo.get_checkpoints(i.checkpoint_key for i in inserts)
         return [i for i in inserts if pad_seq(i.sequence_number) > checkpoints.get(i.checkpoint_key, "")]
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    if error.get("Code") == "ConditionalCheckFailedException":
-        return True
-    if error.get("Code") != "TransactionCanceledException":
-        return False
-    reasons = exc.response.get("CancellationReasons") or []
-    codes = {r.get("Code") for r in reasons}
-    if reasons:
-        return "ConditionalCheckFailed" in codes and codes <= {"ConditionalCheckFailed", "None", None}
-    return "ConditionalCheckFailed" in str(error.get("Message", ""))
