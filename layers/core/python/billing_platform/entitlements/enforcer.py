@@ -25,9 +25,10 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar, cast
 from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
@@ -122,10 +123,8 @@ class SyncEntitlementEnforcer:
 
     @property
     def service(self) -> EntitlementService:
-        # Created on first use, so importing a module that builds an enforcer costs no client.
-        if self._service is None:
-            self._service = EntitlementService()
-        return self._service
+        # Without a service of its own an enforcer uses the process-wide one (one plan cache per process).
+        return self._service or shared_service()
 
     def check_and_record(
         self,
@@ -171,6 +170,26 @@ class SyncEntitlementEnforcer:
             )
 
 
+_service_lock = threading.Lock()
+_service: EntitlementService | None = None
+
+
+def shared_service() -> EntitlementService:
+    """The process-wide `EntitlementService`, created on first use (importing this module costs no client)."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = EntitlementService()
+        return _service
+
+
+def reset_shared_service() -> None:
+    """Forget the process-wide service (tests switch tables and endpoints between cases)."""
+    global _service
+    with _service_lock:
+        _service = None
+
+
 class EntitlementEnforcer:
     """Checks and records quota use for a tenant: ``await enforcer.check_and_record(...)``.
 
@@ -178,6 +197,12 @@ class EntitlementEnforcer:
     method runs its blocking twin on the library's worker pool (`billing_platform.offload`), so the
     event loop never waits for DynamoDB. Both faces share one service, hence one plan cache.
     Tenant ids may be strings or `uuid.UUID`s."""
+
+    # FastAPI's bare `Depends()` (the document's ``enforcer: EntitlementEnforcer = Depends()``) builds the
+    # dependency by calling the class with the parameters its signature shows. Shown: none, so FastAPI
+    # asks the request for nothing and each request gets `EntitlementEnforcer()`: a light object over
+    # the process-wide service. `service` stays a real (hidden) parameter for tests and wiring.
+    __signature__: ClassVar[inspect.Signature] = inspect.Signature()
 
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._sync = SyncEntitlementEnforcer(service)
