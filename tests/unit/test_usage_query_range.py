@@ -34,3 +34,10 @@ def test_the_http_contract_stays_strict(start: datetime, end: datetime) -> None:
     with pytest.raises(ValidationError):
         require_whole_hours(start, end)
     require_whole_hours(datetime(2026, 11, 20, 9, tzinfo=UTC), end.replace(minute=0, tzinfo=UTC))
+
+
+def test_any_year_is_answered_with_a_validation_error_not_a_crash() -> None:
+    ancient = datetime(204, 3, 13, 7, 56, 3, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="on the hour"):
+        require_whole_hours(ancient, datetime(2026, 11, 20, 10, tzinfo=UTC))
+    assert whole_hours(ancient, ancient)[0] == datetime(204, 3, 13, 7, tzinfo=UTC)
