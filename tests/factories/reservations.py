@@ -29,6 +29,7 @@ CATALOG = """{
   "default_plan": "hard",
   "plans": {
     "hard": {"name": "Hard", "quotas": {"tokens": {"limit": "5000", "policy": "hard"}}},
+    "contended": {"name": "Contended", "quotas": {"tokens": {"limit": "15000", "policy": "hard"}}},
     "soft": {"name": "Soft", "quotas": {"tokens": {"limit": "1000", "policy": "soft"}}},
     "sharded": {"name": "Sharded", "quotas": {"tokens": {"limit": "4000", "policy": "hard"}}, "counter_shards": 4}
   }

@@ -4,7 +4,6 @@ meters its charged amount once under a record id derived from the reservation.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,10 +22,10 @@ TTL = timedelta(seconds=60)
 
 
 @pytest.fixture
-def harness(ddb_local_tables: dict[str, str], dynamodb_local: Any) -> Iterator[Harness]:
+def harness(ddb_local_tables: dict[str, str], dynamodb_local: Any) -> Harness:
     built = Harness(ddb_local_tables, dynamodb_local.endpoint_url)
     built.apply("acme", "hard")
-    yield built
+    return built
 
 
 def test_reserve_takes_the_estimate_and_settle_below_gives_the_rest_back(harness: Harness) -> None:
