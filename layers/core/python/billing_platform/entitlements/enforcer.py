@@ -28,7 +28,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
@@ -37,17 +37,18 @@ from billing_platform.errors import EntitlementEnforcementError, UnprocessableEr
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
-from billing_platform.reservations.handles import AsyncReservation, ReservationHold
-from billing_platform.reservations.models import DEFAULT_TTL, Reservation
 
 if TYPE_CHECKING:
+    # Imported where used: the reservation modules import the entitlement package themselves.
+    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.models import Reservation
     from billing_platform.reservations.service import ReservationService
 
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
-ReservationLike = ReservationHold | Reservation
-TtlLike = timedelta | int  # an int is seconds
+ReservationLike: TypeAlias = "ReservationHold | Reservation"
+TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
 class _Resolver(Protocol):
@@ -181,17 +182,20 @@ class SyncEntitlementEnforcer:
         resource_type: str,
         estimate: QuantityLike,
         *,
-        ttl: TtlLike = DEFAULT_TTL,
+        ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
     ) -> ReservationHold:
         """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
         settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
         quota cannot cover it; an unresolved hold is given back once `ttl` has passed."""
+        from billing_platform.reservations.handles import ReservationHold
+        from billing_platform.reservations.models import DEFAULT_TTL
+
         reservation, _replayed = self.reservations.reserve(
             tenant_id_str(tenant_id),
             resource_type,
             to_quantity(estimate),
-            ttl=ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
+            ttl=DEFAULT_TTL if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
             idempotency_key=idempotency_key,
         )
         return ReservationHold(reservation, self.settle, self.cancel)
@@ -200,13 +204,13 @@ class SyncEntitlementEnforcer:
         """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
         what it has; `uncovered` says what it could not). A repeat answers the same; after expiry or a
         cancel it raises `ConflictError` (409) and takes nothing."""
-        held = reservation.reservation if isinstance(reservation, ReservationHold) else reservation
+        held = _held(reservation)
         settled, _replayed = self.reservations.settle(held.tenant_id, held.reservation_id, to_quantity(actual))
         return settled
 
     def cancel(self, reservation: ReservationLike) -> Reservation:
         """Give the whole estimate back (once; a repeat answers the same)."""
-        held = reservation.reservation if isinstance(reservation, ReservationHold) else reservation
+        held = _held(reservation)
         cancelled, _replayed = self.reservations.cancel(held.tenant_id, held.reservation_id)
         return cancelled
 
@@ -222,6 +226,12 @@ class SyncEntitlementEnforcer:
                 code="feature_not_in_plan",
                 details={"feature": feature},
             )
+
+
+def _held(reservation: ReservationLike) -> Reservation:
+    from billing_platform.reservations.handles import ReservationHold
+
+    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
 
 
 class EntitlementEnforcer:
@@ -273,11 +283,13 @@ class EntitlementEnforcer:
         resource_type: str,
         estimate: QuantityLike,
         *,
-        ttl: TtlLike = DEFAULT_TTL,
+        ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncReservation:
         """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
         settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
+        from billing_platform.reservations.handles import AsyncReservation
+
         return AsyncReservation(
             functools.partial(
                 self._sync.reserve, tenant_id, resource_type, estimate, ttl=ttl, idempotency_key=idempotency_key
@@ -356,7 +368,7 @@ def require_entitlement(
     enforcer: EntitlementEnforcer | None = None,
     app: _Resolver | None = None,
     settle: Callable[[Any], QuantityLike] | None = None,
-    reservation_ttl: TtlLike = DEFAULT_TTL,
+    reservation_ttl: TtlLike | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a Lambda handler, a Powertools route, a coroutine function or a FastAPI endpoint:
     consume `quantity` of `resource_type` for the call's tenant first; run the function only when
