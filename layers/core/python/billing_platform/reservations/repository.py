@@ -24,9 +24,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
+from billing_platform.conditions import lost_race
+from billing_platform.entitlements.dal.items import _n, _s, counter_from_item, counter_key
+from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons
 from billing_platform.entitlements.models import CounterState, QuotaCounter, from_epoch, to_epoch
-from billing_platform.entitlements.repository import _n, _s, counter_from_item, counter_key
 from billing_platform.reservations.models import (
     METER_RETRY_AFTER,
     RESOLVED_RETENTION,
@@ -35,7 +36,6 @@ from billing_platform.reservations.models import (
     shards_from_json,
     shards_json,
 )
-from billing_platform.settings import Settings
 
 Item = dict[str, Any]
 RESERVATION_SK = "RSV"
@@ -124,16 +124,9 @@ class Resolution:
     conflict: bool = False
 
 
-class ReservationRepository:
-    """Reservation items and their resolution transactions. Never retries on its own."""
-
-    def __init__(self, settings: Settings, client: Any = None) -> None:
-        self._table = settings.billing_table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
+class ReservationRepository(TableAccess):
+    """Reservation items and their resolution transactions (billing table, the entitlement data access's
+    table plumbing). Never retries on its own."""
 
     def hold_put(self, reservation: Reservation) -> dict[str, Any]:
         """The transaction item that records a new reservation beside the take of its estimate; it fails
@@ -148,9 +141,7 @@ class ReservationRepository:
         }
 
     def get(self, tenant_id: str, reservation_id: str) -> Reservation | None:
-        item = self.client.get_item(
-            TableName=self._table, Key=reservation_key(tenant_id, reservation_id), ConsistentRead=True
-        ).get("Item")
+        item = self.get_item(reservation_key(tenant_id, reservation_id))
         return reservation_from_item(item) if item else None
 
     def resolve(
@@ -185,10 +176,10 @@ class ReservationRepository:
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            reasons = cancel_reasons(err)
+            if reasons is None:
                 raise
-            reasons: Any = err.response.get("CancellationReasons") or []
-            return self._classify(list(reasons), before)
+            return self._classify(reasons, before)
         return Resolution(applied=True, reservation=after)
 
     def _classify(self, reasons: list[dict[str, Any]], before: Reservation) -> Resolution:
@@ -280,7 +271,7 @@ class ReservationRepository:
                 ExpressionAttributeValues={":f": {"BOOL": False}, ":t": {"BOOL": True}},
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not lost_race(err):  # already marked (a racing re-send)
                 raise
 
     def due(self, partition: int, now: datetime, *, limit: int = 100) -> list[Reservation]:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.enforcer import QuotaExceededError
+from billing_platform.entitlements.take import Shares, take
 from billing_platform.errors import UnprocessableError
 from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
@@ -20,7 +21,6 @@ from billing_platform.reservations.models import (
     reservation_id_for,
 )
 from billing_platform.reservations.repository import reservation_from_item
-from billing_platform.reservations.take import Shares, take
 from billing_platform.usage.models import MAX_QUANTITY as MAX_METERED_QUANTITY
 
 
@@ -65,7 +65,7 @@ def reserve(
         built[:] = [held]
         return ctx.repo.hold_put(held)
 
-    taken = take(ctx.entitlements, tenant_id, resource_type, estimate, companion)
+    taken = take(ctx.entitlements.context, tenant_id, resource_type, estimate, companion)
     if taken.granted:
         logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
         return built[0], False

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter
+from billing_platform.entitlements.take import Shares, take
 from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
 from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
@@ -25,7 +26,6 @@ from billing_platform.reservations.meter import MeterUnavailable
 from billing_platform.reservations.models import Reservation, ReservationState, split_give_back
 from billing_platform.reservations.repository import CounterChange, Resolution
 from billing_platform.reservations.reserve import validate_amount
-from billing_platform.reservations.take import Shares, take
 
 MAX_ROUNDS = 24
 
@@ -172,7 +172,7 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             built[:] = [after]
             return ctx.repo.transition_item(current, after, now)
 
-        taken = take(ctx.entitlements, current.tenant_id, current.resource_type, wanted, companion)
+        taken = take(ctx.entitlements.context, current.tenant_id, current.resource_type, wanted, companion)
         if taken.granted:
             _log(built[-1])
             return built[-1]

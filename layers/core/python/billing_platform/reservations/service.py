@@ -44,7 +44,7 @@ class ReservationService:
             entitlements=service,
             repo=repository or ReservationRepository(settings),
             meter=meter or QueueMeter(settings, service.catalog),
-            clock=clock or service._clock,
+            clock=clock or service.context.clock,
         )
 
     @property
