@@ -187,3 +187,15 @@ def test_another_tenants_reservation_is_not_found(harness: Harness) -> None:
     with pytest.raises(NotFoundError):
         service.settle("other", held.reservation_id, Decimal(1))
     assert used(harness, "acme") == 10
+
+
+def test_a_hold_carried_into_a_new_counter_layout_is_given_back_there(harness: Harness) -> None:
+    harness.apply("grow", "hard")
+    service = harness.service()
+    assert service.entitlements.consume("grow", "tokens", Decimal(500)).allowed
+    held, _ = service.reserve("grow", "tokens", Decimal(1000), ttl=TTL)
+    harness.apply("grow", "sharded")  # same period, 4 shards: the old counter is frozen, its usage carried
+    assert used(harness, "grow") == 1500
+    cancelled, _ = service.cancel("grow", held.reservation_id)
+    assert (cancelled.state, cancelled.given_back) == ("cancelled", Decimal(1000))
+    assert used(harness, "grow") == 500

@@ -13,12 +13,14 @@ reservation is refused with 409. A settle or cancel at or after the reservation'
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter
 from billing_platform.entitlements.take import Shares, take
+from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
 from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
@@ -130,8 +132,14 @@ def _after_refusal(
     if result.counter_index is not None:
         shard, part = gives[result.counter_index]
         counter = result.counter
+        if counter is not None and counter.state is CounterState.RETIRED:
+            # A plan change moved the quota to another layout, carrying its usage (this hold included):
+            # give back into the layout in force, on counters still in the reservation's period.
+            dropped.clear()
+            capped.clear()
+            return _retarget(ctx, current)
         if counter is None or not _same_period(counter, current):
-            # Rolled over (or frozen by a layout change): the hold went with its period, which is closed.
+            # Rolled over: the hold went with its period, which is closed; the new one owes it nothing.
             logger.info(
                 "reservation period closed; nothing given back on this counter",
                 extra={"reservation_id": current.reservation_id, "shard": shard},
@@ -144,6 +152,25 @@ def _after_refusal(
         return current
     time.sleep(0.002)  # a racing transaction held one of the items
     return current
+
+
+def _retarget(ctx: ReservationContext, current: Reservation) -> Reservation:
+    """The reservation as if taken from the layout now in force: its estimate spread over that layout's
+    counters of the same period by their usage (in memory only; the stored item keeps where it was taken)."""
+    counters = live_counters(ctx.entitlements.context, current.tenant_id, current.resource_type, current.layout) or []
+    shares: list[tuple[int, Decimal]] = []
+    left = current.estimate
+    for counter in sorted(counters, key=lambda c: -c.used):
+        if left <= 0:
+            break
+        if counter.state is CounterState.RETIRED or not _same_period(counter, current):
+            continue
+        part = min(left, counter.used)
+        if part > 0:
+            shares.append((counter.shard, part))
+            left -= part
+    layout = counters[0].shards if counters else current.layout
+    return replace(current, shards=tuple(shares), layout=layout)
 
 
 def _same_period(counter: QuotaCounter, reservation: Reservation) -> bool:
