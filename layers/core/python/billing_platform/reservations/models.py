@@ -74,7 +74,6 @@ class Reservation:
     uncovered: Decimal = ZERO  # extra a hard quota could not cover
     resolved_at: datetime | None = None
     meter_pending: bool = False
-    resets_at: datetime | None = None
 
     @property
     def held(self) -> bool:
@@ -119,7 +118,6 @@ class Reservation:
             "reserved_at": self.reserved_at.isoformat(),
             "expires_at": self.due_at.isoformat(),
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
-            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
         }
 
 

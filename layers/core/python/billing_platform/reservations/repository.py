@@ -73,8 +73,6 @@ def reservation_to_item(reservation: Reservation) -> Item:
         "gsi1pk": _s(due_partition(reservation.reservation_id)),
         "gsi1sk": _s(due_sort_key(reservation.due_at, reservation.reservation_id)),
     }
-    if reservation.resets_at is not None:
-        item["resets_at"] = _n(to_epoch(reservation.resets_at))
     return item
 
 
@@ -98,7 +96,6 @@ def reservation_from_item(item: Item) -> Reservation:
         uncovered=dec("uncovered"),
         resolved_at=from_epoch(int(item["resolved_at"]["N"])) if "resolved_at" in item else None,
         meter_pending=bool(item.get("meter_pending", {}).get("BOOL", False)),
-        resets_at=from_epoch(int(item["resets_at"]["N"])) if "resets_at" in item else None,
     )
 
 

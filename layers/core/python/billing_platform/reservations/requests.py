@@ -53,5 +53,4 @@ class ReservationOut(BaseModel):
     reserved_at: str
     expires_at: str
     resolved_at: str | None
-    resets_at: str | None
     replayed: bool = Field(default=False, description="true: a repeat of a request already applied")
