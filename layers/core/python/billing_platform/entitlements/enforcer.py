@@ -27,8 +27,9 @@ import inspect
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
@@ -38,9 +39,17 @@ from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
 
+if TYPE_CHECKING:
+    # Imported where used: the reservation modules import the entitlement package themselves.
+    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.models import Reservation
+    from billing_platform.reservations.service import ReservationService
+
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
+ReservationLike: TypeAlias = "ReservationHold | Reservation"
+TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
 class _Resolver(Protocol):
@@ -120,11 +129,24 @@ class SyncEntitlementEnforcer:
 
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._service = service
+        self._reservations: ReservationService | None = None
+        self._reservations_over: EntitlementService | None = None
 
     @property
     def service(self) -> EntitlementService:
         # Without a service of its own an enforcer uses the process-wide one (one plan cache per process).
         return self._service or shared_service()
+
+    @property
+    def reservations(self) -> ReservationService:
+        """The reservation use cases, over this enforcer's entitlement service (one plan cache)."""
+        service = self.service
+        # Rebuilt when the process-wide service is replaced (tests switching tables), never per call.
+        if self._reservations is None or self._reservations_over is not service:
+            from billing_platform.reservations.service import ReservationService
+
+            self._reservations, self._reservations_over = ReservationService(entitlements=service), service
+        return self._reservations
 
     def check_and_record(
         self,
@@ -155,6 +177,44 @@ class SyncEntitlementEnforcer:
         return self.service.release_taken(
             check.tenant_id, check.resource_type, check.shards_used, period_end=check.resets_at
         )
+
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReservationHold:
+        """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
+        settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
+        quota cannot cover it; an unresolved hold is given back once `ttl` has passed."""
+        from billing_platform.reservations.handles import ReservationHold
+        from billing_platform.reservations.models import DEFAULT_TTL
+
+        reservation, _replayed = self.reservations.reserve(
+            tenant_id_str(tenant_id),
+            resource_type,
+            to_quantity(estimate),
+            ttl=DEFAULT_TTL if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
+            idempotency_key=idempotency_key,
+        )
+        return ReservationHold(reservation, self.settle, self.cancel)
+
+    def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
+        what it has; `uncovered` says what it could not). A repeat answers the same; after expiry or a
+        cancel it raises `ConflictError` (409) and takes nothing."""
+        held = _held(reservation)
+        settled, _replayed = self.reservations.settle(held.tenant_id, held.reservation_id, to_quantity(actual))
+        return settled
+
+    def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (once; a repeat answers the same)."""
+        held = _held(reservation)
+        cancelled, _replayed = self.reservations.cancel(held.tenant_id, held.reservation_id)
+        return cancelled
 
     def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
         """Whether the tenant's plan includes `feature` (cached with the plan)."""
@@ -188,6 +248,12 @@ def reset_shared_service() -> None:
     global _service
     with _service_lock:
         _service = None
+
+
+def _held(reservation: ReservationLike) -> Reservation:
+    from billing_platform.reservations.handles import ReservationHold
+
+    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
 
 
 class EntitlementEnforcer:
@@ -238,6 +304,33 @@ class EntitlementEnforcer:
     async def release(self, check: EntitlementCheck) -> EntitlementCheck:
         """Give back what a granted `check` consumed (see `SyncEntitlementEnforcer.release`)."""
         return await run_blocking(self._sync.release, check)
+
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncReservation:
+        """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
+        settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
+        from billing_platform.reservations.handles import AsyncReservation
+
+        return AsyncReservation(
+            functools.partial(
+                self._sync.reserve, tenant_id, resource_type, estimate, ttl=ttl, idempotency_key=idempotency_key
+            )
+        )
+
+    async def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual` for the reservation (see `SyncEntitlementEnforcer.settle`)."""
+        return await run_blocking(self._sync.settle, reservation, actual)
+
+    async def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (see `SyncEntitlementEnforcer.cancel`)."""
+        return await run_blocking(self._sync.cancel, reservation)
 
     async def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
         """Whether the tenant's plan includes `feature` (cached with the plan)."""
@@ -302,6 +395,8 @@ def require_entitlement(
     tenant_id_from: Callable[[tuple[Any, ...], Mapping[str, Any]], str] = tenant_id_from_call,
     enforcer: EntitlementEnforcer | None = None,
     app: _Resolver | None = None,
+    settle: Callable[[Any], QuantityLike] | None = None,
+    reservation_ttl: TtlLike | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a Lambda handler, a Powertools route, a coroutine function or a FastAPI endpoint:
     consume `quantity` of `resource_type` for the call's tenant first; run the function only when
@@ -310,7 +405,12 @@ def require_entitlement(
     function's arguments. The enforcer is, in order: the call's own `enforcer` argument when it is an
     `EntitlementEnforcer` (``enforcer: EntitlementEnforcer = Depends(...)``), the `enforcer` given here,
     the process-wide one. For a Powertools route without a `tenant_id` argument pass `app`: the tenant
-    is then read from its current event."""
+    is then read from its current event.
+
+    With `settle` (a callable of the function's result returning the actual amount), `quantity` is an
+    estimate: it is reserved instead of consumed, the actual is settled once the function returns (the
+    rest given back, or the extra taken), and everything is cancelled if the function (or `settle`)
+    raises. So the quota and the usage meter count what the work really used."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         try:
@@ -334,6 +434,11 @@ def require_entitlement(
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 active, tenant_id, amount = prepare(args, kwargs)
+                if settle is not None:
+                    async with active.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                        result = await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
+                        hold.settle(settle(result))
+                    return result
                 check = check_entitlement_or_raise(await active.check_and_record(tenant_id, resource_type, amount))
                 try:
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
@@ -346,6 +451,11 @@ def require_entitlement(
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             active, tenant_id, amount = prepare(args, kwargs)
+            if settle is not None:
+                with active.sync.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                    result = func(*args, **kwargs)
+                    hold.settle(settle(result))
+                return result
             check = check_entitlement_or_raise(active.sync.check_and_record(tenant_id, resource_type, amount))
             try:
                 return func(*args, **kwargs)
