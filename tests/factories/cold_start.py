@@ -10,7 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +61,11 @@ def stack_environment(spec: FunctionSpec, *, xray_sdk: bool = False) -> dict[str
     return env
 
 
-def run_fresh(spec: FunctionSpec, code: str, *, xray_sdk: bool = False) -> str:
+def run_fresh(spec: FunctionSpec, code: str, *, xray_sdk: bool = False, environ: Mapping[str, str] = {}) -> str:
     """Run `code` in a new interpreter that sees the function as Lambda does: its folder first on
-    sys.path (`handler.handler`), then the layer. Returns the last line of stdout."""
-    env = stack_environment(spec, xray_sdk=xray_sdk)
+    sys.path (`handler.handler`), then the layer; `environ` on top of the stack environment (a local
+    endpoint, real table names). Returns the last line of stdout."""
+    env = {**stack_environment(spec, xray_sdk=xray_sdk), **environ}
     env["PYTHONPATH"] = os.pathsep.join((str(FUNCTIONS_DIR / spec.name), str(LAYER_DIR)))
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -85,7 +86,6 @@ class Footprint:
 
     modules: frozenset[str]  # loaded by the import (not by the interpreter's start-up)
     clients_created: list[str]  # billing_platform.clients factories already called
-    catalogs_parsed: int  # plan catalogs read and validated
 
 
 _FOOTPRINT = """
@@ -96,37 +96,40 @@ modules = sorted(set(sys.modules) - before)
 clients = sys.modules.get("billing_platform.clients")
 factories = ("dynamodb", "dynamodb_streams", "sqs", "secretsmanager", "apigateway")
 created = [n for n in factories if clients is not None and getattr(clients, n).cache_info().currsize]
-catalog = sys.modules.get("billing_platform.catalog.models")
-parsed = catalog.load_catalog.cache_info().currsize if catalog is not None else 0
-print(json.dumps({"modules": modules, "clients": created, "catalogs": parsed}))
+print(json.dumps({"modules": modules, "clients": created}))
 """
 
 
 def cold_import_footprint(spec: FunctionSpec, *, xray_sdk: bool = False) -> Footprint:
     """Import the function's handler module as a cold Lambda container does and report what it loaded."""
     answer = json.loads(run_fresh(spec, _FOOTPRINT, xray_sdk=xray_sdk))
-    return Footprint(frozenset(answer["modules"]), answer["clients"], answer["catalogs"])
+    return Footprint(frozenset(answer["modules"]), answer["clients"])
 
 
-def import_seconds(spec: FunctionSpec, statement: str = "import handler") -> tuple[float, float]:
+def import_seconds(
+    spec: FunctionSpec, statement: str = "import handler", environ: Mapping[str, str] = {}
+) -> tuple[float, float]:
     """(wall, CPU) seconds of `statement` (by default the handler module's import) in a fresh interpreter.
     CPU time is what the import costs; wall time adds whatever else the machine was doing meanwhile."""
     code = (
-        "import time\nw, c = time.perf_counter(), time.process_time()\n"
-        f"{statement}\nprint(time.perf_counter() - w, time.process_time() - c)"
+        "import time\n_w, _c = time.perf_counter(), time.process_time()\n"
+        f"{statement}\nprint(time.perf_counter() - _w, time.process_time() - _c)"
     )
-    wall, cpu = run_fresh(spec, code).split()
+    wall, cpu = run_fresh(spec, code, environ=environ).split()
     return float(wall), float(cpu)
 
 
-def medians(jobs: Sequence[tuple[str, FunctionSpec, str]], repeats: int) -> dict[str, tuple[float, float]]:
+Job = tuple[str, FunctionSpec, str, Mapping[str, str]]  # label, function, statement, extra environment
+
+
+def medians(jobs: Sequence[Job], repeats: int) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds per job label. Rounds interleave the jobs, so load on a shared machine
     falls on all of them alike."""
-    walls: dict[str, list[float]] = {label: [] for label, _, _ in jobs}
-    cpus: dict[str, list[float]] = {label: [] for label, _, _ in jobs}
+    walls: dict[str, list[float]] = {label: [] for label, *_ in jobs}
+    cpus: dict[str, list[float]] = {label: [] for label, *_ in jobs}
     for _ in range(repeats):
-        for label, spec, statement in jobs:
-            wall, cpu = import_seconds(spec, statement)
+        for label, spec, statement, environ in jobs:
+            wall, cpu = import_seconds(spec, statement, environ)
             walls[label].append(wall)
             cpus[label].append(cpu)
     return {label: (statistics.median(walls[label]), statistics.median(cpus[label])) for label in walls}

@@ -32,6 +32,8 @@ DENIED_EVERYWHERE = {
     "local_stack": "the local system runs handlers, handlers never import it",
     "tests": "tests only",
     "billing_platform.cli": "the operator command line",
+    "boto3": "billing_platform.clients makes botocore clients: boto3's resource layer is ~15 ms unused",
+    "s3transfer": "boto3's S3 transfer manager",
     # ~50 ms of pydantic models that only the /openapi.json document needs (built on that request).
     "aws_lambda_powertools.event_handler.openapi.models": "the OpenAPI document's models",
 }
