@@ -53,6 +53,13 @@ STRIPE_AT_IMPORT = {resources.STRIPE_WEBHOOK.name}
 # Optional imports of shipped packages, satisfied in the dev venv and skipped on Lambda.
 OPTIONAL_IMPORTS = {
     "certifi": "botocore uses certifi's CA bundle when installed, its own otherwise",
+    # stripe imports httpx and anyio when installed (its async HTTP client; the dev venv has httpx for
+    # FastAPI's TestClient), and httpx its command line's libraries; the stripe layer ships none of them.
+    "httpx": "stripe's optional async HTTP client",
+    "anyio": "stripe's optional async HTTP client",
+    "click": "imported by httpx",
+    "rich": "imported by httpx",
+    "pygments": "imported by httpx",
 }
 
 FUNCTION_IDS = [spec.name for spec in resources.FUNCTIONS]

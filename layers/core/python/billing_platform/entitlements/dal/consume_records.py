@@ -126,34 +126,28 @@ class ConsumeRecordAccess(TableAccess):
         quantity, and the answer stored with the record is exact: one request, no read, nothing to store
         afterwards. A counter that moved meanwhile fails the condition and comes back as `counter_item`."""
         key = counter_key(expected.tenant_id, expected.resource_type, expected.shard, expected.shards)
-        expression = consume_expression(quantity, now, enforce=enforce)
-        names = {**expression["ExpressionAttributeNames"], **{k: NAMES[k] for k in ("#lim", "#pol")}}
-        values = {
-            **expression["ExpressionAttributeValues"],
-            ":pin_used": _n(expected.used),
-            ":pin_rem": _n(expected.remaining),
-            ":pin_lim": _n(expected.limit),
-            ":pin_pe": _n(to_epoch(expected.period_end)),
-            ":pin_pol": _s(expected.policy.value),
-        }
+        take = take_item(self._table, key, quantity, now, enforce=enforce)
+        update = take["Update"]
+        update["ExpressionAttributeNames"].update({"#lim": NAMES["#lim"], "#pol": NAMES["#pol"], "#tl": "total_limit"})
+        values = update["ExpressionAttributeValues"]
+        values.update(
+            {
+                ":pin_used": _n(expected.used),
+                ":pin_rem": _n(expected.remaining),
+                ":pin_lim": _n(expected.limit),
+                ":pin_pe": _n(to_epoch(expected.period_end)),
+                ":pin_pol": _s(expected.policy.value),
+            }
+        )
         pins = "#used = :pin_used AND #rem = :pin_rem AND #lim = :pin_lim AND #pe = :pin_pe AND #pol = :pin_pol"
-        names["#tl"] = "total_limit"
         if expected.total_limit is None:
             pins += " AND attribute_not_exists(#tl)"
         else:
             pins += " AND #tl = :pin_tl"
             values[":pin_tl"] = _n(expected.total_limit)
-        update = {
-            "TableName": self._table,
-            "Key": key,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            "UpdateExpression": expression["UpdateExpression"],
-            "ConditionExpression": f"{expression['ConditionExpression']} AND {pins}",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
+        update["ConditionExpression"] = f"{update['ConditionExpression']} AND {pins}"
         try:
-            self.client.transact_write_items(TransactItems=[{"Update": update}, self._record_put(record)])
+            self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
         except ClientError as err:
             reasons = cancel_reasons(err)
             if reasons is None:
