@@ -43,6 +43,7 @@ class BillingStack(Stack):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         require_api_keys: bool = True,
         waf: bool = True,
+        xray_sdk: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -68,6 +69,7 @@ class BillingStack(Stack):
             layers=self.layers,
             stripe=self.stripe,
             environment_name=environment_name,
+            xray_sdk=xray_sdk,
             log_retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -106,9 +106,11 @@ class Functions(Construct):
         environment_name: str,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        xray_sdk: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._data = data
+        self._xray_sdk = xray_sdk
         self.functions: dict[str, lambda_.Function] = {}
         # Physical names of the NAMED_FUNCTIONS (the stack name keeps two stacks in one account apart).
         self.function_names: dict[str, str] = {
@@ -175,12 +177,11 @@ class Functions(Construct):
     def _environment(self, spec: FunctionSpec, stripe: StripeSecrets, environment_name: str) -> dict[str, str]:
         env = {
             "ENVIRONMENT": environment_name,
-            "POWERTOOLS_SERVICE_NAME": "billing",
-            "POWERTOOLS_METRICS_NAMESPACE": resources.METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            # Responses can carry tenant data; traces keep timings, not payloads.
-            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+            **resources.FUNCTION_ENVIRONMENT,
         }
+        if self._xray_sdk:
+            # Powertools' Tracer then traces (LAMBDA_TASK_ROOT is set): the X-Ray SDK loads at cold start.
+            del env[resources.TRACE_DISABLED_ENV]
         for table_spec in dict.fromkeys((*spec.reads, *spec.writes)):  # ordered: stable templates
             env[table_spec.env_var] = self._data.table(table_spec).table_name
         for queue_spec in spec.sends_to:

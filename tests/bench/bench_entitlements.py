@@ -195,7 +195,7 @@ def main() -> None:
         svc.consume("small", "executions", Decimal(99))  # 1 taken at warm-up
         run("denied (one counter exhausted)", counter, 200, 4, lambda i: svc.consume("small", "executions", one))
         run(
-            "idempotent consume (new key each: transaction + read + answer)",
+            "idempotent consume (new key each, 4 threads on one counter)",
             counter,
             200,
             4,

@@ -334,6 +334,20 @@ STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 # CloudWatch namespace of every function's Powertools metrics (POWERTOOLS_METRICS_NAMESPACE) and of the dashboard.
 METRICS_NAMESPACE = "Billing"
 
+TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
+# Environment every deployed function gets (infra/constructs/functions.py adds tables, queues and secrets).
+FUNCTION_ENVIRONMENT: dict[str, str] = {
+    "POWERTOOLS_SERVICE_NAME": "billing",
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    # Responses can carry tenant data; traces keep timings, not payloads.
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+    # Lambda's active tracing (on for every function) records each invocation and its init without any
+    # code; the X-Ray SDK adds a subsegment per AWS call at ~100 ms of CPU per cold start, so it is opt-in
+    # (CDK context xraySdk=true drops this variable; billing_platform.observability builds the Tracer then).
+    TRACE_DISABLED_ENV: "true",
+}
+
 # API Gateway stage throttling (per account-region defaults are far higher; these protect the tables).
 API_THROTTLE_RATE_LIMIT = 500
 API_THROTTLE_BURST_LIMIT = 1000
