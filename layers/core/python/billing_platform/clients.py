@@ -48,6 +48,12 @@ def secretsmanager() -> SecretsManagerClient:
 
 
 @lru_cache(maxsize=1)
+def events() -> Any:
+    # EventBridge (billing events); no type stubs are installed for this service.
+    return boto3.client("events", config=_CONFIG)
+
+
+@lru_cache(maxsize=1)
 def apigateway() -> Any:
     # Tenant usage-plan keys (auth.usage_plans); no type stubs are installed for this service.
     return boto3.client("apigateway", config=_CONFIG)
@@ -55,5 +61,5 @@ def apigateway() -> Any:
 
 def reset() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
-    for factory in (dynamodb, dynamodb_streams, sqs, secretsmanager, apigateway):
+    for factory in (dynamodb, dynamodb_streams, sqs, secretsmanager, apigateway, events):
         factory.cache_clear()
