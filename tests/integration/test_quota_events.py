@@ -219,7 +219,7 @@ def test_unlimited_and_retired_counters_publish_nothing(bus: dict[str, Any]) -> 
 def test_sharded_quota_crossings_are_read_from_all_shards_and_published_once(bus: dict[str, Any]) -> None:
     table = bus["names"][resources.BILLING_TABLE.env_var]
     shards, total = 4, 1000
-    layout = dict(shards=shards, total_limit=total, plan_id="enterprise", policy="hard")
+    layout: dict[str, Any] = dict(shards=shards, total_limit=total, plan_id="enterprise", policy="hard")
     # Each shard's current state in the table (250 each, 620 used in all): only the total tells 50 %.
     used = [200, 150, 140, 130]
     for shard, u in enumerate(used):

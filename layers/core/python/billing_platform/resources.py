@@ -171,6 +171,9 @@ class SqsSourceSpec:
     batch_size: int
     max_batching_window_seconds: int
     report_batch_item_failures: bool = True
+    # The consumer postpones failed messages itself (ChangeMessageVisibility, a backoff): it gets the
+    # queue's URL in `queue.env_var`.
+    sets_visibility: bool = False
 
 
 @dataclass(frozen=True)
@@ -379,7 +382,7 @@ WEBHOOK_DELIVERY = FunctionSpec(
     name="webhook_delivery",
     description="Signs and delivers bus events to tenants' webhook endpoints, retried with backoff",
     timeout_seconds=30,
-    sqs_source=SqsSourceSpec(WEBHOOK_QUEUE, batch_size=10, max_batching_window_seconds=1),
+    sqs_source=SqsSourceSpec(WEBHOOK_QUEUE, batch_size=10, max_batching_window_seconds=1, sets_visibility=True),
     writes=(BILLING_TABLE,),
 )
 
