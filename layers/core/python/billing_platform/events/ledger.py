@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from billing_platform import clients
 from billing_platform.conditions import lost_race
-from billing_platform.entitlements.repository import counter_pk
+from billing_platform.entitlements.dal.items import counter_pk
 from billing_platform.events.detection import plain_image
 from billing_platform.events.models import BillingEvent
 from billing_platform.settings import Settings
