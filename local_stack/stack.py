@@ -162,7 +162,7 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": ddb_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_url,
-            "AWS_ENDPOINT_URL_EVENTS": moto_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
             "ENVIRONMENT": "development",
             "POWERTOOLS_SERVICE_NAME": "billing-local",
             "POWERTOOLS_METRICS_NAMESPACE": "BillingLocal",
