@@ -187,6 +187,7 @@ def _known_values(ctx: RequestContext) -> dict[str, Callable[[], Any]]:
         "timestamp": lambda: now,
         "quantity": lambda: 1,
         "model": lambda: "gpt-test",
+        "url": lambda: "https://hooks.example.com/billing",
     }
 
 
@@ -273,6 +274,7 @@ class RequestContext:
     customer_id: str = "cus_unknown"
     subscription_id: str = "sub_unknown"
     key_id: str = "key_0000000000000000"
+    endpoint_id: str = "we_0000000000000000"
     price_id: str = "price_pro_monthly"
 
 
@@ -297,6 +299,7 @@ def plan_request(
         "customer_id": ctx.customer_id,
         "subscription_id": ctx.subscription_id,
         "key_id": ctx.key_id,
+        "endpoint_id": ctx.endpoint_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path
