@@ -231,3 +231,30 @@ def test_an_unreachable_endpoint_is_retried_with_growing_delays() -> None:
     assert max(delays) == MAX_RETRY_SECONDS
     # Everything fits in the queue's retention before the DLQ takes the message.
     assert sum(delays) < resources.WEBHOOK_QUEUE.retention_days * 86_400
+
+
+def test_endpoints_past_the_time_budget_are_left_for_the_retry(aws: dict[str, Any]) -> None:
+    from datetime import timedelta
+
+    from billing_platform.settings import get_settings
+    from billing_platform.tenant_webhooks.delivery import DELIVERY_BUDGET_SECONDS, WebhookDeliveryService
+
+    handler = load_handler("webhook_endpoints")
+    with webhook_receiver() as receiver:
+        for n in range(4):
+            create(handler, receiver.url + f"/{n}")
+        # Each POST takes 6 s by this clock: only what starts within the budget minus one timeout is tried.
+        moments = iter(datetime.now(UTC) + timedelta(seconds=6 * i) for i in range(100))
+        service = WebhookDeliveryService(get_settings(), clock=lambda: next(moments))
+        envelope = {
+            "detail-type": resources.QUOTA_THRESHOLD_CROSSED,
+            "detail": {"event_id": "evt_budget", "tenant_id": "t_hook", "occurred_at": datetime.now(UTC).isoformat()},
+        }
+        first = service.deliver(envelope)
+        assert 0 < len(first.delivered) < 4
+        assert all("budget" in why for why in first.failed.values())
+        assert len(first.delivered) + len(first.failed) == 4
+        assert resources.WEBHOOK_DELIVERY.timeout_seconds > DELIVERY_BUDGET_SECONDS
+        second = WebhookDeliveryService(get_settings()).deliver(envelope)
+        assert sorted(second.delivered) == sorted(first.failed)
+        assert len(receiver.received) == 4

@@ -382,7 +382,8 @@ WEBHOOK_DELIVERY = FunctionSpec(
     name="webhook_delivery",
     description="Signs and delivers bus events to tenants' webhook endpoints, retried with backoff",
     timeout_seconds=30,
-    sqs_source=SqsSourceSpec(WEBHOOK_QUEUE, batch_size=10, max_batching_window_seconds=1, sets_visibility=True),
+    # One event per invocation: its endpoints' POSTs (DELIVERY_BUDGET_SECONDS at most) fit the timeout.
+    sqs_source=SqsSourceSpec(WEBHOOK_QUEUE, batch_size=1, max_batching_window_seconds=0, sets_visibility=True),
     writes=(BILLING_TABLE,),
 )
 

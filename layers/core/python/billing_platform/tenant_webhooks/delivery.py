@@ -23,6 +23,9 @@ from billing_platform.tenant_webhooks.repository import WebhookEndpointRepositor
 from billing_platform.tenant_webhooks.signing import SIGNATURE_HEADER, signature_header
 
 REQUEST_TIMEOUT_SECONDS = 5.0
+# Endpoints not tried within this much of a message's handling count as failed (retried with backoff), so a
+# tenant with many slow endpoints cannot run the function into its timeout (resources.WEBHOOK_DELIVERY).
+DELIVERY_BUDGET_SECONDS = 20.0
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 6 * 3600
 USER_AGENT = "billing-platform-webhooks/1"
@@ -109,11 +112,15 @@ class WebhookDeliveryService:
         targets = [(e, s) for e, s in self._repository.with_secrets(tenant_id) if e.wants(detail_type)]
         done = self._repository.delivered(tenant_id, event_id, [e.endpoint_id for e, _ in targets])
         body = webhook_body(envelope)
+        started = self._clock()
         for endpoint, secret in targets:
             if endpoint.endpoint_id in done:
                 outcome.already.append(endpoint.endpoint_id)
                 continue
             now = self._clock()
+            if (now - started).total_seconds() > DELIVERY_BUDGET_SECONDS - REQUEST_TIMEOUT_SECONDS:
+                outcome.failed[endpoint.endpoint_id] = "not tried: this attempt's time budget is spent"
+                continue
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
