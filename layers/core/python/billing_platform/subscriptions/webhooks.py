@@ -187,19 +187,17 @@ class WebhookProcessor:
                 return ("no_subscription", None) if topup == "not_a_topup" else (topup, topup_tenant)
             outcome, tenant_id = self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
             return (outcome if topup == "not_a_topup" else f"{topup};{outcome}"), tenant_id
-        # checkout.session.completed / async_payment_succeeded
-        if obj.get("mode") == "payment":
-            return self.topups.on_checkout(obj, event.id, event.created)
-        if (
-            event.type != "checkout.session.completed"
-            or obj.get("mode") != "subscription"
-            or not obj.get("subscription")
-        ):
+        # checkout.session.completed / async_payment_succeeded: the session names the tenant it was made for.
+        mode = obj.get("mode")
+        subscription_checkout = event.type == "checkout.session.completed" and mode == "subscription"
+        if mode != "payment" and not (subscription_checkout and obj.get("subscription")):
             return "not_a_subscription_checkout", None
         tenant_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("tenant_id")
         customer_id = obj.get("customer")
         if tenant_id and customer_id:
             self._bind(str(tenant_id), str(customer_id), None, None)
+        if mode == "payment":
+            return self.topups.on_checkout(obj, event.id, event.created)
         sub_id = obj["subscription"]
         sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
         return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
