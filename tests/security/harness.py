@@ -274,6 +274,7 @@ class RequestContext:
     subscription_id: str = "sub_unknown"
     key_id: str = "key_0000000000000000"
     price_id: str = "price_pro_monthly"
+    grant_id: str = "grt_0000000000000000"
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,7 @@ def plan_request(
         "customer_id": ctx.customer_id,
         "subscription_id": ctx.subscription_id,
         "key_id": ctx.key_id,
+        "grant_id": ctx.grant_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path
