@@ -151,3 +151,21 @@ def test_a_one_off_payment_for_a_price_that_is_no_topup_grants_nothing(h: Harnes
 
     assert (first["outcome"], second["outcome"]) == ("not_a_topup", "no_subscription")
     assert grants_of("t_other") == []
+
+
+def test_the_mock_providers_topup_checkout_grants_through_the_same_processor(moto_aws: dict[str, str]) -> None:
+    from billing_platform.providers.mock import MockBillingProvider
+    from billing_platform.subscriptions.models import StripeEvent
+    from billing_platform.subscriptions.webhooks import WebhookProcessor
+    from tests.integration.test_webhook_stripe import RecordingEntitlements
+
+    provider = MockBillingProvider()
+    customer = provider.mock.create_customer("t_mock", "ada@example.com")
+    session_id = provider.mock.buy_topup(customer.id, "price_topup_tokens_1m", quantity=3)
+    processor = WebhookProcessor(provider.mock, entitlements=RecordingEntitlements())
+
+    outcomes = [processor.process(StripeEvent.model_validate(e)).outcome for e in provider.mock.events]
+
+    assert outcomes[-1] == "topup_granted:1"
+    [grant] = grants_of("t_mock")
+    assert (grant.amount, grant.source_id.split(":")[0]) == (Decimal(3_000_000), session_id)
