@@ -117,3 +117,42 @@ def test_a_tenant_key_cannot_grant_itself_anything(api: ModuleType, moto_aws: di
     status, _ = call(api, "GET", GRANTS, operator=False, tenant_id="acme")
     assert status == 403
     assert grant_items(moto_aws) == []
+
+
+def test_a_tenant_consumes_past_its_plan_into_an_operator_grant_then_gets_402(api: ModuleType) -> None:
+    expires = (NOW + timedelta(days=10)).isoformat()
+    status, grant = call(api, "POST", GRANTS, {"resource_type": "executions", "amount": "30", "expires_at": expires})
+    assert status == 201
+    consume = {"tenant_id": "acme", "resource_type": "executions", "quantity": 90}
+
+    status, first = call(api, "POST", "/v1/entitlements/consume", consume, operator=False, tenant_id="acme")
+    assert (status, first["remaining"], first["from_grants"]) == (200, "10", [])
+    status, checked = call(
+        api, "POST", "/v1/entitlements/check", {**consume, "quantity": 40}, operator=False, tenant_id="acme"
+    )
+    assert (status, checked["allowed"], checked["remaining"], checked["grant_remaining"]) == (200, True, "10", "30")
+
+    status, second = call(
+        api, "POST", "/v1/entitlements/consume", {**consume, "quantity": 25}, operator=False, tenant_id="acme"
+    )
+    assert status == 200
+    assert (second["remaining"], second["used"], second["grant_remaining"]) == ("0", "100", "15")
+    assert second["from_grants"] == [{"grant_id": grant["grant_id"], "quantity": "15"}]
+
+    status, denied = call(
+        api, "POST", "/v1/entitlements/consume", {**consume, "quantity": 16}, operator=False, tenant_id="acme"
+    )
+    assert (status, denied["code"]) == (402, "quota_exceeded")
+    assert (denied["details"]["remaining"], denied["details"]["grant_remaining"]) == ("0", "15")
+
+    status, view = call(api, "GET", "/v1/tenants/acme/entitlements", operator=False, tenant_id="acme")
+    assert status == 200
+    [quota] = [q for q in view["quotas"] if q["resource_type"] == "executions"]
+    assert (quota["remaining"], quota["grant_remaining"]) == ("0", "15")
+    [shown] = quota["grants"]
+    assert (shown["grant_id"], shown["remaining"], shown["expires_at"], shown["status"]) == (
+        grant["grant_id"],
+        "15",
+        expires,
+        "active",
+    )
