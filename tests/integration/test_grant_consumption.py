@@ -309,3 +309,35 @@ def test_grants_carry_over_a_period_rollover_and_the_new_quota_pays_first(
     assert grants_by_id(grants, "t-roll")[grant_id].remaining == 844
     counter = service.check("t-roll", "executions")
     assert (counter.used, counter.remaining) == (50, 0)
+
+
+def test_keyed_consumes_past_the_quota_draw_once_whatever_the_retries(
+    make_service: Callable[..., EntitlementService], client: Any, settings: Settings
+) -> None:
+    """Every key sent by 4 threads at once (a client retrying into several containers): each key's take
+    happens once, from the quota and then the grant, and every retry answers the first answer."""
+    now = datetime.now(UTC)
+    service = make_service()
+    grants = GrantRepository(settings, client)
+    service.apply_plan("t-keys", "tiny", **period(now), source_version=1)
+    grant_id = add_grant(grants, "t-keys", 100)
+    keys = [f"job-{n}" for n in range(60)]  # 60 takes of 2 = 120: quota 50 + 70 of the grant
+
+    def work(index: int) -> list[EntitlementCheck]:
+        own = make_service(seed=index)
+        order = keys[index % 4 :: 4] * 4  # each key by 4 threads, twice each
+        random.Random(index).shuffle(order)
+        return [own.consume("t-keys", "executions", Decimal(2), idempotency_key=key) for key in order]
+
+    answers = run_threads(work)
+
+    first_answers: dict[str | None, EntitlementCheck] = {}
+    for answer in answers:
+        assert answer.allowed
+        first = first_answers.setdefault(answer.idempotency_key, answer)
+        assert (answer.used, answer.grants_used) == (first.used, first.grants_used)
+    assert len(first_answers) == 60
+    counter = service.check("t-keys", "executions")
+    assert counter.used == 50
+    assert grants_by_id(grants, "t-keys")[grant_id].used == 70
+    assert sum(sum(q for _g, q in a.grants_used) for a in first_answers.values()) == 70

@@ -12,8 +12,11 @@ grants read in the same round are together short of the quantity. Anything other
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.idempotency import new_record, replay
@@ -25,9 +28,10 @@ from billing_platform.entitlements.models import (
     check_from_counter,
     combine_shards,
 )
-from billing_platform.entitlements.repository import counter_key
+from billing_platform.entitlements.repository import ConsumeRecord, counter_key
 from billing_platform.errors import RateLimitedError
 from billing_platform.grants.draw import drawn_from
+from billing_platform.grants.models import DrawPlan
 from billing_platform.observability import logger
 
 
@@ -53,13 +57,13 @@ def take_past_quota(
         total = combine_shards(counters) if shards > 1 else counters[0]
         if total.remaining >= quantity:
             return shards  # the quota covers it after all (a release, a rollover): the hot path again
-        record = None
+        paid = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
+        answer_of = partial(_granted_answer, total, paid, quantity, idempotency_key)
+        record_put = None
         if idempotency_key is not None:
-            paid = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
             record = new_record(tenant_id, resource_type, quantity, now, paid, shards, idempotency_key)
-        outcome = ctx.grant_draw.take(
-            counters, quantity, now, record_put=ctx.repo.record_put_request(record) if record else None
-        )
+            record_put = partial(_record_put, ctx, record, answer_of)
+        outcome = ctx.grant_draw.take(counters, quantity, now, record_put=record_put)
         if outcome.short:
             logger.info(
                 "quota and grants exhausted",
@@ -73,17 +77,7 @@ def take_past_quota(
             denial = check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
             return replace(denial, grant_remaining=outcome.grant_balance)
         if outcome.granted and outcome.plan is not None:
-            plan = outcome.plan
-            after = replace(total, used=total.used + plan.from_quota, remaining=total.remaining - plan.from_quota)
-            answer = replace(
-                check_from_counter(after, quantity, allowed=True, idempotency_key=idempotency_key),
-                shards_used=tuple((c.shard, c.remaining) for c in counters if c.remaining > 0),
-                grants_used=drawn_from(plan),
-                grant_remaining=outcome.grant_balance - plan.grant_total,
-            )
-            if idempotency_key is not None:
-                ctx.repo.save_answer(tenant_id, idempotency_key, answer)
-            return answer
+            return answer_of(outcome.plan, outcome.grant_balance)
         if outcome.existing_record and idempotency_key is not None:
             existing = ctx.repo.get_consume_record(tenant_id, idempotency_key)
             if existing is not None:
@@ -92,3 +86,33 @@ def take_past_quota(
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))
     raise RateLimitedError("the quota and its grants are under heavy contention; retry shortly")
+
+
+def _granted_answer(
+    total: QuotaCounter,
+    paid: tuple[tuple[int, Decimal], ...],
+    quantity: Decimal,
+    idempotency_key: str | None,
+    plan: DrawPlan,
+    balance: Decimal,
+) -> EntitlementCheck:
+    """The answer to a take committed per `plan`: the quota as it is after, what each grant paid, and
+    what the live grants hold after."""
+    after = replace(total, used=total.used + plan.from_quota, remaining=total.remaining - plan.from_quota)
+    return replace(
+        check_from_counter(after, quantity, allowed=True, idempotency_key=idempotency_key),
+        shards_used=paid,
+        grants_used=drawn_from(plan),
+        grant_remaining=balance - plan.grant_total,
+    )
+
+
+def _record_put(
+    ctx: EntitlementContext,
+    record: ConsumeRecord,
+    answer_of: Callable[[DrawPlan, Decimal], EntitlementCheck],
+    plan: DrawPlan,
+    balance: Decimal,
+) -> dict[str, Any]:
+    # The answer goes in with the record, in the same transaction: every replay of the key gets exactly it.
+    return ctx.repo.record_put_request(replace(record, answer=answer_of(plan, balance)))

@@ -18,7 +18,7 @@ the quota and the live grants read together are short.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -65,10 +65,11 @@ class GrantDraw:
         quantity: Decimal,
         now: datetime,
         *,
-        record_put: dict[str, Any] | None = None,
+        record_put: Callable[[DrawPlan, Decimal], dict[str, Any]] | None = None,
     ) -> DrawOutcome:
         """Take `quantity` from `counters` (every shard of one hard quota, as just read) and the tenant's
-        live grants, all or nothing."""
+        live grants, all or nothing. `record_put(plan, grant_balance)` gives the idempotent consume's
+        record (with its answer, known once the plan is) to commit in the same transaction."""
         first = counters[0]
         grants = self._grants.list(first.tenant_id, first.resource_type)
         balance = live_balance(grants, now)
@@ -82,7 +83,7 @@ class GrantDraw:
         items = [self._counter_request(c, now) for c in counters]
         items += [self._grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
         if record_put is not None:
-            items.append(record_put)
+            items.append(record_put(plan, balance))
         try:
             self._grants.client.transact_write_items(TransactItems=items)
         except ClientError as err:
