@@ -341,3 +341,32 @@ def test_keyed_consumes_past_the_quota_draw_once_whatever_the_retries(
     assert counter.used == 50
     assert grants_by_id(grants, "t-keys")[grant_id].used == 70
     assert sum(sum(q for _g, q in a.grants_used) for a in first_answers.values()) == 70
+
+
+def test_the_slow_path_draws_grants_only_for_callers_that_ask(
+    make_service: Callable[..., EntitlementService], client: Any, settings: Settings
+) -> None:
+    """A take with a companion write (a reservation) must not be committed by the slow path on its own:
+    without `draw_grants` an exhausted hard quota is a plain denial and the grant is untouched."""
+    from billing_platform.entitlements.dal.items import counter_to_item
+    from billing_platform.entitlements.slow_path import slow_path
+
+    now = datetime.now(UTC)
+    service = make_service()
+    grants = GrantRepository(settings, client)
+    service.apply_plan("t-guard", "tiny", **period(now), source_version=1)
+    grant_id = add_grant(grants, "t-guard", 10)
+    assert service.consume("t-guard", "executions", Decimal(50)).allowed
+    counter = service._repo.get_counter("t-guard", "executions")
+    assert counter is not None
+    item = counter_to_item(counter, now)
+
+    plain = slow_path(service._ctx, "t-guard", "executions", Decimal(1), 1, item, now, True, None)
+    assert isinstance(plain, EntitlementCheck)
+    assert (plain.allowed, plain.grants_used) == (False, ())
+    assert grants_by_id(grants, "t-guard")[grant_id].used == 0
+
+    drawn = slow_path(service._ctx, "t-guard", "executions", Decimal(1), 1, item, now, True, None, draw_grants=True)
+    assert isinstance(drawn, EntitlementCheck)
+    assert (drawn.allowed, drawn.grants_used) == (True, ((grant_id, Decimal(1)),))
+    assert grants_by_id(grants, "t-guard")[grant_id].used == 1

@@ -52,8 +52,12 @@ def slow_path(
     now: datetime,
     enforce: bool,
     idempotency_key: str | None,
+    *,
+    draw_grants: bool = False,
 ) -> EntitlementCheck | int:
-    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry."""
+    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry.
+    `draw_grants`: a hard quota short for the take goes on to the tenant's grants (`past_quota`), which
+    COMMITS the take; only a caller whose take is complete without a companion write (consume) asks."""
     if old is None:
         return provision(ctx, tenant_id, resource_type)
     counter = counter_from_item(old)
@@ -74,8 +78,10 @@ def slow_path(
         roll(ctx, counter, now)
         return shards
     if shards > 1:
-        return _consume_spread(ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key)
-    if enforce and counter.policy is QuotaPolicy.HARD:
+        return _consume_spread(
+            ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key, draw_grants=draw_grants
+        )
+    if draw_grants and enforce and counter.policy is QuotaPolicy.HARD:
         # Exhausted for this take: the tenant's grants may cover the rest (or the denial is exact).
         return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, [counter], idempotency_key)
     logger.info(
@@ -93,6 +99,8 @@ def _consume_spread(
     shards: int,
     enforce: bool,
     idempotency_key: str | None,
+    *,
+    draw_grants: bool,
 ) -> EntitlementCheck | int:
     """The sharded fallback: read every shard, take from one that covers the quantity, else spread
     the take over several in one transaction; deny only when all of them together fall short."""
@@ -112,8 +120,11 @@ def _consume_spread(
             return suspended_answer(combine_shards(counters), quantity, enforce, shards)
         total = combine_shards(counters)
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
-            # Every shard together is short: the tenant's grants may cover the rest (or deny, exactly).
-            return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, counters, idempotency_key)
+            if draw_grants:
+                # Every shard together is short: the tenant's grants may cover the rest (or deny, exactly).
+                return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, counters, idempotency_key)
+            logger.info("sharded quota exhausted", extra={"tenant_id": tenant_id, "resource_type": resource_type})
+            return check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
         richest = max(counters, key=lambda c: c.remaining)
         if richest.remaining >= quantity or total.policy is not QuotaPolicy.HARD or not enforce:
             takes = [(richest, quantity)]
