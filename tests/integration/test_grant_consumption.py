@@ -10,7 +10,6 @@ import itertools
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,6 +26,8 @@ from billing_platform.entitlements.service import EntitlementService
 from billing_platform.grants.models import Grant, GrantSource, GrantState
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
+from tests.integration.test_entitlement_concurrency import Clock
+from tests.integration.test_entitlement_concurrency import run_threads as run_together
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
@@ -42,16 +43,6 @@ CATALOG = """{
                   "counter_shards": 4}
   }
 }"""
-
-
-class Clock:
-    """Real time plus an offset the test moves (DynamoDB conditions compare against it)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 @pytest.fixture
@@ -128,14 +119,7 @@ def period(now: datetime) -> dict[str, datetime]:
 
 
 def run_threads(work: Callable[[int], list[EntitlementCheck]], threads: int = THREADS) -> list[EntitlementCheck]:
-    start = threading.Barrier(threads)
-
-    def task(index: int) -> list[EntitlementCheck]:
-        start.wait()
-        return work(index)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return [answer for answers in pool.map(task, range(threads)) for answer in answers]
+    return run_together(work, threads)
 
 
 def consume_n(service: EntitlementService, tenant: str, n: int) -> list[EntitlementCheck]:

@@ -4,7 +4,7 @@ mutation audited with its before/after; bad input is a clear 4xx and writes noth
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -13,19 +13,13 @@ import pytest
 
 from billing_platform.audit.log import AuditLog
 from tests.factories.apigw import api_event, json_body
-from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-PERIOD = {"period_start": NOW - timedelta(days=3), "period_end": NOW + timedelta(days=27)}
+# The entitlement handler tests' `api` fixture: the real handler, tenant acme on the free plan.
+from tests.integration.test_entitlement_handler import NOW
+from tests.integration.test_entitlement_handler import api as api
+
 GRANTS = "/v1/tenants/acme/grants"
-
-
-@pytest.fixture
-def api(moto_aws: dict[str, str]) -> ModuleType:
-    module = load_handler("entitlements")
-    module.service.apply_plan("acme", "free", **PERIOD, source_version=1)
-    return module
 
 
 def call(module: ModuleType, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
