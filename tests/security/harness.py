@@ -276,6 +276,7 @@ class RequestContext:
     key_id: str = "key_0000000000000000"
     endpoint_id: str = "we_0000000000000000"
     price_id: str = "price_pro_monthly"
+    grant_id: str = "grt_0000000000000000"
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ def plan_request(
         "subscription_id": ctx.subscription_id,
         "key_id": ctx.key_id,
         "endpoint_id": ctx.endpoint_id,
+        "grant_id": ctx.grant_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path

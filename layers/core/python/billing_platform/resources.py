@@ -266,12 +266,15 @@ STRIPE_WEBHOOK = FunctionSpec(
 
 ENTITLEMENTS = FunctionSpec(
     name="entitlements",
-    description="Atomic quota check / consume / release and entitlement listing",
+    description="Atomic quota check / consume / release, entitlement listing, operator grants",
     routes=(
         RouteSpec("POST", "/v1/entitlements/check", T),
         RouteSpec("POST", "/v1/entitlements/consume", T),
         RouteSpec("POST", "/v1/entitlements/release", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
     ),
     writes=(BILLING_TABLE,),
 )

@@ -88,6 +88,20 @@ class Plan(BaseModel):
         return self.features.get(feature, False)
 
 
+class TopupPrice(BaseModel):
+    """A Stripe one-off price that buys a grant: `amount` units of `resource_type` per unit of quantity
+    bought, drawn after the period quota (by `priority`, lower first), expiring `expires_after_days` after
+    the payment (never, when absent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    resource_type: str
+    amount: Decimal = Field(gt=0, lt=Decimal("1e15"), decimal_places=6, allow_inf_nan=False)
+    priority: int = Field(default=50, ge=0, le=100)
+    expires_after_days: int | None = Field(default=None, ge=1, le=36_500)
+
+
 class Catalog(BaseModel):
     """The whole catalog; look-ups raise `CatalogError` with a message that names what is unknown."""
 
@@ -97,6 +111,8 @@ class Catalog(BaseModel):
     resource_types: dict[str, ResourceType]
     default_plan: str
     plans: dict[str, Plan]
+    # Stripe price id -> what buying it grants (one-off payments: checkout in payment mode, invoices).
+    topups: dict[str, TopupPrice] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +135,11 @@ class Catalog(BaseModel):
                 if price in seen:
                     raise ValueError(f"price {price!r} is in both {seen[price]!r} and {plan.id!r}")
                 seen[price] = plan.id
+        for price, topup in self.topups.items():
+            if topup.resource_type not in self.resource_types:
+                raise ValueError(f"top-up price {price!r} grants unknown resource type {topup.resource_type!r}")
+            if price in seen:
+                raise ValueError(f"price {price!r} is both a top-up and a price of plan {seen[price]!r}")
         return self
 
     def plan(self, plan_id: str) -> Plan:
@@ -132,6 +153,10 @@ class Catalog(BaseModel):
             if price_id in plan.prices:
                 return plan
         raise CatalogError(f"price {price_id!r} is not in plan catalog version {self.version}", code="unknown_price")
+
+    def topup_for_price(self, price_id: str) -> TopupPrice | None:
+        """The top-up a price buys, or None for any other price."""
+        return self.topups.get(price_id)
 
     def require_resource_type(self, resource_type: str) -> ResourceType:
         try:
