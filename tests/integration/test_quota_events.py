@@ -286,3 +286,15 @@ def test_sweeper_publishes_grants_expired_with_a_balance_once(bus: dict[str, Any
     # Overlapping runs (the cursor's lag margin re-reads the same window) publish nothing again.
     assert load_handler("event_sweeper").handler({"id": "run-2"}, LambdaContext())["expired"] == []
     assert published(bus) == []
+
+
+def test_writes_that_cross_nothing_cost_no_request_and_an_event_costs_three(bus: dict[str, Any]) -> None:
+    handler = load_handler("quota_events")
+    calls: list[str] = []
+    for client in (handler.processor._ledger.client, handler.processor._publisher.client):
+        client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    quiet = [counter_write("t_q", "api_calls", n, n + 1) for n in range(0, 499)]  # below 50 %
+    assert run(handler, *quiet) == []
+    assert calls == []
+    assert run(handler, counter_write("t_q", "api_calls", 499, 500)) == []
+    assert calls == ["PutItem", "PutEvents", "UpdateItem"]  # claim, publish, mark published
