@@ -275,6 +275,7 @@ class RequestContext:
     subscription_id: str = "sub_unknown"
     key_id: str = "key_0000000000000000"
     endpoint_id: str = "we_0000000000000000"
+    reservation_id: str = "rsv_" + "0" * 32  # well-formed, held by no one
     price_id: str = "price_pro_monthly"
     grant_id: str = "grt_0000000000000000"
 
@@ -302,6 +303,7 @@ def plan_request(
         "key_id": ctx.key_id,
         "endpoint_id": ctx.endpoint_id,
         "grant_id": ctx.grant_id,
+        "reservation_id": ctx.reservation_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path
