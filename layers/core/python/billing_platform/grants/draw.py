@@ -123,7 +123,3 @@ def _failed(reason: Mapping[str, Any]) -> bool:
 
 def drawn_from(plan: DrawPlan) -> tuple[tuple[str, Decimal], ...]:
     return tuple((grant.grant_id, take) for grant, take in plan.from_grants)
-
-
-def grants_after(plan: DrawPlan, balance: Decimal) -> Decimal:
-    return balance - plan.grant_total

@@ -19,7 +19,6 @@ from billing_platform.grants.models import (
     Grant,
     GrantSource,
     GrantState,
-    live_balance,
     new_grant_id,
 )
 from billing_platform.grants.repository import GrantRepository
@@ -52,10 +51,6 @@ class GrantService:
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._tenant_known = tenant_known or _default_tenant_known(self._settings)
         self._clock = clock
-
-    @property
-    def repository(self) -> GrantRepository:
-        return self._repo
 
     def create(
         self, tenant_id: str, request: CreateGrantRequest, *, actor: str, request_id: str | None = None
@@ -106,13 +101,6 @@ class GrantService:
         if resource_type is not None:
             self._catalog.require_resource_type(resource_type)
         return self._repo.list(tenant_id, resource_type)
-
-    def balances(self, tenant_id: str) -> dict[str, Decimal]:
-        """What the tenant's live grants hold now, per resource."""
-        now = self._clock()
-        grants = self._repo.list(tenant_id, consistent=False)
-        resources = {g.resource_type for g in grants}
-        return {r: live_balance([g for g in grants if g.resource_type == r], now) for r in resources}
 
     def void(self, tenant_id: str, grant_id: str, *, actor: str, request_id: str | None = None) -> Grant:
         """Void what is left of a grant (its drawn part stays drawn). Voiding a voided grant is a 409."""
