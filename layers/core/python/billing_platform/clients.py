@@ -65,6 +65,12 @@ def secretsmanager() -> SecretsManagerClient:
 
 
 @lru_cache(maxsize=1)
+def events() -> Any:
+    # EventBridge (billing events); no type stubs are installed for this service.
+    return _client("events")
+
+
+@lru_cache(maxsize=1)
 def apigateway() -> Any:
     # Tenant usage-plan keys (auth.usage_plans); no type stubs are installed for this service.
     return _client("apigateway")
@@ -72,5 +78,5 @@ def apigateway() -> Any:
 
 def reset() -> None:
     """Forget cached clients and their session (tests switch endpoints and credentials between cases)."""
-    for factory in (_session, dynamodb, dynamodb_streams, sqs, secretsmanager, apigateway):
+    for factory in (_session, dynamodb, dynamodb_streams, sqs, secretsmanager, apigateway, events):
         factory.cache_clear()

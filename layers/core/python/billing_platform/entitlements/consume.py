@@ -84,7 +84,9 @@ def _consume_rounds(
             if taken.conflict:
                 continue
             old = taken.counter_item
-        outcome = slow_path(ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, idempotency_key)
+        outcome = slow_path(
+            ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, idempotency_key, draw_grants=True
+        )
         if isinstance(outcome, EntitlementCheck):
             return outcome
         shards = outcome

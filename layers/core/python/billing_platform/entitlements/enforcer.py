@@ -80,6 +80,8 @@ class QuotaExceededError(EntitlementEnforcementError):
                 "used": decimal_str(check.used),
                 "resets_at": check.resets_at.isoformat() if check.resets_at else None,
                 "reason": reason.value,
+                # What the tenant's live grants held (they never reset): quota + this was short.
+                "grant_remaining": decimal_str(check.grant_remaining),
             },
         )
         self.check = check

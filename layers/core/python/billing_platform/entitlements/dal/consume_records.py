@@ -221,6 +221,10 @@ class ConsumeRecordAccess(TableAccess):
             return KeyedTake(granted=False, counter_item=item)
         return KeyedTake(granted=False, conflict=True)
 
+    def record_put_request(self, record: ConsumeRecord) -> dict[str, Any]:
+        """The conditional `Put` of a consume record, for a transaction built elsewhere (grant draws)."""
+        return self._record_put(record)
+
     def _record_put(self, record: ConsumeRecord) -> dict[str, Any]:
         return {
             "Put": {
