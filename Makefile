@@ -33,8 +33,9 @@ node_modules/.installed: package.json package-lock.json
 setup: tools $(BIN)/.installed node_modules/.installed
 
 # Runs until Ctrl-C, which stops every process it started. `make dev PORT=0` picks a free port.
+# `make dev CONCURRENCY=n`: at most n containers (worker processes) per function (default: resources.py).
 dev: setup
-	$(BIN)/python -m local_stack --port $(PORT)
+	$(BIN)/python -m local_stack --port $(PORT) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
 # setup, then ruff, mypy and every pytest suite (unit, integration, infra, e2e).
 test: setup lint typecheck pytest

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
+from local_stack.containers import FunctionThrottled, FunctionTimeout
 
 log = logging.getLogger("local_stack.gateway")
 
@@ -89,6 +90,12 @@ class HttpResponse:
 def error(status: int, code: str, message: str) -> HttpResponse:
     body = json.dumps({"code": code, "message": message}).encode()
     return HttpResponse(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body)
+
+
+def _throttled() -> HttpResponse:
+    response = error(429, "rate_limited", "Too Many Requests")
+    response.headers.append(("Retry-After", "1"))
+    return response
 
 
 # ---------------------------------------------------------------------------------------------- routing
@@ -418,12 +425,24 @@ class Gateway:
         except AuthorizerBroken as exc:
             log.error("authorizer failed for %s %s: %s", request.method, request.path, exc)
             return error(500, "authorizer_configuration_error", "Internal server error")
+        except FunctionThrottled as exc:
+            log.warning("authorizer: %s", exc)
+            return _throttled()
         if event["requestContext"]["authorizer"] is None:
             del event["requestContext"]["authorizer"]
 
         try:
             result = self._invoke(match.function.name, event)
             return from_proxy_response(result)
+        except FunctionTimeout as exc:
+            log.error("%s on %s %s", exc, request.method, request.path)
+            if exc.integration:
+                # API Gateway gave up waiting (29 s); a function's own shorter timeout is a function error (502).
+                return error(504, "integration_timeout", "Endpoint request timed out")
+            return error(502, "bad_gateway", "Internal server error")
+        except FunctionThrottled as exc:
+            log.warning("%s", exc)
+            return _throttled()
         except MalformedProxyResponse as exc:
             log.error("%s returned a malformed proxy response: %s", match.function.name, exc)
             return error(502, "bad_gateway", "Internal server error")
@@ -455,6 +474,8 @@ class Gateway:
         started = time.monotonic()
         try:
             response = self._authorize(auth_event)
+        except FunctionThrottled:
+            raise
         except Exception as exc:
             # A Lambda authorizer signals 401 by failing with exactly "Unauthorized".
             if str(exc) == "Unauthorized":
