@@ -43,6 +43,8 @@ PRELOAD = (
 # Locally a shared, busy machine can take longer to import boto3 and Powertools: a generous limit, so a
 # slow cold start is not reported as the handler's timeout.
 INIT_TIMEOUT_SECONDS = 60.0
+# How long an event-source invocation (no API Gateway budget) waits for a free container.
+QUEUE_WAIT_SECONDS = 900.0
 
 _context: ForkServerContext | None = None
 _context_lock = threading.Lock()
@@ -70,12 +72,14 @@ def start_fork_server() -> None:
 
 
 def stop_fork_server() -> None:
-    """Stop the fork server process (it would also exit with this process; stop() must not wait for that)."""
-    from multiprocessing import forkserver
+    """Stop the fork server and the resource tracker it started (both would exit with this process; Ctrl-C
+    must leave nothing behind before the stack says "stopped"). Private methods, present in 3.11-3.13."""
+    from multiprocessing import forkserver, resource_tracker
 
-    stop = getattr(forkserver._forkserver, "_stop", None)  # private, present in 3.11-3.13
-    if stop is not None:
-        stop()
+    for server in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(server, "_stop", None)
+        if stop is not None:
+            stop()
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -302,10 +306,13 @@ class ContainerPool:
                 self._waiting -= 1
                 self.stats.peak_concurrency = max(self.stats.peak_concurrency, len(self._busy))
 
-    def invoke(self, event: dict[str, Any], wait: float, *, integration: bool = False) -> Any:
-        """Run `event` in a container within `wait` seconds (the function's timeout or less)."""
-        deadline = time.monotonic() + wait
-        slot = self._acquire(deadline)
+    def invoke(self, event: dict[str, Any], timeout: float, *, budget: float | None = None) -> Any:
+        """Run `event` in a container: queued until one is free, then given the function's `timeout`.
+        `budget` is API Gateway's integration timeout: queueing and running together get no more (a
+        request still queued when it runs out is throttled, one still running timed out as `integration`).
+        Without a budget (pollers) a request waits for a container as long as QUEUE_WAIT_SECONDS."""
+        started = time.monotonic()
+        slot = self._acquire(started + (budget if budget is not None else QUEUE_WAIT_SECONDS))
         if isinstance(slot, _Starting):
             try:
                 container = Container(self.config)
@@ -322,9 +329,12 @@ class ContainerPool:
             container = slot
         if container.pid is not None:
             self.stats.pids.add(container.pid)
+        wait, integration = timeout, False
+        if budget is not None and budget - (time.monotonic() - started) <= timeout:
+            wait, integration = max(0.0, budget - (time.monotonic() - started)), True
         keep = False
         try:
-            result = container.invoke(event, max(0.0, deadline - time.monotonic()))
+            result = container.invoke(event, wait)
             keep = True
             return result
         except FunctionError:

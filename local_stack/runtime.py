@@ -119,11 +119,8 @@ class FunctionRuntime:
         if not self._pools:
             self.configure()
         spec = self._specs[name]
-        wait = float(spec.timeout_seconds)
-        integration = False
-        if self._api_function(spec) and self._integration_timeout <= wait:
-            wait, integration = self._integration_timeout, True
-        return self._pools[name].invoke(event, wait, integration=integration)
+        budget = self._integration_timeout if self._api_function(spec) else None
+        return self._pools[name].invoke(event, float(spec.timeout_seconds), budget=budget)
 
     def warm(self, names: list[str] | None = None) -> dict[str, str]:
         """Start one container per function now, in parallel (the stack's start-up, so import errors show

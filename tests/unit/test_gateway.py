@@ -540,3 +540,28 @@ def test_local_extra_routes_bypass_routing_and_auth() -> None:
     )
     assert gw.handle(request("GET", "/openapi.json")).body == b"doc"
     assert invoke.calls == []
+
+
+def test_the_authorizer_answer_is_cached_per_authorization_header_as_the_stage_caches_it() -> None:
+    calls: list[str] = []
+    allow_a = allow("t_a")
+
+    def authorize(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(event["headers"]["Authorization"])
+        return allow_a(event)
+
+    gw = gateway(Recorder(), authorize=authorize)
+    body = json.dumps({"tenant_id": "t_a", "resource_type": "api_calls", "quantity": 1}).encode()
+    for key in ("Bearer k1", "Bearer k1", "Bearer k2", "Bearer k1"):
+        response = gw.handle(request("POST", "/v1/entitlements/check", headers=[("Authorization", key)], body=body))
+        assert response.status == 200
+    assert calls == ["Bearer k1", "Bearer k2"]
+
+
+def test_with_the_cache_off_every_request_runs_the_authorizer() -> None:
+    calls: list[dict[str, Any]] = []
+    allow_a = allow("t_a")
+    gw = gateway(Recorder(), authorize=lambda e: calls.append(e) or allow_a(e), authorizer_cache_seconds=0)
+    for _ in range(2):
+        gw.handle(request("GET", "/v1/tenants/t_a/entitlements", headers=[("Authorization", "Bearer k1")]))
+    assert len(calls) == 2
