@@ -42,6 +42,7 @@ class StackOptions:
     hooks: bool = True
     log_level: str = "INFO"
     concurrency: int | None = None  # containers per function; default: each FunctionSpec.local_concurrency
+    warm: bool = True  # start one container per function after READY
     # A Stripe test-mode key selects the real StripeBillingProvider; unset, the in-memory mock stands in.
     stripe_secret_key: str | None = field(default=None, repr=False)
     # The secret `stripe listen` prints; unset, the stack makes one (and its mock signs with it).
@@ -146,7 +147,8 @@ class LocalStack:
         self._checkpoint("api_listening")
         # One container per function starts now (in parallel, after READY): a broken handler is logged at
         # once, and most first requests find a warm container.
-        self.runtime.warm_in_background()
+        if self.options.warm:
+            self.runtime.warm_in_background()
         if self.options.pollers:
             self._start_workers()
         if self.options.hooks:
