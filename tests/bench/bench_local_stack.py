@@ -36,6 +36,7 @@ LEVELS = (1, 16, 64, 256)
 SECONDS = 4.0  # per level and path
 RECORDS_PER_POST = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------------------------- CPU
@@ -53,12 +54,13 @@ def _stat(pid: int) -> tuple[str, int, float] | None:
 
 
 def cpu_by_part(stack_pid: int) -> dict[str, float]:
-    """CPU seconds so far of: the stack process, its containers (any descendant python), java, this process."""
+    """CPU seconds so far of: the stack process (HTTP server, gateway and moto's SQS), its containers (any
+    descendant but java), java (DynamoDB Local), this process (the clients)."""
     table = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
     children: dict[int, list[int]] = {}
     for pid, (_, parent, _) in table.items():
         children.setdefault(parent, []).append(pid)
-    parts = {"gateway": table.get(stack_pid, ("", 0, 0.0))[2], "containers": 0.0, "dynamodb_local": 0.0}
+    parts = {"stack": table.get(stack_pid, ("", 0, 0.0))[2], "containers": 0.0, "dynamodb_local": 0.0}
     todo = list(children.get(stack_pid, []))
     while todo:
         pid = todo.pop()
@@ -81,6 +83,7 @@ class Level:
     p99_ms: float
     statuses: dict[int, int]
     cpu: dict[str, float]  # CPU seconds per second, by part
+    load: float = 0.0  # the machine's 1-minute load average at the end of the run
 
 
 def http_load(base_url: str, path: str, body: Callable[[], bytes], key: str, clients: int, stack_pid: int) -> Level:
@@ -162,7 +165,8 @@ def _level(
 ) -> Level:
     ordered = sorted(latencies) or [0.0]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Level(clients, len(latencies) / elapsed, statistics.median(ordered) * 1000, p99 * 1000, statuses, cpu)
+    rate = len(latencies) / elapsed
+    return Level(clients, rate, statistics.median(ordered) * 1000, p99 * 1000, statuses, cpu, os.getloadavg()[0])
 
 
 def bottleneck(over_http: Level, direct: Level, concurrency: int) -> str:
@@ -170,6 +174,12 @@ def bottleneck(over_http: Level, direct: Level, concurrency: int) -> str:
     cpu = over_http.cpu
     total = sum(cpu.values())
     top = max(cpu, key=lambda part: cpu[part])
+    load = over_http.load
+    if load > 2 * CORES and total < CORES * 0.5:
+        return (
+            f"the shared machine: load average {load:.0f} on {CORES} cores, this stack got {total:.2f} cores "
+            f"(of which {top} {cpu[top]:.2f})"
+        )
     if over_http.clients == 1:
         return f"latency of one request at a time (each part waits for the next; {total:.2f} cores busy)"
     if total >= 1.6:
@@ -183,10 +193,10 @@ def report(title: str, unit: str, rows: list[tuple[Level, Level]], concurrency: 
     print(f"\n{title}")
     print(
         f"{'clients':>7} {unit + '/s HTTP':>14} {'p50 ms':>8} {'p99 ms':>8} {'direct/s':>9} {'ratio':>6}  "
-        f"{'cpu: gateway containers ddb clients':>36}  statuses / bottleneck"
+        f"{'cpu: stack containers ddb clients':>36}  statuses / bottleneck"
     )
     for row, direct in rows:
-        cpu = " ".join(f"{row.cpu[k]:.2f}" for k in ("gateway", "containers", "dynamodb_local", "clients"))
+        cpu = " ".join(f"{row.cpu[k]:.2f}" for k in ("stack", "containers", "dynamodb_local", "clients"))
         ratio = row.rate / direct.rate if direct.rate else 0.0
         print(
             f"{row.clients:>7} {row.rate:>14.1f} {row.p50_ms:>8.1f} {row.p99_ms:>8.1f} {direct.rate:>9.1f} "
@@ -301,5 +311,6 @@ def main() -> None:
     print(
         "\ndirect = the same library call (EntitlementEnforcer.check_and_record / UsageIngestService.ingest) from as "
         "many threads in this process, on the same DynamoDB Local / moto; ratio = HTTP / direct. "
-        "cpu = cores used by each part during the HTTP run (2 shared cores)."
+        "cpu = cores used by each part during the HTTP run: stack = the stack process (HTTP server, gateway, moto's "
+        "SQS), containers = the functions, ddb = DynamoDB Local."
     )
