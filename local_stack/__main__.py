@@ -32,7 +32,15 @@ def parse_args(argv: list[str] | None = None) -> StackOptions:
         default=int(os.environ.get("CONCURRENCY") or 0) or None,
         help="containers per function (default: CONCURRENCY, else each function's local_concurrency)",
     )
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=float(os.environ.get("LOCAL_TIMEOUT_SCALE") or 1.0),
+        help="multiply function and integration timeouts (default: LOCAL_TIMEOUT_SCALE, else 1)",
+    )
     args = parser.parse_args(argv)
+    if args.timeout_scale <= 0:
+        parser.error("--timeout-scale must be positive")
     if args.concurrency is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     try:
@@ -43,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> StackOptions:
             hooks=not args.no_hooks,
             log_level=args.log_level,
             concurrency=args.concurrency,
+            timeout_scale=args.timeout_scale,
             # Stripe test mode and the Stripe CLI: taken from the developer's environment when set.
             stripe_secret_key=os.environ.get("STRIPE_SECRET_KEY") or None,
             stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or None,

@@ -69,13 +69,17 @@ class FunctionRuntime:
         concurrency: int | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         modules: Mapping[str, str] | None = None,
+        timeout_scale: float = 1.0,
     ) -> None:
         from local_stack.containers import ContainerPool
 
         self._specs = {spec.name: spec for spec in specs}
         self._region = region
         self._concurrency = concurrency
-        self._integration_timeout = integration_timeout
+        # Timeouts are wall-clock, as Lambda's: on a machine whose CPU is taken by others a handler can need
+        # several times its deployed timeout. The test suites' stacks run with a scale (LOCAL_TIMEOUT_SCALE).
+        self._timeout_scale = timeout_scale
+        self._integration_timeout = integration_timeout * timeout_scale
         self._module_names = dict(modules or {})
         self._pools: dict[str, ContainerPool] = {}
         self._modules: dict[str, ModuleType] = {}
@@ -104,7 +108,7 @@ class FunctionRuntime:
                 module=self.module_name(name),
                 env=self._env,
                 memory_mb=spec.memory_mb,
-                timeout_seconds=spec.timeout_seconds,
+                timeout_seconds=spec.timeout_seconds * self._timeout_scale,
                 region=self._region,
                 setup=setup,
             )
@@ -120,7 +124,7 @@ class FunctionRuntime:
             self.configure()
         spec = self._specs[name]
         budget = self._integration_timeout if self._api_function(spec) else None
-        return self._pools[name].invoke(event, float(spec.timeout_seconds), budget=budget)
+        return self._pools[name].invoke(event, spec.timeout_seconds * self._timeout_scale, budget=budget)
 
     def warm(self, names: list[str] | None = None) -> dict[str, str]:
         """Start one container per function now, in parallel (the stack's start-up, so import errors show
@@ -166,7 +170,7 @@ class FunctionRuntime:
 
         for pool in self._pools.values():
             pool.close()
-        if self._pools and fork_server:
+        if fork_server:  # also when stopped before configure(): the stack starts it first thing
             stop_fork_server()
 
     # -- in this process: introspection only (the OpenAPI document), never invocation

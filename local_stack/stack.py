@@ -43,6 +43,7 @@ class StackOptions:
     log_level: str = "INFO"
     concurrency: int | None = None  # containers per function; default: each FunctionSpec.local_concurrency
     warm: bool = True  # start one container per function after READY
+    timeout_scale: float = 1.0  # function and integration timeouts times this (a starved machine, tests)
     # A Stripe test-mode key selects the real StripeBillingProvider; unset, the in-memory mock stands in.
     stripe_secret_key: str | None = field(default=None, repr=False)
     # The secret `stripe listen` prints; unset, the stack makes one (and its mock signs with it).
@@ -74,7 +75,7 @@ class LocalStack:
         self.operator_token = secrets.token_urlsafe(24)
         self.env: dict[str, str] = {}
         self.timings = Timings()
-        self.runtime = FunctionRuntime(concurrency=self.options.concurrency)
+        self.runtime = FunctionRuntime(concurrency=self.options.concurrency, timeout_scale=self.options.timeout_scale)
         self.provider_server: ProviderServer | None = None
         self.ddb: DynamoDBLocal | None = None
         self.moto: Any = None

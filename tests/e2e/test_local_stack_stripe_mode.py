@@ -87,6 +87,7 @@ def stripe_mode() -> Iterator[StripeModeStack]:
         StackOptions(
             pollers=False,
             warm=False,
+            timeout_scale=3.0,  # wall-clock timeouts on shared test runners (see LocalStackProcess)
             log_level="WARNING",
             stripe_secret_key=GIVEN_SECRET_KEY,
             stripe_webhook_secret=GIVEN_WEBHOOK_SECRET,
