@@ -313,6 +313,7 @@ class ContainerPool:
         Without a budget (pollers) a request waits for a container as long as QUEUE_WAIT_SECONDS."""
         started = time.monotonic()
         slot = self._acquire(started + (budget if budget is not None else QUEUE_WAIT_SECONDS))
+        queued = time.monotonic() - started  # a cold start (process + init) is not charged to the budget
         if isinstance(slot, _Starting):
             try:
                 container = Container(self.config)
@@ -330,8 +331,8 @@ class ContainerPool:
         if container.pid is not None:
             self.stats.pids.add(container.pid)
         wait, integration = timeout, False
-        if budget is not None and budget - (time.monotonic() - started) <= timeout:
-            wait, integration = max(0.0, budget - (time.monotonic() - started)), True
+        if budget is not None and budget - queued <= timeout:
+            wait, integration = max(0.0, budget - queued), True
         keep = False
         try:
             result = container.invoke(event, wait)

@@ -116,14 +116,6 @@ class Functions(Construct):
         self.function_names: dict[str, str] = {
             spec.name: function_name(Stack.of(self).stack_name, spec) for spec in NAMED_FUNCTIONS
         }
-        if runtime.name != LATEST_PYTHON_RUNTIME.name:
-            acknowledge(
-                self,
-                "AwsSolutions-L1",
-                f"{runtime.name}, not {LATEST_PYTHON_RUNTIME.name}: the newest Python the build machines can run, "
-                "so CI imports and invokes every handler with the built layers on the very runtime Lambda uses "
-                "(make lambda-python); move up once a 3.14 interpreter can be had there",
-            )
         for spec in specs:
             self.functions[spec.name] = self._build(
                 spec,
@@ -135,6 +127,16 @@ class Functions(Construct):
                 log_retention=log_retention,
                 removal_policy=removal_policy,
             )
+
+        if runtime.name != LATEST_PYTHON_RUNTIME.name:
+            for function in self.functions.values():  # on the functions only, not their log groups and roles
+                acknowledge(
+                    function,
+                    "AwsSolutions-L1",
+                    f"{runtime.name}, not {LATEST_PYTHON_RUNTIME.name}: the newest Python the build machines can "
+                    "run, so CI imports and invokes every handler with the built layers on the very runtime Lambda "
+                    "uses (make lambda-python); move up once a 3.14 interpreter can be had there",
+                )
 
     def __getitem__(self, spec: FunctionSpec) -> lambda_.Function:
         return self.functions[spec.name]
