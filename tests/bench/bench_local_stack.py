@@ -235,7 +235,7 @@ def _library_env(stack: LocalStackProcess) -> None:
 
 
 def _consume_direct(enforcer: Any, tenant: str, _thread: int) -> Any:
-    return enforcer.check_and_record(tenant, "tokens", Decimal(1))
+    return enforcer.sync.check_and_record(tenant, "tokens", Decimal(1))  # the blocking face Lambda code uses
 
 
 def _ingest_direct(ingest: Any, caller: Any, records: Callable[[], bytes], _thread: int) -> Any:
@@ -309,8 +309,8 @@ def main() -> None:
         resources.USAGE_INGEST.local_concurrency,
     )
     print(
-        "\ndirect = the same library call (EntitlementEnforcer.check_and_record / UsageIngestService.ingest) from as "
-        "many threads in this process, on the same DynamoDB Local / moto; ratio = HTTP / direct. "
+        "\ndirect = the same library call (EntitlementEnforcer.sync.check_and_record / UsageIngestService.ingest) "
+        "from as many threads in this process, on the same DynamoDB Local / moto; ratio = HTTP / direct. "
         "cpu = cores used by each part during the HTTP run: stack = the stack process (HTTP server, gateway, moto's "
         "SQS), containers = the functions, ddb = DynamoDB Local."
     )
