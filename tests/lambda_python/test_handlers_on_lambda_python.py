@@ -106,6 +106,16 @@ def webhook_event(secret: str) -> dict[str, Any]:
     return sf.webhook_request(sf.event("customer.created", customer, created=int(time.time())), secret=secret)
 
 
+def scheduled(event_id: str) -> dict[str, Any]:
+    return scheduled_event(
+        rule_arn="arn:aws:events:us-east-1:000000000000:rule/check",
+        region="us-east-1",
+        account="000000000000",
+        event_id=event_id,
+        time=datetime.now(UTC),
+    )
+
+
 def usage_record_insert() -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
     image = {
@@ -149,6 +159,12 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
             ),
             200,
         ),
+        (
+            resources.RESERVATIONS,  # a well-formed id nobody holds: the handler's lookup on DynamoDB Local
+            api_event("GET", f"/v1/entitlements/reservations/rsv_{'0' * 32}", tenant_id=TENANT),
+            404,
+        ),
+        (resources.RESERVATION_SWEEPER, scheduled("sweep-run"), None),
         (resources.USAGE_INGEST, api_event("POST", "/v1/usage", {"records": [record]}, tenant_id=TENANT), 202),
         (
             resources.USAGE_QUERY,
@@ -163,17 +179,7 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
         (resources.STRIPE_WEBHOOK, webhook_event(stack_env["STRIPE_WEBHOOK_SECRET"]), 200),
         (resources.USAGE_CONSUMER, sqs_event(message), []),
         (resources.USAGE_AGGREGATOR, stream_event(usage_record_insert()), []),
-        (
-            resources.METER_REPORTER,
-            scheduled_event(
-                rule_arn="arn:aws:events:us-east-1:000000000000:rule/check",
-                region="us-east-1",
-                account="000000000000",
-                event_id="check-run",
-                time=datetime.now(UTC),
-            ),
-            None,
-        ),
+        (resources.METER_REPORTER, scheduled("meter-run"), None),
     ]
     assert {spec.name for spec, _, _ in cases} | {resources.API_KEYS.name} == {f.name for f in resources.FUNCTIONS}
 
