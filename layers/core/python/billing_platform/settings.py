@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     environment: str = "development"
+    # "stripe" or "mock"; unset: Stripe in production, the mock elsewhere. The local stack sets "stripe"
+    # when the developer gives it a Stripe test-mode key.
+    billing_provider: Literal["stripe", "mock"] | None = None
     service_name: str = "billing"
     billing_table_name: str = resources.BILLING_TABLE.local_name
     usage_table_name: str = resources.USAGE_TABLE.local_name
@@ -48,11 +52,19 @@ class Settings(BaseModel):
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def uses_stripe(self) -> bool:
+        """Whether billing calls go to Stripe (the real SDK) rather than the in-memory mock."""
+        if self.billing_provider is not None:
+            return self.billing_provider == "stripe"
+        return self.is_production
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         pairs = {
             "environment": "ENVIRONMENT",
+            "billing_provider": "BILLING_PROVIDER",
             "service_name": "POWERTOOLS_SERVICE_NAME",
             "billing_table_name": resources.BILLING_TABLE.env_var,
             "usage_table_name": resources.USAGE_TABLE.env_var,
