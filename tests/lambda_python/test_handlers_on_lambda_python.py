@@ -32,6 +32,7 @@ from local_stack.lambda_events import scheduled_event
 from tests.factories import stripe as sf
 from tests.factories.apigw import api_event
 from tests.factories.authorizer import authorizer_event, bearer
+from tests.factories.billing_events import counter_write
 from tests.factories.sqs import sqs_event
 from tests.factories.streams import insert, stream_event
 
@@ -180,6 +181,24 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
         (resources.USAGE_CONSUMER, sqs_event(message), []),
         (resources.USAGE_AGGREGATOR, stream_event(usage_record_insert()), []),
         (resources.METER_REPORTER, scheduled("meter-run"), None),
+        # A counter write under every threshold: the handler's parsing and catalog lookup, no publish.
+        (resources.QUOTA_EVENTS, stream_event(counter_write(TENANT, "api_calls", 0, 1)), []),
+        (resources.EVENT_SWEEPER, scheduled("event-sweep-run"), None),
+        (
+            resources.WEBHOOK_ENDPOINTS,
+            api_event("GET", f"/v1/tenants/{TENANT}/webhook-endpoints", operator=True),
+            200,
+        ),
+        (
+            resources.WEBHOOK_DELIVERY,  # an event for a tenant with no endpoint: delivered to nobody, done
+            sqs_event(
+                {
+                    "detail-type": resources.QUOTA_THRESHOLD_CROSSED,
+                    "detail": {"event_id": "evt_lambda_python", "tenant_id": TENANT, "occurred_at": now},
+                }
+            ),
+            [],
+        ),
     ]
     assert {spec.name for spec, _, _ in cases} | {resources.API_KEYS.name} == {f.name for f in resources.FUNCTIONS}
 
