@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing_platform.api.app import create_app
 from billing_platform.audit.log import AuditLog, actor_from_caller, request_id_from_context
 from billing_platform.auth.caller import Caller, caller_from_request_context
-from billing_platform.auth.keys import ApiKeyService
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 

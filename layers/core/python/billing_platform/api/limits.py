@@ -26,20 +26,11 @@ from botocore.exceptions import ClientError
 
 from billing_platform import resources
 from billing_platform.api.openapi import document_platform_errors
+from billing_platform.conditions import error_code, transient
 from billing_platform.errors import RateLimitedError
 
 logger = Logger(child=True)
 
-# DynamoDB / AWS error codes that mean "slow down" rather than "broken".
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "Throttling",
-    }
-)
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -122,10 +113,11 @@ class LimitedRestResolver(APIGatewayRestResolver):
 
         @self.exception_handler(ClientError)
         def _aws_error(exc: ClientError) -> Response[str]:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in THROTTLING_CODES:
+            # Throttled (a request, or a transaction cancelled for a throttled or contended item) after
+            # every retry: the caller may send the same request again shortly. Anything else is a 500.
+            if not transient(exc):
                 raise exc
-            logger.warning("AWS throttled the request after retries", extra={"aws_error": code})
+            logger.warning("AWS throttled the request after retries", extra={"aws_error": error_code(exc)})
             error = RateLimitedError(
                 "too many requests right now; retry after a short pause",
                 details={"retry_after_seconds": DEFAULT_RETRY_AFTER_SECONDS},

@@ -19,13 +19,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing_platform.catalog.models import Catalog, load_catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, ONE, EntitlementContext
 from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
 from billing_platform.entitlements.plans import plan_for
-from billing_platform.entitlements.repository import EntitlementRepository, utc_now
+from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
 from billing_platform.errors import UnprocessableError
 from billing_platform.settings import Settings, get_settings

@@ -13,9 +13,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.conditions import lost_race
-from billing_platform.entitlements.dal.items import NAMES, _n, _s, counter_key, counter_to_item
-from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons, update_item
+from billing_platform.conditions import lost_race, transact_write_items
+from billing_platform.dynamodb import number_attr, string_attr
+from billing_platform.entitlements.dal.items import NAMES, counter_key, counter_to_item
+from billing_platform.entitlements.dal.table import TableAccess, update_item
 from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter, to_epoch
 
 
@@ -34,11 +35,11 @@ class LayoutAccess(TableAccess):
                 ConditionExpression="#pe = :old",
                 ExpressionAttributeNames={k: NAMES[k] for k in ("#used", "#rem", "#lim", "#ps", "#pe")},
                 ExpressionAttributeValues={
-                    ":zero": _n(ZERO),
-                    ":ps": _n(to_epoch(start)),
-                    ":pe": _n(to_epoch(end)),
-                    ":old": _n(to_epoch(counter.period_end)),
-                    ":at": _s(now.isoformat()),
+                    ":zero": number_attr(ZERO),
+                    ":ps": number_attr(to_epoch(start)),
+                    ":pe": number_attr(to_epoch(end)),
+                    ":old": number_attr(to_epoch(counter.period_end)),
+                    ":at": string_attr(now.isoformat()),
                 },
             )
         except ClientError as err:
@@ -64,25 +65,25 @@ class LayoutAccess(TableAccess):
         the caller saw. `reset` starts the new period at used=0; otherwise `used` is kept and
         remaining = limit - used is computed by DynamoDB, atomically with concurrent consumes."""
         values: dict[str, Any] = {
-            ":lim": _n(limit),
-            ":pol": _s(policy.value),
-            ":plan": _s(plan_id),
-            ":ps": _n(to_epoch(period_start)),
-            ":pe": _n(to_epoch(period_end)),
-            ":old": _n(to_epoch(existing.period_end)),
-            ":active": _s(CounterState.ACTIVE.value),
-            ":at": _s(now.isoformat()),
+            ":lim": number_attr(limit),
+            ":pol": string_attr(policy.value),
+            ":plan": string_attr(plan_id),
+            ":ps": number_attr(to_epoch(period_start)),
+            ":pe": number_attr(to_epoch(period_end)),
+            ":old": number_attr(to_epoch(existing.period_end)),
+            ":active": string_attr(CounterState.ACTIVE.value),
+            ":at": string_attr(now.isoformat()),
         }
         sets = ["#lim = :lim", "#pol = :pol", "plan_id = :plan", "#ps = :ps", "#pe = :pe", "#st = :active"]
         sets.append("updated_at = :at")
         if reset:
-            values[":zero"] = _n(ZERO)
+            values[":zero"] = number_attr(ZERO)
             sets += ["#used = :zero", "#rem = :lim"]
         else:
             sets.append("#rem = :lim - #used")
         remove = " REMOVE current_shards"
         if total_limit is not None:
-            values[":tl"] = _n(total_limit)
+            values[":tl"] = number_attr(total_limit)
             sets.append("total_limit = :tl")
         else:
             remove += ", total_limit"
@@ -121,7 +122,11 @@ class LayoutAccess(TableAccess):
             condition = self._seen_condition(old)
             condition["ExpressionAttributeNames"]["#st"] = "state"
             condition["ExpressionAttributeValues"].update(
-                {":retired": _s(CounterState.RETIRED.value), ":cur": _n(current), ":at": _s(now.isoformat())}
+                {
+                    ":retired": string_attr(CounterState.RETIRED.value),
+                    ":cur": number_attr(current),
+                    ":at": string_attr(now.isoformat()),
+                }
             )
             items.append(
                 {
@@ -136,9 +141,9 @@ class LayoutAccess(TableAccess):
         if len(items) > 100:
             raise ValueError("a layout switch touches more than 100 counters")
         try:
-            self.client.transact_write_items(TransactItems=items)
+            transact_write_items(self.client, items)
         except ClientError as err:
-            if cancel_reasons(err) is not None:
+            if lost_race(err):
                 return False
             raise
         return True
@@ -150,15 +155,15 @@ class LayoutAccess(TableAccess):
             return {
                 "ConditionExpression": "attribute_not_exists(pk) OR #st = :seen_retired",
                 "ExpressionAttributeNames": {"#st": "state"},
-                "ExpressionAttributeValues": {":seen_retired": _s(CounterState.RETIRED.value)},
+                "ExpressionAttributeValues": {":seen_retired": string_attr(CounterState.RETIRED.value)},
             }
         return {
             "ConditionExpression": "#used = :seen_used AND #pe = :seen_pe AND #st = :seen_st",
             "ExpressionAttributeNames": {"#used": "used", "#pe": "period_end", "#st": "state"},
             "ExpressionAttributeValues": {
-                ":seen_used": _n(seen.used),
-                ":seen_pe": _n(to_epoch(seen.period_end)),
-                ":seen_st": _s(seen.state.value),
+                ":seen_used": number_attr(seen.used),
+                ":seen_pe": number_attr(to_epoch(seen.period_end)),
+                ":seen_st": string_attr(seen.state.value),
             },
         }
 
@@ -175,11 +180,11 @@ class LayoutAccess(TableAccess):
                 ConditionExpression="#st IN (:active, :suspended)",
                 ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues={
-                    ":retired": _s(CounterState.RETIRED.value),
-                    ":cur": _n(current_shards),
-                    ":at": _s(now.isoformat()),
-                    ":active": _s(CounterState.ACTIVE.value),
-                    ":suspended": _s(CounterState.SUSPENDED.value),
+                    ":retired": string_attr(CounterState.RETIRED.value),
+                    ":cur": number_attr(current_shards),
+                    ":at": string_attr(now.isoformat()),
+                    ":active": string_attr(CounterState.ACTIVE.value),
+                    ":suspended": string_attr(CounterState.SUSPENDED.value),
                 },
             )
         except ClientError as err:
@@ -199,10 +204,10 @@ class LayoutAccess(TableAccess):
                 ConditionExpression="#st IN (:active, :suspended)",
                 ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues={
-                    ":st": _s(state.value),
-                    ":at": _s(now.isoformat()),
-                    ":active": _s(CounterState.ACTIVE.value),
-                    ":suspended": _s(CounterState.SUSPENDED.value),
+                    ":st": string_attr(state.value),
+                    ":at": string_attr(now.isoformat()),
+                    ":active": string_attr(CounterState.ACTIVE.value),
+                    ":suspended": string_attr(CounterState.SUSPENDED.value),
                 },
             )
         except ClientError as err:
