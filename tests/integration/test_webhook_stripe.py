@@ -99,7 +99,7 @@ def hook(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> Iterator[Harness]
     set_billing_provider(provider)
     handler = load_handler("stripe_webhook")
     recorder = RecordingEntitlements()
-    handler._processor = WebhookProcessor(provider.sync, entitlements=recorder)
+    handler.processor.use(WebhookProcessor(provider.sync, entitlements=recorder))
     yield Harness(handler, http, recorder, SubscriptionRepository())
     set_billing_provider(None)
 
