@@ -176,7 +176,7 @@ def run(s: Scenario) -> dict[str, Any]:
         rng = random.Random(7)
         now = datetime.now(UTC)
         queue_url = names[resources.USAGE_QUEUE.env_var]
-        tracker = UsageTracker(SqsUsageQueue(queue_url, client=sqs_tracker))
+        tracker = UsageTracker(SqsUsageQueue(queue_url, client=sqs_tracker)).sync
         tenants = [f"tenant{i:04d}" for i in range(s.tenants)]
         kinds = RESOURCES[: s.resources]
         for _ in range(s.events):
