@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -73,6 +74,18 @@ def lost_race(exc: ClientError, races: frozenset[str] = CONDITION_FAILED) -> boo
     if codes:
         return bool(codes & races) and codes <= races | {"None", None}
     return _message_names(exc, races) and not _message_names(exc, THROTTLING_REASONS | CONFLICT_REASONS - races)
+
+
+def applied(write: Callable[[], object], races: frozenset[str] = CONDITION_FAILED) -> bool:
+    """Send a conditional write: True when DynamoDB applied it, False when it lost a race (`lost_race`).
+    Anything else (throttling after every retry, a bad request) is raised to the caller."""
+    try:
+        write()
+    except ClientError as exc:
+        if lost_race(exc, races):
+            return False
+        raise
+    return True
 
 
 def throttled(exc: ClientError) -> bool:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing_platform.auth.models import ApiKey, ApiKeyPage
-from billing_platform.conditions import lost_race, transact_write_items
+from billing_platform.conditions import applied, transact_write_items
 from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
 
 # last_used_at is refreshed at most this often per key, so the authorizer does not write on every call.
@@ -123,8 +121,8 @@ class ApiKeyRepository(BillingTable):
 
     def revoke(self, key_hash: str, tenant_id: str, revoked_at: datetime, audit_put: dict[str, Any]) -> bool:
         """Mark the key revoked with its audit entry, atomically. False if it was already revoked."""
-        try:
-            transact_write_items(
+        return applied(
+            lambda: transact_write_items(
                 self.client,
                 [
                     {
@@ -143,17 +141,13 @@ class ApiKeyRepository(BillingTable):
                     audit_put,
                 ],
             )
-        except ClientError as exc:
-            if lost_race(exc):
-                return False
-            raise
-        return True
+        )
 
     def touch_last_used(self, key_hash: str, now: datetime) -> bool:
         """Set last_used_at = now unless it was set less than LAST_USED_RESOLUTION ago (conditional, so
         concurrent authorizer containers write at most once a minute). True if it wrote."""
-        try:
-            self.client.update_item(
+        return applied(
+            lambda: self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "KEY"}},
                 UpdateExpression="SET last_used_at = :now",
@@ -165,8 +159,4 @@ class ApiKeyRepository(BillingTable):
                     ":cut": {"S": _iso(now - LAST_USED_RESOLUTION)},
                 },
             )
-        except ClientError as exc:
-            if lost_race(exc):
-                return False
-            raise
-        return True
+        )

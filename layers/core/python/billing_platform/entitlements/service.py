@@ -125,9 +125,7 @@ class EntitlementService:
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
         amount actually given back."""
         self.validate(resource_type, quantity)
-        return release_case.release(
-            self._ctx, tenant_id, resource_type, quantity, idempotency_key=idempotency_key, period_end=period_end
-        )
+        return release_case.release(self._ctx, tenant_id, resource_type, quantity, idempotency_key, period_end)
 
     def release_taken(
         self,
@@ -160,15 +158,7 @@ class EntitlementService:
         (an upgrade keeps this period's usage and raises the limit), a later period starts afresh
         (a renewal), unless a lazy rollover already started that same period. An application with
         a `source_version` older than the stored one changes nothing."""
-        plan_changes.apply_plan(
-            self._ctx,
-            tenant_id,
-            plan_id,
-            period_start=period_start,
-            period_end=period_end,
-            status=status,
-            source_version=source_version,
-        )
+        plan_changes.apply_plan(self._ctx, tenant_id, plan_id, (period_start, period_end), status, source_version)
 
     def suspend(self, tenant_id: str, reason: str) -> None:
         """Deny every quota and feature of the tenant (usage stays visible) until a plan is applied."""

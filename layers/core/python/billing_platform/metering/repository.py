@@ -23,9 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing_platform.conditions import lost_race
+from billing_platform.conditions import applied
 from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, utc_now
 from billing_platform.subscriptions.models import SubscriptionRecord
 
@@ -249,15 +247,9 @@ class MeterWatermarkRepository(BillingTable):
         }
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            # A lost race (condition failed, or a concurrent transaction on the same item) changes
-            # nothing; the caller re-reads on its next run.
-            if lost_race(exc, LOST_RACES):
-                return False
-            raise
-        return True
+        # A lost race (condition failed, or a concurrent transaction on the same item) changes
+        # nothing; the caller re-reads on its next run.
+        return applied(lambda: self.client.transact_write_items(TransactItems=items), LOST_RACES)
 
 
 def _hour_from_item(item: dict[str, Any]) -> HourWatermark:

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.audit.log import AuditEntry, AuditLog
-from billing_platform.conditions import lost_race, transact_write_items
+from billing_platform.conditions import applied, lost_race, transact_write_items
 from billing_platform.dynamodb import BillingTable, string_attr, utc_now
 from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord
@@ -104,13 +104,7 @@ class SubscriptionRepository(BillingTable):
         ]
         if audit is not None:
             items.append(self._audit.put_item_request(audit))
-        try:
-            transact_write_items(self.client, items)
-        except ClientError as exc:
-            if lost_race(exc):
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))
 
     def mark_customer_deleted(self, tenant_id: str, customer_id: str, *, version: int | None = None) -> None:
         """Flag the tenant's customer deleted (no-op if the tenant is bound to another customer or a newer

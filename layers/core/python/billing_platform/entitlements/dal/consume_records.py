@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import cancel_reasons, lost_race, transact_write_items
+from billing_platform.conditions import applied, cancel_reasons, transact_write_items
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.dal.counters import consume_expression
 from billing_platform.entitlements.dal.items import (
@@ -188,15 +188,11 @@ class ConsumeRecordAccess(TableAccess):
 
     def put_consume_record(self, record: ConsumeRecord) -> bool:
         """Store a record on its own (a denied idempotent consume), only if the key is new."""
-        try:
-            self.client.put_item(
+        return applied(
+            lambda: self.client.put_item(
                 TableName=self._table, Item=record_to_item(record), ConditionExpression="attribute_not_exists(pk)"
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
         """Store the answer a replay returns (first writer wins)."""
@@ -243,10 +239,4 @@ class ConsumeRecordAccess(TableAccess):
                     }
                 }
             )
-        try:
-            transact_write_items(self.client, items)
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))

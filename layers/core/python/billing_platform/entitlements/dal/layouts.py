@@ -10,10 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.conditions import lost_race, transact_write_items
+from billing_platform.conditions import applied, transact_write_items
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import NAMES, counter_key, counter_to_item
 from billing_platform.entitlements.dal.table import TableAccess, update_item
@@ -26,8 +24,8 @@ class LayoutAccess(TableAccess):
     def rollover(self, counter: QuotaCounter, start: datetime, end: datetime, now: datetime) -> bool:
         """Start a new period, only if the counter still ends where the caller saw it end: of many
         racing resets exactly one succeeds, so a period is never granted twice."""
-        try:
-            update_item(
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
@@ -42,11 +40,7 @@ class LayoutAccess(TableAccess):
                     ":at": string_attr(now.isoformat()),
                 },
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def set_plan_terms(
         self,
@@ -87,8 +81,8 @@ class LayoutAccess(TableAccess):
             sets.append("total_limit = :tl")
         else:
             remove += ", total_limit"
-        try:
-            update_item(
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(existing.tenant_id, existing.resource_type, existing.shard, existing.shards),
@@ -97,11 +91,7 @@ class LayoutAccess(TableAccess):
                 ExpressionAttributeNames={k: NAMES[k] for k in ("#lim", "#pol", "#ps", "#pe", "#st", "#used", "#rem")},
                 ExpressionAttributeValues=values,
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def switch_layout(
         self,
@@ -140,13 +130,7 @@ class LayoutAccess(TableAccess):
             )
         if len(items) > 100:
             raise ValueError("a layout switch touches more than 100 counters")
-        try:
-            transact_write_items(self.client, items)
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))
 
     @staticmethod
     def _seen_condition(seen: QuotaCounter | None) -> dict[str, Any]:
@@ -171,47 +155,33 @@ class LayoutAccess(TableAccess):
         """Freeze a live counter: RETIRED (no consume passes its condition any more), pointing at the
         layout now in force. Conditioned on the state only, so it succeeds however busy the counter
         is; its `used` is final from then on."""
-        try:
-            update_item(
-                self.client,
-                TableName=self._table,
-                Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
-                UpdateExpression="SET #st = :retired, current_shards = :cur, updated_at = :at",
-                ConditionExpression="#st IN (:active, :suspended)",
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={
-                    ":retired": string_attr(CounterState.RETIRED.value),
-                    ":cur": number_attr(current_shards),
-                    ":at": string_attr(now.isoformat()),
-                    ":active": string_attr(CounterState.ACTIVE.value),
-                    ":suspended": string_attr(CounterState.SUSPENDED.value),
-                },
-            )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return self._set_live_state(counter, CounterState.RETIRED, now, current_shards=current_shards)
 
     def set_state(self, counter: QuotaCounter, state: CounterState, now: datetime) -> bool:
         """Move a live counter between active and suspended (never touches a retired one)."""
-        try:
-            update_item(
+        return self._set_live_state(counter, state, now)
+
+    def _set_live_state(
+        self, counter: QuotaCounter, state: CounterState, now: datetime, *, current_shards: int | None = None
+    ) -> bool:
+        sets = "SET #st = :st, updated_at = :at"
+        values = {
+            ":st": string_attr(state.value),
+            ":at": string_attr(now.isoformat()),
+            ":active": string_attr(CounterState.ACTIVE.value),
+            ":suspended": string_attr(CounterState.SUSPENDED.value),
+        }
+        if current_shards is not None:
+            sets += ", current_shards = :cur"
+            values[":cur"] = number_attr(current_shards)
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
-                UpdateExpression="SET #st = :st, updated_at = :at",
+                UpdateExpression=sets,
                 ConditionExpression="#st IN (:active, :suspended)",
                 ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={
-                    ":st": string_attr(state.value),
-                    ":at": string_attr(now.isoformat()),
-                    ":active": string_attr(CounterState.ACTIVE.value),
-                    ":suspended": string_attr(CounterState.SUSPENDED.value),
-                },
+                ExpressionAttributeValues=values,
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing_platform.conditions import lost_race
+from billing_platform.conditions import applied
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import plan_from_item, plan_key, plan_to_item, profile_key
 from billing_platform.entitlements.dal.table import TableAccess
@@ -49,10 +47,4 @@ class PlanAccess(TableAccess):
         if plan.source_version is not None:
             kwargs["ConditionExpression"] = "attribute_not_exists(source_version) OR source_version <= :v"
             kwargs["ExpressionAttributeValues"] = {":v": number_attr(plan.source_version)}
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return applied(lambda: self.client.put_item(**kwargs))
