@@ -26,8 +26,9 @@ import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
@@ -37,9 +38,17 @@ from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
 
+if TYPE_CHECKING:
+    # Imported where used: the reservation modules import the entitlement package themselves.
+    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.models import Reservation
+    from billing_platform.reservations.service import ReservationService
+
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
+ReservationLike: TypeAlias = "ReservationHold | Reservation"
+TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
 class _Resolver(Protocol):
@@ -119,6 +128,7 @@ class SyncEntitlementEnforcer:
 
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._service = service
+        self._reservations: ReservationService | None = None
 
     @property
     def service(self) -> EntitlementService:
@@ -126,6 +136,15 @@ class SyncEntitlementEnforcer:
         if self._service is None:
             self._service = EntitlementService()
         return self._service
+
+    @property
+    def reservations(self) -> ReservationService:
+        """The reservation use cases, over this enforcer's entitlement service (one plan cache)."""
+        if self._reservations is None:
+            from billing_platform.reservations.service import ReservationService
+
+            self._reservations = ReservationService(entitlements=self.service)
+        return self._reservations
 
     def check_and_record(
         self,
@@ -157,6 +176,44 @@ class SyncEntitlementEnforcer:
             check.tenant_id, check.resource_type, check.shards_used, period_end=check.resets_at
         )
 
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReservationHold:
+        """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
+        settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
+        quota cannot cover it; an unresolved hold is given back once `ttl` has passed."""
+        from billing_platform.reservations.handles import ReservationHold
+        from billing_platform.reservations.models import DEFAULT_TTL
+
+        reservation, _replayed = self.reservations.reserve(
+            tenant_id_str(tenant_id),
+            resource_type,
+            to_quantity(estimate),
+            ttl=DEFAULT_TTL if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
+            idempotency_key=idempotency_key,
+        )
+        return ReservationHold(reservation, self.settle, self.cancel)
+
+    def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
+        what it has; `uncovered` says what it could not). A repeat answers the same; after expiry or a
+        cancel it raises `ConflictError` (409) and takes nothing."""
+        held = _held(reservation)
+        settled, _replayed = self.reservations.settle(held.tenant_id, held.reservation_id, to_quantity(actual))
+        return settled
+
+    def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (once; a repeat answers the same)."""
+        held = _held(reservation)
+        cancelled, _replayed = self.reservations.cancel(held.tenant_id, held.reservation_id)
+        return cancelled
+
     def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
         """Whether the tenant's plan includes `feature` (cached with the plan)."""
         return self.service.has_feature(tenant_id_str(tenant_id), feature)
@@ -169,6 +226,12 @@ class SyncEntitlementEnforcer:
                 code="feature_not_in_plan",
                 details={"feature": feature},
             )
+
+
+def _held(reservation: ReservationLike) -> Reservation:
+    from billing_platform.reservations.handles import ReservationHold
+
+    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
 
 
 class EntitlementEnforcer:
@@ -213,6 +276,33 @@ class EntitlementEnforcer:
     async def release(self, check: EntitlementCheck) -> EntitlementCheck:
         """Give back what a granted `check` consumed (see `SyncEntitlementEnforcer.release`)."""
         return await run_blocking(self._sync.release, check)
+
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncReservation:
+        """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
+        settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
+        from billing_platform.reservations.handles import AsyncReservation
+
+        return AsyncReservation(
+            functools.partial(
+                self._sync.reserve, tenant_id, resource_type, estimate, ttl=ttl, idempotency_key=idempotency_key
+            )
+        )
+
+    async def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual` for the reservation (see `SyncEntitlementEnforcer.settle`)."""
+        return await run_blocking(self._sync.settle, reservation, actual)
+
+    async def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (see `SyncEntitlementEnforcer.cancel`)."""
+        return await run_blocking(self._sync.cancel, reservation)
 
     async def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
         """Whether the tenant's plan includes `feature` (cached with the plan)."""
@@ -277,6 +367,8 @@ def require_entitlement(
     tenant_id_from: Callable[[tuple[Any, ...], Mapping[str, Any]], str] = tenant_id_from_call,
     enforcer: EntitlementEnforcer | None = None,
     app: _Resolver | None = None,
+    settle: Callable[[Any], QuantityLike] | None = None,
+    reservation_ttl: TtlLike | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a Lambda handler, a Powertools route, a coroutine function or a FastAPI endpoint:
     consume `quantity` of `resource_type` for the call's tenant first; run the function only when
@@ -285,7 +377,12 @@ def require_entitlement(
     function's arguments. The enforcer is, in order: the call's own `enforcer` argument when it is an
     `EntitlementEnforcer` (``enforcer: EntitlementEnforcer = Depends(...)``), the `enforcer` given here,
     the process-wide one. For a Powertools route without a `tenant_id` argument pass `app`: the tenant
-    is then read from its current event."""
+    is then read from its current event.
+
+    With `settle` (a callable of the function's result returning the actual amount), `quantity` is an
+    estimate: it is reserved instead of consumed, the actual is settled once the function returns (the
+    rest given back, or the extra taken), and everything is cancelled if the function (or `settle`)
+    raises. So the quota and the usage meter count what the work really used."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         try:
@@ -309,6 +406,11 @@ def require_entitlement(
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 active, tenant_id, amount = prepare(args, kwargs)
+                if settle is not None:
+                    async with active.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                        result = await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
+                        hold.settle(settle(result))
+                    return result
                 check = check_entitlement_or_raise(await active.check_and_record(tenant_id, resource_type, amount))
                 try:
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
@@ -321,6 +423,11 @@ def require_entitlement(
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             active, tenant_id, amount = prepare(args, kwargs)
+            if settle is not None:
+                with active.sync.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                    result = func(*args, **kwargs)
+                    hold.settle(settle(result))
+                return result
             check = check_entitlement_or_raise(active.sync.check_and_record(tenant_id, resource_type, amount))
             try:
                 return func(*args, **kwargs)

@@ -8,7 +8,8 @@ case; the modules share one `EntitlementContext` (settings, repository, catalog,
 - `views.py`: `check`, the quota read model and `entitlements`;
 - `release.py`: giving quota back;
 - `reconcile.py`: counters brought to a plan's terms (provisioning, layout switches);
-- `plan_changes.py`: `apply_plan`, `suspend`, `revoke`.
+- `plan_changes.py`: `apply_plan`, `suspend`, `revoke`;
+- `take.py`: a take committed with a companion write (reservations hold and settle through it).
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class EntitlementService:
     @property
     def catalog(self) -> Catalog:
         return self._ctx.catalog
+
+    @property
+    def context(self) -> EntitlementContext:
+        """The use cases' shared state, for use cases of other domains built on the same quotas
+        (reservations take through `entitlements.take` with it)."""
+        return self._ctx
 
     @property
     def enforcing(self) -> bool:

@@ -109,19 +109,7 @@ def _consume_spread(
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
             logger.info("sharded quota exhausted", extra={"tenant_id": tenant_id, "resource_type": resource_type})
             return check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
-        richest = max(counters, key=lambda c: c.remaining)
-        if richest.remaining >= quantity or total.policy is not QuotaPolicy.HARD or not enforce:
-            takes = [(richest, quantity)]
-        else:
-            takes = []
-            left = quantity
-            for counter in sorted(counters, key=lambda c: c.remaining, reverse=True):
-                take = min(left, counter.remaining)
-                if take > 0:
-                    takes.append((counter, take))
-                    left -= take
-                if left <= 0:
-                    break
+        takes = plan_shares(counters, quantity, total, enforce)
         record = None
         if idempotency_key is not None:
             record = new_record(
@@ -154,6 +142,27 @@ def _consume_spread(
             )
         time.sleep(ctx.rng.uniform(0, 0.005))  # a racing transaction held a shard: let it finish
     raise RateLimitedError("the quota is under heavy contention; retry shortly")
+
+
+def plan_shares(
+    counters: list[QuotaCounter], quantity: Decimal, total: QuotaCounter, enforce: bool
+) -> list[tuple[QuotaCounter, Decimal]]:
+    """Where a sharded take goes once all shards were read (and together cover it): the richest shard
+    when it covers the quantity (or the quota is not a hard one), else spread over the richest ones.
+    Shared by the consume fallback and the take with a companion (`entitlements.take`)."""
+    richest = max(counters, key=lambda c: c.remaining)
+    if richest.remaining >= quantity or total.policy is not QuotaPolicy.HARD or not enforce:
+        return [(richest, quantity)]
+    takes: list[tuple[QuotaCounter, Decimal]] = []
+    left = quantity
+    for counter in sorted(counters, key=lambda c: c.remaining, reverse=True):
+        part = min(left, counter.remaining)
+        if part > 0:
+            takes.append((counter, part))
+            left -= part
+        if left <= 0:
+            break
+    return takes
 
 
 def roll(ctx: EntitlementContext, counter: QuotaCounter, now: datetime) -> None:

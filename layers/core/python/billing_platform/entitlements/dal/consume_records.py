@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from billing_platform.conditions import applied, cancel_reasons, transact_write_items
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
-from billing_platform.entitlements.dal.counters import consume_expression
+from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.dal.items import (
     CONSUME_RECORD_DAYS,
     NAMES,
@@ -102,20 +102,9 @@ class ConsumeRecordAccess(TableAccess):
         self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
     ) -> KeyedTake:
         """Consume and store the consume record in one transaction, so a retried key consumes once."""
-        expression = consume_expression(quantity, now, enforce=enforce)
         try:
             self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": key,
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                            **expression,
-                        }
-                    },
-                    self._record_put(record),
-                ]
+                TransactItems=[take_item(self._table, key, quantity, now, enforce=enforce), self._record_put(record)]
             )
         except ClientError as err:
             reasons = cancel_reasons(err)
@@ -129,11 +118,16 @@ class ConsumeRecordAccess(TableAccess):
     ) -> KeyedTake:
         """Take a quantity spread over several shards, all or nothing (one transaction), each shard
         still conditioned on `remaining >= take`: a refused transaction has changed nothing."""
-        items: list[dict[str, Any]] = []
-        for counter, take in takes:
-            key = counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards)
-            expression = consume_expression(take, now, enforce=True)
-            items.append({"Update": {"TableName": self._table, "Key": key, **expression}})
+        items: list[dict[str, Any]] = [
+            take_item(
+                self._table,
+                counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+                take,
+                now,
+                enforce=True,
+            )
+            for counter, take in takes
+        ]
         if record is not None:
             items.append(self._record_put(record))
         try:

@@ -39,6 +39,18 @@ def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> di
     }
 
 
+def take_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+    """A consume as one item of a transaction (the counter returned with a failed condition)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": key,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **consume_expression(quantity, now, enforce=enforce),
+        }
+    }
+
+
 class CounterAccess(TableAccess):
     """Reads of counters and the writes that move `used` of one counter."""
 
