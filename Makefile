@@ -74,6 +74,10 @@ unit: setup
 integration: setup
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
 
+# The local stack's own parts (gateway, runtime, pollers, provisioning, event shapes, billing hook).
+local-stack: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/local_stack
+
 infra: setup
 	$(BIN)/pytest tests/infra
 

@@ -11,10 +11,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
-from billing_platform.audit.log import AuditLog, actor_from_caller, request_id_from_context
-from billing_platform.auth.caller import Caller, caller_from_request_context
-from billing_platform.auth.keys import ApiKeyService
+from billing_platform.api.callers import operator_actor
+from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 
@@ -37,24 +37,17 @@ class CreateApiKey(BaseModel):
     expires_at: datetime | None = None
 
 
-def _operator() -> tuple[Caller, str | None]:
-    request_context = app.current_event.raw_event.get("requestContext")
-    caller = caller_from_request_context(request_context)
-    caller.require_operator()
-    return caller, request_id_from_context(request_context)
-
-
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
 @tracer.capture_method(capture_response=False)
 def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKeyOut]:
-    caller, request_id = _operator()
+    actor = operator_actor(app)
     created = keys.create(
         tenant_id,
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
-        actor=actor_from_caller(caller),
-        request_id=request_id,
+        actor=actor.principal_id,
+        request_id=actor.request_id,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)
     logger.info("api key created", extra={"tenant_id": tenant_id, "key_id": created.key.key_id})
@@ -69,7 +62,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
 
 @app.get("/v1/tenants/<tenant_id>/api-keys")
 def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyPageOut:
-    _operator()
+    operator_actor(app)
     page = keys.list(tenant_id, limit=limit, cursor=cursor)
     return ApiKeyPageOut.model_validate(
         {"items": [key.to_dict() for key in page.keys], "next_cursor": page.next_cursor}
@@ -78,15 +71,15 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
 
 @app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
-    caller, request_id = _operator()
-    key = keys.revoke(tenant_id, key_id, actor=actor_from_caller(caller), request_id=request_id)
+    actor = operator_actor(app)
+    key = keys.revoke(tenant_id, key_id, actor=actor.principal_id, request_id=actor.request_id)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
     return ApiKeyOut.model_validate(key.to_dict())
 
 
 @app.get("/v1/tenants/<tenant_id>/audit")
 def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> AuditPageOut:
-    _operator()
+    operator_actor(app)
     page = audit.page(tenant_id, limit=limit, cursor=cursor)
     return AuditPageOut.model_validate(
         {"items": [entry.to_dict() for entry in page.entries], "next_cursor": page.next_cursor}

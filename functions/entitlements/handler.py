@@ -18,8 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
-from billing_platform.audit.log import AuditEntry, AuditLog, actor_from_caller, request_id_from_context
-from billing_platform.auth.caller import Caller, caller_from_request_context
+from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
+from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.entitlements.repository import utc_now
@@ -56,16 +56,9 @@ class ReleaseRequest(QuotaRequest):
     quantity: Quantity | None = None  # type: ignore[assignment]
 
 
-def _authorize(tenant_id: str) -> Caller:
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
-    caller.require_tenant(tenant_id)
-    logger.append_keys(tenant_id=tenant_id)
-    return caller
-
-
 @app.post("/v1/entitlements/check")
 def check(body: QuotaRequest) -> dict[str, object]:
-    _authorize(body.tenant_id)
+    tenant_caller(app, body.tenant_id)
     result = service.check(body.tenant_id, body.resource_type, body.quantity)
     count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
     return result.to_dict()
@@ -74,7 +67,7 @@ def check(body: QuotaRequest) -> dict[str, object]:
 @app.post("/v1/entitlements/consume")
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> dict[str, object]:
-    _authorize(body.tenant_id)
+    tenant_caller(app, body.tenant_id)
     result = service.consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
@@ -84,21 +77,21 @@ def consume(body: QuotaRequest) -> dict[str, object]:
 
 @app.post("/v1/entitlements/release")
 def release(body: ReleaseRequest) -> dict[str, object]:
-    caller = _authorize(body.tenant_id)
+    caller = tenant_caller(app, body.tenant_id)
     result = service.release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
     answer = {**result.to_dict(), "released": result.to_dict()["quantity"]}
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot
         # path (one request each; the counter is their record) and are not.
-        request_context = app.current_event.raw_event.get("requestContext")
+        actor = actor_of(app, caller)
         after = {k: answer[k] for k in ("released", "used", "remaining", "resets_at")}
         audit.record(
             AuditEntry(
                 tenant_id=body.tenant_id,
-                actor=actor_from_caller(caller),
+                actor=actor.principal_id,
                 action="entitlement.release",
                 target=body.resource_type,
-                request_id=request_id_from_context(request_context),
+                request_id=actor.request_id,
                 after={**after, "idempotency_key": body.idempotency_key},
             )
         )
@@ -108,15 +101,13 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 
 @app.get("/v1/tenants/<tenant_id>/entitlements")
 def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
-    _authorize(tenant_id)
+    tenant_caller(app, tenant_id)
     return service.entitlements(tenant_id).to_dict()
 
 
 def _operator() -> tuple[str, str | None]:
-    request_context = app.current_event.raw_event.get("requestContext")
-    caller = caller_from_request_context(request_context)
-    caller.require_operator()
-    return actor_from_caller(caller), request_id_from_context(request_context)
+    actor = operator_actor(app)
+    return actor.principal_id, actor.request_id
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)

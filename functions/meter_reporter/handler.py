@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.metering.metrics import publish_run
 from billing_platform.metering.reporter import MeterReporter
 from billing_platform.observability import logger, metrics, tracer
@@ -17,23 +18,20 @@ from billing_platform.settings import get_settings
 SAFETY_MARGIN_MS = 30_000
 # Tenant-days reported in parallel: a run is bound by Stripe round trips, not by DynamoDB.
 WORKERS = 8
-_sender: MeterEventSender | None = None
 
 
-def sender() -> MeterEventSender:
-    """Stripe when the settings select it (production, Stripe test mode), else the in-memory mock; one per
-    container."""
-    global _sender
-    if _sender is None:
-        if get_settings().uses_stripe:
-            from billing_platform.providers.meter_events import StripeMeterEvents
+def _build_sender() -> MeterEventSender:
+    """Stripe when the settings select it (production, Stripe test mode), else the in-memory mock."""
+    if get_settings().uses_stripe:
+        from billing_platform.providers.meter_events import StripeMeterEvents
 
-            _sender = StripeMeterEvents()
-        else:
-            from billing_platform.providers.meter_events import MockMeterEvents
+        return StripeMeterEvents()
+    from billing_platform.providers.meter_events import MockMeterEvents
 
-            _sender = MockMeterEvents()
-    return _sender
+    return MockMeterEvents()
+
+
+sender = PerContainer(_build_sender)
 
 
 # The EventBridge event id is the correlation id of a run.

@@ -14,7 +14,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app, error_response
+from billing_platform.api.app import create_app
+from billing_platform.api.container import PerContainer
+from billing_platform.api.errors import error_response
 from billing_platform.errors import BillingProviderError, CatalogError
 from billing_platform.grants.topups import TopupTenantUnknown
 from billing_platform.observability import count, logger, metrics, tracer
@@ -24,16 +26,10 @@ from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProc
 
 app = create_app(title="Stripe webhook target")
 
-_processor: WebhookProcessor | None = None
-
-
-def processor() -> WebhookProcessor:
-    """One processor per container, rebuilt only if the process-wide provider was replaced."""
-    global _processor
-    provider = get_billing_provider().sync
-    if _processor is None or _processor.provider is not provider:
-        _processor = WebhookProcessor(provider)
-    return _processor
+# One processor per container, rebuilt only if the process-wide provider was replaced.
+processor = PerContainer(
+    lambda: WebhookProcessor(get_billing_provider().sync), depends_on=lambda: get_billing_provider().sync
+)
 
 
 @app.post("/v1/webhooks/stripe", responses={200: {"description": "Event received (applied or ignored)"}})

@@ -14,8 +14,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
-from billing_platform.audit.log import actor_from_caller, request_id_from_context
-from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.api.callers import operator_actor
+from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.providers.factory import get_billing_provider
 from billing_platform.subscriptions.models import (
@@ -25,7 +25,7 @@ from billing_platform.subscriptions.models import (
     SubscriptionOut,
     UpdateSubscriptionRequest,
 )
-from billing_platform.subscriptions.service import Actor, SubscriptionService
+from billing_platform.subscriptions.service import SubscriptionService
 
 app = create_app(title="Billing customers and subscriptions")
 
@@ -35,29 +35,11 @@ Immediate = Annotated[bool, Query(description="true: cancel now; false (default)
 
 CreatedT = TypeVar("CreatedT", CustomerOut, SubscriptionOut)
 
-_service: SubscriptionService | None = None
-
-
-def service() -> SubscriptionService:
-    """One service per container, rebuilt only if the process-wide provider was replaced (the local
-    stack installs its webhook-sending provider after the handlers are imported)."""
-    global _service
-    provider = get_billing_provider().sync
-    if _service is None or _service.provider is not provider:
-        _service = SubscriptionService(provider)
-    return _service
-
-
-def _operator() -> Actor:
-    request_context = app.current_event.raw_event.get("requestContext")
-    caller = caller_from_request_context(request_context)
-    caller.require_operator()
-    key = app.current_event.headers.get("Idempotency-Key")
-    return Actor(
-        principal_id=actor_from_caller(caller),
-        request_id=request_id_from_context(request_context),
-        idempotency_key=key[:200] if key else None,
-    )
+# One service per container, rebuilt only if the process-wide provider was replaced (the local stack
+# installs its webhook-sending provider after the handlers are imported).
+service = PerContainer(
+    lambda: SubscriptionService(get_billing_provider().sync), depends_on=lambda: get_billing_provider().sync
+)
 
 
 def _created(body: CreatedT) -> Response[CreatedT]:
@@ -68,7 +50,7 @@ def _created(body: CreatedT) -> Response[CreatedT]:
 @app.post("/v1/customers", responses={201: {"description": "The billing customer, bound to the tenant"}})
 @tracer.capture_method(capture_response=False)
 def create_customer(body: CreateCustomerRequest) -> Response[CustomerOut]:
-    actor = _operator()
+    actor = operator_actor(app)
     logger.append_keys(tenant_id=body.tenant_id)
     customer = service().create_customer(body, actor)
     metrics.add_metric(name="CustomerCreated", unit="Count", value=1)
@@ -79,14 +61,14 @@ def create_customer(body: CreateCustomerRequest) -> Response[CustomerOut]:
 @app.get("/v1/customers/<customer_id>")
 @tracer.capture_method(capture_response=False)
 def get_customer(customer_id: CustomerId) -> CustomerOut:
-    _operator()
+    operator_actor(app)
     return service().get_customer(customer_id)
 
 
 @app.post("/v1/subscriptions", responses={201: {"description": "The subscription as Stripe created it"}})
 @tracer.capture_method(capture_response=False)
 def create_subscription(body: CreateSubscriptionRequest) -> Response[SubscriptionOut]:
-    actor = _operator()
+    actor = operator_actor(app)
     logger.append_keys(tenant_id=body.tenant_id)
     sub = service().create_subscription(body, actor)
     metrics.add_metric(name="SubscriptionCreated", unit="Count", value=1)
@@ -97,14 +79,14 @@ def create_subscription(body: CreateSubscriptionRequest) -> Response[Subscriptio
 @app.get("/v1/subscriptions/<subscription_id>")
 @tracer.capture_method(capture_response=False)
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionOut:
-    _operator()
+    operator_actor(app)
     return service().get_subscription(subscription_id)
 
 
 @app.patch("/v1/subscriptions/<subscription_id>")
 @tracer.capture_method(capture_response=False)
 def change_price(subscription_id: SubscriptionId, body: UpdateSubscriptionRequest) -> SubscriptionOut:
-    actor = _operator()
+    actor = operator_actor(app)
     sub = service().change_price(subscription_id, body, actor)
     logger.info("subscription price changed", extra={"subscription_id": sub.id, "plan_id": sub.plan_id})
     return sub
@@ -113,7 +95,7 @@ def change_price(subscription_id: SubscriptionId, body: UpdateSubscriptionReques
 @app.delete("/v1/subscriptions/<subscription_id>")
 @tracer.capture_method(capture_response=False)
 def cancel_subscription(subscription_id: SubscriptionId, immediate: Immediate = False) -> SubscriptionOut:
-    actor = _operator()
+    actor = operator_actor(app)
     sub = service().cancel(subscription_id, immediate=immediate, actor=actor)
     logger.info("subscription canceled", extra={"subscription_id": sub.id, "immediate": immediate})
     return sub

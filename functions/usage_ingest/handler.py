@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
-from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.api.callers import current_caller
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.ingest import MAX_RECORDS_PER_REQUEST, UsageIngestService
 
@@ -32,9 +32,7 @@ class IngestRequest(BaseModel):
 @app.post("/v1/usage")
 @tracer.capture_method(capture_response=False)
 def ingest(body: IngestRequest, idempotency_key: IdempotencyKey = None) -> Response[dict[str, Any]]:
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
-    if caller.tenant_id:
-        logger.append_keys(tenant_id=caller.tenant_id)
+    caller = current_caller(app)
     result = service.ingest(caller, body.records, idempotency_key=idempotency_key)
     metrics.add_metric(name="UsageRecordsAccepted", unit="Count", value=len(result.record_ids))
     if result.errors:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
-from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.api.callers import operator_actor, tenant_caller
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.models import Granularity, floor_to
@@ -25,15 +25,10 @@ Limit = Annotated[int, Query(ge=1, le=MAX_TOP_LIMIT)]
 Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, on the hour")]
 
 
-def _caller() -> Any:
-    return caller_from_request_context(app.current_event.raw_event.get("requestContext"))
-
-
 @app.get("/v1/tenants/<tenant_id>/usage")
 @tracer.capture_method(capture_response=False)
 def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 30) -> dict[str, Any]:
-    _caller().require_tenant(tenant_id)
-    logger.append_keys(tenant_id=tenant_id)
+    tenant_caller(app, tenant_id)
     return aggregator.get_usage_trends(tenant_id, resource_type, days).to_dict()
 
 
@@ -42,7 +37,7 @@ def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 3
 def top_consumers(
     resource_type: ResourceType, start: Instant = None, end: Instant = None, limit: Limit = 10
 ) -> dict[str, Any]:
-    _caller().require_operator()
+    operator_actor(app)
     # Defaults: the last 30 days up to the end of the current hour.
     end_at = end or floor_to(Granularity.HOUR, datetime.now(UTC)) + timedelta(hours=1)
     start_at = start or end_at - timedelta(days=30)

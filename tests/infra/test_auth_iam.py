@@ -17,7 +17,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
-from billing_platform.auth.keys import ApiKeyRepository, ApiKeyService
+from billing_platform.auth.repository import ApiKeyRepository
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from billing_platform.resources import FunctionSpec
 from tests.factories.authorizer import authorizer_event, bearer

@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import TenantKeyAuthorizer
-from billing_platform.auth.keys import ApiKeyService, usage_identifier_key
+from billing_platform.auth.keys import usage_identifier_key
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from infra.usage_plan_backfill import backfill, main
 from tests.factories.authorizer import authorizer_event, bearer

@@ -10,9 +10,12 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform import clients
 from billing_platform.audit.log import AuditLog
-from billing_platform.auth.keys import ApiKeyService
+from billing_platform.auth.service import ApiKeyService
+from billing_platform.conditions import TRANSACT_ATTEMPTS
 from tests.factories.apigw import api_event, json_body
+from tests.factories.faults import ThrottledTransactions
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
 
@@ -155,6 +158,23 @@ def test_idempotent_consume_over_the_api_consumes_once(api: ModuleType) -> None:
         {"tenant_id": "acme", "resource_type": "api_calls", "idempotency_key": "job-42"},
         tenant_id="acme",
     )
+    assert (status, body["released"], body["used"]) == (200, "0", "0")
+
+
+def test_a_keyed_release_throttled_beyond_retries_is_a_429_and_a_retry_gives_back_once(api: ModuleType) -> None:
+    request = {"tenant_id": "acme", "resource_type": "api_calls", "quantity": 5, "idempotency_key": "job-7"}
+    assert call(api, "POST", "/v1/entitlements/consume", request, tenant_id="acme")[0] == 200
+    release = {"tenant_id": "acme", "resource_type": "api_calls", "idempotency_key": "job-7"}
+    faults = ThrottledTransactions(clients.dynamodb(), TRANSACT_ATTEMPTS)
+
+    status, body = call(api, "POST", "/v1/entitlements/release", release, tenant_id="acme")
+
+    # Not "already released" (200, released 0): the quota would never come back.
+    assert (status, body["code"], faults.refused) == (429, "rate_limited", TRANSACT_ATTEMPTS)
+    assert api.service.check("acme", "api_calls").used == Decimal(5)
+    status, body = call(api, "POST", "/v1/entitlements/release", release, tenant_id="acme")
+    assert (status, body["released"], body["used"]) == (200, "5", "0")
+    status, body = call(api, "POST", "/v1/entitlements/release", release, tenant_id="acme")
     assert (status, body["released"], body["used"]) == (200, "0", "0")
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform import clients
 from billing_platform.audit.log import AuditLog
+from billing_platform.conditions import TRANSACT_ATTEMPTS
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
@@ -20,6 +22,7 @@ from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from tests.factories import stripe as sf
 from tests.factories.apigw import api_event, json_body
+from tests.factories.faults import ThrottledTransactions
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
 
@@ -77,6 +80,26 @@ def test_create_customer_binds_the_tenant_and_audits(api: Api) -> None:
     assert entry.actor.startswith("operator:")
     assert entry.request_id
     assert api.http.mutations[0].params["metadata[tenant_id]"] == "t_acme"
+
+
+def test_a_throttled_binding_is_sent_again_and_binds(api: Api) -> None:
+    faults = ThrottledTransactions(clients.dynamodb(), TRANSACT_ATTEMPTS - 1)
+    status, body = api.call("POST", "/v1/customers", {"tenant_id": "t_acme", "email": "ops@acme.test"})
+    assert (status, faults.refused) == (201, TRANSACT_ATTEMPTS - 1)
+    assert SubscriptionRepository().customer_for_tenant("t_acme") == body["id"]
+    assert [e.action for e in AuditLog().list("t_acme")] == ["customer.create"]
+
+
+def test_a_binding_throttled_beyond_retries_is_a_429_not_someone_elses_customer(api: Api) -> None:
+    faults = ThrottledTransactions(clients.dynamodb(), TRANSACT_ATTEMPTS)
+    status, body = api.call("POST", "/v1/customers", {"tenant_id": "t_acme", "email": "ops@acme.test"})
+    assert (status, body["code"], faults.refused) == (429, "rate_limited", TRANSACT_ATTEMPTS)
+    repo = SubscriptionRepository()
+    assert repo.customer_for_tenant("t_acme") is None  # nothing written: not bound, not audited
+    assert AuditLog().list("t_acme") == []
+    status, body = api.call("POST", "/v1/customers", {"tenant_id": "t_acme", "email": "ops@acme.test"})
+    assert status == 201
+    assert repo.customer_for_tenant("t_acme") == body["id"]
 
 
 def test_get_customer(api: Api) -> None:

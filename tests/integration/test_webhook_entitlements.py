@@ -58,7 +58,7 @@ def world(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> Iterator[World]:
     provider = StripeBillingProvider(get_settings(), http_client=http)
     set_billing_provider(provider)
     handler = load_handler("stripe_webhook")
-    handler._processor = WebhookProcessor(provider.sync)  # the real EntitlementService, built lazily
+    handler.processor.use(WebhookProcessor(provider.sync))  # the real EntitlementService, built lazily
     yield World(handler, http)
     set_billing_provider(None)
 
@@ -193,7 +193,7 @@ class CrashAfterApply:
 
 def test_a_renewal_retried_after_a_crash_resets_the_period_once(world: World) -> None:
     effects = CrashAfterApply(world.service())
-    world.handler._processor = WebhookProcessor(world.handler._processor.provider, entitlements=effects)
+    world.handler.processor.use(WebhookProcessor(world.handler.processor().provider, entitlements=effects))
     story = world.story("t_crash")
     world.deliver(*story.subscribe("price_pro_monthly"))
     world.service().consume("t_crash", "executions", Decimal(30))

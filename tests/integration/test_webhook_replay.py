@@ -83,7 +83,7 @@ def harness(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> Iterator[tuple
     set_billing_provider(provider)
     handler = load_handler("stripe_webhook")
     recorder = RecordingEntitlements()
-    handler._processor = WebhookProcessor(provider.sync, entitlements=recorder)
+    handler.processor.use(WebhookProcessor(provider.sync, entitlements=recorder))
     yield handler, http, recorder
     set_billing_provider(None)
 

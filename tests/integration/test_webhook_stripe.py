@@ -16,13 +16,16 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform import clients
 from billing_platform.audit.log import AuditLog
+from billing_platform.conditions import TRANSACT_ATTEMPTS
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
 from billing_platform.subscriptions.repository import Claim, SubscriptionRepository
 from billing_platform.subscriptions.webhooks import WebhookProcessor
 from tests.factories import stripe as sf
+from tests.factories.faults import ThrottledTransactions
 from tests.factories.handlers import load_handler
 
 
@@ -96,7 +99,7 @@ def hook(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> Iterator[Harness]
     set_billing_provider(provider)
     handler = load_handler("stripe_webhook")
     recorder = RecordingEntitlements()
-    handler._processor = WebhookProcessor(provider.sync, entitlements=recorder)
+    handler.processor.use(WebhookProcessor(provider.sync, entitlements=recorder))
     yield Harness(handler, http, recorder, SubscriptionRepository())
     set_billing_provider(None)
 
@@ -336,6 +339,24 @@ def test_customer_created_binds_the_tenant_from_metadata(hook: Harness) -> None:
     assert (status, body["outcome"], body["tenant_id"]) == (200, "customer_bound", "t_cus")
     assert hook.repo.tenant_for_customer(story.customer_id) == "t_cus"
     assert hook.repo.customer_for_tenant("t_cus") == story.customer_id
+
+
+def test_a_binding_throttled_beyond_retries_fails_the_delivery_and_the_redelivery_binds(hook: Harness) -> None:
+    story = hook.story("t_thr")
+    created = story.customer_created()
+    faults = ThrottledTransactions(clients.dynamodb(), TRANSACT_ATTEMPTS)
+
+    status, _body = hook.deliver(created)
+
+    # Not "bound elsewhere" and acknowledged: Stripe must deliver again, and the ledger lets it.
+    assert status >= 400
+    assert status != 409
+    assert faults.refused == TRANSACT_ATTEMPTS
+    assert hook.repo.customer_for_tenant("t_thr") is None
+    assert ledger(hook, created["id"]) is None
+    status, body = hook.deliver(created)
+    assert (status, body["outcome"]) == (200, "customer_bound")
+    assert hook.repo.customer_for_tenant("t_thr") == story.customer_id
 
 
 def test_customer_updated_and_deleted_follow_the_binding(hook: Harness) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import tenant_route_resources
-from billing_platform.auth.keys import ApiKeyService, hash_key
+from billing_platform.auth.keys import hash_key
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.errors import NotFoundError, ValidationError
 from tests.factories.authorizer import authorizer_event, bearer, method_arn, policy_allows
 from tests.factories.handlers import load_handler

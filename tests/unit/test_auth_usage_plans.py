@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from billing_platform import resources
-from billing_platform.auth.keys import ApiKeyService, usage_identifier_key
+from billing_platform.auth.keys import usage_identifier_key
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from billing_platform.settings import get_settings
 from tests.factories.authorizer import authorizer_event, bearer

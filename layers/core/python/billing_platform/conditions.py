@@ -1,27 +1,125 @@
-"""Telling a lost race from a real failure when DynamoDB refuses a conditional write."""
+"""How a refused DynamoDB write is judged, in one place: a lost race (another writer got there
+first: re-read and decide again), a transient refusal (throttling, a conflicting transaction: send the
+same request again later), or a real failure. Data-access code asks these functions; nothing else
+inspects botocore error codes.
+
+botocore's standard retry mode already re-sends a throttled single request; it does not re-send a
+transaction that DynamoDB cancelled because one of its items was throttled or held by another
+transaction, so `transact_write_items` does.
+"""
 
 from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 CONDITION_FAILED = frozenset({"ConditionalCheckFailed"})
+# Error codes of a request refused for capacity (after botocore's own retries).
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "Throttling",
+    }
+)
+# Cancellation reasons of a transaction item refused for capacity.
+THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
+CONFLICT_REASONS = frozenset({"TransactionConflict"})
+TRANSACT_ATTEMPTS = 4
+TRANSACT_BACKOFF_SECONDS = 0.025
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a refused request ("" when there is none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def cancel_reasons(exc: ClientError) -> list[dict[str, Any]] | None:
+    """The cancellation reasons of a cancelled transaction, in item order (empty when the service
+    sent none); None for any other error."""
+    if error_code(exc) != "TransactionCanceledException":
+        return None
+    reasons: Any = exc.response.get("CancellationReasons") or []
+    return list(reasons)
+
+
+def _reason_codes(exc: ClientError) -> set[str | None] | None:
+    reasons = cancel_reasons(exc)
+    return None if reasons is None else {reason.get("Code") for reason in reasons}
+
+
+def _message_names(exc: ClientError, codes: frozenset[str]) -> bool:
+    # Without cancellation reasons (some emulators) the message lists them: "[ThrottlingError, None]".
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    return any(code in message for code in codes)
 
 
 def lost_race(exc: ClientError, races: frozenset[str] = CONDITION_FAILED) -> bool:
     """True when DynamoDB refused a write only because another writer got there first: a single write's
     ConditionalCheckFailedException, or a cancelled transaction whose every cancellation reason is one of
     `races` (or `None`, an item that was fine) with at least one race among them. A transaction also
-    cancelled for throttling or validation is not a lost race: retrying the same plan would not help.
-    Without cancellation reasons (some emulators) the error message is searched for a race code."""
-    error = exc.response.get("Error", {})
-    code = error.get("Code")
+    cancelled for throttling or validation is not a lost race: retrying the same plan would not help."""
+    code = error_code(exc)
     if code == "ConditionalCheckFailedException":
         return True
-    if code != "TransactionCanceledException":
+    codes = _reason_codes(exc)
+    if codes is None:
         return False
-    reasons = exc.response.get("CancellationReasons") or []
-    codes = {reason.get("Code") for reason in reasons}
-    if reasons:
+    if codes:
         return bool(codes & races) and codes <= races | {"None", None}
-    message = str(error.get("Message", ""))
-    return any(race in message for race in races)
+    return _message_names(exc, races) and not _message_names(exc, THROTTLING_REASONS | CONFLICT_REASONS - races)
+
+
+def applied(write: Callable[[], object], races: frozenset[str] = CONDITION_FAILED) -> bool:
+    """Send a conditional write: True when DynamoDB applied it, False when it lost a race (`lost_race`).
+    Anything else (throttling after every retry, a bad request) is raised to the caller."""
+    try:
+        write()
+    except ClientError as exc:
+        if lost_race(exc, races):
+            return False
+        raise
+    return True
+
+
+def throttled(exc: ClientError) -> bool:
+    """True when DynamoDB refused for capacity: a throttled request, or a transaction cancelled because
+    any of its items was throttled (whatever the other items' reasons)."""
+    if error_code(exc) in THROTTLING_CODES:
+        return True
+    codes = _reason_codes(exc)
+    if codes is None:
+        return False
+    return bool(codes & THROTTLING_REASONS) if codes else _message_names(exc, THROTTLING_REASONS)
+
+
+def transient(exc: ClientError) -> bool:
+    """True when the same request may well succeed if sent again later: throttled, or a transaction
+    cancelled only because another transaction held one of its items. Says nothing about the data."""
+    if throttled(exc) or error_code(exc) == "TransactionConflictException":
+        return True
+    codes = _reason_codes(exc)
+    if not codes:
+        return codes is not None and _message_names(exc, CONFLICT_REASONS)
+    return bool(codes & CONFLICT_REASONS) and not codes & CONDITION_FAILED
+
+
+def transact_write_items(client: Any, items: list[dict[str, Any]], *, attempts: int = TRANSACT_ATTEMPTS) -> None:
+    """`TransactWriteItems`, sent again with jittered backoff while DynamoDB cancels it for transient
+    reasons only. A cancelled transaction wrote nothing, so sending it again is safe. The last refusal
+    is raised: the caller asks `lost_race` about it; a transient one propagates (the API answers 429
+    with Retry-After, a queue or Stripe delivers again)."""
+    for attempt in range(attempts):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return
+        except ClientError as exc:
+            if attempt == attempts - 1 or not transient(exc):
+                raise
+            time.sleep(random.uniform(0, TRANSACT_BACKOFF_SECONDS * 2**attempt))

@@ -1,5 +1,20 @@
 """One error hierarchy for the platform. Each error carries a machine-readable code and the HTTP
-status the API answers with; `billing_platform.api.errors` maps them to responses in one place."""
+status the API answers with; `billing_platform.api.errors` maps them to responses in one place.
+
+Domain errors defined beside the code that raises them (all `BillingError`s unless noted):
+
+- `entitlements.enforcer.QuotaExceededError` (EntitlementEnforcementError, 402): a refused consume.
+- `usage.ingest.UsageEnqueueError` (503), `usage.tracker.UsageFlushError` (503),
+  `usage.tracker.UsageBufferFull` (503), `usage.repository.UsageWriteIncomplete` (503): usage that
+  could not be queued or written yet; retrying is safe (records are deduplicated by id).
+- `usage.consumer.PoisonMessageError` (UnprocessableError, 422): a queue message no retry can fix.
+- `cli.environment.ConfigurationError`: the CLI cannot find the stack.
+- Not `BillingError`s, never an API response: `subscriptions.repository.StaleWrite` and
+  `subscriptions.webhooks.EventInProgress` (a concurrent writer or delivery; the webhook answers 409
+  so Stripe retries), `auth.authorizer.UnauthorizedError` (API Gateway's own 401).
+- A refused DynamoDB write is judged in `conditions` (lost race, transient, failure); transient ones
+  reach the API as 429 with Retry-After (`api.errors`).
+"""
 
 from __future__ import annotations
 

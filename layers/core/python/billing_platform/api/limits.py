@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from billing_platform import resources
-from billing_platform.errors import RateLimitedError
+from billing_platform.api.errors import json_response
 
 if TYPE_CHECKING:
     # Powertools' OpenAPI models cost ~50 ms to import and only the /openapi.json document needs them.
@@ -32,17 +31,6 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-# DynamoDB / AWS error codes that mean "slow down" rather than "broken".
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "Throttling",
-    }
-)
-DEFAULT_RETRY_AFTER_SECONDS = 1
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -99,40 +87,13 @@ def undecodable_body(event: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, default=str),
-        headers=headers or {},
-    )
-
-
 class LimitedRestResolver(APIGatewayRestResolver):
     """`APIGatewayRestResolver` that refuses oversized bodies with 413 before routing or validation (so a
-    10 MB body is never parsed) and maps rate limiting to 429 with a Retry-After header."""
+    10 MB body is never parsed), and undecodable ones with 400. Errors raised by routes: api.errors."""
 
     def __init__(self, *args: Any, max_body_bytes: int = resources.MAX_REQUEST_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_body_bytes = max_body_bytes
-
-        @self.exception_handler(RateLimitedError)
-        def _rate_limited(exc: RateLimitedError) -> Response[str]:
-            retry_after = int(exc.details.get("retry_after_seconds", DEFAULT_RETRY_AFTER_SECONDS))
-            logger.info("request rate limited", extra={"code": exc.code})
-            return _json_response(429, exc.to_dict(), {"Retry-After": str(retry_after)})
-
-        @self.exception_handler(ClientError)
-        def _aws_error(exc: ClientError) -> Response[str]:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in THROTTLING_CODES:
-                raise exc
-            logger.warning("AWS throttled the request after retries", extra={"aws_error": code})
-            error = RateLimitedError(
-                "too many requests right now; retry after a short pause",
-                details={"retry_after_seconds": DEFAULT_RETRY_AFTER_SECONDS},
-            )
-            return _json_response(429, error.to_dict(), {"Retry-After": str(DEFAULT_RETRY_AFTER_SECONDS)})
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
         """Powertools' document, with the platform's error body and refusals (api.openapi)."""
@@ -152,7 +113,7 @@ class LimitedRestResolver(APIGatewayRestResolver):
         size = body_size(event)
         if size > self.max_body_bytes:
             logger.info("request body too large", extra={"bytes": size, "limit": self.max_body_bytes})
-            response = _json_response(
+            response = json_response(
                 413,
                 {
                     "code": "payload_too_large",
@@ -164,6 +125,6 @@ class LimitedRestResolver(APIGatewayRestResolver):
         problem = undecodable_body(event)
         if problem is not None:
             logger.info("request body not decodable", extra={"reason": problem})
-            response = _json_response(400, {"code": "invalid_body", "message": problem})
+            response = json_response(400, {"code": "invalid_body", "message": problem})
             return ResponseBuilder[APIGatewayProxyEvent](response).build(APIGatewayProxyEvent(dict(event)))
         return super().resolve(event, context)

@@ -10,8 +10,6 @@ prefixes, Luhn-valid card numbers, bearer tokens).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import uuid
@@ -19,9 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from billing_platform import clients
-from billing_platform.errors import ValidationError
-from billing_platform.settings import Settings, get_settings
+from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
     from billing_platform.auth.caller import Caller
@@ -187,64 +183,28 @@ class AuditEntry:
         }
 
 
-def encode_cursor(last_evaluated_key: dict[str, Any] | None) -> str | None:
-    """An opaque page cursor from DynamoDB's LastEvaluatedKey (string attributes only)."""
-    if not last_evaluated_key:
-        return None
-    plain = {name: value["S"] for name, value in sorted(last_evaluated_key.items())}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, *, expected: dict[str, str], names: set[str]) -> dict[str, Any] | None:
-    """The ExclusiveStartKey a cursor stands for. A cursor that was not made for this query (tampered, for
-    another tenant, or garbage) is a 400, never a DynamoDB error or a read of someone else's page."""
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        plain = None
-    if (
-        not isinstance(plain, dict)
-        or set(plain) != names
-        or not all(isinstance(v, str) and v for v in plain.values())
-        or any(plain.get(k) != v for k, v in expected.items())
-    ):
-        raise ValidationError("the page cursor is not valid for this query", code="invalid_cursor")
-    return {name: {"S": value} for name, value in plain.items()}
-
-
 @dataclass(frozen=True)
 class AuditPage:
     entries: list[AuditEntry]
     next_cursor: str | None
 
 
-class AuditLog:
+class AuditLog(BillingTable):
     """Writes and reads audit entries. `put_item_request` lets a caller fold the entry into its own
     `TransactWriteItems`, so the mutation and its audit entry commit together."""
-
-    def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
-        self._settings = settings or get_settings()
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
 
     def put_item_request(self, entry: AuditEntry) -> dict[str, Any]:
         # The condition makes an entry append-only: a replayed transaction cannot overwrite it.
         return {
             "Put": {
-                "TableName": self._settings.billing_table_name,
+                "TableName": self.table,
                 "Item": entry.to_item(),
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
 
     def record(self, entry: AuditEntry) -> AuditEntry:
-        self.client.put_item(TableName=self._settings.billing_table_name, Item=entry.to_item())
+        self.client.put_item(TableName=self.table, Item=entry.to_item())
         return entry
 
     def list(self, tenant_id: str, limit: int = 50, newest_first: bool = True) -> list[AuditEntry]:
@@ -256,7 +216,7 @@ class AuditLog:
         """One page of a tenant's entries, newest first by default; `next_cursor` is None on the last page."""
         pk = f"AUDIT#{tenant_id}"
         kwargs: dict[str, Any] = {
-            "TableName": self._settings.billing_table_name,
+            "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ScanIndexForward": not newest_first,

@@ -29,7 +29,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from billing_platform import resources
 from billing_platform.auth.caller import PrincipalType
-from billing_platform.auth.keys import ApiKeyService, usage_identifier_key
+from billing_platform.auth.keys import usage_identifier_key
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.settings import Settings, get_settings
 
 logger = Logger(child=True)

@@ -44,6 +44,15 @@ class Caller:
             raise TenantAccessDenied("this route needs an operator credential")
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who asks (for the audit log) and under which request (API Gateway request id)."""
+
+    principal_id: str
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
 def caller_from_request_context(request_context: dict[str, Any] | None) -> Caller:
     """Fail closed: a request with no recognisable principal is unauthenticated."""
     ctx = request_context or {}

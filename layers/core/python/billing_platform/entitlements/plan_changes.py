@@ -19,13 +19,13 @@ def apply_plan(
     ctx: EntitlementContext,
     tenant_id: str,
     plan_id: str,
-    *,
-    period_start: datetime,
-    period_end: datetime,
-    status: str = "active",
-    source_version: int | None = None,
+    period: tuple[datetime, datetime],
+    status: str,
+    version: int | None,
 ) -> None:
-    """`EntitlementService.apply_plan`."""
+    """`EntitlementService.apply_plan`: the plan for `period` (start, end), applied unless `version`
+    is older than the stored one."""
+    period_start, period_end = period
     catalog_plan = ctx.catalog.plan(plan_id)
     if period_end <= period_start:
         raise UnprocessableError("the billing period must end after it starts", code="invalid_period")
@@ -38,7 +38,7 @@ def apply_plan(
         period_end=period_end,
         features=dict(catalog_plan.features),
         counter_shards=catalog_plan.counter_shards,
-        source_version=source_version,
+        source_version=version,
     )
     _apply(ctx, plan, Mode.RENEW, CounterState.ACTIVE, now)
 

@@ -26,10 +26,9 @@ def release(
     ctx: EntitlementContext,
     tenant_id: str,
     resource_type: str,
-    quantity: Decimal | None = None,
-    *,
-    idempotency_key: str | None = None,
-    period_end: datetime | None = None,
+    quantity: Decimal | None,
+    idempotency_key: str | None,
+    period_end: datetime | None,
 ) -> EntitlementCheck:
     """`EntitlementService.release`, input already validated."""
     if idempotency_key is not None:

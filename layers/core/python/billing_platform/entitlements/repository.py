@@ -12,8 +12,7 @@ never retry on their own (boto3's standard retry mode handles throttling).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements.dal.consume_records import ConsumeRecord, ConsumeRecordAccess, KeyedTake
 from billing_platform.entitlements.dal.counters import CounterAccess
 from billing_platform.entitlements.dal.items import (
@@ -56,8 +55,3 @@ __all__ = [
 class EntitlementRepository(PlanAccess, CounterAccess, ConsumeRecordAccess, LayoutAccess):
     """The only entitlement code that speaks boto3: plans, counters, consume records, layouts.
     A new kind of item gets its own `dal/` module and joins this list."""
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)

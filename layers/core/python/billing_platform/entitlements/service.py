@@ -21,13 +21,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing_platform.catalog.models import Catalog, load_catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, ONE, EntitlementContext
 from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
 from billing_platform.entitlements.plans import plan_for
-from billing_platform.entitlements.repository import EntitlementRepository, utc_now
+from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
 from billing_platform.errors import UnprocessableError
 from billing_platform.grants.repository import GrantRepository
@@ -135,9 +136,7 @@ class EntitlementService:
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
         amount actually given back."""
         self.validate(resource_type, quantity)
-        return release_case.release(
-            self._ctx, tenant_id, resource_type, quantity, idempotency_key=idempotency_key, period_end=period_end
-        )
+        return release_case.release(self._ctx, tenant_id, resource_type, quantity, idempotency_key, period_end)
 
     def release_taken(
         self,
@@ -170,15 +169,7 @@ class EntitlementService:
         (an upgrade keeps this period's usage and raises the limit), a later period starts afresh
         (a renewal), unless a lazy rollover already started that same period. An application with
         a `source_version` older than the stored one changes nothing."""
-        plan_changes.apply_plan(
-            self._ctx,
-            tenant_id,
-            plan_id,
-            period_start=period_start,
-            period_end=period_end,
-            status=status,
-            source_version=source_version,
-        )
+        plan_changes.apply_plan(self._ctx, tenant_id, plan_id, (period_start, period_end), status, source_version)
 
     def suspend(self, tenant_id: str, reason: str) -> None:
         """Deny every quota and feature of the tenant (usage stays visible) until a plan is applied."""

@@ -21,9 +21,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.conditions import cancel_reasons
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.counters import take_item
-from billing_platform.entitlements.dal.table import cancel_reasons
 from billing_platform.entitlements.models import (
     CounterState,
     DenyReason,

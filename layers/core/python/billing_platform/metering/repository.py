@@ -19,15 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing_platform import clients
-from billing_platform.conditions import lost_race
-from billing_platform.settings import Settings, get_settings
+from billing_platform.conditions import applied
+from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, utc_now
 from billing_platform.subscriptions.models import SubscriptionRecord
 
 BATCH_GET_MAX = 100
@@ -36,14 +33,6 @@ ZERO = Decimal(0)
 
 def meter_pk(tenant_id: str, resource_type: str) -> str:
     return f"METER#{tenant_id}#{resource_type}"
-
-
-def _num(value: Decimal | int) -> dict[str, str]:
-    return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
-
-
-def _dec(attr: dict[str, str] | None) -> Decimal:
-    return Decimal(attr["N"]) if attr else ZERO
 
 
 # A claim or commit losing to a concurrent run: another transaction on the same items also counts.
@@ -79,20 +68,8 @@ class DayWatermark:
     open_claims: int = 0
 
 
-class MeterWatermarkRepository:
+class MeterWatermarkRepository(BillingTable):
     """Reads and conditionally advances the per tenant x resource x hour watermarks."""
-
-    def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
-        self._settings = settings or get_settings()
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
-    @property
-    def table(self) -> str:
-        return self._settings.billing_table_name
 
     def days(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], DayWatermark]:
         """(tenant, resource, day) -> day watermark, for the keys that have one (strongly consistent)."""
@@ -110,7 +87,9 @@ class MeterWatermarkRepository:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     key = (item["tenant_id"]["S"], item["resource_type"]["S"], item["sk"]["S"][2:])
-                    found[key] = DayWatermark(_dec(item.get("reported")), int(_dec(item.get("open_claims"))))
+                    found[key] = DayWatermark(
+                        decimal_of(item.get("reported")), int(decimal_of(item.get("open_claims")))
+                    )
                 request = response.get("UnprocessedKeys") or {}
         return found
 
@@ -157,10 +136,10 @@ class MeterWatermarkRepository:
     def claim(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
         """Record the intent to report `pending.to - pending.from_` units of `hour`. False (nothing
         written) if another claim is in flight or `reported` is no longer `pending.from_`."""
-        now = datetime.now(UTC).isoformat()
+        now = utc_now().isoformat()
         values: dict[str, Any] = {
-            ":from": _num(pending.from_),
-            ":to": _num(pending.to),
+            ":from": number_attr(pending.from_),
+            ":to": number_attr(pending.to),
             ":id": {"S": pending.identifier},
             ":ev": {"S": pending.event_name},
             ":cus": {"S": pending.customer_id},
@@ -191,7 +170,7 @@ class MeterWatermarkRepository:
     def commit(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
         """Move `reported` to `pending.to` and drop the claim. False (nothing written) if that claim is
         no longer there (another reporter committed it)."""
-        now = datetime.now(UTC).isoformat()
+        now = utc_now().isoformat()
         items: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -204,7 +183,7 @@ class MeterWatermarkRepository:
                     "ConditionExpression": "pending_to = :to AND identifier = :id",
                     "ExpressionAttributeNames": {"#rep": "reported"},
                     "ExpressionAttributeValues": {
-                        ":to": _num(pending.to),
+                        ":to": number_attr(pending.to),
                         ":id": {"S": pending.identifier},
                         ":now": {"S": now},
                     },
@@ -228,7 +207,7 @@ class MeterWatermarkRepository:
         """Remove a claim Stripe refused for good (an operator's decision: the next run claims the hour's
         usage afresh, with the tenant's current customer). `audit` (an `AuditLog.put_item_request`)
         commits in the same transaction. False if that claim is no longer there."""
-        now = datetime.now(UTC).isoformat()
+        now = utc_now().isoformat()
         items: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -258,8 +237,8 @@ class MeterWatermarkRepository:
                 "updated_at = :now",
                 "ExpressionAttributeNames": {"#rep": "reported"},
                 "ExpressionAttributeValues": {
-                    ":delta": _num(delta),
-                    ":claims": _num(claims),
+                    ":delta": number_attr(delta),
+                    ":claims": number_attr(claims),
                     ":t": {"S": tenant_id},
                     ":r": {"S": resource_type},
                     ":now": {"S": now},
@@ -268,26 +247,20 @@ class MeterWatermarkRepository:
         }
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            # A lost race (condition failed, or a concurrent transaction on the same item) changes
-            # nothing; the caller re-reads on its next run.
-            if lost_race(exc, LOST_RACES):
-                return False
-            raise
-        return True
+        # A lost race (condition failed, or a concurrent transaction on the same item) changes
+        # nothing; the caller re-reads on its next run.
+        return applied(lambda: self.client.transact_write_items(TransactItems=items), LOST_RACES)
 
 
 def _hour_from_item(item: dict[str, Any]) -> HourWatermark:
     pending = None
     if "pending_to" in item:
         pending = PendingReport(
-            from_=_dec(item.get("pending_from")),
-            to=_dec(item["pending_to"]),
+            from_=decimal_of(item.get("pending_from")),
+            to=decimal_of(item["pending_to"]),
             identifier=item["identifier"]["S"],
             event_name=item["event_name"]["S"],
             customer_id=item["customer_id"]["S"],
             event_ts=datetime.fromisoformat(item["event_ts"]["S"]),
         )
-    return HourWatermark(hour=item["sk"]["S"][2:], reported=_dec(item.get("reported")), pending=pending)
+    return HourWatermark(hour=item["sk"]["S"][2:], reported=decimal_of(item.get("reported")), pending=pending)

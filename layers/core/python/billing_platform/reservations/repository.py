@@ -24,9 +24,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import lost_race
-from billing_platform.entitlements.dal.items import _n, _s, counter_from_item, counter_key
-from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons
+from billing_platform.conditions import cancel_reasons, lost_race
+from billing_platform.dynamodb import number_attr, string_attr
+from billing_platform.entitlements.dal.items import counter_from_item, counter_key
+from billing_platform.entitlements.dal.table import TableAccess
 from billing_platform.entitlements.models import CounterState, QuotaCounter, from_epoch, to_epoch
 from billing_platform.reservations.models import (
     METER_RETRY_AFTER,
@@ -45,7 +46,7 @@ DUE_PARTITIONS = 8
 
 
 def reservation_key(tenant_id: str, reservation_id: str) -> Item:
-    return {"pk": _s(f"RSV#{tenant_id}#{reservation_id}"), "sk": _s(RESERVATION_SK)}
+    return {"pk": string_attr(f"RSV#{tenant_id}#{reservation_id}"), "sk": string_attr(RESERVATION_SK)}
 
 
 def due_partition(reservation_id: str) -> str:
@@ -61,17 +62,17 @@ def reservation_to_item(reservation: Reservation) -> Item:
     """The item of a new (held) reservation."""
     item: Item = {
         **reservation_key(reservation.tenant_id, reservation.reservation_id),
-        "tenant_id": _s(reservation.tenant_id),
-        "reservation_id": _s(reservation.reservation_id),
-        "resource_type": _s(reservation.resource_type),
-        "estimate": _n(reservation.estimate),
-        "reserved_at": _n(to_epoch(reservation.reserved_at)),
-        "due_at": _n(to_epoch(reservation.due_at)),
-        "shards": _s(shards_json(reservation.shards)),
-        "layout": _n(reservation.layout),
-        "state": _s(reservation.state.value),
-        "gsi1pk": _s(due_partition(reservation.reservation_id)),
-        "gsi1sk": _s(due_sort_key(reservation.due_at, reservation.reservation_id)),
+        "tenant_id": string_attr(reservation.tenant_id),
+        "reservation_id": string_attr(reservation.reservation_id),
+        "resource_type": string_attr(reservation.resource_type),
+        "estimate": number_attr(reservation.estimate),
+        "reserved_at": number_attr(to_epoch(reservation.reserved_at)),
+        "due_at": number_attr(to_epoch(reservation.due_at)),
+        "shards": string_attr(shards_json(reservation.shards)),
+        "layout": number_attr(reservation.layout),
+        "state": string_attr(reservation.state.value),
+        "gsi1pk": string_attr(due_partition(reservation.reservation_id)),
+        "gsi1sk": string_attr(due_sort_key(reservation.due_at, reservation.reservation_id)),
     }
     return item
 
@@ -196,13 +197,13 @@ class ReservationRepository(TableAccess):
     def transition_item(self, before: Reservation, after: Reservation, now: datetime) -> dict[str, Any]:
         """The reservation's update inside a resolution transaction: `before` (held) becomes `after`."""
         values: dict[str, Any] = {
-            ":held": _s(ReservationState.HELD.value),
-            ":state": _s(after.state.value),
-            ":charged": _n(after.charged),
-            ":given": _n(after.given_back),
-            ":uncovered": _n(after.uncovered),
-            ":at": _n(to_epoch(now)),
-            ":exp": _n(to_epoch(now + RESOLVED_RETENTION)),
+            ":held": string_attr(ReservationState.HELD.value),
+            ":state": string_attr(after.state.value),
+            ":charged": number_attr(after.charged),
+            ":given": number_attr(after.given_back),
+            ":uncovered": number_attr(after.uncovered),
+            ":at": number_attr(to_epoch(now)),
+            ":exp": number_attr(to_epoch(now + RESOLVED_RETENTION)),
             ":pending": {"BOOL": after.meter_pending},
         }
         sets = [
@@ -215,11 +216,11 @@ class ReservationRepository(TableAccess):
             "meter_pending = :pending",
         ]
         if after.actual is not None:
-            values[":actual"] = _n(after.actual)
+            values[":actual"] = number_attr(after.actual)
             sets.append("actual = :actual")
         if after.meter_pending:
             # Stays in the sweep's index until the usage record is known sent (mark_metered).
-            values[":gsk"] = _s(due_sort_key(now + METER_RETRY_AFTER, after.reservation_id))
+            values[":gsk"] = string_attr(due_sort_key(now + METER_RETRY_AFTER, after.reservation_id))
             sets.append("gsi1sk = :gsk")
             update = "SET " + ", ".join(sets)
         else:
@@ -251,9 +252,9 @@ class ReservationRepository(TableAccess):
                 "#st": "state",
             },
             "ExpressionAttributeValues": {
-                ":q": _n(quantity),
-                ":at": _n(to_epoch(reserved_at)),
-                ":retired": _s(CounterState.RETIRED.value),
+                ":q": number_attr(quantity),
+                ":at": number_attr(to_epoch(reserved_at)),
+                ":retired": string_attr(CounterState.RETIRED.value),
             },
         }
 
@@ -280,9 +281,9 @@ class ReservationRepository(TableAccess):
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk < :upto",
             "ExpressionAttributeValues": {
-                ":p": _s(f"RSVDUE#{partition:02d}"),
+                ":p": string_attr(f"RSVDUE#{partition:02d}"),
                 # Every sort key of a due time <= now sorts below the next second's prefix.
-                ":upto": _s(f"{to_epoch(now) + 1:012d}"),
+                ":upto": string_attr(f"{to_epoch(now) + 1:012d}"),
             },
             "Limit": limit,
         }

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from billing_platform.entitlements.repository import utc_now
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import NotFoundError
 from billing_platform.reservations import resolve

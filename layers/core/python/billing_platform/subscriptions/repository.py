@@ -8,15 +8,15 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
 from billing_platform.audit.log import AuditEntry, AuditLog
-from billing_platform.settings import Settings, get_settings
+from billing_platform.conditions import applied, lost_race, transact_write_items
+from billing_platform.dynamodb import BillingTable, string_attr, utc_now
+from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 
 # Stripe retries a failed delivery for up to three days; the ledger remembers an event for 30.
@@ -34,31 +34,13 @@ class StaleWrite(Exception):
     """The subscription record changed since it was read (another delivery won the race)."""
 
 
-def _s(value: str | None) -> dict[str, Any]:
-    return {"S": value} if value is not None else {"NULL": True}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    code = exc.response.get("Error", {}).get("Code", "")
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
-class SubscriptionRepository:
+class SubscriptionRepository(BillingTable):
     """Conditional writes only: a binding, a subscription record or a ledger claim is never silently
     overwritten by a concurrent writer (the caller learns it from the return value or `StaleWrite`)."""
 
     def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
-        self._settings = settings or get_settings()
-        self._client = client
+        super().__init__(settings, client)
         self._audit = AuditLog(self._settings, client)
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
-    @property
-    def table(self) -> str:
-        return self._settings.billing_table_name
 
     # --- tenant <-> customer -------------------------------------------------------------------
     def bind_customer(
@@ -75,7 +57,7 @@ class SubscriptionRepository:
         same pair; a tenant whose customer was deleted may be bound to a new one. False (and nothing
         written) if either side is bound to someone else, or if `version` (the Stripe event `created`)
         is older than the customer event already applied. Unknown email/name (None) keep stored ones."""
-        now = datetime.now(UTC).isoformat()
+        now = utc_now().isoformat()
         sets = ["tenant_id = :t", "customer_id = :c", "deleted = :false", "updated_at = :now"]
         values: dict[str, Any] = {
             ":t": {"S": tenant_id},
@@ -122,13 +104,7 @@ class SubscriptionRepository:
         ]
         if audit is not None:
             items.append(self._audit.put_item_request(audit))
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))
 
     def mark_customer_deleted(self, tenant_id: str, customer_id: str, *, version: int | None = None) -> None:
         """Flag the tenant's customer deleted (no-op if the tenant is bound to another customer or a newer
@@ -136,7 +112,7 @@ class SubscriptionRepository:
         values: dict[str, Any] = {
             ":t": {"BOOL": True},
             ":c": {"S": customer_id},
-            ":now": {"S": datetime.now(UTC).isoformat()},
+            ":now": {"S": utc_now().isoformat()},
         }
         update = "SET deleted = :t, updated_at = :now"
         condition = "customer_id = :c"
@@ -153,7 +129,7 @@ class SubscriptionRepository:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not lost_race(exc):
                 raise
 
     def get_profile(self, tenant_id: str) -> dict[str, Any] | None:
@@ -199,7 +175,7 @@ class SubscriptionRepository:
         """Write the record if nobody else wrote since `expected_revision` (None: if it does not exist);
         raises `StaleWrite` otherwise. The audit entry commits in the same transaction."""
         revision = (expected_revision or 0) + 1
-        saved = record.model_copy(update={"revision": revision, "updated_at": datetime.now(UTC)})
+        saved = record.model_copy(update={"revision": revision, "updated_at": utc_now()})
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
@@ -222,9 +198,9 @@ class SubscriptionRepository:
         if audit is not None:
             items.append(self._audit.put_item_request(audit))
         try:
-            self.client.transact_write_items(TransactItems=items)
+            transact_write_items(self.client, items)
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if lost_race(exc):
                 raise StaleWrite(record.tenant_id) from None
             raise
         return saved
@@ -250,7 +226,7 @@ class SubscriptionRepository:
                 ExpressionAttributeValues={":processing": {"S": "processing"}, ":now": {"N": str(now)}},
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not lost_race(exc):
                 raise
             item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item") or {}
             return Claim.DONE if item.get("status", {}).get("S") == "done" else Claim.IN_PROGRESS
@@ -265,8 +241,8 @@ class SubscriptionRepository:
             ExpressionAttributeValues={
                 ":done": {"S": "done"},
                 ":o": {"S": outcome},
-                ":t": _s(tenant_id),
-                ":now": {"S": datetime.now(UTC).isoformat()},
+                ":t": string_attr(tenant_id),
+                ":now": {"S": utc_now().isoformat()},
             },
         )
 
@@ -281,7 +257,7 @@ class SubscriptionRepository:
                 ExpressionAttributeValues={":processing": {"S": "processing"}},
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not lost_race(exc):
                 raise
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:

@@ -8,11 +8,10 @@ What this service stores itself is the tenant <-> customer binding, with an audi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pydantic import BaseModel
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import CatalogError, ConflictError, NotFoundError
 from billing_platform.providers.base import ENDED_STATUSES, ProviderSubscription, SyncBillingProvider
@@ -25,15 +24,6 @@ from billing_platform.subscriptions.models import (
     UpdateSubscriptionRequest,
 )
 from billing_platform.subscriptions.repository import SubscriptionRepository
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asks (for the audit log) and under which request (API Gateway request id)."""
-
-    principal_id: str
-    request_id: str | None = None
-    idempotency_key: str | None = None
 
 
 class SubscriptionService:

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform import clients
+from billing_platform.dynamodb import BillingTable
 from billing_platform.errors import BillingError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
@@ -148,16 +149,8 @@ class UsageRecordRepository:
         )
 
 
-class AggregateRepository:
-    """Aggregate rows, checkpoints and the reads behind trends and top consumers."""
-
-    def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
-        self._settings = settings or get_settings()
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
+class AggregateRepository(BillingTable):
+    """Aggregate rows, checkpoints and the reads behind trends and top consumers (the aggregates table)."""
 
     @property
     def table(self) -> str:

@@ -11,20 +11,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import lost_race
+from billing_platform.conditions import applied, cancel_reasons, transact_write_items
+from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.dal.items import (
     CONSUME_RECORD_DAYS,
     NAMES,
     Item,
-    _dec,
-    _n,
-    _s,
     consume_record_key,
     counter_from_item,
     counter_key,
 )
-from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons, update_item
+from billing_platform.entitlements.dal.table import TableAccess, update_item
 from billing_platform.entitlements.models import (
     CounterState,
     EntitlementCheck,
@@ -63,18 +61,18 @@ class KeyedTake:
 def record_to_item(record: ConsumeRecord) -> Item:
     item: Item = {
         **consume_record_key(record.tenant_id, record.idempotency_key),
-        "tenant_id": _s(record.tenant_id),
-        "idempotency_key": _s(record.idempotency_key),
-        "resource_type": _s(record.resource_type),
-        "quantity": _n(record.quantity),
-        "consumed_at": _n(to_epoch(record.consumed_at)),
-        "shards": {"L": [{"L": [_n(s), _n(q)]} for s, q in record.shards]},
-        "layout": _n(record.layout),
+        "tenant_id": string_attr(record.tenant_id),
+        "idempotency_key": string_attr(record.idempotency_key),
+        "resource_type": string_attr(record.resource_type),
+        "quantity": number_attr(record.quantity),
+        "consumed_at": number_attr(to_epoch(record.consumed_at)),
+        "shards": {"L": [{"L": [number_attr(s), number_attr(q)]} for s, q in record.shards]},
+        "layout": number_attr(record.layout),
         "released": {"BOOL": record.released},
-        "expires_at": _n(to_epoch(record.consumed_at + timedelta(days=CONSUME_RECORD_DAYS))),
+        "expires_at": number_attr(to_epoch(record.consumed_at + timedelta(days=CONSUME_RECORD_DAYS))),
     }
     if record.answer is not None:
-        item["answer"] = _s(json.dumps(record.answer.to_dict()))
+        item["answer"] = string_attr(json.dumps(record.answer.to_dict()))
     return item
 
 
@@ -87,9 +85,9 @@ def record_from_item(item: Item) -> ConsumeRecord:
         tenant_id=item["tenant_id"]["S"],
         idempotency_key=key,
         resource_type=item["resource_type"]["S"],
-        quantity=_dec(item["quantity"]),
+        quantity=decimal_of(item["quantity"]),
         consumed_at=from_epoch(int(item["consumed_at"]["N"])),
-        shards=tuple((int(p["L"][0]["N"]), _dec(p["L"][1])) for p in item.get("shards", {}).get("L", [])),
+        shards=tuple((int(p["L"][0]["N"]), decimal_of(p["L"][1])) for p in item.get("shards", {}).get("L", [])),
         layout=int(item.get("layout", {"N": "1"})["N"]),
         answer=answer,
         released=bool(item.get("released", {}).get("BOOL", False)),
@@ -132,11 +130,11 @@ class ConsumeRecordAccess(TableAccess):
         values = update["ExpressionAttributeValues"]
         values.update(
             {
-                ":pin_used": _n(expected.used),
-                ":pin_rem": _n(expected.remaining),
-                ":pin_lim": _n(expected.limit),
-                ":pin_pe": _n(to_epoch(expected.period_end)),
-                ":pin_pol": _s(expected.policy.value),
+                ":pin_used": number_attr(expected.used),
+                ":pin_rem": number_attr(expected.remaining),
+                ":pin_lim": number_attr(expected.limit),
+                ":pin_pe": number_attr(to_epoch(expected.period_end)),
+                ":pin_pol": string_attr(expected.policy.value),
             }
         )
         pins = "#used = :pin_used AND #rem = :pin_rem AND #lim = :pin_lim AND #pe = :pin_pe AND #pol = :pin_pol"
@@ -144,7 +142,7 @@ class ConsumeRecordAccess(TableAccess):
             pins += " AND attribute_not_exists(#tl)"
         else:
             pins += " AND #tl = :pin_tl"
-            values[":pin_tl"] = _n(expected.total_limit)
+            values[":pin_tl"] = number_attr(expected.total_limit)
         update["ConditionExpression"] = f"{update['ConditionExpression']} AND {pins}"
         try:
             self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
@@ -246,15 +244,11 @@ class ConsumeRecordAccess(TableAccess):
 
     def put_consume_record(self, record: ConsumeRecord) -> bool:
         """Store a record on its own (a denied idempotent consume), only if the key is new."""
-        try:
-            self.client.put_item(
+        return applied(
+            lambda: self.client.put_item(
                 TableName=self._table, Item=record_to_item(record), ConditionExpression="attribute_not_exists(pk)"
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
         """Store the answer a replay returns (first writer wins)."""
@@ -264,7 +258,7 @@ class ConsumeRecordAccess(TableAccess):
             Key=consume_record_key(tenant_id, idempotency_key),
             UpdateExpression="SET answer = if_not_exists(answer, :a)",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":a": _s(json.dumps(answer.to_dict()))},
+            ExpressionAttributeValues={":a": string_attr(json.dumps(answer.to_dict()))},
         )
 
     # --- release of a keyed consume -----------------------------------------------------------
@@ -294,17 +288,11 @@ class ConsumeRecordAccess(TableAccess):
                         "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at AND #st <> :retired",
                         "ExpressionAttributeNames": {k: NAMES[k] for k in ("#rem", "#used", "#ps", "#pe", "#st")},
                         "ExpressionAttributeValues": {
-                            ":q": _n(quantity),
-                            ":at": _n(to_epoch(record.consumed_at)),
-                            ":retired": _s(CounterState.RETIRED.value),
+                            ":q": number_attr(quantity),
+                            ":at": number_attr(to_epoch(record.consumed_at)),
+                            ":retired": string_attr(CounterState.RETIRED.value),
                         },
                     }
                 }
             )
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            if cancel_reasons(err) is not None:
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))

@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.conditions import lost_race
-from billing_platform.entitlements.dal.items import Item, _n, _s, counter_from_item, counter_key
+from billing_platform.dynamodb import number_attr, string_attr
+from billing_platform.entitlements.dal.items import Item, counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess, update_item
 from billing_platform.entitlements.models import CounterState, QuotaCounter, to_epoch
 
@@ -19,12 +20,16 @@ def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> di
     """Take `quantity` from a live counter of the current period (with `enforce`, a hard quota only
     while it has that much left). Shared by the hot path and every transaction that consumes."""
     condition = "#st = :active AND #pe > :now"
-    values = {":q": _n(quantity), ":now": _n(to_epoch(now)), ":active": _s(CounterState.ACTIVE.value)}
+    values = {
+        ":q": number_attr(quantity),
+        ":now": number_attr(to_epoch(now)),
+        ":active": string_attr(CounterState.ACTIVE.value),
+    }
     names = {"#rem": "remaining", "#used": "used", "#st": "state", "#pe": "period_end"}
     if enforce:
         # Soft and unlimited quotas pass and count; hard ones need the quantity left.
         condition += " AND (#rem >= :q OR #pol <> :hard)"
-        values[":hard"] = _s(QuotaPolicy.HARD.value)
+        values[":hard"] = string_attr(QuotaPolicy.HARD.value)
         names["#pol"] = "policy"
     return {
         "UpdateExpression": "SET #rem = #rem - :q, #used = #used + :q",
@@ -101,12 +106,12 @@ class CounterAccess(TableAccess):
         zero) and, with `period_end`, only while it is still in that period. Returns (counter after,
         None) or (None, the item as it was when the condition failed)."""
         # Never into a retired counter: its usage is final (carried into the layout in force).
-        values: dict[str, Any] = {":q": _n(quantity), ":retired": _s(CounterState.RETIRED.value)}
+        values: dict[str, Any] = {":q": number_attr(quantity), ":retired": string_attr(CounterState.RETIRED.value)}
         names = {"#rem": "remaining", "#used": "used", "#st": "state"}
         condition = "#used >= :q AND #st <> :retired"
         if period_end is not None:
             condition += " AND #pe = :pe"
-            values[":pe"] = _n(to_epoch(period_end))
+            values[":pe"] = number_attr(to_epoch(period_end))
             names["#pe"] = "period_end"
         try:
             response = update_item(

@@ -13,12 +13,11 @@ Numbers go to DynamoDB as Decimal strings, never floats.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.models import (
-    ZERO,
     CounterState,
     QuotaCounter,
     TenantPlan,
@@ -42,28 +41,12 @@ NAMES = {
 }
 
 
-def _n(value: Decimal | int) -> dict[str, str]:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("DynamoDB numbers must be finite")
-        return {"N": format(value, "f")}
-    return {"N": str(value)}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _dec(attr: dict[str, str] | None) -> Decimal:
-    return Decimal(attr["N"]) if attr else ZERO
-
-
 def plan_key(tenant_id: str) -> Item:
-    return {"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("PLAN")}
+    return {"pk": string_attr(f"TENANT#{tenant_id}"), "sk": string_attr("PLAN")}
 
 
 def profile_key(tenant_id: str) -> Item:
-    return {"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("PROFILE")}
+    return {"pk": string_attr(f"TENANT#{tenant_id}"), "sk": string_attr("PROFILE")}
 
 
 def counter_pk(tenant_id: str, resource_type: str, shard: int, shards: int) -> str:
@@ -72,34 +55,34 @@ def counter_pk(tenant_id: str, resource_type: str, shard: int, shards: int) -> s
 
 
 def counter_key(tenant_id: str, resource_type: str, shard: int = 0, shards: int = 1) -> Item:
-    return {"pk": _s(counter_pk(tenant_id, resource_type, shard, shards)), "sk": _s(COUNTER_SK)}
+    return {"pk": string_attr(counter_pk(tenant_id, resource_type, shard, shards)), "sk": string_attr(COUNTER_SK)}
 
 
 def consume_record_key(tenant_id: str, idempotency_key: str) -> Item:
-    return {"pk": _s(f"CONSUME#{tenant_id}#{idempotency_key}"), "sk": _s("CONSUME")}
+    return {"pk": string_attr(f"CONSUME#{tenant_id}#{idempotency_key}"), "sk": string_attr("CONSUME")}
 
 
 def counter_to_item(counter: QuotaCounter, now: datetime) -> Item:
     item: Item = {
         **counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
-        "tenant_id": _s(counter.tenant_id),
-        "resource_type": _s(counter.resource_type),
-        "plan_id": _s(counter.plan_id),
-        "policy": _s(counter.policy.value),
-        "limit": _n(counter.limit),
-        "used": _n(counter.used),
-        "remaining": _n(counter.remaining),
-        "period_start": _n(to_epoch(counter.period_start)),
-        "period_end": _n(to_epoch(counter.period_end)),
-        "state": _s(counter.state.value),
-        "shard": _n(counter.shard),
-        "shards": _n(counter.shards),
-        "updated_at": _s(now.isoformat()),
+        "tenant_id": string_attr(counter.tenant_id),
+        "resource_type": string_attr(counter.resource_type),
+        "plan_id": string_attr(counter.plan_id),
+        "policy": string_attr(counter.policy.value),
+        "limit": number_attr(counter.limit),
+        "used": number_attr(counter.used),
+        "remaining": number_attr(counter.remaining),
+        "period_start": number_attr(to_epoch(counter.period_start)),
+        "period_end": number_attr(to_epoch(counter.period_end)),
+        "state": string_attr(counter.state.value),
+        "shard": number_attr(counter.shard),
+        "shards": number_attr(counter.shards),
+        "updated_at": string_attr(now.isoformat()),
     }
     if counter.total_limit is not None:
-        item["total_limit"] = _n(counter.total_limit)
+        item["total_limit"] = number_attr(counter.total_limit)
     if counter.current_shards is not None:
-        item["current_shards"] = _n(counter.current_shards)
+        item["current_shards"] = number_attr(counter.current_shards)
     return item
 
 
@@ -108,16 +91,16 @@ def counter_from_item(item: Item) -> QuotaCounter:
         tenant_id=item["tenant_id"]["S"],
         resource_type=item["resource_type"]["S"],
         policy=QuotaPolicy(item["policy"]["S"]),
-        limit=_dec(item.get("limit")),
-        used=_dec(item.get("used")),
-        remaining=_dec(item.get("remaining")),
+        limit=decimal_of(item.get("limit")),
+        used=decimal_of(item.get("used")),
+        remaining=decimal_of(item.get("remaining")),
         period_start=from_epoch(int(item["period_start"]["N"])),
         period_end=from_epoch(int(item["period_end"]["N"])),
         plan_id=item["plan_id"]["S"],
         state=CounterState(item["state"]["S"]),
         shard=int(item.get("shard", {"N": "0"})["N"]),
         shards=int(item.get("shards", {"N": "1"})["N"]),
-        total_limit=_dec(item["total_limit"]) if "total_limit" in item else None,
+        total_limit=decimal_of(item["total_limit"]) if "total_limit" in item else None,
         current_shards=int(item["current_shards"]["N"]) if "current_shards" in item else None,
     )
 
@@ -125,19 +108,19 @@ def counter_from_item(item: Item) -> QuotaCounter:
 def plan_to_item(plan: TenantPlan, now: datetime) -> Item:
     item: Item = {
         **plan_key(plan.tenant_id),
-        "tenant_id": _s(plan.tenant_id),
-        "plan_id": _s(plan.plan_id),
-        "status": _s(plan.status),
-        "period_start": _n(to_epoch(plan.period_start)),
-        "period_end": _n(to_epoch(plan.period_end)),
+        "tenant_id": string_attr(plan.tenant_id),
+        "plan_id": string_attr(plan.plan_id),
+        "status": string_attr(plan.status),
+        "period_start": number_attr(to_epoch(plan.period_start)),
+        "period_end": number_attr(to_epoch(plan.period_end)),
         "features": {"M": {k: {"BOOL": v} for k, v in plan.features.items()}},
-        "counter_shards": _n(plan.counter_shards),
-        "updated_at": _s(now.isoformat()),
+        "counter_shards": number_attr(plan.counter_shards),
+        "updated_at": string_attr(now.isoformat()),
     }
     if plan.source_version is not None:
-        item["source_version"] = _n(plan.source_version)
+        item["source_version"] = number_attr(plan.source_version)
     if plan.suspended_reason:
-        item["suspended_reason"] = _s(plan.suspended_reason)
+        item["suspended_reason"] = string_attr(plan.suspended_reason)
     return item
 
 

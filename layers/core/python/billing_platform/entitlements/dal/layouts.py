@@ -10,12 +10,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.conditions import lost_race
-from billing_platform.entitlements.dal.items import NAMES, _n, _s, counter_key, counter_to_item
-from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons, update_item
+from billing_platform.conditions import applied, transact_write_items
+from billing_platform.dynamodb import number_attr, string_attr
+from billing_platform.entitlements.dal.items import NAMES, counter_key, counter_to_item
+from billing_platform.entitlements.dal.table import TableAccess, update_item
 from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter, to_epoch
 
 
@@ -25,8 +24,8 @@ class LayoutAccess(TableAccess):
     def rollover(self, counter: QuotaCounter, start: datetime, end: datetime, now: datetime) -> bool:
         """Start a new period, only if the counter still ends where the caller saw it end: of many
         racing resets exactly one succeeds, so a period is never granted twice."""
-        try:
-            update_item(
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
@@ -34,18 +33,14 @@ class LayoutAccess(TableAccess):
                 ConditionExpression="#pe = :old",
                 ExpressionAttributeNames={k: NAMES[k] for k in ("#used", "#rem", "#lim", "#ps", "#pe")},
                 ExpressionAttributeValues={
-                    ":zero": _n(ZERO),
-                    ":ps": _n(to_epoch(start)),
-                    ":pe": _n(to_epoch(end)),
-                    ":old": _n(to_epoch(counter.period_end)),
-                    ":at": _s(now.isoformat()),
+                    ":zero": number_attr(ZERO),
+                    ":ps": number_attr(to_epoch(start)),
+                    ":pe": number_attr(to_epoch(end)),
+                    ":old": number_attr(to_epoch(counter.period_end)),
+                    ":at": string_attr(now.isoformat()),
                 },
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def set_plan_terms(
         self,
@@ -64,30 +59,30 @@ class LayoutAccess(TableAccess):
         the caller saw. `reset` starts the new period at used=0; otherwise `used` is kept and
         remaining = limit - used is computed by DynamoDB, atomically with concurrent consumes."""
         values: dict[str, Any] = {
-            ":lim": _n(limit),
-            ":pol": _s(policy.value),
-            ":plan": _s(plan_id),
-            ":ps": _n(to_epoch(period_start)),
-            ":pe": _n(to_epoch(period_end)),
-            ":old": _n(to_epoch(existing.period_end)),
-            ":active": _s(CounterState.ACTIVE.value),
-            ":at": _s(now.isoformat()),
+            ":lim": number_attr(limit),
+            ":pol": string_attr(policy.value),
+            ":plan": string_attr(plan_id),
+            ":ps": number_attr(to_epoch(period_start)),
+            ":pe": number_attr(to_epoch(period_end)),
+            ":old": number_attr(to_epoch(existing.period_end)),
+            ":active": string_attr(CounterState.ACTIVE.value),
+            ":at": string_attr(now.isoformat()),
         }
         sets = ["#lim = :lim", "#pol = :pol", "plan_id = :plan", "#ps = :ps", "#pe = :pe", "#st = :active"]
         sets.append("updated_at = :at")
         if reset:
-            values[":zero"] = _n(ZERO)
+            values[":zero"] = number_attr(ZERO)
             sets += ["#used = :zero", "#rem = :lim"]
         else:
             sets.append("#rem = :lim - #used")
         remove = " REMOVE current_shards"
         if total_limit is not None:
-            values[":tl"] = _n(total_limit)
+            values[":tl"] = number_attr(total_limit)
             sets.append("total_limit = :tl")
         else:
             remove += ", total_limit"
-        try:
-            update_item(
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(existing.tenant_id, existing.resource_type, existing.shard, existing.shards),
@@ -96,11 +91,7 @@ class LayoutAccess(TableAccess):
                 ExpressionAttributeNames={k: NAMES[k] for k in ("#lim", "#pol", "#ps", "#pe", "#st", "#used", "#rem")},
                 ExpressionAttributeValues=values,
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )
 
     def switch_layout(
         self,
@@ -121,7 +112,11 @@ class LayoutAccess(TableAccess):
             condition = self._seen_condition(old)
             condition["ExpressionAttributeNames"]["#st"] = "state"
             condition["ExpressionAttributeValues"].update(
-                {":retired": _s(CounterState.RETIRED.value), ":cur": _n(current), ":at": _s(now.isoformat())}
+                {
+                    ":retired": string_attr(CounterState.RETIRED.value),
+                    ":cur": number_attr(current),
+                    ":at": string_attr(now.isoformat()),
+                }
             )
             items.append(
                 {
@@ -135,13 +130,7 @@ class LayoutAccess(TableAccess):
             )
         if len(items) > 100:
             raise ValueError("a layout switch touches more than 100 counters")
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            if cancel_reasons(err) is not None:
-                return False
-            raise
-        return True
+        return applied(lambda: transact_write_items(self.client, items))
 
     @staticmethod
     def _seen_condition(seen: QuotaCounter | None) -> dict[str, Any]:
@@ -150,15 +139,15 @@ class LayoutAccess(TableAccess):
             return {
                 "ConditionExpression": "attribute_not_exists(pk) OR #st = :seen_retired",
                 "ExpressionAttributeNames": {"#st": "state"},
-                "ExpressionAttributeValues": {":seen_retired": _s(CounterState.RETIRED.value)},
+                "ExpressionAttributeValues": {":seen_retired": string_attr(CounterState.RETIRED.value)},
             }
         return {
             "ConditionExpression": "#used = :seen_used AND #pe = :seen_pe AND #st = :seen_st",
             "ExpressionAttributeNames": {"#used": "used", "#pe": "period_end", "#st": "state"},
             "ExpressionAttributeValues": {
-                ":seen_used": _n(seen.used),
-                ":seen_pe": _n(to_epoch(seen.period_end)),
-                ":seen_st": _s(seen.state.value),
+                ":seen_used": number_attr(seen.used),
+                ":seen_pe": number_attr(to_epoch(seen.period_end)),
+                ":seen_st": string_attr(seen.state.value),
             },
         }
 
@@ -166,47 +155,33 @@ class LayoutAccess(TableAccess):
         """Freeze a live counter: RETIRED (no consume passes its condition any more), pointing at the
         layout now in force. Conditioned on the state only, so it succeeds however busy the counter
         is; its `used` is final from then on."""
-        try:
-            update_item(
-                self.client,
-                TableName=self._table,
-                Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
-                UpdateExpression="SET #st = :retired, current_shards = :cur, updated_at = :at",
-                ConditionExpression="#st IN (:active, :suspended)",
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={
-                    ":retired": _s(CounterState.RETIRED.value),
-                    ":cur": _n(current_shards),
-                    ":at": _s(now.isoformat()),
-                    ":active": _s(CounterState.ACTIVE.value),
-                    ":suspended": _s(CounterState.SUSPENDED.value),
-                },
-            )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return self._set_live_state(counter, CounterState.RETIRED, now, current_shards=current_shards)
 
     def set_state(self, counter: QuotaCounter, state: CounterState, now: datetime) -> bool:
         """Move a live counter between active and suspended (never touches a retired one)."""
-        try:
-            update_item(
+        return self._set_live_state(counter, state, now)
+
+    def _set_live_state(
+        self, counter: QuotaCounter, state: CounterState, now: datetime, *, current_shards: int | None = None
+    ) -> bool:
+        sets = "SET #st = :st, updated_at = :at"
+        values = {
+            ":st": string_attr(state.value),
+            ":at": string_attr(now.isoformat()),
+            ":active": string_attr(CounterState.ACTIVE.value),
+            ":suspended": string_attr(CounterState.SUSPENDED.value),
+        }
+        if current_shards is not None:
+            sets += ", current_shards = :cur"
+            values[":cur"] = number_attr(current_shards)
+        return applied(
+            lambda: update_item(
                 self.client,
                 TableName=self._table,
                 Key=counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
-                UpdateExpression="SET #st = :st, updated_at = :at",
+                UpdateExpression=sets,
                 ConditionExpression="#st IN (:active, :suspended)",
                 ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={
-                    ":st": _s(state.value),
-                    ":at": _s(now.isoformat()),
-                    ":active": _s(CounterState.ACTIVE.value),
-                    ":suspended": _s(CounterState.SUSPENDED.value),
-                },
+                ExpressionAttributeValues=values,
             )
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing_platform.conditions import lost_race
-from billing_platform.entitlements.dal.items import _n, _s, plan_from_item, plan_key, plan_to_item, profile_key
+from billing_platform.conditions import applied
+from billing_platform.dynamodb import number_attr, string_attr
+from billing_platform.entitlements.dal.items import plan_from_item, plan_key, plan_to_item, profile_key
 from billing_platform.entitlements.dal.table import TableAccess
 from billing_platform.entitlements.models import TenantPlan
 
@@ -37,7 +36,7 @@ class PlanAccess(TableAccess):
             TableName=self._table,
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :g",
-            ExpressionAttributeValues={":g": _s(f"TENANT#{tenant_id}#APIKEYS")},
+            ExpressionAttributeValues={":g": string_attr(f"TENANT#{tenant_id}#APIKEYS")},
             Limit=1,
         )
         return bool(keys.get("Items"))
@@ -47,11 +46,5 @@ class PlanAccess(TableAccess):
         kwargs: dict[str, Any] = {"TableName": self._table, "Item": plan_to_item(plan, now)}
         if plan.source_version is not None:
             kwargs["ConditionExpression"] = "attribute_not_exists(source_version) OR source_version <= :v"
-            kwargs["ExpressionAttributeValues"] = {":v": _n(plan.source_version)}
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+            kwargs["ExpressionAttributeValues"] = {":v": number_attr(plan.source_version)}
+        return applied(lambda: self.client.put_item(**kwargs))

@@ -8,7 +8,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
+from billing_platform.conditions import error_code
+from billing_platform.dynamodb import BillingTable
 from billing_platform.entitlements.dal.items import Item
 from billing_platform.settings import Settings
 
@@ -24,31 +25,18 @@ def update_item(client: Any, **kwargs: Any) -> Any:
         try:
             return client.update_item(**kwargs)
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code")
-            if code != "TransactionConflictException" or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
+            if error_code(err) != "TransactionConflictException" or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
     raise AssertionError("unreachable")
 
 
-def cancel_reasons(err: ClientError) -> list[dict[str, Any]] | None:
-    """The cancellation reasons of a cancelled transaction (in item order); None for any other error."""
-    if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return None
-    reasons: Any = err.response.get("CancellationReasons") or []
-    return list(reasons)
-
-
-class TableAccess:
-    """The billing table and its client (the container's shared one unless a test injects its own)."""
+class TableAccess(BillingTable):
+    """The billing table and its client, plus the one read every entitlement item needs."""
 
     def __init__(self, settings: Settings, client: Any = None) -> None:
-        self._table = settings.billing_table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
+        super().__init__(settings, client)
+        self._table = self.table
 
     def get_item(self, key: Item) -> Item | None:
         """One item, strongly consistent."""
