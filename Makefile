@@ -56,7 +56,7 @@ format: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/core/python/billing_platform
-	$(BIN)/mypy functions local_stack infra
+	$(BIN)/mypy functions local_stack infra examples
 
 # All marks (ddblocal, infra, e2e included). loadgroup keeps xdist_group-ed tests (the CDK app) together.
 pytest: setup browser

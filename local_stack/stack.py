@@ -21,7 +21,7 @@ from local_stack.dynamodb_local import DynamoDBLocal, StartCancelled, free_port
 from local_stack.gateway import Gateway, HttpRequest, HttpResponse
 from local_stack.openapi import merged_openapi, swagger_html
 from local_stack.pollers import Scheduler, SqsPoller, StreamPoller
-from local_stack.provision import create_queue, create_tables
+from local_stack.provision import create_event_bus, create_queue, create_tables
 from local_stack.runtime import FunctionRuntime
 from local_stack.server import ApiServer
 
@@ -144,7 +144,10 @@ class LocalStack:
 
     def _provision(self, ddb_url: str, moto_url: str) -> dict[str, str]:
         names = create_tables(self._client("dynamodb", ddb_url))
-        names.update(create_queue(self._client("sqs", moto_url), resources.USAGE_QUEUE))
+        sqs = self._client("sqs", moto_url)
+        for queue in resources.QUEUES:
+            names.update(create_queue(sqs, queue))
+        names.update(create_event_bus(self._client("events", moto_url), sqs, resources.EVENT_BUS, names))
         webhook_secret = "whsec_local_" + secrets.token_hex(16)
         api_key = "sk_test_local_" + secrets.token_hex(12)
         sm = self._client("secretsmanager", moto_url)
@@ -159,6 +162,7 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": ddb_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
             "ENVIRONMENT": "development",
             "POWERTOOLS_SERVICE_NAME": "billing-local",
             "POWERTOOLS_METRICS_NAMESPACE": "BillingLocal",
@@ -227,6 +231,7 @@ class LocalStack:
                         retry_attempts=stream.retry_attempts,
                         bisect_batch_on_error=stream.bisect_batch_on_error,
                         report_batch_item_failures=stream.report_batch_item_failures,
+                        key_prefixes=stream.key_prefixes,
                     )
                 )
             if spec.schedule_minutes is not None:
@@ -266,7 +271,8 @@ class LocalStack:
                 f"Billing platform running at {url}  (ready in {self.timings.marks.get('ready', 0):.1f} s)",
                 f"  operator token: {token}",
                 f"  DynamoDB Local: {self.env.get('AWS_ENDPOINT_URL_DYNAMODB')}",
-                f"  moto (SQS, Secrets Manager): {self.env.get('AWS_ENDPOINT_URL_SQS')}",
+                f"  moto (SQS, Secrets Manager, EventBridge): {self.env.get('AWS_ENDPOINT_URL_SQS')}",
+                f"  billing events (every event on the bus): {self.env.get('LOCAL_EVENTS_TAP_QUEUE_URL')}",
                 f"  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs",
                 "Try:",
                 f"  curl -s {url}/health",

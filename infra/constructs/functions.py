@@ -18,6 +18,7 @@ from constructs import Construct
 from billing_platform import resources
 from billing_platform.resources import FunctionSpec, TableSpec
 from infra.constructs.data import Data
+from infra.constructs.events import BillingEvents
 from infra.constructs.layers import ASSET_EXCLUDE, Layers
 from infra.constructs.webhooks import StripeSecrets
 from infra.nag import acknowledge
@@ -55,6 +56,18 @@ class ItemScopedAccess:
 ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
     resources.AUTHORIZER.name: ItemScopedAccess(
         actions=("dynamodb:GetItem", "dynamodb:UpdateItem"), leading_keys=("APIKEY#*",)
+    ),
+    # billing_platform.events: reads a sharded quota's counters (BatchGetItem of QUOTA#...), claims and marks
+    # event markers (PutItem / UpdateItem of EVENTS#<tenant>); it can neither change a counter's numbers
+    # in a way the API could not, nor touch plans, keys or grants.
+    resources.QUOTA_EVENTS.name: ItemScopedAccess(
+        actions=("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        leading_keys=("QUOTA#*", "EVENTS#*"),
+    ),
+    # billing_platform.tenant_webhooks: the tenant's endpoints (Query, with their signing secrets) and
+    # delivery records (BatchGetItem, PutItem), all under WEBHOOKS#<tenant>.
+    resources.WEBHOOK_DELIVERY.name: ItemScopedAccess(
+        actions=("dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem"), leading_keys=("WEBHOOKS#*",)
     ),
 }
 
@@ -103,12 +116,16 @@ class Functions(Construct):
         data: Data,
         layers: Layers,
         stripe: StripeSecrets,
+        events: BillingEvents,
         environment_name: str,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        xray_sdk: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._data = data
+        self._xray_sdk = xray_sdk
+        self._events = events
         self.functions: dict[str, lambda_.Function] = {}
         # Physical names of the NAMED_FUNCTIONS (the stack name keeps two stacks in one account apart).
         self.function_names: dict[str, str] = {
@@ -175,16 +192,21 @@ class Functions(Construct):
     def _environment(self, spec: FunctionSpec, stripe: StripeSecrets, environment_name: str) -> dict[str, str]:
         env = {
             "ENVIRONMENT": environment_name,
-            "POWERTOOLS_SERVICE_NAME": "billing",
-            "POWERTOOLS_METRICS_NAMESPACE": resources.METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            # Responses can carry tenant data; traces keep timings, not payloads.
-            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+            **resources.FUNCTION_ENVIRONMENT,
         }
+        if self._xray_sdk:
+            # Powertools' Tracer then traces (LAMBDA_TASK_ROOT is set): the X-Ray SDK loads at cold start.
+            del env[resources.TRACE_DISABLED_ENV]
         for table_spec in dict.fromkeys((*spec.reads, *spec.writes)):  # ordered: stable templates
             env[table_spec.env_var] = self._data.table(table_spec).table_name
         for queue_spec in spec.sends_to:
             env[queue_spec.env_var] = self._data.queue(queue_spec).queue_url
+        if spec.sqs_source is not None and spec.sqs_source.sets_visibility:
+            # The consumer postpones a failed message itself (ChangeMessageVisibility, part of what the event
+            # source grants): it needs the queue's URL, not send rights.
+            env[spec.sqs_source.queue.env_var] = self._data.queue(spec.sqs_source.queue).queue_url
+        for bus in spec.publishes_to:
+            env[bus.env_var] = self._events.bus.event_bus_name
         if spec.needs_stripe_secrets:
             env.update(stripe.environment)
         env.update(spec.extra_env)
@@ -202,6 +224,8 @@ class Functions(Construct):
                 self._table_statement(role, table_spec, TABLE_READ_ACTIONS)
         for queue_spec in spec.sends_to:
             self._data.queue(queue_spec).grant_send_messages(role)
+        if spec.publishes_to:
+            self._events.grant_publish(role)
         if spec.needs_stripe_secrets:
             stripe.grant_read(role)
 

@@ -242,7 +242,7 @@ def main() -> None:
             flush=True,
         )
         run(
-            "idempotent consume (new key each: transaction + read + answer)",
+            "idempotent consume (new key each, 4 threads on one counter)",
             counter,
             200,
             4,

@@ -40,6 +40,9 @@ class Settings(BaseModel):
     operator_token: str | None = Field(default=None, repr=False)
     # API Gateway usage plan tenants' usage-plan keys join (per-tenant throttling); None: not managed.
     usage_plan_id: str | None = None
+    # The EventBridge bus billing events go to (resources.EVENT_BUS); the webhook delivery queue.
+    event_bus_name: str = resources.EVENT_BUS.local_name
+    webhook_queue_url: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -68,6 +71,8 @@ class Settings(BaseModel):
             "plan_catalog_path": "PLAN_CATALOG_PATH",
             "operator_token": "OPERATOR_TOKEN",
             "usage_plan_id": resources.USAGE_PLAN_ID_ENV,
+            "event_bus_name": resources.EVENT_BUS.env_var,
+            "webhook_queue_url": resources.WEBHOOK_QUEUE.env_var,
         }
         values = {field: env[var] for field, var in pairs.items() if env.get(var) not in (None, "")}
         return cls.model_validate(values)

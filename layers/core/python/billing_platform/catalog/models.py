@@ -48,6 +48,13 @@ class ResourceType(BaseModel):
     meter_event_name: str
 
 
+# Percent of a quota's limit at which `billing.quota.threshold_crossed` is published, once per period.
+DEFAULT_THRESHOLDS: tuple[Decimal, ...] = (Decimal(50), Decimal(80), Decimal(100))
+MAX_THRESHOLDS = 10
+# Above 100 % only soft quotas (overage) can get there; 10x the limit is as far as an alert makes sense.
+MAX_THRESHOLD_PERCENT = Decimal(1000)
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -60,6 +67,19 @@ class Plan(BaseModel):
     past_due_grace_days: int = Field(default=0, ge=0)
     # Hot tenants: a quota split over N counter items so one tenant can pass ~1,000 writes/s.
     counter_shards: int = Field(default=1, ge=1, le=64)
+    # Usage alerts, in percent of each quota's limit (billing_platform.events): strictly increasing.
+    thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_THRESHOLDS, max_length=MAX_THRESHOLDS)
+
+    @model_validator(mode="after")
+    def _thresholds_increase(self) -> Plan:
+        for percent in self.thresholds:
+            if not (percent.is_finite() and 0 < percent <= MAX_THRESHOLD_PERCENT):
+                raise ValueError(f"threshold {percent} is not a percentage in (0, {MAX_THRESHOLD_PERCENT}]")
+            if percent != percent.quantize(Decimal("0.01")):
+                raise ValueError(f"threshold {percent} has more than 2 decimal places")
+        if list(self.thresholds) != sorted(set(self.thresholds)):
+            raise ValueError("thresholds must be strictly increasing, without repeats")
+        return self
 
     def quota(self, resource_type: str) -> ResourceQuota | None:
         return self.quotas.get(resource_type)

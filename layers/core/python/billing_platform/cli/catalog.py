@@ -85,11 +85,30 @@ def _check_rules(catalog: Catalog, report: CatalogReport) -> None:
                     f"plan {plan.id!r} meters {resource!r} under a hard limit: usage past the limit is denied, "
                     "so the meter only ever bills up to it"
                 )
+    _check_thresholds(catalog, report)
     _check_topups(catalog, report)
     ranks = sorted((p.rank, p.id) for p in catalog.plans.values())
     for (rank_a, a), (rank_b, b) in itertools.pairwise(ranks):
         if rank_a == rank_b:
             report.warnings.append(f"plans {a!r} and {b!r} share rank {rank_a}: upgrade/downgrade is ambiguous")
+
+
+def _check_thresholds(catalog: Catalog, report: CatalogReport) -> None:
+    """Threshold lists parse only when valid (0 < t <= 1000, increasing); what is left are plans whose
+    alerts can never fire."""
+    for plan in sorted(catalog.plans.values(), key=lambda p: p.id):
+        limited = [q for q in plan.quotas.values() if q.policy is not QuotaPolicy.UNLIMITED and q.limit]
+        if not plan.thresholds:
+            if limited:
+                report.warnings.append(f"plan {plan.id!r} has no thresholds: its tenants get no usage alerts")
+            continue
+        soft = any(q.policy is QuotaPolicy.SOFT for q in limited)
+        beyond = [t for t in plan.thresholds if t > 100]
+        if beyond and not soft:
+            report.warnings.append(
+                f"plan {plan.id!r} thresholds {', '.join(f'{t}%' for t in beyond)} exceed 100% but it has no soft "
+                "quota: a hard quota never passes its limit, so they never fire"
+            )
 
 
 def _check_topups(catalog: Catalog, report: CatalogReport) -> None:

@@ -341,3 +341,9 @@ def combine_shards(counters: list[QuotaCounter]) -> QuotaCounter:
         shard=0,
         total_limit=first.total_limit,
     )
+
+
+def counter_after(counter: QuotaCounter, quantity: Decimal) -> QuotaCounter:
+    """The counter once a take of `quantity` committed: the hot path's `SET remaining = remaining - :q,
+    used = used + :q`, computed here (a transaction returns no item)."""
+    return _replace(counter, used=counter.used + quantity, remaining=counter.remaining - quantity)
