@@ -50,6 +50,12 @@ class TableAccess:
     def client(self) -> Any:
         return self._client or clients.dynamodb()
 
+    @property
+    def injected_client(self) -> Any:
+        """The client a caller injected, or None (the container's shared one, created on first use): lets
+        a sibling repository share it without creating a client at import."""
+        return self._client
+
     def get_item(self, key: Item) -> Item | None:
         """One item, strongly consistent."""
         item: Item | None = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
