@@ -46,7 +46,8 @@ class EntitlementContext:
         self.plans = TTLCache(self.cache_ttl_seconds)
         self.layouts = TTLCache(self.cache_ttl_seconds)
         self.counters = TTLCache(self.cache_ttl_seconds)
-        grants = self.grants or GrantRepository(self.settings, self.repo.client)
+        # The injected client only: `repo.client` would create the container's client at import (cold start).
+        grants = self.grants or GrantRepository(self.settings, self.repo.injected_client)
         self.grant_draw = GrantDraw(grants, self.settings.billing_table_name)
 
     @property

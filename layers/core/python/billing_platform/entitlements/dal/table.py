@@ -38,6 +38,12 @@ class TableAccess(BillingTable):
         super().__init__(settings, client)
         self._table = self.table
 
+    @property
+    def injected_client(self) -> Any:
+        """The client a caller injected, or None (the container's shared one, created on first use): lets
+        a sibling repository share it without creating a client at import."""
+        return self._client
+
     def get_item(self, key: Item) -> Item | None:
         """One item, strongly consistent."""
         item: Item | None = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
