@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
+from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 
 from billing_platform.events.models import GrantSnapshot
 
