@@ -7,13 +7,18 @@ It is the consume path with one more item in the transaction: the same counter u
 guard), the same `slow_path` when that condition fails (provision, roll the period over, follow a layout
 change, deny with exact numbers), the same shard choice (`plan_shares`) when a sharded quota's random
 shard cannot cover it. One request when the first shard covers it.
+
+A HARD quota (all shards together) short of the quantity goes on to the tenant's live grants, as a consume
+does (`grants.draw`): the counters give all they have, the grants the rest in draw order, and the companion
+is the last item of that same transaction, told which grants paid how much. So a hold never exists without
+its draw, nor a draw without the hold that must give it back.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,16 +33,21 @@ from billing_platform.entitlements.models import (
     CounterState,
     DenyReason,
     EntitlementCheck,
+    QuotaCounter,
     check_from_counter,
     combine_shards,
 )
 from billing_platform.entitlements.repository import Item, counter_from_item, counter_key
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.errors import RateLimitedError
+from billing_platform.grants.draw import drawn_from
+from billing_platform.grants.models import DrawPlan
 
 Shares = tuple[tuple[int, Decimal], ...]
-# Builds the companion's transaction item for a take at `now` from these shards of this layout.
-Companion = Callable[[datetime, Shares, int], dict[str, Any]]
+GrantsPaid = tuple[tuple[str, Decimal], ...]  # (grant id, quantity) in draw order
+# Builds the companion's transaction item for a take at `now` from these shards of this layout and these
+# grants (empty unless the quota was short).
+Companion = Callable[[datetime, Shares, int, GrantsPaid], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Taken:
 
     granted: bool
     shares: Shares = ()
+    grants: GrantsPaid = ()
     layout: int = 1
     taken_at: datetime | None = None
     denial: EntitlementCheck | None = None
@@ -84,7 +95,12 @@ def take(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: 
             continue
         decided = slow_path(ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, None)
         if isinstance(decided, EntitlementCheck):
-            return Taken(granted=False, denial=decided)
+            if not _exhausted_hard(decided, enforce):
+                return Taken(granted=False, denial=decided)
+            past = _past_quota(ctx, tenant_id, resource_type, quantity, shards, None, companion)
+            if isinstance(past, Taken):
+                return past
+            decided = past
         shards = decided
     raise RateLimitedError("the quota is under heavy contention; retry shortly")
 
@@ -106,7 +122,7 @@ def _commit(
         take_item(repo._table, counter_key(tenant_id, resource_type, shard, layout), part, now, enforce=enforce)
         for shard, part in shares
     ]
-    items.append(companion(now, shares, layout))
+    items.append(companion(now, shares, layout, ()))
     try:
         repo.client.transact_write_items(TransactItems=items)
     except ClientError as err:
@@ -142,11 +158,60 @@ def _spread(
             return None
         total = combine_shards(counters)
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
-            denial = check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
-            return Taken(granted=False, denial=denial)
+            past = _past_quota(ctx, tenant_id, resource_type, quantity, shards, counters, companion)
+            return past if isinstance(past, Taken) else None
         shares = tuple((c.shard, part) for c, part in plan_shares(counters, quantity, total, enforce))
         outcome = _commit(ctx, tenant_id, resource_type, shares, shards, now, enforce, companion)
         if isinstance(outcome, Taken):
             return outcome
         time.sleep(ctx.rng.uniform(0, 0.005))  # a racing take changed a shard: read again
     raise RateLimitedError("the quota is under heavy contention; retry shortly")
+
+
+def _exhausted_hard(denial: EntitlementCheck, enforce: bool) -> bool:
+    return (
+        enforce and not denial.allowed and denial.reason is DenyReason.EXHAUSTED and denial.policy is QuotaPolicy.HARD
+    )
+
+
+def _past_quota(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    quantity: Decimal,
+    shards: int,
+    seen: list[QuotaCounter] | None,
+    companion: Companion,
+) -> Taken | int:
+    """The quota (every shard) is short: what it has left plus live grants, with the companion, in one
+    transaction (`GrantDraw.take`). The final denial carries `grant_remaining`. An int is the layout for
+    the caller's loop (a period over, a suspension, a new layout, or the quota covering it after all)."""
+    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
+    counters = seen
+    for round_ in range(MAX_ROUNDS):
+        now = ctx.clock()
+        if counters is None:
+            counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
+        if len(counters) != shards or any(c.state is not CounterState.ACTIVE or c.period_end <= now for c in counters):
+            return shards
+        total = combine_shards(counters) if shards > 1 else counters[0]
+        if total.remaining >= quantity:
+            return shards  # a give-back or a rollover meanwhile: the plain take again
+        paid: Shares = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
+
+        def companion_put(plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid) -> dict[str, Any]:
+            return companion(at, paid, shards, drawn_from(plan))
+
+        outcome = ctx.grant_draw.take(counters, quantity, now, record_put=companion_put)
+        if outcome.short:
+            denial = check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
+            return Taken(granted=False, denial=replace(denial, grant_remaining=outcome.grant_balance))
+        if outcome.granted and outcome.plan is not None:
+            grants = drawn_from(outcome.plan)
+            return Taken(granted=True, shares=paid, grants=grants, layout=shards, taken_at=now)
+        if outcome.existing_record and outcome.existing_item is not None:
+            return Taken(granted=False, existing=outcome.existing_item)
+        counters = None
+        # Something changed under the plan (or a concurrent transaction held an item): back off a little.
+        time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))
+    raise RateLimitedError("the quota and its grants are under heavy contention; retry shortly")

@@ -46,6 +46,7 @@ class DrawOutcome:
     short: bool = False
     conflict: bool = False
     existing_record: bool = False  # the idempotent consume's record exists: its key was used already
+    existing_item: Item | None = None  # that record's item, when its put asked for it (ALL_OLD)
 
 
 class GrantDraw:
@@ -91,7 +92,14 @@ class GrantDraw:
                 raise
             reasons = err.response.get("CancellationReasons") or []
             reused = record_put is not None and len(reasons) == len(items) and _failed(reasons[-1])
-            return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True, existing_record=reused)
+            return DrawOutcome(
+                granted=False,
+                plan=plan,
+                grant_balance=balance,
+                conflict=True,
+                existing_record=reused,
+                existing_item=dict(reasons[-1].get("Item") or {}) or None if reused else None,
+            )
         return DrawOutcome(granted=True, plan=plan, grant_balance=balance)
 
     def _counter_request(self, counter: QuotaCounter, now: datetime) -> dict[str, Any]:

@@ -56,8 +56,10 @@ def usage_record_id(reservation_id: str) -> str:
 
 @dataclass(frozen=True)
 class Reservation:
-    """One reservation item. `shards` lists where the estimate was taken ((shard, quantity) of layout
-    `layout`); `reserved_at` pins the quota period a give-back may go into."""
+    """One reservation item. `shards` lists what the counters paid ((shard, quantity) of layout `layout`),
+    `grants` what each grant paid past an exhausted hard quota ((grant id, quantity), draw order; a settle
+    above the estimate appends its own); `reserved_at` pins the quota period a give-back may go into.
+    `forfeited`: grant units not refilled on resolution because the grant had expired or been voided."""
 
     tenant_id: str
     reservation_id: str
@@ -67,6 +69,7 @@ class Reservation:
     due_at: datetime
     shards: tuple[tuple[int, Decimal], ...]
     layout: int
+    grants: tuple[tuple[str, Decimal], ...] = ()
     state: ReservationState = ReservationState.HELD
     actual: Decimal | None = None  # what the settle reported
     charged: Decimal = ZERO  # what the quota finally counts (estimate portion kept + extra covered)
@@ -74,6 +77,7 @@ class Reservation:
     uncovered: Decimal = ZERO  # extra a hard quota could not cover
     resolved_at: datetime | None = None
     meter_pending: bool = False
+    forfeited: Decimal = ZERO
 
     @property
     def held(self) -> bool:
@@ -91,9 +95,11 @@ class Reservation:
         charged: Decimal = ZERO,
         given_back: Decimal = ZERO,
         uncovered: Decimal = ZERO,
+        forfeited: Decimal = ZERO,
     ) -> Reservation:
         return replace(
             self,
+            forfeited=forfeited,
             state=state,
             actual=actual,
             charged=charged,
@@ -118,6 +124,8 @@ class Reservation:
             "reserved_at": self.reserved_at.isoformat(),
             "expires_at": self.due_at.isoformat(),
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "from_grants": [{"grant_id": g, "quantity": decimal_str(q)} for g, q in self.grants],
+            "forfeited": decimal_str(self.forfeited),
         }
 
 
@@ -139,5 +147,37 @@ def split_give_back(shards: tuple[tuple[int, Decimal], ...], amount: Decimal) ->
             break
         part = min(left, taken)
         out.append((shard, part))
+        left -= part
+    return out
+
+
+def grants_json(grants: tuple[tuple[str, Decimal], ...]) -> str:
+    return json.dumps([[g, decimal_str(q)] for g, q in grants])
+
+
+def grants_from_json(text: str) -> tuple[tuple[str, Decimal], ...]:
+    return tuple((str(g), Decimal(str(q))) for g, q in json.loads(text))
+
+
+def merge_grants(
+    first: tuple[tuple[str, Decimal], ...], more: tuple[tuple[str, Decimal], ...]
+) -> tuple[tuple[str, Decimal], ...]:
+    """What grants paid over two takes, one entry per grant, in first-draw order."""
+    totals: dict[str, Decimal] = {}
+    for grant_id, quantity in (*first, *more):
+        totals[grant_id] = totals.get(grant_id, ZERO) + quantity
+    return tuple(totals.items())
+
+
+def split_refill(grants: tuple[tuple[str, Decimal], ...], amount: Decimal) -> list[tuple[str, Decimal]]:
+    """The part of a give-back that refills grants: the grants are given back FIRST (the quota pays first,
+    so what is kept is counted on the quota), the last drawn first, never more than each paid."""
+    out: list[tuple[str, Decimal]] = []
+    left = amount
+    for grant_id, paid in reversed(grants):
+        if left <= 0:
+            break
+        part = min(left, paid)
+        out.append((grant_id, part))
         left -= part
     return out

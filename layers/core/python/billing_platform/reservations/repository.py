@@ -29,11 +29,15 @@ from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess
 from billing_platform.entitlements.models import CounterState, QuotaCounter, from_epoch, to_epoch
+from billing_platform.grants.models import GrantState
+from billing_platform.grants.repository import grant_key
 from billing_platform.reservations.models import (
     METER_RETRY_AFTER,
     RESOLVED_RETENTION,
     Reservation,
     ReservationState,
+    grants_from_json,
+    grants_json,
     shards_from_json,
     shards_json,
 )
@@ -74,6 +78,8 @@ def reservation_to_item(reservation: Reservation) -> Item:
         "gsi1pk": string_attr(due_partition(reservation.reservation_id)),
         "gsi1sk": string_attr(due_sort_key(reservation.due_at, reservation.reservation_id)),
     }
+    if reservation.grants:
+        item["grants"] = string_attr(grants_json(reservation.grants))
     return item
 
 
@@ -90,6 +96,7 @@ def reservation_from_item(item: Item) -> Reservation:
         due_at=from_epoch(int(item["due_at"]["N"])),
         shards=shards_from_json(item["shards"]["S"]),
         layout=int(item["layout"]["N"]),
+        grants=grants_from_json(item["grants"]["S"]) if "grants" in item else (),
         state=ReservationState(item["state"]["S"]),
         actual=Decimal(item["actual"]["N"]) if "actual" in item else None,
         charged=dec("charged"),
@@ -97,6 +104,7 @@ def reservation_from_item(item: Item) -> Reservation:
         uncovered=dec("uncovered"),
         resolved_at=from_epoch(int(item["resolved_at"]["N"])) if "resolved_at" in item else None,
         meter_pending=bool(item.get("meter_pending", {}).get("BOOL", False)),
+        forfeited=dec("forfeited"),
     )
 
 
@@ -110,6 +118,14 @@ class CounterChange:
 
 
 @dataclass(frozen=True)
+class GrantRefill:
+    """Give `quantity` back to a grant that paid for the reservation (inside a resolution)."""
+
+    key: Item
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
 class Resolution:
     """What a resolution transaction did. `applied`: committed. Otherwise `reservation` is the item as it
     now stands if it was no longer held (someone else resolved it), or `counter_index` / `counter` name the
@@ -119,6 +135,7 @@ class Resolution:
     reservation: Reservation | None = None
     counter_index: int | None = None
     counter: QuotaCounter | None = None
+    refill_index: int | None = None  # the grant refill whose condition failed (expired, voided)
     conflict: bool = False
 
 
@@ -150,9 +167,11 @@ class ReservationRepository(TableAccess):
         now: datetime,
         *,
         take_expression: dict[str, Any] | None = None,
+        refills: list[GrantRefill] | None = None,
     ) -> Resolution:
-        """Commit `before` (held) -> `after` with `changes`, all or nothing. A give-back is conditioned on
-        the reservation's period; a take uses `take_expression` (the consume hot path's own update)."""
+        """Commit `before` (held) -> `after` with `changes` and grant `refills`, all or nothing. A give-back
+        is conditioned on the reservation's period; a take uses `take_expression` (the consume hot path's
+        own update); a refill on the grant being live and having drawn at least that much."""
         items: list[dict[str, Any]] = [self.transition_item(before, after, now)]
         for change in changes:
             if change.take:
@@ -171,22 +190,25 @@ class ReservationRepository(TableAccess):
                     }
                 }
             )
+        items += [_refill_item(self._table, refill, now) for refill in refills or ()]
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
             reasons = cancel_reasons(err)
             if reasons is None:
                 raise
-            return self._classify(reasons, before)
+            return self._classify(reasons, before, len(changes))
         return Resolution(applied=True, reservation=after)
 
-    def _classify(self, reasons: list[dict[str, Any]], before: Reservation) -> Resolution:
+    def _classify(self, reasons: list[dict[str, Any]], before: Reservation, changes: int) -> Resolution:
         codes = [r.get("Code") for r in reasons]
         if codes and codes[0] == "ConditionalCheckFailed":
             item = reasons[0].get("Item")
             current = reservation_from_item(item) if item else self.get(before.tenant_id, before.reservation_id)
             return Resolution(applied=False, reservation=current)
         for index, reason in enumerate(reasons[1:]):
+            if reason.get("Code") == "ConditionalCheckFailed" and index >= changes:
+                return Resolution(applied=False, refill_index=index - changes)
             if reason.get("Code") == "ConditionalCheckFailed":
                 item = reason.get("Item")
                 return Resolution(applied=False, counter_index=index, counter=counter_from_item(item) if item else None)
@@ -205,6 +227,7 @@ class ReservationRepository(TableAccess):
             ":at": number_attr(to_epoch(now)),
             ":exp": number_attr(to_epoch(now + RESOLVED_RETENTION)),
             ":pending": {"BOOL": after.meter_pending},
+            ":forfeited": number_attr(after.forfeited),
         }
         sets = [
             "#st = :state",
@@ -214,7 +237,11 @@ class ReservationRepository(TableAccess):
             "resolved_at = :at",
             "expires_at = :exp",
             "meter_pending = :pending",
+            "forfeited = :forfeited",
         ]
+        if after.grants != before.grants:
+            values[":grants"] = string_attr(grants_json(after.grants))
+            sets.append("grants = :grants")
         if after.actual is not None:
             values[":actual"] = number_attr(after.actual)
             sets.append("actual = :actual")
@@ -295,5 +322,30 @@ class ReservationRepository(TableAccess):
                 return found
             request["ExclusiveStartKey"] = start
 
+    def grant_key_of(self, reservation: Reservation, grant_id: str) -> Item:
+        return grant_key(reservation.tenant_id, reservation.resource_type, grant_id)
+
     def counter_key_of(self, reservation: Reservation, shard: int) -> Item:
         return counter_key(reservation.tenant_id, reservation.resource_type, shard, reservation.layout)
+
+
+def _refill_item(table: str, refill: GrantRefill, now: datetime) -> dict[str, Any]:
+    """A grant's part of a give-back: only while the grant is active and unexpired (an expired or voided
+    grant's units are forfeited, not revived) and has drawn at least that much (never above its amount)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": refill.key,
+            "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q, updated_at = :iso",
+            "ConditionExpression": (
+                "#st = :active AND #used >= :q AND (attribute_not_exists(valid_until) OR valid_until > :now)"
+            ),
+            "ExpressionAttributeNames": {"#rem": "remaining", "#used": "used", "#st": "state"},
+            "ExpressionAttributeValues": {
+                ":q": number_attr(refill.quantity),
+                ":active": string_attr(GrantState.ACTIVE.value),
+                ":now": number_attr(to_epoch(now)),
+                ":iso": string_attr(now.isoformat()),
+            },
+        }
+    }

@@ -1,6 +1,7 @@
 """Use case: reserve an estimate. The estimate is taken through the consume path's conditional update
-(`reservations.take`) in the same transaction that records the reservation, so there is never a hold
-without its reservation nor a reservation without its hold. One request when the first shard covers it."""
+(`entitlements.take`) in the same transaction that records the reservation, so there is never a hold
+without its reservation nor a reservation without its hold. One request when the first shard covers it.
+Past an exhausted hard quota the tenant's live grants pay the rest (recorded on the reservation)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.enforcer import QuotaExceededError
-from billing_platform.entitlements.take import Shares, take
+from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.errors import UnprocessableError
 from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
@@ -51,7 +52,7 @@ def reserve(
     reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
     built: list[Reservation] = []
 
-    def companion(now: datetime, shares: Shares, layout: int) -> dict[str, Any]:
+    def companion(now: datetime, shares: Shares, layout: int, grants: GrantsPaid) -> dict[str, Any]:
         held = Reservation(
             tenant_id=tenant_id,
             reservation_id=reservation_id,
@@ -61,6 +62,7 @@ def reserve(
             due_at=(now + ttl).replace(microsecond=0),
             shards=shares,
             layout=layout,
+            grants=grants,
         )
         built[:] = [held]
         return ctx.repo.hold_put(held)

@@ -3,11 +3,16 @@ resolve`) of the `held -> settled|cancelled|expired` transition and the counter 
 a cancel, a retry and the sweep racing for one reservation exactly one gives back, once.
 
 Settle keeps `min(actual, estimate)`, gives back the rest, and when `actual > estimate` takes the extra
-through the same take as a reserve (`reservations.take`): a hard quota takes only what it has left and
+through the same take as a reserve (`entitlements.take`: the quota, then live grants): a hard quota takes
+only what it and the grants have left and
 the answer's `uncovered` says what it could not; a soft one takes all of it and reports overage. A repeat of
 the same request answers the stored outcome and changes nothing; any other request for a resolved
 reservation is refused with 409. A settle or cancel at or after the reservation's expiry first expires it
 (the give-back happens there and then) and is refused with 409, taking nothing.
+
+A give-back refills the grants that paid first (the last drawn first: what is kept counts on the quota,
+which pays first), then the counters. A grant expired or voided since it paid is not refilled: its part is
+`forfeited` (recorded on the reservation). Refills ride in the same transaction as the transition.
 """
 
 from __future__ import annotations
@@ -19,14 +24,20 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter
-from billing_platform.entitlements.take import Shares, take
+from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
 from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.meter import MeterUnavailable
-from billing_platform.reservations.models import Reservation, ReservationState, split_give_back
-from billing_platform.reservations.repository import CounterChange, Resolution
+from billing_platform.reservations.models import (
+    Reservation,
+    ReservationState,
+    merge_grants,
+    split_give_back,
+    split_refill,
+)
+from billing_platform.reservations.repository import CounterChange, GrantRefill, Resolution
 from billing_platform.reservations.reserve import validate_amount
 
 MAX_ROUNDS = 24
@@ -84,6 +95,7 @@ def _resolve(
     current = reservation
     dropped: set[int] = set()  # shards whose counter left the reservation's period: nothing to give back there
     capped: dict[int, Decimal] = {}
+    forfeit: set[str] = set()  # grants that paid but can no longer be refilled
     for _round in range(MAX_ROUNDS):
         if not current.held:
             return _answer_resolved(current, target, actual), True
@@ -103,18 +115,35 @@ def _resolve(
                 return resolved, False
             current = _reload(ctx, current)
             continue
+        back = current.estimate - keep
+        refills = split_refill(current.grants, back)
+        counter_back = back - sum((q for _g, q in refills), ZERO)
         gives = [
             (shard, min(part, capped.get(shard, part)))
-            for shard, part in split_give_back(current.shards, current.estimate - keep)
+            for shard, part in split_give_back(current.shards, counter_back)
             if shard not in dropped
         ]
         gives = [(shard, part) for shard, part in gives if part > 0]
-        after = current.resolved(target, now, actual=actual, charged=keep, given_back=sum((q for _s, q in gives), ZERO))
+        live = [(g, q) for g, q in refills if g not in forfeit]
+        given = sum((q for _s, q in gives), ZERO) + sum((q for _g, q in live), ZERO)
+        lost = sum((q for g, q in refills if g in forfeit), ZERO)
+        after = current.resolved(target, now, actual=actual, charged=keep, given_back=given, forfeited=lost)
         changes = [CounterChange(ctx.repo.counter_key_of(current, shard), part) for shard, part in gives]
-        result = ctx.repo.resolve(current, after, changes, now)
+        grant_refills = [GrantRefill(ctx.repo.grant_key_of(current, g), q) for g, q in live]
+        result = ctx.repo.resolve(current, after, changes, now, refills=grant_refills)
         if result.applied:
             _log(after)
             return after, False
+        if result.refill_index is not None:
+            # Expired or voided since it paid: its units are forfeited, not revived (and never moved to
+            # the quota, which did not pay them).
+            grant_id = live[result.refill_index][0]
+            logger.info(
+                "grant no longer live; its part of the give-back is forfeited",
+                extra={"reservation_id": current.reservation_id, "grant_id": grant_id},
+            )
+            forfeit.add(grant_id)
+            continue
         current = _after_refusal(ctx, current, result, gives, dropped, capped)
     raise RateLimitedError("the reservation is under heavy contention; retry shortly")
 
@@ -188,13 +217,18 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
     built: list[Reservation] = []
     for _round in range(MAX_ROUNDS):
 
-        def companion(now: datetime, shares: Shares, layout: int, amount: Decimal = wanted) -> dict[str, Any]:
-            after = current.resolved(
-                ReservationState.SETTLED,
-                now,
-                actual=actual,
-                charged=current.estimate + amount,
-                uncovered=extra - amount,
+        def companion(
+            now: datetime, shares: Shares, layout: int, grants: GrantsPaid, amount: Decimal = wanted
+        ) -> dict[str, Any]:
+            after = replace(
+                current.resolved(
+                    ReservationState.SETTLED,
+                    now,
+                    actual=actual,
+                    charged=current.estimate + amount,
+                    uncovered=extra - amount,
+                ),
+                grants=merge_grants(current.grants, grants),
             )
             built[:] = [after]
             return ctx.repo.transition_item(current, after, now)
@@ -206,7 +240,10 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
         if taken.existing is not None:
             return None
         denial = taken.denial
-        left = denial.remaining if denial is not None and denial.remaining is not None else ZERO
+        left = ZERO
+        if denial is not None:
+            # What the quota and the live grants still hold together (a reserve's take draws both).
+            left = (denial.remaining or ZERO) + (denial.grant_remaining or ZERO)
         if left <= 0 or left >= wanted:
             return _settle_uncovered(ctx, current, actual, extra)
         wanted = left
