@@ -142,7 +142,7 @@ def test_a_sharded_quota_spends_every_shard_before_grants(harness: Harness) -> N
     holds = [service.reserve("t5", "tokens", D(900), ttl=timedelta(minutes=5))[0] for _ in range(4)]
     assert sum(sum(q for _s, q in h.shards) for h in holds) + sum(q for h in holds for _g, q in h.grants) == 3600
     past, _ = service.reserve("t5", "tokens", D(500), ttl=timedelta(minutes=5))
-    assert sum(q for _s, q in past.shards) == D(400) and past.grants == ((grant, D(100)),)
+    assert (sum(q for _s, q in past.shards), past.grants) == (D(400), ((grant, D(100)),))
     with pytest.raises(QuotaExceededError):
         service.reserve("t5", "tokens", D(201), ttl=timedelta(minutes=5))
     service.cancel("t5", past.reservation_id)
