@@ -3,6 +3,7 @@ and `cover_range` tiles any hour-aligned range exactly."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -46,7 +47,9 @@ def make_inserts(specs: list[tuple[int, str, int, int]]) -> list[UsageInsert]:
 
 @settings(max_examples=60, deadline=None)
 @given(insert_specs, st.randoms(use_true_random=False))
-def test_one_write_per_row_covers_its_records_in_stream_order(specs: list[tuple[int, str, int, int]], rng) -> None:  # type: ignore[no-untyped-def]
+def test_one_write_per_row_covers_its_records_in_stream_order(
+    specs: list[tuple[int, str, int, int]], rng: random.Random
+) -> None:
     inserts = make_inserts(specs)
     shuffled = list(inserts)
     rng.shuffle(shuffled)
