@@ -127,8 +127,8 @@ class StreamSourceSpec:
     retry_attempts: int = 10
     bisect_batch_on_error: bool = True
     report_batch_item_failures: bool = True
-    # 1 keeps a shard's records in order in one invocation at a time: the aggregator's per-shard
-    # checkpoint relies on it.
+    # 1 keeps a shard's records in order in one invocation at a time: the aggregator's per-row
+    # watermarks (per usage partition key) rely on it.
     parallelization_factor: int = 1
     max_record_age_seconds: int = 86_400
 
