@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup tools dev test lint format typecheck pytest unit integration infra e2e synth bench layers clean
+.PHONY: setup tools browser dev test lint format typecheck pytest unit integration infra e2e synth bench layers clean
 
 # Fail early, with the fix, when a machine lacks what the README promises it needs.
 tools:
@@ -32,6 +32,13 @@ node_modules/.installed: package.json package-lock.json
 
 setup: tools $(BIN)/.installed node_modules/.installed
 
+# Debian's Chromium for the browser tests (Playwright drives it; Playwright's own download cannot work
+# offline). Installed with apt where missing and root, as on CI's fresh machine; otherwise says how.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "Chromium is needed for the browser tests: sudo apt-get install chromium"; exit 1; }
+
 # Runs until Ctrl-C, which stops every process it started. `make dev PORT=0` picks a free port.
 dev: setup
 	$(BIN)/python -m local_stack --port $(PORT)
@@ -52,7 +59,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy functions local_stack infra
 
 # All marks (ddblocal, infra, e2e included). loadgroup keeps xdist_group-ed tests (the CDK app) together.
-pytest: setup
+pytest: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=10
 
 unit: setup
@@ -64,7 +71,7 @@ integration: setup
 infra: setup
 	$(BIN)/pytest tests/infra
 
-e2e: setup
+e2e: setup browser
 	$(BIN)/pytest tests/e2e
 
 # Offline: no credentials, no Docker. cdk-nag runs as a validation plugin; any finding fails the synth.

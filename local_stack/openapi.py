@@ -15,16 +15,22 @@ from local_stack.runtime import FunctionRuntime
 
 log = logging.getLogger("local_stack.openapi")
 
+BEARER_SCHEME = "bearerAuth"
+
 
 def merged_openapi(runtime: FunctionRuntime, server_url: str) -> dict[str, Any]:
     """Paths and components of every API function whose handler module has an `app` resolver.
     Placeholders without one are skipped (their routes appear once their owners land them)."""
-    from aws_lambda_powertools.event_handler.openapi.models import Server
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
+    # Every route but /health and the Stripe webhook is behind the authorizer, which reads a bearer token
+    # (a tenant key or the operator token): declared so Swagger UI's "Authorize" sends it.
     merge = OpenAPIMerge(
         title="Billing platform (local)",
         version="1.0.0",
         servers=[Server(url=server_url)],
+        security_schemes={BEARER_SCHEME: HTTPBearer(description="A tenant API key or the operator token")},
+        security=[{BEARER_SCHEME: []}],
         on_conflict="warn",
     )
     for spec in resources.FUNCTIONS:
@@ -46,11 +52,17 @@ def merged_openapi(runtime: FunctionRuntime, server_url: str) -> dict[str, Any]:
     return document
 
 
-def swagger_html(spec_url: str) -> bytes:
+def swagger_html(document: dict[str, Any]) -> bytes:
+    """The Swagger UI page with `document` inlined: Powertools' template takes the spec itself (a JS
+    literal), not its URL. `</` is escaped so no string in the document can close the script element."""
     from aws_lambda_powertools.event_handler.openapi import swagger_ui
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     folder = Path(swagger_ui.__file__).parent
     js = (folder / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
     css = (folder / "swagger-ui.min.css").read_text(encoding="utf-8")
-    return generate_swagger_html(spec_url, js, css, "", None).encode()
+    spec = json.dumps(document).replace("</", "<\\/")
+    html = generate_swagger_html(spec, js, css, "", None, persist_authorization=True)
+    # No favicon route exists: without an inline one the browser's request for /favicon.ico is a 404 in
+    # the console of every visit.
+    return html.replace("<head>", '<head>\n    <link rel="icon" href="data:,">', 1).encode()

@@ -182,8 +182,12 @@ class LocalStack:
             body = json.dumps(merged_openapi(self.runtime, self.base_url)).encode()
             return HttpResponse(200, [("Content-Type", "application/json")], body)
 
-        def docs(_: HttpRequest) -> HttpResponse:
-            return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], swagger_html("/openapi.json"))
+        def docs(request: HttpRequest) -> HttpResponse:
+            # Swagger UI links its spec as /docs?format=json (Powertools' page): answer that with the JSON.
+            if "format=json" in request.query.split("&"):
+                return openapi_json(request)
+            html = swagger_html(merged_openapi(self.runtime, self.base_url))
+            return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], html)
 
         return Gateway(
             self.runtime.invoke,

@@ -136,3 +136,26 @@ def test_alarm_topic_is_encrypted_and_refuses_plain_http(synthesized: Synthesize
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
     )
+
+
+@pytest.mark.browser
+def test_dashboard_markdown_widgets_render_in_a_browser(synthesized: Synthesized) -> None:
+    """CloudWatch renders text widgets as CommonMark: each one, rendered the same way, shows its heading and
+    every `code` span in Chromium with no console error (an unbalanced backtick would swallow the rest)."""
+    import re
+
+    from markdown_it import MarkdownIt
+
+    from tests.factories.browser import chromium, watched_page
+
+    texts = [w["properties"]["markdown"] for w in _widgets(synthesized).values() if w["type"] == "text"]
+    assert texts, "the dashboard has no text widget"
+    renderer = MarkdownIt("commonmark", {"html": False})
+    with chromium() as browser, watched_page(browser) as (page, problems):
+        for markdown in texts:
+            page.set_content(f"<!DOCTYPE html><html><body>{renderer.render(markdown)}</body></html>")
+            headings = [h.lstrip("# ").strip() for h in markdown.splitlines() if h.startswith("#")]
+            assert page.locator("h1, h2, h3").all_inner_texts() == headings
+            assert page.locator("code").all_inner_texts() == re.findall(r"`([^`]+)`", markdown)
+            assert "`" not in page.inner_text("body")
+        assert problems.all() == []
