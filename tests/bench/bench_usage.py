@@ -352,7 +352,7 @@ def report(r: Result) -> dict[str, Any]:
         f"  lambda invocations {r.invocations}; aggregator worst invocation {r.worst_aggregator_seconds:.1f} s "
         f"of {timeout} s timeout (emulator wall time); GB-s {r.gb_seconds:.1f}"
     )
-    if r.faults:
+    if r.workload.faults:
         print(f"  faults injected: {r.faults}")
     print(f"  every hour / day / month row equals the independent sums: {'yes' if r.exact else 'NO'}")
     print("  cost per million events: " + ", ".join(f"{k} ${v:.4f}" for k, v in cost.items()) + f" = ${total:.4f}")
