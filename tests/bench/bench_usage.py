@@ -219,6 +219,7 @@ def run(w: Workload) -> Result:
 
     warnings.filterwarnings("ignore")
     import boto3
+    from botocore.config import Config
 
     from billing_platform import clients, resources
     from tests.integration.test_usage_fault_injection import expected_aggregates
@@ -248,7 +249,14 @@ def run(w: Workload) -> Result:
             faults=w.faults,
             rng=rng,
         )
-        rows = aggregate_rows(ddb.client("dynamodb"), names[resources.AGGREGATES_TABLE.env_var])
+        # A patient client: scanning ~150,000 rows of a busy emulator outlasts DynamoDBLocal.client's 10 s.
+        patient = boto3.client(
+            "dynamodb",
+            endpoint_url=ddb.endpoint_url,
+            region_name="us-east-1",
+            config=Config(read_timeout=600, retries={"mode": "standard", "max_attempts": 10}),
+        )
+        rows = aggregate_rows(patient, names[resources.AGGREGATES_TABLE.env_var])
         exact = rows == expected_aggregates(records)
     c = counter.counts
     if c.transact_items:
