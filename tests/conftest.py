@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from billing_platform import clients, resources
 from billing_platform.settings import get_settings
+
+# Speed lives in `make bench`, never in a test's verdict: Hypothesis' default 200 ms deadline per example
+# failed property tests on a loaded 2-core runner.
+settings.register_profile("billing", deadline=None)
+settings.load_profile("billing")
 
 # Never reach a real account: fake credentials and region before any boto3 client exists.
 os.environ.update(

@@ -13,10 +13,10 @@ from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.models import Granularity, floor_to
-from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator
+from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, require_whole_hours
 
 app = create_app(title="Usage queries")
-aggregator = UsageAggregator()
+aggregator = UsageAggregator().sync
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 ResourceType = Annotated[str, Query(min_length=1, max_length=64)]
@@ -46,6 +46,7 @@ def top_consumers(
     # Defaults: the last 30 days up to the end of the current hour.
     end_at = end or floor_to(Granularity.HOUR, datetime.now(UTC)) + timedelta(hours=1)
     start_at = start or end_at - timedelta(days=30)
+    require_whole_hours(start_at, end_at)
     top = aggregator.get_top_consumers(resource_type, start_at, end_at, limit)
     return {
         "resource_type": resource_type,

@@ -1,5 +1,6 @@
 """Event sources and schedules from the specs: SQS -> usage_consumer, usage-table stream ->
-usage_aggregator (failed batches to an on-failure queue), EventBridge schedule -> meter_reporter."""
+usage_aggregator (failed batches to an on-failure queue), EventBridge schedules -> meter_reporter and
+reservation_sweeper."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ class UsagePipeline(Construct):
         return events.Rule(
             self,
             f"{spec.name.title().replace('_', '')}Schedule",
-            description=f"Runs {spec.name} every {minutes} minutes",
+            description=f"Runs {spec.name} every {minutes} minute{'s' if minutes != 1 else ''}",
             schedule=events.Schedule.rate(Duration.minutes(minutes)),
             targets=[targets.LambdaFunction(function, retry_attempts=2, max_event_age=Duration.minutes(minutes))],
         )

@@ -49,7 +49,7 @@ def test_tracked_and_posted_usage_shows_up_in_trends_and_top_consumers(stack: Lo
     )
     queue_url = sqs.get_queue_url(QueueName=resources.USAGE_QUEUE.local_name)["QueueUrl"]
     now = datetime.now(UTC)
-    with UsageTracker(SqsUsageQueue(queue_url, client=sqs), batch_size=20, flush_interval_seconds=0.5) as tracker:
+    with UsageTracker(SqsUsageQueue(queue_url, client=sqs), batch_size=20, flush_interval_seconds=0.5).sync as tracker:
         for _ in range(30):
             tracker.track_tokens(alpha, 100, "model-x")
         for _ in range(10):

@@ -91,5 +91,7 @@ def test_scheduled_functions_run_at_the_spec_rate(synthesized: Synthesized, spec
         if any((function_id, "Arn") in references(t["Arn"]) for t in r["Properties"]["Targets"])
     ]
     assert len(rules) == 1
-    assert rules[0]["ScheduleExpression"] == f"rate({spec.schedule_minutes} minutes)"
+    # EventBridge's rate syntax is singular for one unit: rate(1 minute).
+    unit = "minute" if spec.schedule_minutes == 1 else "minutes"
+    assert rules[0]["ScheduleExpression"] == f"rate({spec.schedule_minutes} {unit})"
     assert rules[0]["State"] == "ENABLED"

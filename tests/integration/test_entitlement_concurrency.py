@@ -335,7 +335,7 @@ def test_async_services_consume_concurrently_with_the_same_guarantees(
         return "ok"
 
     async def consume_all() -> list[Any]:
-        calls = (enforcer.check_and_record_async("t-async", "executions", 10) for _ in range(40))
+        calls = (enforcer.check_and_record("t-async", "executions", 10) for _ in range(40))
         return list(await asyncio.gather(*calls))
 
     async def guarded_calls() -> list[Any]:
@@ -352,4 +352,4 @@ def test_async_services_consume_concurrently_with_the_same_guarantees(
     assert 1 <= succeeded <= 5
     assert all(r == "ok" or isinstance(r, RuntimeError | QuotaExceededError) for r in results)
     # Failed calls gave their 7 back; only the calls that succeeded keep theirs.
-    assert enforcer.check("t-async", "executions").used == 300 - 35 + 7 * succeeded
+    assert enforcer.sync.check("t-async", "executions").used == 300 - 35 + 7 * succeeded

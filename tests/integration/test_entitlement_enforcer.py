@@ -3,9 +3,11 @@ drive, against moto DynamoDB with the real layer code."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import boto3
 import pytest
@@ -68,15 +70,15 @@ def count_requests() -> list[str]:
 
 
 def test_hot_path_is_exactly_one_conditional_update(enforcer: EntitlementEnforcer) -> None:
-    enforcer.check_and_record("acme", "executions")  # warm: layout known
+    enforcer.sync.check_and_record("acme", "executions")  # warm: layout known
     sent = count_requests()
     for _ in range(5):
-        assert enforcer.check_and_record("acme", "executions").allowed
+        assert enforcer.sync.check_and_record("acme", "executions").allowed
     assert sent == ["UpdateItem"] * 5
 
 
 def test_check_and_record_reports_limit_used_remaining_and_reset(enforcer: EntitlementEnforcer) -> None:
-    check = enforcer.check_and_record("acme", "tokens", 250)
+    check = enforcer.sync.check_and_record("acme", "tokens", 250)
     assert (check.allowed, check.limit, check.used, check.remaining, check.resets_at) == (
         True,
         Decimal(10000),
@@ -85,12 +87,12 @@ def test_check_and_record_reports_limit_used_remaining_and_reset(enforcer: Entit
         END,
     )
     with pytest.raises(UnprocessableError):  # floats never enter quota math
-        enforcer.check_and_record("acme", "tokens", 1.5)  # type: ignore[arg-type]
+        enforcer.sync.check_and_record("acme", "tokens", 1.5)  # type: ignore[arg-type]
 
 
 def test_check_entitlement_or_raise(enforcer: EntitlementEnforcer) -> None:
-    assert check_entitlement_or_raise(enforcer.check_and_record("acme", "executions", 100)).allowed
-    denied = enforcer.check_and_record("acme", "executions")
+    assert check_entitlement_or_raise(enforcer.sync.check_and_record("acme", "executions", 100)).allowed
+    denied = enforcer.sync.check_and_record("acme", "executions")
     with pytest.raises(QuotaExceededError) as info:
         check_entitlement_or_raise(denied)
     assert info.value.http_status == 402
@@ -112,12 +114,12 @@ def test_decorated_lambda_handler_runs_only_when_allowed_and_releases_on_failure
     assert handler(event, LambdaContext()) == "done"
     with pytest.raises(RuntimeError):
         handler(api_event("POST", "/v1/jobs", "boom", tenant_id="acme"), LambdaContext())
-    assert enforcer.check("acme", "executions").used == 40  # the failed run gave its 40 back
+    assert enforcer.sync.check("acme", "executions").used == 40  # the failed run gave its 40 back
     assert handler(event, LambdaContext()) == "done"
     with pytest.raises(QuotaExceededError):
         handler(api_event("POST", "/v1/jobs", "denied", tenant_id="acme"), LambdaContext())
     assert calls == ["ok", "boom", "ok"]  # the denied call never ran
-    assert enforcer.check("acme", "executions").used == 80
+    assert enforcer.sync.check("acme", "executions").used == 80
 
 
 def test_decorated_powertools_route_answers_402_and_releases_on_error(enforcer: EntitlementEnforcer) -> None:
@@ -136,7 +138,7 @@ def test_decorated_powertools_route_answers_402_and_releases_on_error(enforcer: 
     assert post({})["statusCode"] == 200
     with pytest.raises(ValueError, match="bad job"):
         post({"fail": True})
-    assert enforcer.check("acme", "storage_mb").used == 30
+    assert enforcer.sync.check("acme", "storage_mb").used == 30
     assert [post({})["statusCode"] for _ in range(3)] == [200, 200, 402]
     denied = json_body(post({}))
     assert (denied["resource_type"], denied["remaining"]) == ("storage_mb", "10")
@@ -155,21 +157,21 @@ def test_decorated_route_without_tenant_argument_uses_the_authorizer_tenant(enfo
         for _ in range(2)
     ]
     assert statuses == [200, 402]
-    assert enforcer.check("acme", "executions").used == 60
+    assert enforcer.sync.check("acme", "executions").used == 60
 
 
 def test_features_are_cached_but_quota_never_is(moto_aws: dict[str, str], enforcer: EntitlementEnforcer) -> None:
-    assert enforcer.has_feature("acme", "sso") is False
+    assert enforcer.sync.has_feature("acme", "sso") is False
     with pytest.raises(EntitlementEnforcementError):
-        enforcer.require_feature("acme", "sso")
+        enforcer.sync.require_feature("acme", "sso")
     # The plan changes through another container (the webhook function).
     EntitlementService(get_settings()).apply_plan(
         "acme", "enterprise", period_start=START, period_end=END, source_version=11
     )
-    assert enforcer.has_feature("acme", "sso") is False  # cached for the TTL
-    assert enforcer.check_and_record("acme", "executions", 10**6).allowed  # the quota is live
+    assert enforcer.sync.has_feature("acme", "sso") is False  # cached for the TTL
+    assert enforcer.sync.check_and_record("acme", "executions", 10**6).allowed  # the quota is live
     fresh = EntitlementEnforcer(EntitlementService(get_settings(), cache_ttl_seconds=0))
-    assert fresh.has_feature("acme", "sso") is True
+    assert fresh.sync.has_feature("acme", "sso") is True
 
 
 def test_service_satisfies_the_webhook_protocol(service: EntitlementService) -> None:
@@ -278,3 +280,64 @@ def test_a_denied_idempotent_consume_answers_the_same_on_retry(service: Entitlem
     assert service.release("acme", "executions", idempotency_key="job-1").quantity == 0  # took nothing
     assert service.consume("acme", "executions", Decimal(5), idempotency_key="job-2").allowed
     assert service.check("acme", "executions").used == 55
+
+
+# ---------------------------------------------------------------------- the two faces, UUID tenants
+
+TENANT_UUID = UUID("6f1c2b1e-8d1f-4c53-9a0e-2f4f1b7c9d10")
+
+
+def test_async_face_and_sync_face_are_one_enforcer(service: EntitlementService) -> None:
+    """`await enforcer.check_and_record(...)` and `enforcer.sync.check_and_record(...)` consume the same
+    counter through the same service; a UUID tenant id is its canonical string everywhere."""
+    service.apply_plan(str(TENANT_UUID), "free", period_start=START, period_end=END, source_version=1)
+    enforcer = EntitlementEnforcer(service)
+    assert enforcer.sync.service is enforcer.service
+
+    async def consume() -> list[Any]:
+        first = await enforcer.check_and_record(
+            tenant_id=TENANT_UUID, resource_type="executions", quantity=Decimal("1")
+        )
+        second = await enforcer.check(TENANT_UUID, "executions")
+        return [first, second, await enforcer.has_feature(TENANT_UUID, "sso")]
+
+    first, peek, sso = asyncio.run(consume())
+    assert first.allowed
+    assert first.tenant_id == "6f1c2b1e-8d1f-4c53-9a0e-2f4f1b7c9d10"
+    assert peek.used == 1
+    assert sso is False
+    blocking = enforcer.sync.check_and_record(str(TENANT_UUID), "executions", 2)
+    assert (blocking.used, blocking.remaining) == (Decimal(3), first.remaining - 2)
+
+
+def test_async_face_refuses_bad_input_and_changes_nothing(enforcer: EntitlementEnforcer) -> None:
+    async def bad() -> None:
+        await enforcer.check_and_record("acme", "executions", 1.5)  # type: ignore[arg-type]
+
+    with pytest.raises(UnprocessableError):
+        asyncio.run(bad())
+    with pytest.raises(EntitlementEnforcementError):
+        asyncio.run(enforcer.require_feature("acme", "sso"))
+    assert enforcer.sync.check("acme", "executions").used == 0
+
+
+def test_decorated_coroutine_uses_the_enforcer_argument_and_a_uuid_tenant(service: EntitlementService) -> None:
+    """The document's decorator shape: `tenant_id: UUID` and `enforcer: EntitlementEnforcer` parameters;
+    the call's own enforcer is the one used, positional or keyword."""
+    service.apply_plan(str(TENANT_UUID), "free", period_start=START, period_end=END, source_version=1)
+    mine = EntitlementEnforcer(service)
+    ran: list[UUID] = []
+
+    @require_entitlement("executions", quantity=Decimal("40"))
+    async def execute_workflow(tenant_id: UUID, workflow_id: UUID, enforcer: EntitlementEnforcer) -> str:
+        ran.append(workflow_id)
+        return "done"
+
+    workflow = UUID(int=7)
+    assert asyncio.run(execute_workflow(TENANT_UUID, workflow, mine)) == "done"
+    assert asyncio.run(execute_workflow(tenant_id=TENANT_UUID, workflow_id=workflow, enforcer=mine)) == "done"
+    with pytest.raises(QuotaExceededError) as info:
+        asyncio.run(execute_workflow(TENANT_UUID, workflow, enforcer=mine))
+    assert info.value.details["remaining"] == "20"
+    assert ran == [workflow, workflow]
+    assert mine.sync.check(TENANT_UUID, "executions").used == 80

@@ -393,7 +393,7 @@ def test_every_aggregate_is_exact_after_duplicates_crashes_retries_and_poison(
 
     # 1. Track from four threads through a sender that loses answers and refuses entries.
     sender = FlakySender(SqsUsageQueue(queue_url, client=sqs))
-    tracker = UsageTracker(sender, batch_size=50, flush_interval_seconds=0.2, sleep=lambda _: None)
+    tracker = UsageTracker(sender, batch_size=50, flush_interval_seconds=0.2, sleep=lambda _: None).sync
     import threading
 
     def produce(part: list[Generated]) -> None:

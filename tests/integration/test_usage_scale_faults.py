@@ -152,7 +152,7 @@ def pump(
     run = PumpRun()
     queue = SqsUsageQueue(queue_url, client=tracker_sqs or sqs)
     sender: Any = FlakySender(queue) if faults else queue
-    tracker = UsageTracker(sender, sleep=lambda _: None)
+    tracker = UsageTracker(sender, sleep=lambda _: None).sync
     for r in records:
         tracker.track(r.tenant_id, r.resource_type, r.quantity, timestamp=r.timestamp, record_id=r.record_id)
     tracker.flush()

@@ -273,6 +273,7 @@ class RequestContext:
     customer_id: str = "cus_unknown"
     subscription_id: str = "sub_unknown"
     key_id: str = "key_0000000000000000"
+    reservation_id: str = "rsv_" + "0" * 32  # well-formed, held by no one
     price_id: str = "price_pro_monthly"
 
 
@@ -297,6 +298,7 @@ def plan_request(
         "customer_id": ctx.customer_id,
         "subscription_id": ctx.subscription_id,
         "key_id": ctx.key_id,
+        "reservation_id": ctx.reservation_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path

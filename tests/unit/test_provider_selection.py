@@ -75,8 +75,8 @@ def test_mock_provider_is_stripe_shaped_and_emits_events() -> None:
     provider = MockBillingProvider(event_sink=events.append)
 
     async def seed() -> str:
-        customer = await provider.create_customer("t_mock", "m@example.com", "Mock")
-        sub = await provider.create_subscription(customer.id, "price_pro_monthly")
+        customer_id = await provider.create_customer("t_mock", "m@example.com", "Mock")
+        sub = await provider.create_subscription(customer_id, "price_pro_monthly")
         await provider.update_subscription(sub.id, "price_enterprise_monthly")
         await provider.cancel_subscription(sub.id)
         return sub.id

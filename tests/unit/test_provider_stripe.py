@@ -133,9 +133,9 @@ def test_async_face_awaits_without_blocking_and_sync_face_needs_no_loop(http: sf
     assert isinstance(provider, BillingProvider)
 
     async def seed() -> tuple[str, str]:
-        customer = await provider.create_customer("t_async", "a@example.com")
-        sub = await provider.create_subscription(customer.id, "price_pro_monthly")
-        return customer.id, sub.id
+        customer_id = await provider.create_customer("t_async", "a@example.com")  # the id, as documented
+        sub = await provider.create_subscription(customer_id, "price_pro_monthly")
+        return customer_id, sub["id"]
 
     customer_id, sub_id = asyncio.run(seed())
     assert provider.sync.get_subscription(sub_id).customer_id == customer_id

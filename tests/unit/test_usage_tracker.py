@@ -15,7 +15,7 @@ import pytest
 from billing_platform.errors import BillingError, UnprocessableError
 from billing_platform.usage.models import SQS_MAX_BYTES, UsageMessage
 from billing_platform.usage.queue import SendFailure, SendOutcome
-from billing_platform.usage.tracker import UsageBufferFull, UsageFlushError, UsageTracker
+from billing_platform.usage.tracker import SyncUsageTracker, UsageBufferFull, UsageFlushError, UsageTracker
 
 
 class RecordingSender:
@@ -41,9 +41,14 @@ class RecordingSender:
         ]
 
 
-def tracker(sender: RecordingSender, **kwargs: object) -> UsageTracker:
+def async_tracker(sender: RecordingSender, **kwargs: object) -> UsageTracker:
     kwargs.setdefault("sleep", lambda _: None)
     return UsageTracker(sender, **kwargs)  # type: ignore[arg-type]
+
+
+def tracker(sender: RecordingSender, **kwargs: object) -> SyncUsageTracker:
+    """The blocking face, as a Lambda uses it."""
+    return async_tracker(sender, **kwargs).sync
 
 
 def test_many_records_per_message_and_ten_messages_per_request() -> None:
@@ -228,8 +233,8 @@ def test_context_managers_flush_on_exit() -> None:
     assert len(sender.delivered_ids()) == 1
 
     async def main() -> None:
-        async with tracker(sender, flush_interval_seconds=3600) as t2:
-            t2.track("t1", "tokens", 2)
+        async with async_tracker(sender, flush_interval_seconds=3600) as t2:
+            await t2.track("t1", "tokens", 2)
 
     asyncio.run(main())
     assert len(sender.delivered_ids()) == 2

@@ -1,1 +1,89 @@
-"""Serverless billing for SaaS on AWS: the shared library deployed as a Lambda layer."""
+"""Serverless billing for SaaS on AWS: the shared library deployed as a Lambda layer.
+
+One import path for the library's public names: ``from billing_platform import EntitlementEnforcer``.
+Names are loaded on first use (module `__getattr__`), so a Lambda that imports one of them pays only for
+that one's modules: importing `UsageTracker` never loads `stripe`, and nothing here ever loads FastAPI
+(it is only used if the application imported it; see `check_entitlement_or_raise`).
+
+Each of the four library objects has an async face (the class named here, ``await obj.method(...)``)
+and a blocking face with the same methods (``obj.sync.method(...)``) for Lambda handlers; see
+`billing_platform.entitlements.enforcer` for the convention.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.enforcer import (
+        EntitlementEnforcer,
+        QuotaExceededError,
+        SyncEntitlementEnforcer,
+        check_entitlement_or_raise,
+        get_entitlement_enforcer,
+        require_entitlement,
+    )
+    from billing_platform.entitlements.models import EntitlementCheck
+    from billing_platform.errors import BillingError, BillingProviderError, EntitlementEnforcementError
+    from billing_platform.providers.base import BillingProvider, SyncBillingProvider
+    from billing_platform.providers.mock import MockBillingProvider
+    from billing_platform.providers.stripe import StripeBillingProvider
+    from billing_platform.usage.queries import SyncUsageAggregator, UsageAggregator
+    from billing_platform.usage.tracker import SyncUsageTracker, UsageTracker
+
+# name -> the module that defines it (imported when the name is first asked for).
+_LAZY = {
+    "BillingProvider": "billing_platform.providers.base",
+    "SyncBillingProvider": "billing_platform.providers.base",
+    "StripeBillingProvider": "billing_platform.providers.stripe",
+    "MockBillingProvider": "billing_platform.providers.mock",
+    "EntitlementEnforcer": "billing_platform.entitlements.enforcer",
+    "SyncEntitlementEnforcer": "billing_platform.entitlements.enforcer",
+    "QuotaExceededError": "billing_platform.entitlements.enforcer",
+    "require_entitlement": "billing_platform.entitlements.enforcer",
+    "get_entitlement_enforcer": "billing_platform.entitlements.enforcer",
+    "check_entitlement_or_raise": "billing_platform.entitlements.enforcer",
+    "EntitlementCheck": "billing_platform.entitlements.models",
+    "UsageTracker": "billing_platform.usage.tracker",
+    "SyncUsageTracker": "billing_platform.usage.tracker",
+    "UsageAggregator": "billing_platform.usage.queries",
+    "SyncUsageAggregator": "billing_platform.usage.queries",
+    "BillingError": "billing_platform.errors",
+    "BillingProviderError": "billing_platform.errors",
+    "EntitlementEnforcementError": "billing_platform.errors",
+}
+
+__all__ = [
+    "BillingError",
+    "BillingProvider",
+    "BillingProviderError",
+    "EntitlementCheck",
+    "EntitlementEnforcementError",
+    "EntitlementEnforcer",
+    "MockBillingProvider",
+    "QuotaExceededError",
+    "StripeBillingProvider",
+    "SyncBillingProvider",
+    "SyncEntitlementEnforcer",
+    "SyncUsageAggregator",
+    "SyncUsageTracker",
+    "UsageAggregator",
+    "UsageTracker",
+    "check_entitlement_or_raise",
+    "get_entitlement_enforcer",
+    "require_entitlement",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

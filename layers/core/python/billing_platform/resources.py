@@ -214,6 +214,32 @@ ENTITLEMENTS = FunctionSpec(
     writes=(BILLING_TABLE,),
 )
 
+# Reservations share the billing table's quota counters with entitlements; a settle meters its charged
+# amount through the usage queue.
+RESERVATIONS = FunctionSpec(
+    name="reservations",
+    description="Reserve quota for work priced afterwards; settle, cancel and read reservations",
+    routes=(
+        RouteSpec("POST", "/v1/entitlements/reservations", T),
+        RouteSpec("POST", "/v1/entitlements/reservations/{reservation_id}/settle", T),
+        RouteSpec("DELETE", "/v1/entitlements/reservations/{reservation_id}", T),
+        RouteSpec("GET", "/v1/entitlements/reservations/{reservation_id}", T),
+    ),
+    writes=(BILLING_TABLE,),
+    sends_to=(USAGE_QUEUE,),
+)
+
+# Every minute: a reservation past its expiry is given back within about a minute (DynamoDB TTL alone can
+# lag 48 hours, and is used only to delete resolved reservations later).
+RESERVATION_SWEEPER = FunctionSpec(
+    name="reservation_sweeper",
+    description="Gives back expired reservations and resends usage a crashed settle left unsent",
+    timeout_seconds=60,
+    schedule_minutes=1,
+    writes=(BILLING_TABLE,),
+    sends_to=(USAGE_QUEUE,),
+)
+
 USAGE_INGEST = FunctionSpec(
     name="usage_ingest",
     description="HTTP batch ingest of usage records onto the usage queue",
@@ -294,6 +320,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     SUBSCRIPTIONS,
     STRIPE_WEBHOOK,
     ENTITLEMENTS,
+    RESERVATIONS,
+    RESERVATION_SWEEPER,
     USAGE_INGEST,
     USAGE_QUERY,
     USAGE_CONSUMER,

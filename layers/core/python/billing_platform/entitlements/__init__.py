@@ -2,6 +2,18 @@
 
 Public API: `EntitlementEnforcer`, `require_entitlement`, `check_entitlement_or_raise` for code that
 guards work with a quota, `EntitlementService` for the API and the subscription webhooks.
+
+Layout, one module per use case behind the thin `EntitlementService` facade (service.py):
+- models.py: pure models and quota arithmetic; context.py: what the use cases share (settings,
+  repository, catalog, clock, caches); plans.py: the tenant's plan; answers.py: counter -> answer.
+- consume.py (hot path), slow_path.py (provision, roll, sharded spread), idempotency.py (keyed
+  consumes, replays), views.py (check, read model, listing), release.py, reconcile.py (counters to
+  a plan's terms, layout switches), plan_changes.py (apply_plan, suspend, revoke).
+- repository.py: `EntitlementRepository`, composed of the data-access pieces in dal/ (items.py:
+  keys and codecs; plans.py, counters.py, consume_records.py, layouts.py; table.py: shared plumbing).
+- enforcer.py: the library face for other services; cache.py: the TTL cache.
+A new use case gets its own module here (and, for new items, its own dal/ module joined to
+`EntitlementRepository`) plus one facade method.
 """
 
 from billing_platform.entitlements.enforcer import (

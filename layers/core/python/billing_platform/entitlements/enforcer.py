@@ -1,27 +1,54 @@
-"""The entitlement library for other Lambdas and services: `EntitlementEnforcer`, the
-`require_entitlement` decorator and `check_entitlement_or_raise`.
+"""The entitlement library for other Lambdas and asyncio services: `EntitlementEnforcer`, the
+`require_entitlement` decorator, `check_entitlement_or_raise` and the FastAPI dependency
+`get_entitlement_enforcer`.
 
-Everything is synchronous underneath (boto3 is), so a Lambda needs no event loop; asyncio services use
-the `*_async` methods (or decorate a coroutine function), which run the same call in a worker thread.
+The library's one convention for blocking and async callers (billing provider, `EntitlementEnforcer`,
+`UsageTracker`, `UsageAggregator` all follow it):
+
+* the class the design document names is the **async face**: ``await enforcer.check_and_record(...)``;
+* ``obj.sync`` is the **blocking face**, with the same method names, parameters and answers:
+  ``enforcer.sync.check_and_record(...)``. Lambda handlers and the CLI use it (no event loop);
+* the blocking face holds the one implementation; each async method is its blocking twin run through
+  `billing_platform.offload.run_blocking` (a bounded worker pool), so the event loop never blocks on
+  boto3 and there is one code path to test;
+* both faces share state (here one `EntitlementService`, hence one plan cache); the sync class is
+  named `Sync<Name>` (`SyncEntitlementEnforcer`).
+
+A new method is written once on the sync class and given a three-line async twin:
+
+    async def reserve(self, ...) -> Reservation:
+        return await run_blocking(self._sync.reserve, ...)
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
+from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import EntitlementEnforcementError, UnprocessableError
+from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.observability import logger
+from billing_platform.offload import run_blocking
+
+if TYPE_CHECKING:
+    # Imported where used: the reservation modules import the entitlement package themselves.
+    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.models import Reservation
+    from billing_platform.reservations.service import ReservationService
 
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
+ReservationLike: TypeAlias = "ReservationHold | Reservation"
+TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
 class _Resolver(Protocol):
@@ -66,8 +93,16 @@ class QuotaExceededError(EntitlementEnforcementError):
 
 def check_entitlement_or_raise(check: EntitlementCheck) -> EntitlementCheck:
     """Return `check` when allowed; raise `QuotaExceededError` (an `EntitlementEnforcementError`,
-    answered with 402 by every `create_app` API) when not."""
+    answered with 402 by every `create_app` API) when not.
+
+    In a process that runs FastAPI the error raised is also a `fastapi.HTTPException` (402, ``detail`` =
+    the body the HTTP API answers with), so an endpoint needs no handler of its own; it stays a
+    `QuotaExceededError` for ``except`` clauses. FastAPI is never imported here: a Lambda pays nothing."""
     if not check.allowed:
+        if "fastapi" in sys.modules:
+            from billing_platform.entitlements.http_exception import quota_http_exception
+
+            raise quota_http_exception(check)
         raise QuotaExceededError(check)
     return check
 
@@ -84,14 +119,16 @@ def to_quantity(value: QuantityLike) -> Decimal:
         raise UnprocessableError(f"quantity {value!r} is not a number", code="invalid_quantity") from None
 
 
-class EntitlementEnforcer:
-    """Checks and records quota use for a tenant, for code running anywhere (Lambda or asyncio).
+class SyncEntitlementEnforcer:
+    """The blocking face of `EntitlementEnforcer` (``enforcer.sync``): what Lambda handlers and the CLI
+    call, with no event loop. Same method names and answers as the async face.
 
     `check_and_record` is one DynamoDB request on the hot path; plan and feature look-ups are cached
     for a TTL, remaining quota never is. A denied check records nothing."""
 
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._service = service
+        self._reservations: ReservationService | None = None
 
     @property
     def service(self) -> EntitlementService:
@@ -100,20 +137,33 @@ class EntitlementEnforcer:
             self._service = EntitlementService()
         return self._service
 
+    @property
+    def reservations(self) -> ReservationService:
+        """The reservation use cases, over this enforcer's entitlement service (one plan cache)."""
+        if self._reservations is None:
+            from billing_platform.reservations.service import ReservationService
+
+            self._reservations = ReservationService(entitlements=self.service)
+        return self._reservations
+
     def check_and_record(
         self,
-        tenant_id: str,
+        tenant_id: TenantIdLike,
         resource_type: str,
         quantity: QuantityLike = Decimal(1),
         *,
         idempotency_key: str | None = None,
     ) -> EntitlementCheck:
         """Consume `quantity` if the tenant is entitled to it; the answer says whether it was."""
-        return self.service.consume(tenant_id, resource_type, to_quantity(quantity), idempotency_key=idempotency_key)
+        return self.service.consume(
+            tenant_id_str(tenant_id), resource_type, to_quantity(quantity), idempotency_key=idempotency_key
+        )
 
-    def check(self, tenant_id: str, resource_type: str, quantity: QuantityLike = Decimal(1)) -> EntitlementCheck:
+    def check(
+        self, tenant_id: TenantIdLike, resource_type: str, quantity: QuantityLike = Decimal(1)
+    ) -> EntitlementCheck:
         """Would `quantity` be granted now? Consumes nothing."""
-        return self.service.check(tenant_id, resource_type, to_quantity(quantity))
+        return self.service.check(tenant_id_str(tenant_id), resource_type, to_quantity(quantity))
 
     def release(self, check: EntitlementCheck) -> EntitlementCheck:
         """Give back what a granted `check` consumed (its own shards, its own period, once for an
@@ -126,11 +176,49 @@ class EntitlementEnforcer:
             check.tenant_id, check.resource_type, check.shards_used, period_end=check.resets_at
         )
 
-    def has_feature(self, tenant_id: str, feature: str) -> bool:
-        """Whether the tenant's plan includes `feature` (cached with the plan)."""
-        return self.service.has_feature(tenant_id, feature)
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReservationHold:
+        """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
+        settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
+        quota cannot cover it; an unresolved hold is given back once `ttl` has passed."""
+        from billing_platform.reservations.handles import ReservationHold
+        from billing_platform.reservations.models import DEFAULT_TTL
 
-    def require_feature(self, tenant_id: str, feature: str) -> None:
+        reservation, _replayed = self.reservations.reserve(
+            tenant_id_str(tenant_id),
+            resource_type,
+            to_quantity(estimate),
+            ttl=DEFAULT_TTL if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
+            idempotency_key=idempotency_key,
+        )
+        return ReservationHold(reservation, self.settle, self.cancel)
+
+    def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
+        what it has; `uncovered` says what it could not). A repeat answers the same; after expiry or a
+        cancel it raises `ConflictError` (409) and takes nothing."""
+        held = _held(reservation)
+        settled, _replayed = self.reservations.settle(held.tenant_id, held.reservation_id, to_quantity(actual))
+        return settled
+
+    def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (once; a repeat answers the same)."""
+        held = _held(reservation)
+        cancelled, _replayed = self.reservations.cancel(held.tenant_id, held.reservation_id)
+        return cancelled
+
+    def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
+        """Whether the tenant's plan includes `feature` (cached with the plan)."""
+        return self.service.has_feature(tenant_id_str(tenant_id), feature)
+
+    def require_feature(self, tenant_id: TenantIdLike, feature: str) -> None:
         """Raise `EntitlementEnforcementError` (402) unless the tenant's plan includes `feature`."""
         if not self.has_feature(tenant_id, feature):
             raise EntitlementEnforcementError(
@@ -139,45 +227,113 @@ class EntitlementEnforcer:
                 details={"feature": feature},
             )
 
-    # asyncio services: the same calls off the event loop's thread.
 
-    async def check_and_record_async(
+def _held(reservation: ReservationLike) -> Reservation:
+    from billing_platform.reservations.handles import ReservationHold
+
+    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
+
+
+class EntitlementEnforcer:
+    """Checks and records quota use for a tenant: ``await enforcer.check_and_record(...)``.
+
+    The async face of `SyncEntitlementEnforcer` (``enforcer.sync``, the blocking face for Lambda): each
+    method runs its blocking twin on the library's worker pool (`billing_platform.offload`), so the
+    event loop never waits for DynamoDB. Both faces share one service, hence one plan cache.
+    Tenant ids may be strings or `uuid.UUID`s."""
+
+    def __init__(self, service: EntitlementService | None = None) -> None:
+        self._sync = SyncEntitlementEnforcer(service)
+
+    @property
+    def sync(self) -> SyncEntitlementEnforcer:
+        """The blocking face, same methods (Lambda handlers, the CLI, threads)."""
+        return self._sync
+
+    @property
+    def service(self) -> EntitlementService:
+        return self._sync.service
+
+    async def check_and_record(
         self,
-        tenant_id: str,
+        tenant_id: TenantIdLike,
         resource_type: str,
         quantity: QuantityLike = Decimal(1),
         *,
         idempotency_key: str | None = None,
     ) -> EntitlementCheck:
-        return await asyncio.to_thread(
-            self.check_and_record, tenant_id, resource_type, quantity, idempotency_key=idempotency_key
+        """Consume `quantity` if the tenant is entitled to it; the answer says whether it was."""
+        return await run_blocking(
+            self._sync.check_and_record, tenant_id, resource_type, quantity, idempotency_key=idempotency_key
         )
 
-    async def check_async(
-        self, tenant_id: str, resource_type: str, quantity: QuantityLike = Decimal(1)
+    async def check(
+        self, tenant_id: TenantIdLike, resource_type: str, quantity: QuantityLike = Decimal(1)
     ) -> EntitlementCheck:
-        return await asyncio.to_thread(self.check, tenant_id, resource_type, quantity)
+        """Would `quantity` be granted now? Consumes nothing."""
+        return await run_blocking(self._sync.check, tenant_id, resource_type, quantity)
 
-    async def release_async(self, check: EntitlementCheck) -> EntitlementCheck:
-        return await asyncio.to_thread(self.release, check)
+    async def release(self, check: EntitlementCheck) -> EntitlementCheck:
+        """Give back what a granted `check` consumed (see `SyncEntitlementEnforcer.release`)."""
+        return await run_blocking(self._sync.release, check)
 
-    async def has_feature_async(self, tenant_id: str, feature: str) -> bool:
-        return await asyncio.to_thread(self.has_feature, tenant_id, feature)
+    def reserve(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        estimate: QuantityLike,
+        *,
+        ttl: TtlLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncReservation:
+        """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
+        settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
+        from billing_platform.reservations.handles import AsyncReservation
+
+        return AsyncReservation(
+            functools.partial(
+                self._sync.reserve, tenant_id, resource_type, estimate, ttl=ttl, idempotency_key=idempotency_key
+            )
+        )
+
+    async def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
+        """Charge `actual` for the reservation (see `SyncEntitlementEnforcer.settle`)."""
+        return await run_blocking(self._sync.settle, reservation, actual)
+
+    async def cancel(self, reservation: ReservationLike) -> Reservation:
+        """Give the whole estimate back (see `SyncEntitlementEnforcer.cancel`)."""
+        return await run_blocking(self._sync.cancel, reservation)
+
+    async def has_feature(self, tenant_id: TenantIdLike, feature: str) -> bool:
+        """Whether the tenant's plan includes `feature` (cached with the plan)."""
+        return await run_blocking(self._sync.has_feature, tenant_id, feature)
+
+    async def require_feature(self, tenant_id: TenantIdLike, feature: str) -> None:
+        """Raise `EntitlementEnforcementError` (402) unless the tenant's plan includes `feature`."""
+        await run_blocking(self._sync.require_feature, tenant_id, feature)
 
 
 _default_enforcer = EntitlementEnforcer()
 
 
 def default_enforcer() -> EntitlementEnforcer:
-    """The process-wide enforcer `require_entitlement` uses unless given one."""
+    """The process-wide enforcer (`require_entitlement` uses it unless given one); ``.sync`` for Lambda."""
+    return _default_enforcer
+
+
+async def get_entitlement_enforcer() -> EntitlementEnforcer:
+    """FastAPI dependency: ``enforcer: EntitlementEnforcer = Depends(get_entitlement_enforcer)`` gives the
+    process-wide enforcer (one plan cache per process). Needs nothing from FastAPI itself."""
     return _default_enforcer
 
 
 def tenant_id_from_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """Where a decorated function's tenant is: a `tenant_id` argument (Powertools routes), else the
-    Lambda event's authorizer context (the authenticated tenant), path parameters or top-level field."""
+    """Where a decorated function's tenant is: a `tenant_id` argument (FastAPI endpoints, Powertools
+    routes; a `uuid.UUID` becomes its canonical string), else the Lambda event's authorizer context
+    (the authenticated tenant), path parameters or top-level field."""
     if kwargs.get("tenant_id"):
-        return str(kwargs["tenant_id"])
+        value = kwargs["tenant_id"]
+        return tenant_id_str(value) if isinstance(value, str | UUID) else str(value)
     event = args[0] if args and isinstance(args[0], Mapping) else kwargs.get("event")
     if isinstance(event, Mapping):
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
@@ -192,6 +348,18 @@ def tenant_id_from_call(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str
     raise UnprocessableError("no tenant id found for the entitlement check", code="missing_tenant")
 
 
+def _named_arguments(
+    signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The call's arguments by parameter name (a `tenant_id` or `enforcer` passed positionally counts)."""
+    if signature is None:
+        return dict(kwargs)
+    try:
+        return {**signature.bind_partial(*args, **kwargs).arguments, **kwargs}
+    except TypeError:  # the call itself will fail with Python's own message
+        return dict(kwargs)
+
+
 def require_entitlement(
     resource_type: str,
     quantity: QuantityLike | Callable[..., QuantityLike] = Decimal("1"),
@@ -199,28 +367,51 @@ def require_entitlement(
     tenant_id_from: Callable[[tuple[Any, ...], Mapping[str, Any]], str] = tenant_id_from_call,
     enforcer: EntitlementEnforcer | None = None,
     app: _Resolver | None = None,
+    settle: Callable[[Any], QuantityLike] | None = None,
+    reservation_ttl: TtlLike | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a Lambda handler, a Powertools route or a coroutine function: consume `quantity` of
-    `resource_type` for the call's tenant first; run the function only when allowed (otherwise raise
-    `QuotaExceededError`, a 402 in a `create_app` API); if the function raises, give the quantity back
-    and re-raise. `quantity` may be a callable of the function's arguments. For a Powertools route
-    without a `tenant_id` argument pass `app`: the tenant is then read from its current event."""
+    """Decorate a Lambda handler, a Powertools route, a coroutine function or a FastAPI endpoint:
+    consume `quantity` of `resource_type` for the call's tenant first; run the function only when
+    allowed (otherwise raise `QuotaExceededError`, a 402 in a `create_app` API and in FastAPI); if the
+    function raises, give the quantity back and re-raise. `quantity` may be a callable of the
+    function's arguments. The enforcer is, in order: the call's own `enforcer` argument when it is an
+    `EntitlementEnforcer` (``enforcer: EntitlementEnforcer = Depends(...)``), the `enforcer` given here,
+    the process-wide one. For a Powertools route without a `tenant_id` argument pass `app`: the tenant
+    is then read from its current event.
+
+    With `settle` (a callable of the function's result returning the actual amount), `quantity` is an
+    estimate: it is reserved instead of consumed, the actual is settled once the function returns (the
+    rest given back, or the extra taken), and everything is cancelled if the function (or `settle`)
+    raises. So the quota and the usage meter count what the work really used."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        try:
+            signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = None
+
         def prepare(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[EntitlementEnforcer, str, QuantityLike]:
             amount = quantity(*args, **kwargs) if callable(quantity) else quantity
-            if app is not None and not kwargs.get("tenant_id"):
+            named = _named_arguments(signature, args, kwargs)
+            given = named.get("enforcer")
+            active = given if isinstance(given, EntitlementEnforcer) else enforcer or default_enforcer()
+            if named.get("tenant_id"):
+                kwargs = {**kwargs, "tenant_id": named["tenant_id"]}
+            elif app is not None:
                 args, kwargs = (app.current_event.raw_event,), {}
-            return enforcer or default_enforcer(), tenant_id_from(args, kwargs), amount
+            return active, tenant_id_from(args, kwargs), amount
 
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 active, tenant_id, amount = prepare(args, kwargs)
-                check = check_entitlement_or_raise(
-                    await active.check_and_record_async(tenant_id, resource_type, amount)
-                )
+                if settle is not None:
+                    async with active.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                        result = await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
+                        hold.settle(settle(result))
+                    return result
+                check = check_entitlement_or_raise(await active.check_and_record(tenant_id, resource_type, amount))
                 try:
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
                 except BaseException:
@@ -232,7 +423,12 @@ def require_entitlement(
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             active, tenant_id, amount = prepare(args, kwargs)
-            check = check_entitlement_or_raise(active.check_and_record(tenant_id, resource_type, amount))
+            if settle is not None:
+                with active.sync.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                    result = func(*args, **kwargs)
+                    hold.settle(settle(result))
+                return result
+            check = check_entitlement_or_raise(active.sync.check_and_record(tenant_id, resource_type, amount))
             try:
                 return func(*args, **kwargs)
             except BaseException:
@@ -247,13 +443,13 @@ def require_entitlement(
 def _release_quietly(enforcer: EntitlementEnforcer, check: EntitlementCheck) -> None:
     # The function's own error is what the caller must see; a failed give-back is only logged.
     try:
-        enforcer.release(check)
+        enforcer.sync.release(check)
     except Exception:
         logger.exception("could not release quota after the guarded call failed", extra={"tenant_id": check.tenant_id})
 
 
 async def _release_quietly_async(enforcer: EntitlementEnforcer, check: EntitlementCheck) -> None:
     try:
-        await enforcer.release_async(check)
+        await enforcer.release(check)
     except Exception:
         logger.exception("could not release quota after the guarded call failed", extra={"tenant_id": check.tenant_id})

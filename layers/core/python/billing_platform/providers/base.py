@@ -6,8 +6,15 @@ Two faces of one provider:
 * `SyncBillingProvider` (blocking): what Lambda code calls through ``provider.sync``, with no event loop.
 
 Concrete providers implement the blocking face once; `AsyncBillingProvider` derives the async face from
-it by running each call on a worker thread (``asyncio.to_thread``), so the event loop never blocks on
-network I/O and there is exactly one implementation of every Stripe call to test.
+it by running each call on the library's worker pool (`billing_platform.offload`), so the event loop
+never blocks on network I/O and there is exactly one implementation of every Stripe call to test. This
+is the convention of all four library objects (see `billing_platform.entitlements.enforcer`).
+
+One answer differs between the faces, as the design document has it: the async `create_customer`
+returns the new customer's id (``customer_id = await provider.create_customer(...)``); the blocking one
+returns the whole `ProviderCustomer` (the subscription service stores its email and name). Returned
+objects read both ways: ``customer.email`` and ``customer["email"]``, ``subscription["id"]``.
+Tenant ids may be strings or `uuid.UUID`s.
 
 Objects are parsed from the same Stripe-shaped dictionaries the webhooks receive (`ProviderSubscription.
 from_stripe`), so an API response and an event payload go through one parser. Current Stripe API
@@ -16,12 +23,14 @@ versions carry the billing period on the subscription items (``items.data[].curr
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+from billing_platform.ids import TenantIdLike, tenant_id_str
+from billing_platform.offload import run_blocking
 
 # Statuses in which the customer is entitled to the plan (past_due only within the plan's grace).
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due"})
@@ -35,7 +44,20 @@ def from_epoch(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
-class ProviderCustomer(BaseModel):
+class StripeShaped(BaseModel):
+    """A provider object read as attributes or, like the Stripe dictionaries it was parsed from, by key:
+    ``customer["email"]``. Only the model's own fields are keys; an unknown key is a `KeyError`."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in type(self).model_fields else default
+
+
+class ProviderCustomer(StripeShaped):
     """A billing customer. `tenant_id` comes from the customer's metadata."""
 
     model_config = ConfigDict(frozen=True)
@@ -60,7 +82,7 @@ class ProviderCustomer(BaseModel):
         )
 
 
-class ProviderSubscription(BaseModel):
+class ProviderSubscription(StripeShaped):
     """The part of a Stripe subscription the platform acts on."""
 
     model_config = ConfigDict(frozen=True)
@@ -124,7 +146,7 @@ class SyncBillingProvider(Protocol):
     makes one up per call when none is given, and reuses it on every retry of that call."""
 
     def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+        self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
     ) -> ProviderCustomer: ...
 
     def get_customer(self, customer_id: str) -> ProviderCustomer: ...
@@ -153,8 +175,8 @@ class BillingProvider(Protocol):
     def sync(self) -> SyncBillingProvider: ...
 
     async def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer: ...
+        self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> str: ...
 
     async def get_customer(self, customer_id: str) -> ProviderCustomer: ...
 
@@ -184,35 +206,37 @@ class AsyncBillingProvider:
         return self._sync
 
     async def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer:
-        return await asyncio.to_thread(
-            self._sync.create_customer, tenant_id, email, name, idempotency_key=idempotency_key
+        self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> str:
+        """Create the customer (tenant id in its metadata); its id, e.g. ``cus_...``."""
+        customer = await run_blocking(
+            self._sync.create_customer, tenant_id_str(tenant_id), email, name, idempotency_key=idempotency_key
         )
+        return customer.id
 
     async def get_customer(self, customer_id: str) -> ProviderCustomer:
-        return await asyncio.to_thread(self._sync.get_customer, customer_id)
+        return await run_blocking(self._sync.get_customer, customer_id)
 
     async def create_subscription(
         self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
     ) -> ProviderSubscription:
-        return await asyncio.to_thread(
+        return await run_blocking(
             self._sync.create_subscription, customer_id, price_id, trial_days, idempotency_key=idempotency_key
         )
 
     async def update_subscription(
         self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
     ) -> ProviderSubscription:
-        return await asyncio.to_thread(
+        return await run_blocking(
             self._sync.update_subscription, subscription_id, new_price_id, idempotency_key=idempotency_key
         )
 
     async def cancel_subscription(
         self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
     ) -> ProviderSubscription:
-        return await asyncio.to_thread(
+        return await run_blocking(
             self._sync.cancel_subscription, subscription_id, immediate, idempotency_key=idempotency_key
         )
 
     async def get_subscription(self, subscription_id: str) -> ProviderSubscription:
-        return await asyncio.to_thread(self._sync.get_subscription, subscription_id)
+        return await run_blocking(self._sync.get_subscription, subscription_id)

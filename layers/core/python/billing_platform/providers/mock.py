@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from billing_platform.errors import PaymentRequiredError, ProviderInvalidRequestError, ProviderNotFoundError
+from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
 
 # The API version stripe 16.1 pins; events carry it as Stripe's do.
@@ -155,8 +156,9 @@ class MockSyncProvider:
 
     # --- SyncBillingProvider -------------------------------------------------------------------
     def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+        self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
     ) -> ProviderCustomer:
+        tenant_id = tenant_id_str(tenant_id)
         with self._lock:
             replay = self._replay(idempotency_key)
             if replay is not None:
@@ -381,3 +383,7 @@ class MockBillingProvider(AsyncBillingProvider):
             clock=clock, event_sink=event_sink, price_amounts=price_amounts, decline_emails=decline_emails
         )
         super().__init__(self.mock)
+
+    @property
+    def sync(self) -> MockSyncProvider:
+        return self.mock

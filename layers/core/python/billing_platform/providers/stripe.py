@@ -34,6 +34,8 @@ from billing_platform.errors import (
     ProviderUnavailableError,
     WebhookSignatureError,
 )
+from billing_platform.ids import TenantIdLike, tenant_id_str
+from billing_platform.offload import run_blocking
 from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
 from billing_platform.settings import Settings, get_settings
 
@@ -121,17 +123,23 @@ def verify_webhook(payload: bytes | str, signature_header: str | None, secret: s
 
 
 class StripeSyncProvider:
-    """Blocking Stripe calls (`SyncBillingProvider`)."""
+    """Blocking Stripe calls (`SyncBillingProvider`). `api_key` / `webhook_secret` override the
+    settings' (`STRIPE_SECRET_KEY` / its Secrets Manager ARN, `STRIPE_WEBHOOK_SECRET` / its ARN); the
+    API base and everything else still come from the settings."""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
+        api_key: str | None = None,
+        webhook_secret: str | None = None,
         client: stripe.StripeClient | None = None,
         http_client: stripe.HTTPClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings or get_settings()
+        self._api_key = api_key
+        self._webhook_secret = webhook_secret
         self._client = client
         self._http_client = http_client
         self._sleep = sleep
@@ -139,8 +147,13 @@ class StripeSyncProvider:
     @property
     def client(self) -> stripe.StripeClient:
         if self._client is None:
-            self._client = build_stripe_client(self._settings, self._http_client)
+            self._client = build_stripe_client(self._settings, self._http_client, api_key=self._api_key)
         return self._client
+
+    def verify_webhook(self, payload: bytes | str, signature_header: str | None) -> None:
+        """Check a webhook's ``Stripe-Signature`` on its raw body with this provider's signing secret
+        (tolerance 300 s); raise `WebhookSignatureError` if it does not match."""
+        verify_webhook(payload, signature_header, self._webhook_secret or webhook_secret(self._settings))
 
     def _call(self, fn: Callable[[], T]) -> T:
         return call_stripe(fn, self._sleep)
@@ -153,9 +166,9 @@ class StripeSyncProvider:
         return {"idempotency_key": key}
 
     def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
+        self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
     ) -> ProviderCustomer:
-        params: dict[str, Any] = {"email": email, "metadata": {"tenant_id": tenant_id}}
+        params: dict[str, Any] = {"email": email, "metadata": {"tenant_id": tenant_id_str(tenant_id)}}
         if name:
             params["name"] = name
         options = self._options(idempotency_key, "create-customer")
@@ -214,10 +227,12 @@ class StripeSyncProvider:
         return ProviderSubscription.from_stripe(sub.to_dict())
 
 
-def build_stripe_client(settings: Settings, http_client: stripe.HTTPClient | None = None) -> stripe.StripeClient:
-    """A StripeClient with the platform's key (Secrets Manager ARN deployed, env locally), optional local
-    API base and the SDK's own network retries."""
-    key = resolve_secret(settings.stripe_secret_key, settings.stripe_api_key_secret_arn, "Stripe API key")
+def build_stripe_client(
+    settings: Settings, http_client: stripe.HTTPClient | None = None, *, api_key: str | None = None
+) -> stripe.StripeClient:
+    """A StripeClient with `api_key` or the platform's key (Secrets Manager ARN deployed, env locally),
+    optional local API base and the SDK's own network retries."""
+    key = api_key or resolve_secret(settings.stripe_secret_key, settings.stripe_api_key_secret_arn, "Stripe API key")
     base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
     return stripe.StripeClient(
         key,
@@ -243,14 +258,34 @@ def call_stripe(fn: Callable[[], T], sleep: Callable[[float], None], attempts: i
 
 
 class StripeBillingProvider(AsyncBillingProvider):
-    """Stripe behind the `BillingProvider` interface; ``.sync`` is the blocking `StripeSyncProvider`."""
+    """Stripe behind the `BillingProvider` interface; ``.sync`` is the blocking `StripeSyncProvider`.
+    ``StripeBillingProvider(api_key=..., webhook_secret=...)`` as the design document shows, or no
+    arguments for the settings' keys (Secrets Manager deployed, environment locally)."""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
+        api_key: str | None = None,
+        webhook_secret: str | None = None,
         client: stripe.StripeClient | None = None,
         http_client: stripe.HTTPClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(StripeSyncProvider(settings, client=client, http_client=http_client, sleep=sleep))
+        self._stripe = StripeSyncProvider(
+            settings,
+            api_key=api_key,
+            webhook_secret=webhook_secret,
+            client=client,
+            http_client=http_client,
+            sleep=sleep,
+        )
+        super().__init__(self._stripe)
+
+    @property
+    def sync(self) -> StripeSyncProvider:
+        return self._stripe
+
+    async def verify_webhook(self, payload: bytes | str, signature_header: str | None) -> None:
+        """See `StripeSyncProvider.verify_webhook` (the secret may come from Secrets Manager: off the loop)."""
+        await run_blocking(self._stripe.verify_webhook, payload, signature_header)

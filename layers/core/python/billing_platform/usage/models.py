@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing_platform.catalog import Catalog
 from billing_platform.errors import UnprocessableError, ValidationError
-from billing_platform.ids import TENANT_ID_PATTERN
+from billing_platform.ids import TENANT_ID_PATTERN, TenantIdLike, tenant_id_str
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
 TENANT_PATTERN = TENANT_ID_PATTERN
@@ -121,7 +121,7 @@ def check_record(record: UsageRecord, catalog: Catalog, *, now: datetime, max_ag
 
 
 def build_record(
-    tenant_id: str,
+    tenant_id: TenantIdLike,
     resource_type: str,
     quantity: Decimal | int | float | str,
     *,
@@ -137,7 +137,7 @@ def build_record(
     return parse_record(
         {
             "record_id": record_id or new_record_id(),
-            "tenant_id": tenant_id,
+            "tenant_id": tenant_id_str(tenant_id),
             "resource_type": resource_type,
             "quantity": qty,
             "timestamp": timestamp or datetime.now(UTC),

@@ -1,4 +1,8 @@
-"""Read side: usage trends per tenant and top consumers over any hour-aligned range."""
+"""Read side: usage trends per tenant and top consumers over a range of whole hours.
+
+Two faces, the library's convention (see `billing_platform.entitlements.enforcer`): `UsageAggregator` is
+async (``await aggregator.get_usage_trends(...)``), ``aggregator.sync`` the blocking
+`SyncUsageAggregator` the `usage_query` Lambda and the CLI call."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from decimal import Decimal
 
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import ValidationError
+from billing_platform.ids import TenantIdLike, tenant_id_str
+from billing_platform.offload import run_blocking
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import (
     Granularity,
@@ -26,46 +32,65 @@ MAX_RANGE = timedelta(days=400)
 MAX_TOP_LIMIT = 100
 
 
-class UsageAggregator:
-    """Queries over the aggregates the stream aggregator maintains (the seed's `UsageAggregator`)."""
+def require_whole_hours(start_time: datetime, end_time: datetime) -> None:
+    """The HTTP API's stricter contract (`GET /v1/usage/top`): both ends carry a timezone and are on
+    the hour, so the range answered is exactly the range asked."""
+    for name, value in (("start", start_time), ("end", end_time)):
+        if value.tzinfo is None:
+            raise ValidationError(f"{name} must carry a timezone")
+        if value.astimezone(UTC) != floor_to(Granularity.HOUR, value):
+            raise ValidationError(f"{name} must be on the hour (aggregates have hourly resolution)")
+
+
+def whole_hours(start_time: datetime, end_time: datetime) -> tuple[datetime, datetime]:
+    """The library's range: a naive time is UTC (what ``datetime.utcnow()`` gives); the aggregates have
+    hourly resolution, so the range is widened to the whole hours it touches (start floored, end ceiled)."""
+
+    def utc(value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    start, end = utc(start_time), utc(end_time)
+    floored_end = floor_to(Granularity.HOUR, end)
+    return floor_to(Granularity.HOUR, start), floored_end if floored_end == end else floored_end + timedelta(hours=1)
+
+
+class SyncUsageAggregator:
+    """Queries over the aggregates the stream aggregator maintains, blocking face (``aggregator.sync``).
+
+    `usage_repository` is the aggregates' repository (default: the aggregates table from the settings)."""
 
     def __init__(
         self,
+        usage_repository: AggregateRepository | None = None,
+        *,
         settings: Settings | None = None,
-        repository: AggregateRepository | None = None,
         catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
-        self._repo = repository or AggregateRepository(self._settings)
+        self._repo = usage_repository or AggregateRepository(self._settings)
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
 
-    def get_usage_trends(self, tenant_id: str, resource_type: str, days: int = 30) -> UsageTrend:
+    def get_usage_trends(self, tenant_id: TenantIdLike, resource_type: str, days: int = 30) -> UsageTrend:
         """One point per UTC day for the last `days` days (today included), oldest first, zero-filled."""
         self._catalog.require_resource_type(resource_type)
         if not 1 <= days <= MAX_TREND_DAYS:
             raise ValidationError(f"days must be between 1 and {MAX_TREND_DAYS}")
+        tenant = tenant_id_str(tenant_id)
         today = floor_to(Granularity.DAY, self._clock())
         labels = [bucket_label(Granularity.DAY, today - timedelta(days=n)) for n in range(days - 1, -1, -1)]
-        totals = self._repo.bucket_rows(tenant_id, resource_type, Granularity.DAY, labels[0], labels[-1])
-        return UsageTrend(
-            tenant_id, resource_type, [TrendPoint(label, totals.get(label, Decimal(0))) for label in labels]
-        )
+        totals = self._repo.bucket_rows(tenant, resource_type, Granularity.DAY, labels[0], labels[-1])
+        return UsageTrend(tenant, resource_type, [TrendPoint(label, totals.get(label, Decimal(0))) for label in labels])
 
     def get_top_consumers(
         self, resource_type: str, start_time: datetime, end_time: datetime, limit: int = 10
     ) -> list[TopConsumer]:
-        """The `limit` tenants with the most usage of `resource_type` in [start_time, end_time), exact:
-        whole months, days and hours tiling the range are read and merged per tenant. The aggregates'
-        resolution is one hour, so both ends must be on the hour. Ties order by tenant id."""
+        """The `limit` tenants with the most usage of `resource_type` in the whole hours covering
+        [start_time, end_time) (see `whole_hours`), exact: whole months, days and hours tiling the range
+        are read and merged per tenant. Ties order by tenant id."""
         self._catalog.require_resource_type(resource_type)
-        for name, value in (("start", start_time), ("end", end_time)):
-            if value.tzinfo is None:
-                raise ValidationError(f"{name} must carry a timezone")
-            if value.astimezone(UTC) != floor_to(Granularity.HOUR, value):
-                raise ValidationError(f"{name} must be on the hour (aggregates have hourly resolution)")
-        start, end = start_time.astimezone(UTC), end_time.astimezone(UTC)
+        start, end = whole_hours(start_time, end_time)
         if not start < end:
             raise ValidationError("start must be before end")
         if end - start > MAX_RANGE:
@@ -78,3 +103,33 @@ class UsageAggregator:
                 merged[tenant] += total
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
         return [TopConsumer(tenant, total) for tenant, total in ranked[:limit] if total > 0]
+
+
+class UsageAggregator:
+    """Usage trends and top consumers: ``await aggregator.get_usage_trends(tenant_id, "tokens", days=30)``.
+    The async face of `SyncUsageAggregator` (``aggregator.sync``); reads run on the worker pool."""
+
+    def __init__(
+        self,
+        usage_repository: AggregateRepository | None = None,
+        *,
+        settings: Settings | None = None,
+        catalog: Catalog | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sync = SyncUsageAggregator(usage_repository, settings=settings, catalog=catalog, clock=clock)
+
+    @property
+    def sync(self) -> SyncUsageAggregator:
+        """The blocking face, same methods."""
+        return self._sync
+
+    async def get_usage_trends(self, tenant_id: TenantIdLike, resource_type: str, days: int = 30) -> UsageTrend:
+        """See `SyncUsageAggregator.get_usage_trends`."""
+        return await run_blocking(self._sync.get_usage_trends, tenant_id, resource_type, days)
+
+    async def get_top_consumers(
+        self, resource_type: str, start_time: datetime, end_time: datetime, limit: int = 10
+    ) -> list[TopConsumer]:
+        """See `SyncUsageAggregator.get_top_consumers`."""
+        return await run_blocking(self._sync.get_top_consumers, resource_type, start_time, end_time, limit)

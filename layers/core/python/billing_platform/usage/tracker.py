@@ -7,11 +7,16 @@ refused or unsendable records stay buffered (at the front, in order), are counte
 and retried by the next flush; `stop()` raises `UsageFlushError` if any are left, and
 `drain_unsent()` hands them over for another way out. Downstream deduplicates by record id, so a
 message that SQS accepted but reported as failed (and is therefore sent again) is not counted twice.
+
+Two faces, the library's convention (see `billing_platform.entitlements.enforcer`): `UsageTracker` is
+async (``await tracker.track(...)``, ``async with UsageTracker(...)``), ``tracker.sync`` is the blocking
+`SyncUsageTracker` for Lambda (``tracker.sync.track(...)``, ``@tracker.sync.flush_after``). Both share
+one buffer and one background flush thread. Tracking only validates and buffers (no I/O), so the async
+`track` runs on the loop; sending to SQS (a due flush, `flush`, `stop`) runs on the worker pool.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 import time
@@ -26,8 +31,10 @@ from aws_lambda_powertools import Logger
 
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingError
+from billing_platform.ids import TenantIdLike
+from billing_platform.offload import run_blocking
 from billing_platform.settings import Settings, get_settings
-from billing_platform.usage.models import MetadataValue, UsageRecord, build_record, check_record
+from billing_platform.usage.models import MetadataValue, build_record, check_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
 
 logger = Logger(child=True)
@@ -64,8 +71,11 @@ class TrackerStats(TypedDict):
     messages: int
 
 
-class UsageTracker:
-    """Thread-safe, batching usage client. See the module docstring for the delivery promise.
+Quantity = Decimal | int | float | str
+
+
+class SyncUsageTracker:
+    """Thread-safe, batching usage client, blocking face. See the module docstring for the promise.
 
     `batch_size` is the most records one SQS message carries (fewer if 256 KiB is reached first); a
     flush starts by itself once ten messages' worth is buffered, every `flush_interval_seconds` while
@@ -74,7 +84,7 @@ class UsageTracker:
 
     def __init__(
         self,
-        queue_url_or_sender: str | UsageSender | None = None,
+        usage_repository: str | UsageSender | None = None,
         batch_size: int | None = None,
         flush_interval_seconds: float | None = None,
         *,
@@ -85,7 +95,8 @@ class UsageTracker:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings or get_settings()
-        target = queue_url_or_sender if queue_url_or_sender is not None else self._settings.usage_queue_url
+        # Where records go (the document's "usage repository"): the usage queue's URL or a sender.
+        target = usage_repository if usage_repository is not None else self._settings.usage_queue_url
         if target is None:
             raise ValueError("UsageTracker needs a queue URL (or USAGE_QUEUE_URL) or a sender")
         self._sender: UsageSender = SqsUsageQueue(target) if isinstance(target, str) else target
@@ -122,35 +133,47 @@ class UsageTracker:
 
     def track(
         self,
-        tenant_id: str,
+        tenant_id: TenantIdLike,
         resource_type: str,
-        quantity: Decimal | int | float | str,
+        quantity: Quantity = 1,
         timestamp: datetime | None = None,
         record_id: str | None = None,
         metadata: dict[str, MetadataValue] | None = None,
     ) -> str:
         """Validate, buffer and return the record id. Raises `UnprocessableError` / `ValidationError`
         for a bad record (nothing is buffered), `UsageBufferFull` if the queue is unreachable for long."""
+        record_id, due = self.buffer(tenant_id, resource_type, quantity, timestamp, record_id, metadata)
+        if due:
+            self.flush()
+        return record_id
+
+    def track_execution(self, tenant_id: TenantIdLike, workflow_id: object) -> str:
+        return self.track(tenant_id, *execution(workflow_id))
+
+    def track_tokens(self, tenant_id: TenantIdLike, tokens: int, model: str) -> str:
+        return self.track(tenant_id, *tokens_used(tokens, model))
+
+    def track_api_call(self, tenant_id: TenantIdLike, endpoint: str, method: str) -> str:
+        return self.track(tenant_id, *api_call(endpoint, method))
+
+    def track_storage(self, tenant_id: TenantIdLike, size_mb: Quantity, storage_type: str) -> str:
+        return self.track(tenant_id, *storage(size_mb, storage_type))
+
+    def buffer(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        quantity: Quantity = 1,
+        timestamp: datetime | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, MetadataValue] | None = None,
+    ) -> tuple[str, bool]:
+        """Validate and buffer without sending: the record id, and whether the caller must flush now
+        (a full batch while no background thread runs; with one, it is woken instead)."""
         record = build_record(
             tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
         )
         check_record(record, self._catalog, now=self._clock(), max_age=self._max_age)
-        self._enqueue(record)
-        return record.record_id
-
-    def track_execution(self, tenant_id: str, workflow_id: str) -> str:
-        return self.track(tenant_id, "executions", 1, metadata={"workflow_id": workflow_id})
-
-    def track_tokens(self, tenant_id: str, tokens: int, model: str) -> str:
-        return self.track(tenant_id, "tokens", tokens, metadata={"model": model})
-
-    def track_api_call(self, tenant_id: str, endpoint: str, method: str) -> str:
-        return self.track(tenant_id, "api_calls", 1, metadata={"endpoint": endpoint, "method": method.upper()})
-
-    def track_storage(self, tenant_id: str, size_mb: Decimal | int | float | str, storage_type: str) -> str:
-        return self.track(tenant_id, "storage_mb", size_mb, metadata={"storage_type": storage_type})
-
-    def _enqueue(self, record: UsageRecord) -> None:
         encoded = record.wire_json()
         with self._lock:
             if len(self._buffer) >= self._max_buffered:
@@ -161,11 +184,10 @@ class UsageTracker:
             self._buffer.append(encoded)
             self._stats["tracked"] += 1
             full = len(self._buffer) >= self.batch_size * MESSAGES_PER_AUTO_FLUSH
-        if full:
-            if self._thread is not None:
-                self._wake.set()
-            else:
-                self.flush()
+        if full and self._thread is not None:
+            self._wake.set()
+            return record.record_id, False
+        return record.record_id, full
 
     # -- flushing
 
@@ -213,7 +235,7 @@ class UsageTracker:
 
     # -- lifecycle
 
-    def start(self) -> UsageTracker:
+    def start(self) -> SyncUsageTracker:
         """Start the background flush (every `flush_interval_seconds`, or sooner when a batch is full)."""
         with self._lock:
             if self._thread is not None:
@@ -251,7 +273,7 @@ class UsageTracker:
             )
         return sent
 
-    def __enter__(self) -> UsageTracker:
+    def __enter__(self) -> SyncUsageTracker:
         return self.start()
 
     def __exit__(
@@ -263,15 +285,6 @@ class UsageTracker:
             if exc is None:
                 raise
             # Do not hide the original error; the unsent records were logged by flush.
-
-    async def __aenter__(self) -> UsageTracker:
-        return self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # stop() joins a thread and does network I/O: keep the event loop free meanwhile.
-        await asyncio.to_thread(self.__exit__, exc_type, exc, tb)
 
     def flush_after(self, handler: Callable[P, R]) -> Callable[P, R]:
         """Decorate a Lambda handler: whatever it tracked is flushed before the invocation returns
@@ -286,3 +299,123 @@ class UsageTracker:
                 self.flush()
 
         return wrapper
+
+
+# What the specialised track_* methods record: (resource_type, quantity, metadata), shared by both faces.
+def execution(workflow_id: object) -> tuple[str, Quantity, None, None, dict[str, MetadataValue]]:
+    return "executions", 1, None, None, {"workflow_id": str(workflow_id)}
+
+
+def tokens_used(tokens: int, model: str) -> tuple[str, Quantity, None, None, dict[str, MetadataValue]]:
+    return "tokens", tokens, None, None, {"model": model}
+
+
+def api_call(endpoint: str, method: str) -> tuple[str, Quantity, None, None, dict[str, MetadataValue]]:
+    return "api_calls", 1, None, None, {"endpoint": endpoint, "method": method.upper()}
+
+
+def storage(size_mb: Quantity, storage_type: str) -> tuple[str, Quantity, None, None, dict[str, MetadataValue]]:
+    return "storage_mb", size_mb, None, None, {"storage_type": storage_type}
+
+
+class UsageTracker:
+    """The async usage client: ``await tracker.track(...)``, ``await tracker.flush()``, ``async with``.
+    ``tracker.sync`` is the blocking `SyncUsageTracker` sharing its buffer and background flush.
+
+    `usage_repository` is where records go: the usage queue's URL (default `USAGE_QUEUE_URL`) or a
+    `UsageSender`. `batch_size` and `flush_interval_seconds` as for `SyncUsageTracker`."""
+
+    def __init__(
+        self,
+        usage_repository: str | UsageSender | None = None,
+        batch_size: int | None = None,
+        flush_interval_seconds: float | None = None,
+        *,
+        settings: Settings | None = None,
+        catalog: Catalog | None = None,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sync = SyncUsageTracker(
+            usage_repository,
+            batch_size,
+            flush_interval_seconds,
+            settings=settings,
+            catalog=catalog,
+            max_buffered=max_buffered,
+            clock=clock,
+            sleep=sleep,
+        )
+
+    @property
+    def sync(self) -> SyncUsageTracker:
+        """The blocking face (Lambda handlers, threads): same methods, same buffer."""
+        return self._sync
+
+    @property
+    def batch_size(self) -> int:
+        return self._sync.batch_size
+
+    @property
+    def flush_interval_seconds(self) -> float:
+        return self._sync.flush_interval_seconds
+
+    async def track(
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        quantity: Quantity = 1,
+        timestamp: datetime | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, MetadataValue] | None = None,
+    ) -> str:
+        """Validate and buffer (on the loop: no I/O); a due flush runs on the worker pool. Returns the
+        record id; raises as `SyncUsageTracker.track` does."""
+        record_id, due = self._sync.buffer(tenant_id, resource_type, quantity, timestamp, record_id, metadata)
+        if due:
+            await run_blocking(self._sync.flush)
+        return record_id
+
+    async def track_execution(self, tenant_id: TenantIdLike, workflow_id: object) -> str:
+        return await self.track(tenant_id, *execution(workflow_id))
+
+    async def track_tokens(self, tenant_id: TenantIdLike, tokens: int, model: str) -> str:
+        return await self.track(tenant_id, *tokens_used(tokens, model))
+
+    async def track_api_call(self, tenant_id: TenantIdLike, endpoint: str, method: str) -> str:
+        return await self.track(tenant_id, *api_call(endpoint, method))
+
+    async def track_storage(self, tenant_id: TenantIdLike, size_mb: Quantity, storage_type: str) -> str:
+        return await self.track(tenant_id, *storage(size_mb, storage_type))
+
+    async def flush(self) -> int:
+        """Send everything buffered; the number of records SQS accepted (the rest stay buffered)."""
+        return await run_blocking(self._sync.flush)
+
+    def get_stats(self) -> TrackerStats:
+        """Counters (tracked, flushed, failed, buffered, batches, messages); no I/O, so not awaited."""
+        return self._sync.get_stats()
+
+    async def drain_unsent(self) -> list[dict[str, Any]]:
+        """Take the buffered records out (waits for a flush in progress, off the loop)."""
+        return await run_blocking(self._sync.drain_unsent)
+
+    def start(self) -> UsageTracker:
+        """Start the background flush (a thread: it never runs on the event loop). Not awaited."""
+        self._sync.start()
+        return self
+
+    async def stop(self) -> int:
+        """Stop the background flush and flush once more (off the loop); raises `UsageFlushError` if
+        records are still unsent."""
+        return await run_blocking(self._sync.stop)
+
+    async def __aenter__(self) -> UsageTracker:
+        return self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # stop() joins a thread and does network I/O: keep the event loop free meanwhile.
+        await run_blocking(self._sync.__exit__, exc_type, exc, tb)

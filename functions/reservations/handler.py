@@ -1,0 +1,90 @@
+"""Reservation API: POST /v1/entitlements/reservations, POST .../{reservation_id}/settle,
+DELETE .../{reservation_id} (cancel), GET .../{reservation_id}.
+
+A tenant key acts for its own tenant only; a reservation id of another tenant is simply not found (404).
+Operators name the tenant (`tenant_id` in the body or query). Bodies are validated before anything is
+written; a quota that cannot cover an estimate answers 402, a settle after expiry 409.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing_platform.api.app import create_app
+from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.errors import UnprocessableError
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.observability import count, logger, metrics, tracer
+from billing_platform.reservations import Reservation, ReservationService
+from billing_platform.reservations.models import RESERVATION_ID_PATTERN
+from billing_platform.reservations.requests import ReservationOut, ReserveRequest, SettleRequest
+
+app = create_app(title="Billing reservations")
+service = ReservationService()
+
+ReservationId = Annotated[str, Path(min_length=36, max_length=36, pattern=RESERVATION_ID_PATTERN)]
+TenantQuery = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
+
+
+def _tenant(named: str | None) -> str:
+    """The tenant a request acts for: the key's own, or the one an operator (or the key itself) names."""
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    tenant_id = named or caller.tenant_id
+    if tenant_id is None:
+        raise UnprocessableError("tenant_id is required for an operator", code="missing_tenant")
+    caller.require_tenant(tenant_id)
+    logger.append_keys(tenant_id=tenant_id)
+    return tenant_id
+
+
+def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
+    return ReservationOut.model_validate({**reservation.to_dict(), "replayed": replayed})
+
+
+@app.post("/v1/entitlements/reservations", responses={201: {"description": "The reservation, held"}})
+@tracer.capture_method(capture_response=False)
+def reserve(body: ReserveRequest) -> Response[ReservationOut]:
+    tenant_id = _tenant(body.tenant_id)
+    reservation, replayed = service.reserve(
+        tenant_id,
+        body.resource_type,
+        body.estimate,
+        ttl=timedelta(seconds=body.ttl_seconds),
+        idempotency_key=body.idempotency_key,
+    )
+    count("QuotaReserved", resource_type=body.resource_type)
+    return Response(
+        status_code=200 if replayed else 201,
+        content_type=content_types.APPLICATION_JSON,
+        body=_out(reservation, replayed),
+    )
+
+
+@app.post("/v1/entitlements/reservations/<reservation_id>/settle")
+@tracer.capture_method(capture_response=False)
+def settle(reservation_id: ReservationId, body: SettleRequest) -> ReservationOut:
+    reservation, replayed = service.settle(_tenant(body.tenant_id), reservation_id, body.quantity)
+    return _out(reservation, replayed)
+
+
+@app.delete("/v1/entitlements/reservations/<reservation_id>")
+def cancel(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
+    reservation, replayed = service.cancel(_tenant(tenant_id), reservation_id)
+    return _out(reservation, replayed)
+
+
+@app.get("/v1/entitlements/reservations/<reservation_id>")
+def get_reservation(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
+    return _out(service.get(_tenant(tenant_id), reservation_id), False)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

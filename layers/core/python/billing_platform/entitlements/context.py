@@ -1,0 +1,44 @@
+"""What every entitlement use case works with: settings, the repository, the catalog, the clock and
+the per-container caches. `EntitlementService` builds one per container and hands it to each use case."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from billing_platform.catalog.models import Catalog
+from billing_platform.entitlements.cache import TTLCache
+from billing_platform.entitlements.models import TenantPlan
+from billing_platform.entitlements.repository import EntitlementRepository
+from billing_platform.settings import Settings
+
+DEFAULT_CACHE_TTL_SECONDS = 60.0
+# Slow-path rounds before giving up with a retryable 429 rather than a denial that might be wrong.
+MAX_ROUNDS = 24
+ONE = Decimal(1)
+
+
+@dataclass
+class EntitlementContext:
+    """Shared, thread-safe state of the use cases. Plans and counter layouts are cached for
+    `cache_ttl_seconds`; remaining quota never is."""
+
+    settings: Settings
+    repo: EntitlementRepository
+    catalog: Catalog
+    clock: Callable[[], datetime]
+    rng: random.Random
+    cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS
+    plans: TTLCache[str, TenantPlan] = field(init=False)
+    layouts: TTLCache[tuple[str, str], int] = field(init=False)  # (tenant, resource) -> counter shards
+
+    def __post_init__(self) -> None:
+        self.plans = TTLCache(self.cache_ttl_seconds)
+        self.layouts = TTLCache(self.cache_ttl_seconds)
+
+    @property
+    def enforcing(self) -> bool:
+        return self.settings.entitlement_check_enabled

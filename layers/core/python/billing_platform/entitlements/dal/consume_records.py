@@ -1,0 +1,248 @@
+"""Idempotent consumes: the `CONSUME#<tid>#<key>` record written in the same transaction as the take,
+its stored answer, the multi-shard take, and the exactly-once release of what a keyed consume took."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing_platform.conditions import lost_race
+from billing_platform.entitlements.dal.counters import take_item
+from billing_platform.entitlements.dal.items import (
+    CONSUME_RECORD_DAYS,
+    NAMES,
+    Item,
+    _dec,
+    _n,
+    _s,
+    consume_record_key,
+    counter_key,
+)
+from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons, update_item
+from billing_platform.entitlements.models import (
+    CounterState,
+    EntitlementCheck,
+    QuotaCounter,
+    from_epoch,
+    to_epoch,
+)
+
+
+@dataclass(frozen=True)
+class ConsumeRecord:
+    """The stored answer of an idempotent consume. `consumed_at` pins the period it was taken from:
+    a release gives back only while the counter is still in the period containing that moment."""
+
+    tenant_id: str
+    idempotency_key: str
+    resource_type: str
+    quantity: Decimal
+    consumed_at: datetime
+    shards: tuple[tuple[int, Decimal], ...]  # (shard, quantity taken from it)
+    layout: int
+    answer: EntitlementCheck | None = None
+    released: bool = False
+
+
+@dataclass(frozen=True)
+class KeyedTake:
+    """Outcome of a consume-with-record transaction."""
+
+    granted: bool
+    existing_record: ConsumeRecord | None = None  # the key was used before: replay it
+    counter_item: Item | None = None  # the counter as it was when its condition failed
+    conflict: bool = False  # another transaction held an item: retry
+
+
+def record_to_item(record: ConsumeRecord) -> Item:
+    item: Item = {
+        **consume_record_key(record.tenant_id, record.idempotency_key),
+        "tenant_id": _s(record.tenant_id),
+        "idempotency_key": _s(record.idempotency_key),
+        "resource_type": _s(record.resource_type),
+        "quantity": _n(record.quantity),
+        "consumed_at": _n(to_epoch(record.consumed_at)),
+        "shards": {"L": [{"L": [_n(s), _n(q)]} for s, q in record.shards]},
+        "layout": _n(record.layout),
+        "released": {"BOOL": record.released},
+        "expires_at": _n(to_epoch(record.consumed_at + timedelta(days=CONSUME_RECORD_DAYS))),
+    }
+    if record.answer is not None:
+        item["answer"] = _s(json.dumps(record.answer.to_dict()))
+    return item
+
+
+def record_from_item(item: Item) -> ConsumeRecord:
+    key = item["idempotency_key"]["S"]
+    answer = None
+    if "answer" in item:
+        answer = EntitlementCheck.from_dict(json.loads(item["answer"]["S"]), idempotency_key=key)
+    return ConsumeRecord(
+        tenant_id=item["tenant_id"]["S"],
+        idempotency_key=key,
+        resource_type=item["resource_type"]["S"],
+        quantity=_dec(item["quantity"]),
+        consumed_at=from_epoch(int(item["consumed_at"]["N"])),
+        shards=tuple((int(p["L"][0]["N"]), _dec(p["L"][1])) for p in item.get("shards", {}).get("L", [])),
+        layout=int(item.get("layout", {"N": "1"})["N"]),
+        answer=answer,
+        released=bool(item.get("released", {}).get("BOOL", False)),
+    )
+
+
+class ConsumeRecordAccess(TableAccess):
+    """Consume records and the transactions that write them together with the counters."""
+
+    # --- consume with a record ----------------------------------------------------------------
+
+    def consume_once(
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
+    ) -> KeyedTake:
+        """Consume and store the consume record in one transaction, so a retried key consumes once."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[take_item(self._table, key, quantity, now, enforce=enforce), self._record_put(record)]
+            )
+        except ClientError as err:
+            reasons = cancel_reasons(err)
+            if reasons is None:
+                raise
+            return self._keyed_failure(reasons, record, counter_index=0, key=key)
+        return KeyedTake(granted=True)
+
+    def take_from_shards(
+        self, takes: list[tuple[QuotaCounter, Decimal]], now: datetime, record: ConsumeRecord | None
+    ) -> KeyedTake:
+        """Take a quantity spread over several shards, all or nothing (one transaction), each shard
+        still conditioned on `remaining >= take`: a refused transaction has changed nothing."""
+        items: list[dict[str, Any]] = [
+            take_item(
+                self._table,
+                counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+                take,
+                now,
+                enforce=True,
+            )
+            for counter, take in takes
+        ]
+        if record is not None:
+            items.append(self._record_put(record))
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            reasons = cancel_reasons(err)
+            if reasons is None:
+                raise
+            if record is not None:
+                outcome = self._keyed_failure(reasons, record, counter_index=0, key=None)
+                if outcome.existing_record is not None:
+                    return outcome
+            return KeyedTake(granted=False, conflict=True)
+        return KeyedTake(granted=True)
+
+    def _keyed_failure(
+        self, reasons: list[dict[str, Any]], record: ConsumeRecord, *, counter_index: int, key: Item | None
+    ) -> KeyedTake:
+        codes = [r.get("Code") for r in reasons]
+        record_reason = reasons[-1] if reasons else {}
+        if record_reason.get("Code") == "ConditionalCheckFailed":
+            existing = record_reason.get("Item") or self.get_consume_record_item(
+                record.tenant_id, record.idempotency_key
+            )
+            return KeyedTake(granted=False, existing_record=record_from_item(existing) if existing else None)
+        if "TransactionConflict" in codes or not reasons:
+            return KeyedTake(granted=False, conflict=True)
+        counter_reason = reasons[counter_index] if len(reasons) > counter_index else {}
+        if counter_reason.get("Code") == "ConditionalCheckFailed":
+            item = counter_reason.get("Item") or (self.get_item(key) if key else None)
+            return KeyedTake(granted=False, counter_item=item)
+        return KeyedTake(granted=False, conflict=True)
+
+    def _record_put(self, record: ConsumeRecord) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": record_to_item(record),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    # --- the record on its own ----------------------------------------------------------------
+
+    def get_consume_record_item(self, tenant_id: str, idempotency_key: str) -> Item | None:
+        return self.get_item(consume_record_key(tenant_id, idempotency_key))
+
+    def get_consume_record(self, tenant_id: str, idempotency_key: str) -> ConsumeRecord | None:
+        item = self.get_consume_record_item(tenant_id, idempotency_key)
+        return record_from_item(item) if item else None
+
+    def put_consume_record(self, record: ConsumeRecord) -> bool:
+        """Store a record on its own (a denied idempotent consume), only if the key is new."""
+        try:
+            self.client.put_item(
+                TableName=self._table, Item=record_to_item(record), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as err:
+            if lost_race(err):
+                return False
+            raise
+        return True
+
+    def save_answer(self, tenant_id: str, idempotency_key: str, answer: EntitlementCheck) -> None:
+        """Store the answer a replay returns (first writer wins)."""
+        update_item(
+            self.client,
+            TableName=self._table,
+            Key=consume_record_key(tenant_id, idempotency_key),
+            UpdateExpression="SET answer = if_not_exists(answer, :a)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":a": _s(json.dumps(answer.to_dict()))},
+        )
+
+    # --- release of a keyed consume -----------------------------------------------------------
+
+    def release_once(self, record: ConsumeRecord) -> bool:
+        """Give back what an idempotent consume took, exactly once: marks the record released in the
+        same transaction. Refused (False) when already released or the period has moved on."""
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": consume_record_key(record.tenant_id, record.idempotency_key),
+                    "UpdateExpression": "SET released = :t",
+                    "ConditionExpression": "attribute_exists(pk) AND released = :f",
+                    "ExpressionAttributeValues": {":t": {"BOOL": True}, ":f": {"BOOL": False}},
+                }
+            }
+        ]
+        for shard, quantity in record.shards:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": counter_key(record.tenant_id, record.resource_type, shard, record.layout),
+                        "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q",
+                        # Still the period the consume was taken from, and never below zero used.
+                        "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at AND #st <> :retired",
+                        "ExpressionAttributeNames": {k: NAMES[k] for k in ("#rem", "#used", "#ps", "#pe", "#st")},
+                        "ExpressionAttributeValues": {
+                            ":q": _n(quantity),
+                            ":at": _n(to_epoch(record.consumed_at)),
+                            ":retired": _s(CounterState.RETIRED.value),
+                        },
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            if cancel_reasons(err) is not None:
+                return False
+            raise
+        return True

@@ -1,0 +1,128 @@
+"""Quota counters: reads, THE hot path (one conditional UpdateItem per consume), single-counter release."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.conditions import lost_race
+from billing_platform.entitlements.dal.items import Item, _n, _s, counter_from_item, counter_key
+from billing_platform.entitlements.dal.table import TableAccess, update_item
+from billing_platform.entitlements.models import CounterState, QuotaCounter, to_epoch
+
+
+def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+    """Take `quantity` from a live counter of the current period (with `enforce`, a hard quota only
+    while it has that much left). Shared by the hot path and every transaction that consumes."""
+    condition = "#st = :active AND #pe > :now"
+    values = {":q": _n(quantity), ":now": _n(to_epoch(now)), ":active": _s(CounterState.ACTIVE.value)}
+    names = {"#rem": "remaining", "#used": "used", "#st": "state", "#pe": "period_end"}
+    if enforce:
+        # Soft and unlimited quotas pass and count; hard ones need the quantity left.
+        condition += " AND (#rem >= :q OR #pol <> :hard)"
+        values[":hard"] = _s(QuotaPolicy.HARD.value)
+        names["#pol"] = "policy"
+    return {
+        "UpdateExpression": "SET #rem = #rem - :q, #used = #used + :q",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def take_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+    """A consume as one item of a transaction (the counter returned with a failed condition)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": key,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **consume_expression(quantity, now, enforce=enforce),
+        }
+    }
+
+
+class CounterAccess(TableAccess):
+    """Reads of counters and the writes that move `used` of one counter."""
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get_counter_item(self, key: Item) -> Item | None:
+        return self.get_item(key)
+
+    def get_counter(self, tenant_id: str, resource_type: str, shard: int = 0, shards: int = 1) -> QuotaCounter | None:
+        item = self.get_item(counter_key(tenant_id, resource_type, shard, shards))
+        return counter_from_item(item) if item else None
+
+    def get_counters(self, keys: list[Item]) -> list[QuotaCounter]:
+        """Strongly consistent batch read of counters (any order; missing ones are left out)."""
+        found: list[QuotaCounter] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                found.extend(counter_from_item(i) for i in response.get("Responses", {}).get(self._table, []))
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    # --- the hot path -------------------------------------------------------------------------
+
+    def consume(
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool
+    ) -> tuple[QuotaCounter | None, Item | None]:
+        """THE hot path: one conditional UpdateItem. Returns (counter after, None) when granted, or
+        (None, the item as it was) when the condition failed (None item: no counter yet)."""
+        try:
+            response = update_item(
+                self.client,
+                TableName=self._table,
+                Key=key,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **consume_expression(quantity, now, enforce=enforce),
+            )
+        except ClientError as err:
+            if lost_race(err):
+                old: Item | None = err.response.get("Item")  # type: ignore[assignment]
+                return None, old
+            raise
+        return counter_from_item(response["Attributes"]), None
+
+    # --- release (no idempotency key) ---------------------------------------------------------
+
+    def release(
+        self, key: Item, quantity: Decimal, *, period_end: datetime | None = None
+    ) -> tuple[QuotaCounter | None, Item | None]:
+        """Give `quantity` back to one counter, only if it has at least that much used (never below
+        zero) and, with `period_end`, only while it is still in that period. Returns (counter after,
+        None) or (None, the item as it was when the condition failed)."""
+        # Never into a retired counter: its usage is final (carried into the layout in force).
+        values: dict[str, Any] = {":q": _n(quantity), ":retired": _s(CounterState.RETIRED.value)}
+        names = {"#rem": "remaining", "#used": "used", "#st": "state"}
+        condition = "#used >= :q AND #st <> :retired"
+        if period_end is not None:
+            condition += " AND #pe = :pe"
+            values[":pe"] = _n(to_epoch(period_end))
+            names["#pe"] = "period_end"
+        try:
+            response = update_item(
+                self.client,
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if lost_race(err):
+                old: Item | None = err.response.get("Item")  # type: ignore[assignment]
+                return None, old
+            raise
+        return counter_from_item(response["Attributes"]), None

@@ -1,0 +1,26 @@
+"""The quota error as FastAPI sees it. Imported only by `check_entitlement_or_raise` in a process that
+has already imported FastAPI, so no Lambda code path loads it."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+
+from billing_platform.entitlements.enforcer import QuotaExceededError
+from billing_platform.entitlements.models import EntitlementCheck
+
+
+class QuotaExceededHTTPException(QuotaExceededError, HTTPException):
+    """A `QuotaExceededError` that is also a `fastapi.HTTPException`: FastAPI answers it with 402 and
+    ``{"detail": <the HTTP API's 402 body>}``; ``except EntitlementEnforcementError`` still catches it,
+    and an app's own `BillingError` handler (earlier in the class's MRO) takes precedence."""
+
+    def __init__(self, check: EntitlementCheck) -> None:
+        QuotaExceededError.__init__(self, check)
+        HTTPException.__init__(self, status_code=self.http_status, detail=self.to_dict())
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def quota_http_exception(check: EntitlementCheck) -> QuotaExceededHTTPException:
+    return QuotaExceededHTTPException(check)

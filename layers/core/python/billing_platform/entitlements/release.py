@@ -1,0 +1,119 @@
+"""Release: give quota back (work that failed). With an idempotency key exactly what that consume took,
+once, within its period; without, up to a quantity, never below zero used."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from billing_platform.entitlements.answers import not_in_plan
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
+from billing_platform.entitlements.models import (
+    ZERO,
+    EntitlementCheck,
+    QuotaCounter,
+    check_from_counter,
+    same_period,
+)
+from billing_platform.entitlements.repository import counter_key
+from billing_platform.entitlements.views import live_counters, read_quota
+from billing_platform.errors import NotFoundError, UnprocessableError
+from billing_platform.observability import logger
+
+
+def release(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    quantity: Decimal | None = None,
+    *,
+    idempotency_key: str | None = None,
+    period_end: datetime | None = None,
+) -> EntitlementCheck:
+    """`EntitlementService.release`, input already validated."""
+    if idempotency_key is not None:
+        return _release_keyed(ctx, tenant_id, resource_type, quantity, idempotency_key)
+    if quantity is None:
+        raise UnprocessableError("quantity is required without an idempotency key", code="invalid_quantity")
+    return release_taken(ctx, tenant_id, resource_type, ((-1, quantity),), period_end=period_end)
+
+
+def release_taken(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    shards_used: tuple[tuple[int, Decimal], ...],
+    *,
+    period_end: datetime | None = None,
+) -> EntitlementCheck:
+    """`EntitlementService.release_taken`."""
+    wanted = sum((q for _s, q in shards_used), ZERO)
+    given = ZERO
+    layout = ctx.layouts.get((tenant_id, resource_type)) or 1
+    for _round in range(MAX_ROUNDS):
+        counters = live_counters(ctx, tenant_id, resource_type, layout)
+        if counters is None:
+            return not_in_plan(tenant_id, resource_type, wanted, ctx.enforcing)
+        if counters and counters[0].shards != layout:
+            layout = counters[0].shards
+            shards_used = ((-1, wanted - given),)
+        pending: list[tuple[QuotaCounter, Decimal]] = []
+        left = wanted - given
+        preferred = {s: q for s, q in shards_used if s >= 0}
+        for counter in sorted(counters, key=lambda c: (c.shard not in preferred, -c.used)):
+            if left <= 0:
+                break
+            if period_end is not None and not same_period(counter.period_end, period_end):
+                continue
+            take = min(left, counter.used)
+            if take > 0:
+                pending.append((counter, take))
+                left -= take
+        if not pending:
+            break
+        raced = False
+        for counter, take in pending:
+            key = counter_key(tenant_id, resource_type, counter.shard, counter.shards)
+            after, _old = ctx.repo.release(key, take, period_end=counter.period_end)
+            if after is None:
+                raced = True
+                break
+            given += take
+        if not raced:
+            break
+    view = read_quota(ctx, tenant_id, resource_type)
+    if view is None:
+        return not_in_plan(tenant_id, resource_type, given, ctx.enforcing)
+    return check_from_counter(view, given, allowed=True, enforced=ctx.enforcing)
+
+
+def _release_keyed(
+    ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: Decimal | None, idempotency_key: str
+) -> EntitlementCheck:
+    record = ctx.repo.get_consume_record(tenant_id, idempotency_key)
+    if record is None:
+        raise NotFoundError(f"no consume with idempotency key {idempotency_key!r}", code="unknown_consume")
+    if record.resource_type != resource_type:
+        raise UnprocessableError(
+            f"idempotency key {idempotency_key!r} consumed {record.resource_type!r}, not {resource_type!r}",
+            code="resource_mismatch",
+        )
+    if quantity is not None and quantity != record.quantity:
+        raise UnprocessableError(
+            f"idempotency key {idempotency_key!r} consumed {record.quantity}, not {quantity}",
+            code="quantity_mismatch",
+        )
+    # A recorded denial took nothing, so it gives nothing back.
+    released = False if record.released or not record.shards else ctx.repo.release_once(record)
+    if not released:
+        logger.info("release not applied", extra={"tenant_id": tenant_id, "already_released": record.released})
+    view = read_quota(ctx, tenant_id, resource_type)
+    if view is None:
+        return not_in_plan(tenant_id, resource_type, ZERO, ctx.enforcing)
+    given = record.quantity if released else ZERO
+    return replace(
+        check_from_counter(view, given, allowed=True, enforced=ctx.enforcing),
+        replayed=not released,
+        idempotency_key=idempotency_key,
+    )

@@ -1,0 +1,178 @@
+"""Why a consume's condition failed, and what to do about it, from the item DynamoDB returned:
+
+- no item: the quota was never provisioned; create it from the tenant's plan (or the catalog's
+  default plan for a tenant without a subscription) and retry;
+- RETIRED: the layout changed (its `current_shards` says to what) or the resource left the plan;
+- SUSPENDED: denied (past due beyond grace / unpaid);
+- period over: roll the counter into the period containing now, conditioned on the period end seen,
+  so of several racing resets exactly one applies; retry;
+- otherwise the quota is exhausted: denied with the exact numbers of the item.
+
+Sharded quotas (plan `counter_shards` > 1) split the limit over N items with their own partition keys.
+A take goes to one random shard (one request); when that shard cannot cover it, all shards are read
+and the take goes to a shard that can, or is spread over several in one transaction. A denial is
+only ever given when the shards read together have less than the quantity left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.entitlements.answers import granted, not_in_plan, suspended_answer
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
+from billing_platform.entitlements.idempotency import answer_keyed, new_record, replay
+from billing_platform.entitlements.models import (
+    CounterState,
+    DenyReason,
+    EntitlementCheck,
+    QuotaCounter,
+    advance_period,
+    check_from_counter,
+    combine_shards,
+)
+from billing_platform.entitlements.reconcile import provision
+from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
+from billing_platform.errors import RateLimitedError
+from billing_platform.observability import logger
+
+
+def slow_path(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    quantity: Decimal,
+    shards: int,
+    old: Item | None,
+    now: datetime,
+    enforce: bool,
+    idempotency_key: str | None,
+) -> EntitlementCheck | int:
+    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry."""
+    if old is None:
+        return provision(ctx, tenant_id, resource_type)
+    counter = counter_from_item(old)
+    if counter.state is CounterState.RETIRED:
+        # The directory (unsharded key) names the layout in force. A retired shard may be a leftover
+        # of an older layout, so its pointer is not trusted: ask the directory (and finish a
+        # half-done layout switch on the way).
+        current = counter.current_shards if counter.shards <= 1 else None
+        if current is None or current == shards:
+            current = provision(ctx, tenant_id, resource_type)
+        if current == 0:
+            return not_in_plan(tenant_id, resource_type, quantity, enforce)
+        ctx.layouts.put((tenant_id, resource_type), current)
+        return current
+    if counter.state is CounterState.SUSPENDED:
+        return suspended_answer(counter, quantity, enforce, shards)
+    if counter.period_end <= now:
+        roll(ctx, counter, now)
+        return shards
+    if shards > 1:
+        return _consume_spread(ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key)
+    logger.info(
+        "quota exhausted",
+        extra={"tenant_id": tenant_id, "resource_type": resource_type, "remaining": str(counter.remaining)},
+    )
+    return check_from_counter(counter, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
+
+
+def _consume_spread(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    quantity: Decimal,
+    shards: int,
+    enforce: bool,
+    idempotency_key: str | None,
+) -> EntitlementCheck | int:
+    """The sharded fallback: read every shard, take from one that covers the quantity, else spread
+    the take over several in one transaction; deny only when all of them together fall short."""
+    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
+    for _round in range(MAX_ROUNDS):
+        now = ctx.clock()
+        counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
+        if len(counters) != shards or any(c.state is CounterState.RETIRED for c in counters):
+            return provision(ctx, tenant_id, resource_type)
+        expired = [c for c in counters if c.period_end <= now]
+        if expired:
+            for counter in expired:
+                roll(ctx, counter, now)
+            continue
+        suspended = [c for c in counters if c.state is CounterState.SUSPENDED]
+        if suspended:
+            return suspended_answer(combine_shards(counters), quantity, enforce, shards)
+        total = combine_shards(counters)
+        if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
+            logger.info("sharded quota exhausted", extra={"tenant_id": tenant_id, "resource_type": resource_type})
+            return check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
+        takes = plan_shares(counters, quantity, total, enforce)
+        record = None
+        if idempotency_key is not None:
+            record = new_record(
+                tenant_id,
+                resource_type,
+                quantity,
+                now,
+                tuple((c.shard, q) for c, q in takes),
+                shards,
+                idempotency_key,
+            )
+        if len(takes) == 1 and record is None:
+            counter, take = takes[0]
+            after, _old = ctx.repo.consume(keys[counter.shard], take, now, enforce=enforce)
+            if after is not None:
+                return granted(after, quantity, enforce, shards, ((counter.shard, take),), None)
+            continue
+        outcome: KeyedTake = ctx.repo.take_from_shards(takes, now, record)
+        if outcome.existing_record is not None:
+            return replay(ctx, outcome.existing_record, resource_type, quantity)
+        if outcome.granted:
+            shards_used = tuple((c.shard, q) for c, q in takes)
+            if idempotency_key is not None:
+                return answer_keyed(
+                    ctx, tenant_id, resource_type, quantity, enforce, shards, shards_used, idempotency_key
+                )
+            after_total = replace(total, used=total.used + quantity, remaining=total.remaining - quantity)
+            return check_from_counter(
+                after_total, quantity, allowed=True, enforced=enforce, approximate=True, shards_used=shards_used
+            )
+        time.sleep(ctx.rng.uniform(0, 0.005))  # a racing transaction held a shard: let it finish
+    raise RateLimitedError("the quota is under heavy contention; retry shortly")
+
+
+def plan_shares(
+    counters: list[QuotaCounter], quantity: Decimal, total: QuotaCounter, enforce: bool
+) -> list[tuple[QuotaCounter, Decimal]]:
+    """Where a sharded take goes once all shards were read (and together cover it): the richest shard
+    when it covers the quantity (or the quota is not a hard one), else spread over the richest ones.
+    Shared by the consume fallback and the take with a companion (`entitlements.take`)."""
+    richest = max(counters, key=lambda c: c.remaining)
+    if richest.remaining >= quantity or total.policy is not QuotaPolicy.HARD or not enforce:
+        return [(richest, quantity)]
+    takes: list[tuple[QuotaCounter, Decimal]] = []
+    left = quantity
+    for counter in sorted(counters, key=lambda c: c.remaining, reverse=True):
+        part = min(left, counter.remaining)
+        if part > 0:
+            takes.append((counter, part))
+            left -= part
+        if left <= 0:
+            break
+    return takes
+
+
+def roll(ctx: EntitlementContext, counter: QuotaCounter, now: datetime) -> None:
+    start, end = advance_period(counter.period_start, counter.period_end, now)
+    if ctx.repo.rollover(counter, start, end, now):
+        logger.info(
+            "quota period rolled over",
+            extra={
+                "tenant_id": counter.tenant_id,
+                "resource_type": counter.resource_type,
+                "period_end": end.isoformat(),
+            },
+        )

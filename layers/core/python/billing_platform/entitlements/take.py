@@ -1,0 +1,152 @@
+"""A take of quota committed together with a companion write, in one transaction: how a reservation
+holds its estimate and how a settle takes its extra (and the seam for anything else that must be recorded
+atomically with a take).
+
+It is the consume path with one more item in the transaction: the same counter update
+(`dal.counters.take_item`: same policies, same `remaining >= :q` on hard quotas, same period and state
+guard), the same `slow_path` when that condition fails (provision, roll the period over, follow a layout
+change, deny with exact numbers), the same shard choice (`plan_shares`) when a sharded quota's random
+shard cannot cover it. One request when the first shard covers it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
+from billing_platform.entitlements.dal.counters import take_item
+from billing_platform.entitlements.dal.table import cancel_reasons
+from billing_platform.entitlements.models import (
+    CounterState,
+    DenyReason,
+    EntitlementCheck,
+    check_from_counter,
+    combine_shards,
+)
+from billing_platform.entitlements.repository import Item, counter_from_item, counter_key
+from billing_platform.entitlements.slow_path import plan_shares, slow_path
+from billing_platform.errors import RateLimitedError
+
+Shares = tuple[tuple[int, Decimal], ...]
+# Builds the companion's transaction item for a take at `now` from these shards of this layout.
+Companion = Callable[[datetime, Shares, int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """`granted`: the quantity was taken and the companion written. Otherwise `existing` is the item the
+    companion's condition found (a retried reserve, an already resolved reservation), or `denial` is the
+    final refusal with the quota's exact numbers."""
+
+    granted: bool
+    shares: Shares = ()
+    layout: int = 1
+    taken_at: datetime | None = None
+    denial: EntitlementCheck | None = None
+    existing: Item | None = None
+
+
+class _Conflict:
+    """Another transaction held one of the items: try again."""
+
+
+_CONFLICT = _Conflict()
+
+
+def take(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: Decimal, companion: Companion) -> Taken:
+    """Take `quantity` (validated by the caller) and write the companion, all or nothing."""
+    enforce = ctx.enforcing
+    shards = ctx.layouts.get((tenant_id, resource_type)) or 1
+    for _round in range(MAX_ROUNDS):
+        now = ctx.clock()
+        shard = ctx.rng.randrange(shards) if shards > 1 else 0
+        outcome = _commit(ctx, tenant_id, resource_type, ((shard, quantity),), shards, now, enforce, companion)
+        if isinstance(outcome, Taken):
+            return outcome
+        if outcome is _CONFLICT:
+            continue
+        old = outcome if isinstance(outcome, dict) else None
+        counter = counter_from_item(old) if old is not None else None
+        if shards > 1 and counter is not None and counter.state is CounterState.ACTIVE and counter.period_end > now:
+            # The chosen shard is short: look at all of them (slow_path's own fallback would consume
+            # without the companion).
+            spread = _spread(ctx, tenant_id, resource_type, quantity, shards, enforce, companion)
+            if spread is not None:
+                return spread
+            continue
+        decided = slow_path(ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, None)
+        if isinstance(decided, EntitlementCheck):
+            return Taken(granted=False, denial=decided)
+        shards = decided
+    raise RateLimitedError("the quota is under heavy contention; retry shortly")
+
+
+def _commit(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    shares: Shares,
+    layout: int,
+    now: datetime,
+    enforce: bool,
+    companion: Companion,
+) -> Taken | Item | _Conflict | None:
+    """One transaction: every share's take, then the companion. Returns the outcome, the counter item
+    whose condition failed (None: no counter yet), or _CONFLICT."""
+    repo = ctx.repo
+    items = [
+        take_item(repo._table, counter_key(tenant_id, resource_type, shard, layout), part, now, enforce=enforce)
+        for shard, part in shares
+    ]
+    items.append(companion(now, shares, layout))
+    try:
+        repo.client.transact_write_items(TransactItems=items)
+    except ClientError as err:
+        reasons = cancel_reasons(err)
+        if reasons is None:
+            raise
+        if len(reasons) == len(items) and reasons[-1].get("Code") == "ConditionalCheckFailed":
+            return Taken(granted=False, existing=reasons[-1].get("Item"))
+        for reason in reasons[:-1]:
+            if reason.get("Code") == "ConditionalCheckFailed":
+                found: Item | None = reason.get("Item")
+                return found
+        return _CONFLICT
+    return Taken(granted=True, shares=shares, layout=layout, taken_at=now)
+
+
+def _spread(
+    ctx: EntitlementContext,
+    tenant_id: str,
+    resource_type: str,
+    quantity: Decimal,
+    shards: int,
+    enforce: bool,
+    companion: Companion,
+) -> Taken | None:
+    """Read every shard and take where `plan_shares` says; deny only when all of them together fall short.
+    None: the layout or a period changed meanwhile (the caller starts over through the slow path)."""
+    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
+    for _round in range(MAX_ROUNDS):
+        now = ctx.clock()
+        counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
+        if len(counters) != shards or any(c.state is not CounterState.ACTIVE or c.period_end <= now for c in counters):
+            return None
+        total = combine_shards(counters)
+        if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
+            denial = check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
+            return Taken(granted=False, denial=denial)
+        shares = tuple((c.shard, part) for c, part in plan_shares(counters, quantity, total, enforce))
+        outcome = _commit(ctx, tenant_id, resource_type, shares, shards, now, enforce, companion)
+        if isinstance(outcome, Taken):
+            return outcome
+        time.sleep(ctx.rng.uniform(0, 0.005))  # a racing take changed a shard: read again
+    raise RateLimitedError("the quota is under heavy contention; retry shortly")

@@ -1,0 +1,50 @@
+"""How the library's async faces run blocking work (boto3, the stripe SDK) without blocking the event loop.
+
+Every awaitable method of the four library objects (billing provider, `EntitlementEnforcer`,
+`UsageTracker`, `UsageAggregator`) is the blocking method of its `.sync` face run through `run_blocking`:
+one implementation of each call, two ways to call it.
+
+The work runs on one bounded thread pool owned by the library rather than the loop's default executor:
+the application's own `run_in_executor` / `to_thread` calls do not queue behind billing calls (nor the
+reverse), and the pool is as large as botocore's connection pool (`max_pool_connections`, 10), so more
+threads would only wait for a connection. Context variables (Powertools' logger keys, the caller's
+contextvars) are carried into the worker, as `asyncio.to_thread` does.
+
+Cancelling the awaiting task does not cancel the request already sent: a consume that was on the wire
+may still be applied. Callers that retry after a cancellation pass an idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# botocore's default max_pool_connections: the number of requests one client can have in flight.
+MAX_WORKERS = 10
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The library's worker pool, created on first use (a Lambda using only blocking faces never starts it)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="billing-platform")
+        return _executor
+
+
+async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `fn(*args, **kwargs)` on the library's worker pool and await its result."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(executor(), call)

@@ -1,0 +1,113 @@
+"""What `enforcer.reserve(...)` hands back: a held reservation that settles itself when its block ends.
+
+    async with enforcer.reserve(tenant_id, "tokens", 4000) as r:   # async face
+        reply = await llm.generate(prompt)
+        r.settle(reply.usage.total_tokens)
+
+    with enforcer.sync.reserve(tenant_id, "tokens", 4000) as r:     # blocking face (Lambda)
+        ...
+        r.settle(actual)
+
+`r.settle(actual)` records the actual amount; the settle itself is sent when the block ends. A block that
+ends without a recorded actual settles the estimate if it succeeded and cancels if it raised; an actual
+recorded before an error is still charged (the work it measured was done). Outside a block, call
+`enforcer.settle(r, actual)` / `enforcer.cancel(r)` (or the `.sync` twins). `r.result` is the reservation
+as resolved, once the block has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any
+
+from billing_platform.errors import UnprocessableError
+from billing_platform.observability import logger
+from billing_platform.offload import run_blocking
+from billing_platform.reservations.models import Reservation
+
+Settle = Callable[[Reservation, Decimal], Reservation]
+Cancel = Callable[[Reservation], Reservation]
+
+
+class ReservationHold:
+    """A held reservation (blocking face). `reservation_id`, `estimate` and `reservation` describe it."""
+
+    def __init__(self, reservation: Reservation, settle: Settle, cancel: Cancel) -> None:
+        self.reservation = reservation
+        self.result: Reservation | None = None
+        self._actual: Decimal | None = None
+        self._settle = settle
+        self._cancel = cancel
+
+    @property
+    def reservation_id(self) -> str:
+        return self.reservation.reservation_id
+
+    @property
+    def estimate(self) -> Decimal:
+        return self.reservation.estimate
+
+    def settle(self, actual: Decimal | int | str) -> None:
+        """Record the actual amount; it is settled when the block ends."""
+        if isinstance(actual, bool | float):
+            raise UnprocessableError("quantity must be a Decimal, an int or a decimal string", code="invalid_quantity")
+        try:
+            self._actual = Decimal(str(actual)) if not isinstance(actual, Decimal) else actual
+        except InvalidOperation:
+            raise UnprocessableError(f"quantity {actual!r} is not a number", code="invalid_quantity") from None
+
+    def _finish(self, failed: bool) -> Reservation:
+        if self._actual is None and failed:
+            self.result = self._cancel(self.reservation)
+        else:
+            self.result = self._settle(self.reservation, self.estimate if self._actual is None else self._actual)
+        return self.result
+
+    def __enter__(self) -> ReservationHold:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self._finish(False)
+            return
+        try:
+            self._finish(True)
+        except Exception:
+            # The block's own error is what the caller must see; the sweep gives the hold back at expiry.
+            logger.exception("could not resolve the reservation after the block failed", extra=_ids(self.reservation))
+
+
+class AsyncReservation:
+    """`enforcer.reserve(...)` on the async face: ``await`` it for the hold, or ``async with`` it to have
+    the block settle (or cancel) it at the end. The reserve is sent when first awaited or entered."""
+
+    def __init__(self, reserve: Callable[[], ReservationHold]) -> None:
+        self._reserve = reserve
+        self._hold: ReservationHold | None = None
+
+    async def _held(self) -> ReservationHold:
+        if self._hold is None:
+            self._hold = await run_blocking(self._reserve)
+        return self._hold
+
+    def __await__(self) -> Generator[Any, None, ReservationHold]:
+        return self._held().__await__()
+
+    async def __aenter__(self) -> ReservationHold:
+        return await self._held()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        hold = self._hold
+        if hold is None:
+            return
+        await run_blocking(hold.__exit__, exc_type, exc, tb)
+
+
+def _ids(reservation: Reservation) -> dict[str, str]:
+    return {"tenant_id": reservation.tenant_id, "reservation_id": reservation.reservation_id}

@@ -1,0 +1,298 @@
+"""DynamoDB access for reservations (billing table). The only reservation code that speaks boto3.
+
+Item layout:
+- `RSV#<tid>#<rid>` / `RSV`: one reservation, its own partition. While it is `held` (and, once settled,
+  until its usage record is sent) it carries `gsi1pk = RSVDUE#<nn>` / `gsi1sk = <due epoch, 12 digits>#<rid>`:
+  a sparse index the sweep queries for what is due (a range read per partition, never a scan). Resolving
+  removes both attributes, so the index only ever holds open work. `expires_at` (the table's TTL) is set
+  only on resolution: TTL never deletes a held reservation, so the sweep's conditional transition is the
+  only expiry path and nothing can give a hold back twice.
+
+Every resolution is one TransactWriteItems: the reservation's `held -> settled|cancelled|expired`
+transition (conditioned on `state = held`) together with the counter changes. A give-back is conditioned on
+the counter still being in the period the reservation was taken from (`period_start <= reserved_at <
+period_end`), so a rolled-over quota is never credited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing_platform.conditions import lost_race
+from billing_platform.entitlements.dal.items import _n, _s, counter_from_item, counter_key
+from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons
+from billing_platform.entitlements.models import CounterState, QuotaCounter, from_epoch, to_epoch
+from billing_platform.reservations.models import (
+    METER_RETRY_AFTER,
+    RESOLVED_RETENTION,
+    Reservation,
+    ReservationState,
+    shards_from_json,
+    shards_json,
+)
+
+Item = dict[str, Any]
+RESERVATION_SK = "RSV"
+DUE_INDEX = "gsi1"
+# Partitions of the sweep's index: spreads the index writes of a busy platform over several keys.
+DUE_PARTITIONS = 8
+
+
+def reservation_key(tenant_id: str, reservation_id: str) -> Item:
+    return {"pk": _s(f"RSV#{tenant_id}#{reservation_id}"), "sk": _s(RESERVATION_SK)}
+
+
+def due_partition(reservation_id: str) -> str:
+    bucket = int.from_bytes(hashlib.sha256(reservation_id.encode()).digest()[:2], "big") % DUE_PARTITIONS
+    return f"RSVDUE#{bucket:02d}"
+
+
+def due_sort_key(at: datetime, reservation_id: str) -> str:
+    return f"{to_epoch(at):012d}#{reservation_id}"
+
+
+def reservation_to_item(reservation: Reservation) -> Item:
+    """The item of a new (held) reservation."""
+    item: Item = {
+        **reservation_key(reservation.tenant_id, reservation.reservation_id),
+        "tenant_id": _s(reservation.tenant_id),
+        "reservation_id": _s(reservation.reservation_id),
+        "resource_type": _s(reservation.resource_type),
+        "estimate": _n(reservation.estimate),
+        "reserved_at": _n(to_epoch(reservation.reserved_at)),
+        "due_at": _n(to_epoch(reservation.due_at)),
+        "shards": _s(shards_json(reservation.shards)),
+        "layout": _n(reservation.layout),
+        "state": _s(reservation.state.value),
+        "gsi1pk": _s(due_partition(reservation.reservation_id)),
+        "gsi1sk": _s(due_sort_key(reservation.due_at, reservation.reservation_id)),
+    }
+    return item
+
+
+def reservation_from_item(item: Item) -> Reservation:
+    def dec(name: str) -> Decimal:
+        return Decimal(item[name]["N"]) if name in item else Decimal(0)
+
+    return Reservation(
+        tenant_id=item["tenant_id"]["S"],
+        reservation_id=item["reservation_id"]["S"],
+        resource_type=item["resource_type"]["S"],
+        estimate=dec("estimate"),
+        reserved_at=from_epoch(int(item["reserved_at"]["N"])),
+        due_at=from_epoch(int(item["due_at"]["N"])),
+        shards=shards_from_json(item["shards"]["S"]),
+        layout=int(item["layout"]["N"]),
+        state=ReservationState(item["state"]["S"]),
+        actual=Decimal(item["actual"]["N"]) if "actual" in item else None,
+        charged=dec("charged"),
+        given_back=dec("given_back"),
+        uncovered=dec("uncovered"),
+        resolved_at=from_epoch(int(item["resolved_at"]["N"])) if "resolved_at" in item else None,
+        meter_pending=bool(item.get("meter_pending", {}).get("BOOL", False)),
+    )
+
+
+@dataclass(frozen=True)
+class CounterChange:
+    """One counter update inside a resolution: give `quantity` back, or (take=True) take it."""
+
+    key: Item
+    quantity: Decimal
+    take: bool = False
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a resolution transaction did. `applied`: committed. Otherwise `reservation` is the item as it
+    now stands if it was no longer held (someone else resolved it), or `counter_index` / `counter` name the
+    counter whose condition failed (with the item as it was), or `conflict` (retry)."""
+
+    applied: bool
+    reservation: Reservation | None = None
+    counter_index: int | None = None
+    counter: QuotaCounter | None = None
+    conflict: bool = False
+
+
+class ReservationRepository(TableAccess):
+    """Reservation items and their resolution transactions (billing table, the entitlement data access's
+    table plumbing). Never retries on its own."""
+
+    def hold_put(self, reservation: Reservation) -> dict[str, Any]:
+        """The transaction item that records a new reservation beside the take of its estimate; it fails
+        (ALL_OLD returned) when the id exists, so a retried reserve never takes twice."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": reservation_to_item(reservation),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def get(self, tenant_id: str, reservation_id: str) -> Reservation | None:
+        item = self.get_item(reservation_key(tenant_id, reservation_id))
+        return reservation_from_item(item) if item else None
+
+    def resolve(
+        self,
+        before: Reservation,
+        after: Reservation,
+        changes: list[CounterChange],
+        now: datetime,
+        *,
+        take_expression: dict[str, Any] | None = None,
+    ) -> Resolution:
+        """Commit `before` (held) -> `after` with `changes`, all or nothing. A give-back is conditioned on
+        the reservation's period; a take uses `take_expression` (the consume hot path's own update)."""
+        items: list[dict[str, Any]] = [self.transition_item(before, after, now)]
+        for change in changes:
+            if change.take:
+                if take_expression is None:
+                    raise ValueError("a take needs the consume expression")
+                expression = take_expression
+            else:
+                expression = self._give_back_expression(change.quantity, before.reserved_at)
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": change.key,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        **expression,
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            reasons = cancel_reasons(err)
+            if reasons is None:
+                raise
+            return self._classify(reasons, before)
+        return Resolution(applied=True, reservation=after)
+
+    def _classify(self, reasons: list[dict[str, Any]], before: Reservation) -> Resolution:
+        codes = [r.get("Code") for r in reasons]
+        if codes and codes[0] == "ConditionalCheckFailed":
+            item = reasons[0].get("Item")
+            current = reservation_from_item(item) if item else self.get(before.tenant_id, before.reservation_id)
+            return Resolution(applied=False, reservation=current)
+        for index, reason in enumerate(reasons[1:]):
+            if reason.get("Code") == "ConditionalCheckFailed":
+                item = reason.get("Item")
+                return Resolution(applied=False, counter_index=index, counter=counter_from_item(item) if item else None)
+        if any(code in ("TransactionConflict", "ThrottlingError") for code in codes) or not reasons:
+            return Resolution(applied=False, conflict=True)
+        raise RuntimeError(f"reservation transaction cancelled: {codes}")
+
+    def transition_item(self, before: Reservation, after: Reservation, now: datetime) -> dict[str, Any]:
+        """The reservation's update inside a resolution transaction: `before` (held) becomes `after`."""
+        values: dict[str, Any] = {
+            ":held": _s(ReservationState.HELD.value),
+            ":state": _s(after.state.value),
+            ":charged": _n(after.charged),
+            ":given": _n(after.given_back),
+            ":uncovered": _n(after.uncovered),
+            ":at": _n(to_epoch(now)),
+            ":exp": _n(to_epoch(now + RESOLVED_RETENTION)),
+            ":pending": {"BOOL": after.meter_pending},
+        }
+        sets = [
+            "#st = :state",
+            "charged = :charged",
+            "given_back = :given",
+            "uncovered = :uncovered",
+            "resolved_at = :at",
+            "expires_at = :exp",
+            "meter_pending = :pending",
+        ]
+        if after.actual is not None:
+            values[":actual"] = _n(after.actual)
+            sets.append("actual = :actual")
+        if after.meter_pending:
+            # Stays in the sweep's index until the usage record is known sent (mark_metered).
+            values[":gsk"] = _s(due_sort_key(now + METER_RETRY_AFTER, after.reservation_id))
+            sets.append("gsi1sk = :gsk")
+            update = "SET " + ", ".join(sets)
+        else:
+            update = "SET " + ", ".join(sets) + " REMOVE gsi1pk, gsi1sk"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": reservation_key(before.tenant_id, before.reservation_id),
+                "UpdateExpression": update,
+                # THE give-back guard: only a held reservation can be resolved, once.
+                "ConditionExpression": "#st = :held",
+                "ExpressionAttributeNames": {"#st": "state"},
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    @staticmethod
+    def _give_back_expression(quantity: Decimal, reserved_at: datetime) -> dict[str, Any]:
+        return {
+            "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q",
+            # Still the period the estimate was taken from, never below zero used, never a frozen counter.
+            "ConditionExpression": "#used >= :q AND #ps <= :at AND #pe > :at AND #st <> :retired",
+            "ExpressionAttributeNames": {
+                "#rem": "remaining",
+                "#used": "used",
+                "#ps": "period_start",
+                "#pe": "period_end",
+                "#st": "state",
+            },
+            "ExpressionAttributeValues": {
+                ":q": _n(quantity),
+                ":at": _n(to_epoch(reserved_at)),
+                ":retired": _s(CounterState.RETIRED.value),
+            },
+        }
+
+    def mark_metered(self, reservation: Reservation) -> None:
+        """The settle's usage record is on the queue: leave the sweep's index."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=reservation_key(reservation.tenant_id, reservation.reservation_id),
+                UpdateExpression="SET meter_pending = :f REMOVE gsi1pk, gsi1sk",
+                ConditionExpression="meter_pending = :t",
+                ExpressionAttributeValues={":f": {"BOOL": False}, ":t": {"BOOL": True}},
+            )
+        except ClientError as err:
+            if not lost_race(err):  # already marked (a racing re-send)
+                raise
+
+    def due(self, partition: int, now: datetime, *, limit: int = 100) -> list[Reservation]:
+        """Reservations of one index partition whose due time (expiry, or meter retry) is at or before now.
+        The index is eventually consistent: callers re-check through the conditional transition."""
+        found: list[Reservation] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "gsi1pk = :p AND gsi1sk < :upto",
+            "ExpressionAttributeValues": {
+                ":p": _s(f"RSVDUE#{partition:02d}"),
+                # Every sort key of a due time <= now sorts below the next second's prefix.
+                ":upto": _s(f"{to_epoch(now) + 1:012d}"),
+            },
+            "Limit": limit,
+        }
+        while True:
+            response = self.client.query(**request)
+            found.extend(reservation_from_item(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start or len(found) >= limit:
+                return found
+            request["ExclusiveStartKey"] = start
+
+    def counter_key_of(self, reservation: Reservation, shard: int) -> Item:
+        return counter_key(reservation.tenant_id, reservation.resource_type, shard, reservation.layout)

@@ -1,0 +1,56 @@
+"""The HTTP API's request and response bodies for reservations (validated before anything is written)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform.entitlements.models import QUANTITY_PLACES
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.reservations.models import DEFAULT_TTL, MAX_TTL, MIN_TTL
+from billing_platform.usage.models import MAX_QUANTITY
+
+Amount = Annotated[Decimal, Field(le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)]
+
+
+class ReserveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tenant_id: str = Field(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)
+    resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    estimate: Annotated[Amount, Field(gt=0)]
+    ttl_seconds: int = Field(
+        default=int(DEFAULT_TTL.total_seconds()), ge=int(MIN_TTL.total_seconds()), le=int(MAX_TTL.total_seconds())
+    )
+    # A retried reserve with the same key finds the same reservation instead of holding twice.
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class SettleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Annotated[Amount, Field(ge=0)]
+    # Operators name the tenant; a tenant key may omit it (its own tenant) or repeat it.
+    tenant_id: str | None = Field(
+        default=None, min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN
+    )
+
+
+class ReservationOut(BaseModel):
+    """A reservation as the API returns it (quantities as decimal strings, times ISO 8601 UTC)."""
+
+    reservation_id: str
+    tenant_id: str
+    resource_type: str
+    state: str = Field(description="held, settled, cancelled or expired")
+    estimate: str
+    actual: str | None = Field(description="the settled quantity as reported")
+    charged: str = Field(description="what the quota counts and the usage pipeline meters")
+    given_back: str
+    uncovered: str = Field(description="extra a hard quota could not cover")
+    reserved_at: str
+    expires_at: str
+    resolved_at: str | None
+    replayed: bool = Field(default=False, description="true: a repeat of a request already applied")

@@ -1,0 +1,81 @@
+"""Use case: reserve an estimate. The estimate is taken through the consume path's conditional update
+(`reservations.take`) in the same transaction that records the reservation, so there is never a hold
+without its reservation nor a reservation without its hold. One request when the first shard covers it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from billing_platform.entitlements.enforcer import QuotaExceededError
+from billing_platform.entitlements.take import Shares, take
+from billing_platform.errors import UnprocessableError
+from billing_platform.observability import logger
+from billing_platform.reservations.context import ReservationContext
+from billing_platform.reservations.models import (
+    MAX_TTL,
+    MIN_TTL,
+    Reservation,
+    new_reservation_id,
+    reservation_id_for,
+)
+from billing_platform.reservations.repository import reservation_from_item
+from billing_platform.usage.models import MAX_QUANTITY as MAX_METERED_QUANTITY
+
+
+def validate_amount(ctx: ReservationContext, resource_type: str, quantity: Decimal, *, name: str) -> None:
+    """422 unless the amount is one the quota and the usage pipeline both accept."""
+    ctx.entitlements.validate(resource_type, quantity)
+    if quantity > MAX_METERED_QUANTITY:
+        raise UnprocessableError(f"{name}: at most {MAX_METERED_QUANTITY}", code="invalid_quantity")
+
+
+def reserve(
+    ctx: ReservationContext,
+    tenant_id: str,
+    resource_type: str,
+    estimate: Decimal,
+    ttl: timedelta,
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[Reservation, bool]:
+    """Hold `estimate` until settled, cancelled or `ttl` has passed. Returns (reservation, replayed).
+    Raises QuotaExceededError (402) when the quota cannot cover it: nothing is then held or recorded."""
+    validate_amount(ctx, resource_type, estimate, name="estimate")
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise UnprocessableError(
+            f"ttl must be between {int(MIN_TTL.total_seconds())} and {int(MAX_TTL.total_seconds())} seconds",
+            code="invalid_ttl",
+        )
+    reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
+    built: list[Reservation] = []
+
+    def companion(now: datetime, shares: Shares, layout: int) -> dict[str, Any]:
+        held = Reservation(
+            tenant_id=tenant_id,
+            reservation_id=reservation_id,
+            resource_type=resource_type,
+            estimate=estimate,
+            reserved_at=now.replace(microsecond=0),  # whole seconds, as stored
+            due_at=(now + ttl).replace(microsecond=0),
+            shards=shares,
+            layout=layout,
+        )
+        built[:] = [held]
+        return ctx.repo.hold_put(held)
+
+    taken = take(ctx.entitlements.context, tenant_id, resource_type, estimate, companion)
+    if taken.granted:
+        logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
+        return built[0], False
+    if taken.existing is not None:
+        existing = reservation_from_item(taken.existing)
+        if (existing.resource_type, existing.estimate) != (resource_type, estimate):
+            raise UnprocessableError(
+                f"idempotency key {idempotency_key!r} reserved {existing.estimate} {existing.resource_type}",
+                code="idempotency_key_reused",
+            )
+        return existing, True
+    assert taken.denial is not None
+    raise QuotaExceededError(taken.denial)

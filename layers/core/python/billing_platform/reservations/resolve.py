@@ -1,0 +1,263 @@
+"""Use cases: settle, cancel and expire a reservation. Each is one transaction (`ReservationRepository.
+resolve`) of the `held -> settled|cancelled|expired` transition and the counter changes, so of a settle,
+a cancel, a retry and the sweep racing for one reservation exactly one gives back, once.
+
+Settle keeps `min(actual, estimate)`, gives back the rest, and when `actual > estimate` takes the extra
+through the same take as a reserve (`reservations.take`): a hard quota takes only what it has left and
+the answer's `uncovered` says what it could not; a soft one takes all of it and reports overage. A repeat of
+the same request answers the stored outcome and changes nothing; any other request for a resolved
+reservation is refused with 409. A settle or cancel at or after the reservation's expiry first expires it
+(the give-back happens there and then) and is refused with 409, taking nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter
+from billing_platform.entitlements.take import Shares, take
+from billing_platform.entitlements.views import live_counters
+from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
+from billing_platform.observability import logger
+from billing_platform.reservations.context import ReservationContext
+from billing_platform.reservations.meter import MeterUnavailable
+from billing_platform.reservations.models import Reservation, ReservationState, split_give_back
+from billing_platform.reservations.repository import CounterChange, Resolution
+from billing_platform.reservations.reserve import validate_amount
+
+MAX_ROUNDS = 24
+
+
+def settle(ctx: ReservationContext, tenant_id: str, reservation_id: str, actual: Decimal) -> tuple[Reservation, bool]:
+    """Charge `actual` for the reservation. Returns (reservation, replayed)."""
+    reservation = _load(ctx, tenant_id, reservation_id)
+    if actual != 0:
+        validate_amount(ctx, reservation.resource_type, actual, name="quantity")
+    elif not actual.is_finite():
+        raise UnprocessableError("quantity must be finite", code="invalid_quantity")
+    outcome, replayed = _resolve(ctx, reservation, ReservationState.SETTLED, actual)
+    if outcome.meter_pending:
+        send_usage(ctx, outcome)
+    return outcome, replayed
+
+
+def cancel(ctx: ReservationContext, tenant_id: str, reservation_id: str) -> tuple[Reservation, bool]:
+    """Give the whole estimate back. Returns (reservation, replayed)."""
+    return _resolve(ctx, _load(ctx, tenant_id, reservation_id), ReservationState.CANCELLED, None)
+
+
+def expire(ctx: ReservationContext, reservation: Reservation) -> tuple[Reservation, bool]:
+    """Give back a reservation that is past its expiry (the sweep). Whatever resolved it first wins:
+    (reservation as it now stands, True) when this call was not the one."""
+    return _resolve(ctx, reservation, ReservationState.EXPIRED, None)
+
+
+def send_usage(ctx: ReservationContext, reservation: Reservation) -> bool:
+    """Send a settled reservation's usage record, then leave the sweep's index. On failure it stays there
+    and the sweep sends the same record later; the settle itself has already been committed."""
+    try:
+        ctx.meter.send(reservation)
+    except (MeterUnavailable, OSError) as exc:
+        logger.warning(
+            "settle usage not sent yet", extra={"reservation_id": reservation.reservation_id, "error": str(exc)}
+        )
+        return False
+    ctx.repo.mark_metered(reservation)
+    return True
+
+
+def _load(ctx: ReservationContext, tenant_id: str, reservation_id: str) -> Reservation:
+    reservation = ctx.repo.get(tenant_id, reservation_id)
+    if reservation is None:
+        # Also the answer for another tenant's id: the key holds the tenant, so it is simply not there.
+        raise NotFoundError(f"no reservation {reservation_id!r}", code="unknown_reservation")
+    return reservation
+
+
+def _resolve(
+    ctx: ReservationContext, reservation: Reservation, target: ReservationState, actual: Decimal | None
+) -> tuple[Reservation, bool]:
+    current = reservation
+    dropped: set[int] = set()  # shards whose counter left the reservation's period: nothing to give back there
+    capped: dict[int, Decimal] = {}
+    for _round in range(MAX_ROUNDS):
+        if not current.held:
+            return _answer_resolved(current, target, actual), True
+        now = ctx.clock()
+        if target is not ReservationState.EXPIRED and current.due_at <= now:
+            expired, _replayed = expire(ctx, current)
+            raise ConflictError(
+                f"reservation {current.reservation_id} expired at {current.due_at.isoformat()} and was given back",
+                code="reservation_expired",
+                details={"state": expired.state.value, "expires_at": current.due_at.isoformat()},
+            )
+        keep = min(actual, current.estimate) if actual is not None else ZERO
+        extra = actual - current.estimate if actual is not None and actual > current.estimate else ZERO
+        if extra > 0:
+            resolved = _settle_extra(ctx, current, actual or ZERO, extra)
+            if resolved is not None:
+                return resolved, False
+            current = _reload(ctx, current)
+            continue
+        gives = [
+            (shard, min(part, capped.get(shard, part)))
+            for shard, part in split_give_back(current.shards, current.estimate - keep)
+            if shard not in dropped
+        ]
+        gives = [(shard, part) for shard, part in gives if part > 0]
+        after = current.resolved(target, now, actual=actual, charged=keep, given_back=sum((q for _s, q in gives), ZERO))
+        changes = [CounterChange(ctx.repo.counter_key_of(current, shard), part) for shard, part in gives]
+        result = ctx.repo.resolve(current, after, changes, now)
+        if result.applied:
+            _log(after)
+            return after, False
+        current = _after_refusal(ctx, current, result, gives, dropped, capped)
+    raise RateLimitedError("the reservation is under heavy contention; retry shortly")
+
+
+def _after_refusal(
+    ctx: ReservationContext,
+    current: Reservation,
+    result: Resolution,
+    gives: list[tuple[int, Decimal]],
+    dropped: set[int],
+    capped: dict[int, Decimal],
+) -> Reservation:
+    if result.reservation is not None:
+        return result.reservation  # resolved by someone else: answered from the top of the loop
+    if result.counter_index is not None:
+        shard, part = gives[result.counter_index]
+        counter = result.counter
+        if counter is not None and counter.state is CounterState.RETIRED:
+            # A plan change moved the quota to another layout, carrying its usage (this hold included):
+            # give back into the layout in force, on counters still in the reservation's period.
+            dropped.clear()
+            capped.clear()
+            return _retarget(ctx, current)
+        if counter is None or not _same_period(counter, current):
+            # Rolled over: the hold went with its period, which is closed; the new one owes it nothing.
+            logger.info(
+                "reservation period closed; nothing given back on this counter",
+                extra={"reservation_id": current.reservation_id, "shard": shard},
+            )
+            dropped.add(shard)
+        else:
+            capped[shard] = max(ZERO, min(part, counter.used))  # never below zero used
+            if capped[shard] == 0:
+                dropped.add(shard)
+        return current
+    time.sleep(0.002)  # a racing transaction held one of the items
+    return current
+
+
+def _retarget(ctx: ReservationContext, current: Reservation) -> Reservation:
+    """The reservation as if taken from the layout now in force: its estimate spread over that layout's
+    counters of the same period by their usage (in memory only; the stored item keeps where it was taken)."""
+    counters = live_counters(ctx.entitlements.context, current.tenant_id, current.resource_type, current.layout) or []
+    shares: list[tuple[int, Decimal]] = []
+    left = current.estimate
+    for counter in sorted(counters, key=lambda c: -c.used):
+        if left <= 0:
+            break
+        if counter.state is CounterState.RETIRED or not _same_period(counter, current):
+            continue
+        part = min(left, counter.used)
+        if part > 0:
+            shares.append((counter.shard, part))
+            left -= part
+    layout = counters[0].shards if counters else current.layout
+    return replace(current, shards=tuple(shares), layout=layout)
+
+
+def _same_period(counter: QuotaCounter, reservation: Reservation) -> bool:
+    return (
+        counter.state is not CounterState.RETIRED
+        and counter.period_start <= reservation.reserved_at < counter.period_end
+    )
+
+
+def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal, extra: Decimal) -> Reservation | None:
+    """Keep the estimate and take `extra` more through the shared take, with the transition as its
+    companion. A hard quota short of it is asked again for what it has left; what no one can cover is
+    reported `uncovered`. None: the reservation was resolved meanwhile (the caller re-reads it)."""
+    wanted = extra
+    built: list[Reservation] = []
+    for _round in range(MAX_ROUNDS):
+
+        def companion(now: datetime, shares: Shares, layout: int, amount: Decimal = wanted) -> dict[str, Any]:
+            after = current.resolved(
+                ReservationState.SETTLED,
+                now,
+                actual=actual,
+                charged=current.estimate + amount,
+                uncovered=extra - amount,
+            )
+            built[:] = [after]
+            return ctx.repo.transition_item(current, after, now)
+
+        taken = take(ctx.entitlements.context, current.tenant_id, current.resource_type, wanted, companion)
+        if taken.granted:
+            _log(built[-1])
+            return built[-1]
+        if taken.existing is not None:
+            return None
+        denial = taken.denial
+        left = denial.remaining if denial is not None and denial.remaining is not None else ZERO
+        if left <= 0 or left >= wanted:
+            return _settle_uncovered(ctx, current, actual, extra)
+        wanted = left
+    raise RateLimitedError("the quota is under heavy contention; retry shortly")
+
+
+def _settle_uncovered(
+    ctx: ReservationContext, current: Reservation, actual: Decimal, extra: Decimal
+) -> Reservation | None:
+    now = ctx.clock()
+    after = current.resolved(ReservationState.SETTLED, now, actual=actual, charged=current.estimate, uncovered=extra)
+    result = ctx.repo.resolve(current, after, [], now)
+    if result.applied:
+        _log(after)
+        return after
+    return None
+
+
+def _reload(ctx: ReservationContext, current: Reservation) -> Reservation:
+    fresh = ctx.repo.get(current.tenant_id, current.reservation_id)
+    if fresh is None:
+        raise NotFoundError(f"no reservation {current.reservation_id!r}", code="unknown_reservation")
+    return fresh
+
+
+def _answer_resolved(current: Reservation, target: ReservationState, actual: Decimal | None) -> Reservation:
+    """A repeat of the request that resolved it replays; anything else is a conflict."""
+    if current.state is target and (target is not ReservationState.SETTLED or current.actual == actual):
+        return current
+    if target is ReservationState.EXPIRED:
+        return current  # the sweep lost the race: nothing to do
+    if current.state is ReservationState.SETTLED and target is ReservationState.SETTLED:
+        message = f"reservation {current.reservation_id} was settled with {current.actual}, not {actual}"
+    else:
+        message = f"reservation {current.reservation_id} is already {current.state.value}"
+    raise ConflictError(
+        message,
+        code=f"reservation_{current.state.value}",
+        details={"state": current.state.value, "reservation": current.to_dict()},
+    )
+
+
+def _log(after: Reservation) -> None:
+    logger.info(
+        "reservation resolved",
+        extra={
+            "tenant_id": after.tenant_id,
+            "reservation_id": after.reservation_id,
+            "state": after.state.value,
+            "charged": str(after.charged),
+            "given_back": str(after.given_back),
+            "uncovered": str(after.uncovered),
+        },
+    )
