@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup tools browser dev test lint format typecheck pytest unit integration infra e2e synth bench layers clean
+.PHONY: setup tools browser dev test lint format typecheck pytest unit integration infra e2e synth bench layers lambda-python clean
 
 # Fail early, with the fix, when a machine lacks what the README promises it needs.
 tools:
@@ -40,11 +40,17 @@ browser:
 		|| { echo "Chromium is needed for the browser tests: sudo apt-get install chromium"; exit 1; }
 
 # Runs until Ctrl-C, which stops every process it started. `make dev PORT=0` picks a free port.
+# `make dev CONCURRENCY=n`: at most n containers (worker processes) per function (default: resources.py).
 dev: setup
-	$(BIN)/python -m local_stack --port $(PORT)
+	$(BIN)/python -m local_stack --port $(PORT) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
-# setup, then ruff, mypy and every pytest suite (unit, integration, infra, e2e).
-test: setup lint typecheck pytest
+# setup, then ruff, mypy and every pytest suite (unit, integration, infra, e2e, lambda_python). The layers
+# are built first: tests/lambda_python runs every handler from them on Lambda's Python (python3.13).
+test: setup lint typecheck layers pytest
+
+# Every handler imported from the built layers + its folder only and invoked once, on python3.13.
+lambda-python: layers
+	$(BIN)/pytest tests/lambda_python -p no:randomly
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -56,7 +62,7 @@ format: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/core/python/billing_platform
-	$(BIN)/mypy functions local_stack infra
+	$(BIN)/mypy functions local_stack infra examples
 
 # All marks (ddblocal, infra, e2e included). loadgroup keeps xdist_group-ed tests (the CDK app) together.
 pytest: setup browser

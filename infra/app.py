@@ -5,7 +5,9 @@ Context (`-c key=value`): `stackName` (default BillingPlatform), `environment` (
 `retainData` (default true), `requireApiKeys` (default true: tenant routes require the tenant's
 usage-plan key, which the authorizer names, so the per-tenant usage plan throttles each tenant; a stack
 whose tenant keys were created before the plan existed runs `python -m infra.usage_plan_backfill` once),
-`waf` (default true: a regional WAF web ACL on the API stage, infra.constructs.waf).
+`waf` (default true: a regional WAF web ACL on the API stage, infra.constructs.waf), `xraySdk` (default false:
+Lambda's active tracing records each invocation, its init and API Gateway's hop; true also loads the X-Ray SDK
+in every function for a subsegment per AWS call and traced method, at about 100 ms of CPU per cold start).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def build_app(
         retain_data=_flag(app, "retainData", True),
         require_api_keys=_flag(app, "requireApiKeys", True),
         waf=_flag(app, "waf", True),
+        xray_sdk=_flag(app, "xraySdk", False),
         env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
         description="Serverless SaaS billing: subscriptions, Stripe webhooks, atomic quotas, usage metering",
     )

@@ -28,9 +28,11 @@ REQUIREMENTS_DIR = ROOT / "layers" / "deps"
 BUILD_DIR = ROOT / "build" / "layers"
 
 # One Python version for the Lambda runtime and the wheels in the layers: compiled wheels
-# (pydantic_core, wrapt) only load on the CPython they were built for. cdk-nag (AwsSolutions-L1)
-# wants the latest runtime aws-cdk-lib knows, which is 3.14 for aws-cdk-lib 2.275.
-LAMBDA_PYTHON_VERSION = "3.14"
+# (pydantic_core, wrapt) only load on the CPython they were built for. 3.13, not the latest (3.14): it is
+# the newest CPython the build machines have (pyenv's python3.13; Debian 12 has no newer one and nothing
+# downloads one), so CI imports and invokes every handler on it from these layers (`make lambda-python`).
+# cdk-nag's AwsSolutions-L1 (latest runtime) is acknowledged with that reason (infra/constructs/functions.py).
+LAMBDA_PYTHON_VERSION = "3.13"
 PLATFORM = "manylinux2014_x86_64"
 STAMP_NAME = ".requirements.sha256"
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024

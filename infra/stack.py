@@ -14,6 +14,7 @@ from billing_platform import resources
 from billing_platform.resources import DependencyLayer
 from infra.constructs.api import Api
 from infra.constructs.data import Data
+from infra.constructs.events import BillingEvents
 from infra.constructs.functions import Functions
 from infra.constructs.layers import Layers
 from infra.constructs.monitoring import Monitoring
@@ -43,6 +44,7 @@ class BillingStack(Stack):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         require_api_keys: bool = True,
         waf: bool = True,
+        xray_sdk: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -51,6 +53,9 @@ class BillingStack(Stack):
 
         self.data = Data(self, "Data", removal_policy=data_policy)
         self.stripe = StripeSecrets(self, "Webhooks", removal_policy=data_policy)
+        self.events = BillingEvents(
+            self, "Events", spec=resources.EVENT_BUS, data=self.data, removal_policy=data_policy
+        )
         self.layers = Layers(
             self,
             "Layers",
@@ -67,7 +72,9 @@ class BillingStack(Stack):
             data=self.data,
             layers=self.layers,
             stripe=self.stripe,
+            events=self.events,
             environment_name=environment_name,
+            xray_sdk=xray_sdk,
             log_retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -103,14 +110,17 @@ class BillingStack(Stack):
     def _monitor(self) -> None:
         for name, function in self.functions.functions.items():
             self.monitoring.watch_function(name, function)
-        self.monitoring.watch_dead_letter_queue("UsageQueueDlq", self.data.dead_letter_queue(resources.USAGE_QUEUE))
+        for queue_spec in resources.QUEUES:
+            dlq = self.data.dead_letter_queue(queue_spec)
+            self.monitoring.watch_dead_letter_queue(f"{queue_spec.logical_id}Dlq", dlq)
         for name, queue in self.usage_pipeline.stream_failures.items():
             self.monitoring.watch_dead_letter_queue(f"{name.title().replace('_', '')}StreamFailures", queue)
         for spec in resources.FUNCTIONS:
             if spec.stream_source:
                 self.monitoring.watch_stream_consumer(spec.name, self.functions[spec])
         self.monitoring.watch_api("Api", self.api.rest_api)
-        self.monitoring.watch_queue("UsageQueue", self.data.queue(resources.USAGE_QUEUE))
+        for queue_spec in resources.QUEUES:
+            self.monitoring.watch_queue(queue_spec.logical_id, self.data.queue(queue_spec))
         self.monitoring.watch_meter_reporter()
         self.monitoring.add_dashboard()
 
@@ -126,6 +136,14 @@ class BillingStack(Stack):
         )
         CfnOutput(self, "UsageQueueUrl", value=self.data.queue(resources.USAGE_QUEUE).queue_url)
         CfnOutput(self, "UsageDlqUrl", value=self.data.dead_letter_queue(resources.USAGE_QUEUE).queue_url)
+        CfnOutput(self, "WebhookDlqUrl", value=self.data.dead_letter_queue(resources.WEBHOOK_QUEUE).queue_url)
+        CfnOutput(
+            self,
+            "EventBusName",
+            value=self.events.bus.event_bus_name,
+            description="Billing events (billing.quota.threshold_crossed, billing.grant.*): add your own rules",
+        )
+        CfnOutput(self, "EventBusArn", value=self.events.bus.event_bus_arn)
         CfnOutput(
             self,
             "StripeApiKeySecretArn",

@@ -1,4 +1,6 @@
-"""`python -m local_stack [--port P] [--meter-every SECONDS]`: run the platform locally until Ctrl-C."""
+"""`python -m local_stack [--port P] [--meter-every SECONDS] [--concurrency N]`: run the platform locally
+until Ctrl-C. With STRIPE_SECRET_KEY (test mode) set, billing calls go to Stripe; with STRIPE_WEBHOOK_SECRET
+set, the webhook route verifies with it (what `stripe listen` prints)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,38 @@ def parse_args(argv: list[str] | None = None) -> StackOptions:
     parser.add_argument("--no-pollers", action="store_true", help="do not feed SQS / stream records to functions")
     parser.add_argument("--no-hooks", action="store_true", help="skip startup hooks (local_stack.hooks)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = parser.parse_args(argv)
-    return StackOptions(
-        port=args.port,
-        meter_every_seconds=args.meter_every,
-        pollers=not args.no_pollers,
-        hooks=not args.no_hooks,
-        log_level=args.log_level,
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("CONCURRENCY") or 0) or None,
+        help="containers per function (default: CONCURRENCY, else each function's local_concurrency)",
     )
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=float(os.environ.get("LOCAL_TIMEOUT_SCALE") or 1.0),
+        help="multiply function and integration timeouts (default: LOCAL_TIMEOUT_SCALE, else 1)",
+    )
+    args = parser.parse_args(argv)
+    if args.timeout_scale <= 0:
+        parser.error("--timeout-scale must be positive")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    try:
+        return StackOptions(
+            port=args.port,
+            meter_every_seconds=args.meter_every,
+            pollers=not args.no_pollers,
+            hooks=not args.no_hooks,
+            log_level=args.log_level,
+            concurrency=args.concurrency,
+            timeout_scale=args.timeout_scale,
+            # Stripe test mode and the Stripe CLI: taken from the developer's environment when set.
+            stripe_secret_key=os.environ.get("STRIPE_SECRET_KEY") or None,
+            stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,9 @@ class WebhookSender:
 
 def start(base_url: str, env: Mapping[str, str]) -> Callable[[], None] | None:
     """Install the webhook-sending mock provider for this process (a `local_stack.hooks` hook)."""
+    if env.get("BILLING_PROVIDER") == "stripe":
+        log.info("Stripe test mode: webhooks come from Stripe (stripe listen --forward-to ...%s)", WEBHOOK_PATH)
+        return None
     secret = env.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         log.warning("STRIPE_WEBHOOK_SECRET is not set: the local billing provider sends no webhooks")

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
+from local_stack.containers import FunctionThrottled, FunctionTimeout
 
 log = logging.getLogger("local_stack.gateway")
 
@@ -89,6 +90,12 @@ class HttpResponse:
 def error(status: int, code: str, message: str) -> HttpResponse:
     body = json.dumps({"code": code, "message": message}).encode()
     return HttpResponse(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body)
+
+
+def _throttled() -> HttpResponse:
+    response = error(429, "rate_limited", "Too Many Requests")
+    response.headers.append(("Retry-After", "1"))
+    return response
 
 
 # ---------------------------------------------------------------------------------------------- routing
@@ -381,6 +388,7 @@ class Gateway:
         throttle: TokenBucket | None = None,
         max_body_bytes: int = resources.MAX_REQUEST_BODY_BYTES,
         extra_routes: dict[tuple[str, str], Callable[[HttpRequest], HttpResponse]] | None = None,
+        authorizer_cache_seconds: float = resources.AUTHORIZER_CACHE_TTL_SECONDS,
     ) -> None:
         self._invoke = invoke
         self._authorize = authorize
@@ -388,6 +396,10 @@ class Gateway:
         self._routes = routes or RouteTable()
         self._throttle = throttle or TokenBucket(resources.API_THROTTLE_RATE_LIMIT, resources.API_THROTTLE_BURST_LIMIT)
         self._max_body = max_body_bytes
+        # The stage caches a tenant authorizer's answer per Authorization header, as deployed (0: off).
+        self._authorizer_ttl = authorizer_cache_seconds
+        self._authorizer_cache: dict[str, tuple[float, Any]] = {}
+        self._authorizer_lock = threading.Lock()
         # Local conveniences outside the API (OpenAPI document, Swagger UI); not throttled or authorized.
         self._extra = extra_routes or {}
 
@@ -418,12 +430,24 @@ class Gateway:
         except AuthorizerBroken as exc:
             log.error("authorizer failed for %s %s: %s", request.method, request.path, exc)
             return error(500, "authorizer_configuration_error", "Internal server error")
+        except FunctionThrottled as exc:
+            log.warning("authorizer: %s", exc)
+            return _throttled()
         if event["requestContext"]["authorizer"] is None:
             del event["requestContext"]["authorizer"]
 
         try:
             result = self._invoke(match.function.name, event)
             return from_proxy_response(result)
+        except FunctionTimeout as exc:
+            log.error("%s on %s %s", exc, request.method, request.path)
+            if exc.integration:
+                # API Gateway gave up waiting (29 s); a function's own shorter timeout is a function error (502).
+                return error(504, "integration_timeout", "Endpoint request timed out")
+            return error(502, "bad_gateway", "Internal server error")
+        except FunctionThrottled as exc:
+            log.warning("%s", exc)
+            return _throttled()
         except MalformedProxyResponse as exc:
             log.error("%s returned a malformed proxy response: %s", match.function.name, exc)
             return error(502, "bad_gateway", "Internal server error")
@@ -452,9 +476,17 @@ class Gateway:
         if self._authorize is None:
             raise AuthorizerBroken("no authorizer configured")
         auth_event = authorizer_request_event(request, match, event)
+        identity = request.header("Authorization")
+        cached = self._cached_policy(identity)
+        if cached is not None:
+            # API Gateway answers from its cache (keyed by the identity source, the Authorization header)
+            # and evaluates the cached policy against this request's method ARN.
+            return authorizer_context(cached, auth_event["methodArn"], 0)
         started = time.monotonic()
         try:
             response = self._authorize(auth_event)
+        except FunctionThrottled:
+            raise
         except Exception as exc:
             # A Lambda authorizer signals 401 by failing with exactly "Unauthorized".
             if str(exc) == "Unauthorized":
@@ -462,4 +494,22 @@ class Gateway:
             log.exception("authorizer raised")
             raise AuthorizerBroken(f"{type(exc).__name__}: {exc}") from exc
         latency = int((time.monotonic() - started) * 1000)
-        return authorizer_context(response, auth_event["methodArn"], latency)
+        context = authorizer_context(response, auth_event["methodArn"], latency)
+        self._cache_policy(identity, response)
+        return context
+
+    def _cached_policy(self, identity: str | None) -> Any:
+        if identity is None or self._authorizer_ttl <= 0:
+            return None
+        with self._authorizer_lock:
+            entry = self._authorizer_cache.get(identity)
+            if entry is None or entry[0] <= time.monotonic():
+                self._authorizer_cache.pop(identity, None)
+                return None
+            return entry[1]
+
+    def _cache_policy(self, identity: str | None, response: Any) -> None:
+        if identity is None or self._authorizer_ttl <= 0:
+            return
+        with self._authorizer_lock:
+            self._authorizer_cache[identity] = (time.monotonic() + self._authorizer_ttl, response)

@@ -221,9 +221,11 @@ class StreamPoller(_Worker):
         report_batch_item_failures: bool = True,
         poll_interval: float = 0.25,
         retry_backoff: float = 0.5,
+        key_prefixes: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.name = f"stream-poller-{function}"
+        self._prefixes = key_prefixes
         self._ddb = dynamodb
         self._streams = streams
         self._table = table_name
@@ -306,13 +308,21 @@ class StreamPoller(_Worker):
             log.debug("%s: stale iterator on %s; taking a new one", self._function, shard.shard_id)
             shard.iterator = None
             return 0
-        records = page.get("Records", [])
+        records = [r for r in page.get("Records", []) if self._wanted(r)]
         assert shard.buffer is not None
         shard.buffer.extend(records)
         shard.iterator = page.get("NextShardIterator")
         if shard.iterator is None:
             shard.closed = True
         return len(records)
+
+    def _wanted(self, record: dict[str, Any]) -> bool:
+        """Lambda's event filter (resources.StreamSourceSpec.key_prefixes): other records never reach the
+        function, and count as processed."""
+        if not self._prefixes:
+            return True
+        pk = record.get("dynamodb", {}).get("Keys", {}).get("pk", {}).get("S", "")
+        return str(pk).startswith(self._prefixes)
 
     # -- delivery
 

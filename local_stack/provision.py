@@ -7,7 +7,11 @@ import json
 from typing import Any
 
 from billing_platform import resources
-from billing_platform.resources import QueueSpec, TableSpec
+from billing_platform.resources import EventBusSpec, QueueSpec, TableSpec
+
+# Local only: a queue every event on the bus is also copied to, so tests and developers can read the bus.
+EVENTS_TAP_QUEUE = "billing-events-tap"
+EVENTS_TAP_ENV = "LOCAL_EVENTS_TAP_QUEUE_URL"
 
 
 def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
@@ -72,3 +76,29 @@ def create_queue(sqs: Any, spec: QueueSpec, prefix: str = "") -> dict[str, str]:
         },
     )["QueueUrl"]
     return {spec.env_var: url, spec.dlq_env_var: dlq_url}
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+def create_event_bus(
+    events: Any, sqs: Any, spec: EventBusSpec, queue_urls: dict[str, str], prefix: str = ""
+) -> dict[str, str]:
+    """The bus, one rule per `spec.rules` with its SQS target (queues already created: env var -> URL), and
+    the local tap queue with a rule taking every event of `spec.source`. Returns env var -> name/URL."""
+    name = f"{prefix}{spec.local_name}"
+    if name not in {b["Name"] for b in events.list_event_buses()["EventBuses"]}:
+        events.create_event_bus(Name=name)
+    tap_url = sqs.create_queue(QueueName=f"{prefix}{EVENTS_TAP_QUEUE}")["QueueUrl"]
+    targets = [
+        (f"{prefix}{rule.local_name}", list(rule.detail_types), queue_urls[rule.queue.env_var]) for rule in spec.rules
+    ]
+    targets.append((f"{prefix}{EVENTS_TAP_QUEUE}", [], tap_url))
+    for rule_name, detail_types, url in targets:
+        pattern: dict[str, Any] = {"source": [spec.source]}
+        if detail_types:
+            pattern["detail-type"] = detail_types
+        events.put_rule(Name=rule_name, EventBusName=name, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=rule_name, EventBusName=name, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, url)}])
+    return {spec.env_var: name, EVENTS_TAP_ENV: tap_url}

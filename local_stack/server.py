@@ -58,8 +58,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiServer(ThreadingHTTPServer):
+    """One thread per connection (keep-alive ones included); connections beyond what the threads take at
+    once wait in the kernel's accept queue, which is sized for bursts of thousands of clients (the
+    default of 5 reset connections at 32 clients). Over-concurrency is then queued per function by the
+    runtime, or answered 429 as API Gateway throttles; never dropped."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 4096  # listen backlog; Linux caps it at net.core.somaxconn (4096 by default)
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)

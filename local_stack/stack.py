@@ -3,6 +3,7 @@ schedule and startup hooks, started in that order and stopped in reverse."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,11 +18,13 @@ from botocore.config import Config
 
 from billing_platform import resources
 from local_stack import hooks
+from local_stack.containers import start_fork_server
 from local_stack.dynamodb_local import DynamoDBLocal, StartCancelled, free_port
 from local_stack.gateway import Gateway, HttpRequest, HttpResponse
 from local_stack.openapi import merged_openapi, swagger_html
 from local_stack.pollers import Scheduler, SqsPoller, StreamPoller
-from local_stack.provision import create_queue, create_tables
+from local_stack.provider_link import ProviderServer, install_remote_provider
+from local_stack.provision import create_event_bus, create_queue, create_tables
 from local_stack.runtime import FunctionRuntime
 from local_stack.server import ApiServer
 
@@ -38,6 +41,21 @@ class StackOptions:
     pollers: bool = True
     hooks: bool = True
     log_level: str = "INFO"
+    concurrency: int | None = None  # containers per function; default: each FunctionSpec.local_concurrency
+    warm: bool = True  # start one container per function after READY
+    timeout_scale: float = 1.0  # function and integration timeouts times this (a starved machine, tests)
+    # A Stripe test-mode key selects the real StripeBillingProvider; unset, the in-memory mock stands in.
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    # The secret `stripe listen` prints; unset, the stack makes one (and its mock signs with it).
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.stripe_secret_key and not self.stripe_secret_key.startswith(("sk_test_", "rk_test_")):
+            raise ValueError("the local stack takes Stripe test-mode keys only (sk_test_... or rk_test_...)")
+
+    @property
+    def uses_stripe(self) -> bool:
+        return bool(self.stripe_secret_key)
 
 
 @dataclass
@@ -57,7 +75,8 @@ class LocalStack:
         self.operator_token = secrets.token_urlsafe(24)
         self.env: dict[str, str] = {}
         self.timings = Timings()
-        self.runtime = FunctionRuntime()
+        self.runtime = FunctionRuntime(concurrency=self.options.concurrency, timeout_scale=self.options.timeout_scale)
+        self.provider_server: ProviderServer | None = None
         self.ddb: DynamoDBLocal | None = None
         self.moto: Any = None
         self.server: ApiServer | None = None
@@ -96,6 +115,7 @@ class LocalStack:
 
         # Bind the API first so a busy --port fails fast, before Java starts.
         self.server = ApiServer(self._gateway(), port=self.options.port)
+        start_fork_server()  # its imports overlap with DynamoDB Local's start
         self.ddb = DynamoDBLocal()
         self.ddb.start(cancelled=self._cancelled)
         self._checkpoint("dynamodb_local")
@@ -115,13 +135,21 @@ class LocalStack:
         clients.reset()
         self._checkpoint("provisioned")
 
-        failures = self.runtime.import_all()
-        for name, reason in failures.items():
-            log.error("functions/%s not loaded: %s", name, reason)
-        self._checkpoint("handlers_imported")
+        setup = None
+        if not self.options.uses_stripe:
+            # The mock provider lives here, one for all containers (see local_stack.provider_link).
+            self.provider_server = ProviderServer().start()
+            host, port = self.provider_server.address
+            setup = functools.partial(install_remote_provider, host, port, self.provider_server.authkey)
+        self.runtime.configure(dict(os.environ), setup=setup)
+        self._checkpoint("containers_configured")
 
         self.server.start()
         self._checkpoint("api_listening")
+        # One container per function starts now (in parallel, after READY): a broken handler is logged at
+        # once, and most first requests find a warm container.
+        if self.options.warm:
+            self.runtime.warm_in_background()
         if self.options.pollers:
             self._start_workers()
         if self.options.hooks:
@@ -144,9 +172,12 @@ class LocalStack:
 
     def _provision(self, ddb_url: str, moto_url: str) -> dict[str, str]:
         names = create_tables(self._client("dynamodb", ddb_url))
-        names.update(create_queue(self._client("sqs", moto_url), resources.USAGE_QUEUE))
-        webhook_secret = "whsec_local_" + secrets.token_hex(16)
-        api_key = "sk_test_local_" + secrets.token_hex(12)
+        sqs = self._client("sqs", moto_url)
+        for queue in resources.QUEUES:
+            names.update(create_queue(sqs, queue))
+        names.update(create_event_bus(self._client("events", moto_url), sqs, resources.EVENT_BUS, names))
+        webhook_secret = self.options.stripe_webhook_secret or "whsec_local_" + secrets.token_hex(16)
+        api_key = self.options.stripe_secret_key or "sk_test_local_" + secrets.token_hex(12)
         sm = self._client("secretsmanager", moto_url)
         api_arn = sm.create_secret(Name="billing/local/stripe-api-key", SecretString=api_key)["ARN"]
         hook_arn = sm.create_secret(Name="billing/local/stripe-webhook-secret", SecretString=webhook_secret)["ARN"]
@@ -159,7 +190,9 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODBSTREAMS": ddb_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
             "ENVIRONMENT": "development",
+            "BILLING_PROVIDER": "stripe" if self.options.uses_stripe else "mock",
             "POWERTOOLS_SERVICE_NAME": "billing-local",
             "POWERTOOLS_METRICS_NAMESPACE": "BillingLocal",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -227,6 +260,7 @@ class LocalStack:
                         retry_attempts=stream.retry_attempts,
                         bisect_batch_on_error=stream.bisect_batch_on_error,
                         report_batch_item_failures=stream.report_batch_item_failures,
+                        key_prefixes=stream.key_prefixes,
                     )
                 )
             if spec.schedule_minutes is not None:
@@ -253,10 +287,29 @@ class LocalStack:
             worker.stop()
         if self.server is not None:
             self.server.stop()
+        self.runtime.stop()
+        if self.provider_server is not None:
+            self.provider_server.stop()
         if self.moto is not None:
             self.moto.stop()
         if self.ddb is not None:
             self.ddb.stop()
+
+    def _billing_line(self) -> str:
+        if self.options.uses_stripe:
+            provider = "Stripe test mode (STRIPE_SECRET_KEY)"
+        else:
+            provider = "local mock provider (set STRIPE_SECRET_KEY for Stripe test mode)"
+        if self.options.stripe_webhook_secret:
+            hooks_from = "webhooks verified with your STRIPE_WEBHOOK_SECRET (stripe listen)"
+        else:
+            hooks_from = "webhooks verified with a generated secret (set STRIPE_WEBHOOK_SECRET for stripe listen)"
+        return f"{provider}; {hooks_from}"
+
+    def _concurrency_line(self) -> str:
+        if self.options.concurrency:
+            return f"up to {self.options.concurrency} containers per function (CONCURRENCY)"
+        return "up to resources.local_concurrency containers per function (CONCURRENCY=n to change)"
 
     def banner(self) -> str:
         url = self.base_url
@@ -266,7 +319,10 @@ class LocalStack:
                 f"Billing platform running at {url}  (ready in {self.timings.marks.get('ready', 0):.1f} s)",
                 f"  operator token: {token}",
                 f"  DynamoDB Local: {self.env.get('AWS_ENDPOINT_URL_DYNAMODB')}",
-                f"  moto (SQS, Secrets Manager): {self.env.get('AWS_ENDPOINT_URL_SQS')}",
+                f"  moto (SQS, Secrets Manager, EventBridge): {self.env.get('AWS_ENDPOINT_URL_SQS')}",
+                f"  billing events (every event on the bus): {self.env.get('LOCAL_EVENTS_TAP_QUEUE_URL')}",
+                f"  billing: {self._billing_line()}",
+                f"  functions: one container pool each, {self._concurrency_line()}",
                 f"  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs",
                 "Try:",
                 f"  curl -s {url}/health",

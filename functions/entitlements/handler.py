@@ -1,4 +1,6 @@
-"""Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements.
+"""Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements
+(tenant routes); POST/GET /v1/tenants/{tenant_id}/grants and DELETE /v1/tenants/{tenant_id}/grants/{grant_id}
+(operator routes, audited).
 
 The caller's tenant comes from the authorizer context; a tenant key may only act for its own tenant.
 Bodies are validated (pydantic, through Powertools) before the service runs, so bad input writes
@@ -10,7 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,14 +22,20 @@ from billing_platform.audit.log import AuditEntry, AuditLog, actor_from_caller, 
 from billing_platform.auth.caller import Caller, caller_from_request_context
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
+from billing_platform.entitlements.repository import utc_now
+from billing_platform.grants.models import GRANT_ID_PATTERN, CreateGrantRequest
+from billing_platform.grants.service import GrantService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
 
 app = create_app(title="Billing entitlements")
 service = EntitlementService()
+grants = GrantService()
 audit = AuditLog()
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
+GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PATTERN)]
+ResourceFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Quantity = Annotated[
     Decimal,
     Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
@@ -101,6 +110,34 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
     _authorize(tenant_id)
     return service.entitlements(tenant_id).to_dict()
+
+
+def _operator() -> tuple[str, str | None]:
+    request_context = app.current_event.raw_event.get("requestContext")
+    caller = caller_from_request_context(request_context)
+    caller.require_operator()
+    return actor_from_caller(caller), request_id_from_context(request_context)
+
+
+@app.post("/v1/tenants/<tenant_id>/grants", status_code=201)
+def create_grant(tenant_id: TenantId, body: CreateGrantRequest) -> Response[dict[str, object]]:
+    actor, request_id = _operator()
+    grant = grants.create(tenant_id, body, actor=actor, request_id=request_id)
+    count("GrantCreated", resource_type=grant.resource_type)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=grant.to_dict(utc_now()))
+
+
+@app.get("/v1/tenants/<tenant_id>/grants")
+def list_grants(tenant_id: TenantId, resource_type: ResourceFilter = None) -> dict[str, object]:
+    _operator()
+    now = utc_now()
+    return {"tenant_id": tenant_id, "grants": [g.to_dict(now) for g in grants.list(tenant_id, resource_type)]}
+
+
+@app.delete("/v1/tenants/<tenant_id>/grants/<grant_id>")
+def void_grant(tenant_id: TenantId, grant_id: GrantId) -> dict[str, object]:
+    actor, request_id = _operator()
+    return grants.void(tenant_id, grant_id, actor=actor, request_id=request_id).to_dict(utc_now())
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

@@ -21,10 +21,11 @@ _sender: MeterEventSender | None = None
 
 
 def sender() -> MeterEventSender:
-    """Stripe in production, the in-memory mock elsewhere; one per container."""
+    """Stripe when the settings select it (production, Stripe test mode), else the in-memory mock; one per
+    container."""
     global _sender
     if _sender is None:
-        if get_settings().is_production:
+        if get_settings().uses_stripe:
             from billing_platform.providers.meter_events import StripeMeterEvents
 
             _sender = StripeMeterEvents()

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app, error_response
 from billing_platform.errors import BillingProviderError, CatalogError
+from billing_platform.grants.topups import TopupTenantUnknown
 from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.providers.factory import get_billing_provider
 from billing_platform.providers.stripe import verify_webhook, webhook_secret
@@ -64,6 +65,14 @@ def _provider_failed(exc: BillingProviderError) -> Response[str]:
     return Response(
         status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(exc.to_dict(), default=str)
     )
+
+
+@app.exception_handler(TopupTenantUnknown)
+def _topup_tenant(exc: TopupTenantUnknown) -> Response[str]:
+    # A paid top-up for a customer not bound to a tenant yet (the binding event is still on its way):
+    # never dropped, Stripe delivers it again.
+    logger.warning("top-up of a customer with no tenant yet; Stripe will retry", extra={"source_id": str(exc)})
+    return error_response(503, "topup_tenant_unknown", f"no tenant for the customer of {exc} yet; retry later")
 
 
 @app.exception_handler(CatalogError)

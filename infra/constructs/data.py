@@ -29,7 +29,8 @@ class Data(Construct):
         self._dlqs: dict[str, sqs.Queue] = {}
         for spec in resources.TABLES:
             self._tables[spec.logical_id] = self._build_table(spec, removal_policy)
-        self._build_queue(resources.USAGE_QUEUE)
+        for queue in resources.QUEUES:
+            self._build_queue(queue)
 
     def _build_table(self, spec: TableSpec, removal_policy: RemovalPolicy) -> dynamodb.Table:
         table = dynamodb.Table(

@@ -18,6 +18,7 @@ from constructs import Construct
 from billing_platform import resources
 from billing_platform.resources import FunctionSpec, TableSpec
 from infra.constructs.data import Data
+from infra.constructs.events import BillingEvents
 from infra.constructs.layers import ASSET_EXCLUDE, Layers
 from infra.constructs.webhooks import StripeSecrets
 from infra.nag import acknowledge
@@ -56,6 +57,18 @@ ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
     resources.AUTHORIZER.name: ItemScopedAccess(
         actions=("dynamodb:GetItem", "dynamodb:UpdateItem"), leading_keys=("APIKEY#*",)
     ),
+    # billing_platform.events: reads a sharded quota's counters (BatchGetItem of QUOTA#...), claims and marks
+    # event markers (PutItem / UpdateItem of EVENTS#<tenant>); it can neither change a counter's numbers
+    # in a way the API could not, nor touch plans, keys or grants.
+    resources.QUOTA_EVENTS.name: ItemScopedAccess(
+        actions=("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        leading_keys=("QUOTA#*", "EVENTS#*"),
+    ),
+    # billing_platform.tenant_webhooks: the tenant's endpoints (Query, with their signing secrets) and
+    # delivery records (BatchGetItem, PutItem), all under WEBHOOKS#<tenant>.
+    resources.WEBHOOK_DELIVERY.name: ItemScopedAccess(
+        actions=("dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem"), leading_keys=("WEBHOOKS#*",)
+    ),
 }
 
 # auth.usage_plans.UsagePlanKeys.ensure_tenant, as API Gateway authorizes its calls (action = HTTP method on
@@ -63,6 +76,8 @@ ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
 # found by name and tag-on-create would need apigateway:PUT on an undocumented resource) and
 # CreateUsagePlanKey (POST /usageplans/<id>/keys) on the tenant usage plan only.
 USAGE_PLAN_KEY_MANAGERS = (resources.API_KEYS,)
+# The newest Python runtime aws-cdk-lib 2.275 knows, the one cdk-nag's AwsSolutions-L1 asks for.
+LATEST_PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # These functions are reached by API Gateway through an invoke ARN built from their name (see
 # infra.constructs.api): their environment and policy name the usage plan, whose stage deployment holds
 # the methods integrating them, so a reference to the function from those methods would be a cycle.
@@ -103,12 +118,16 @@ class Functions(Construct):
         data: Data,
         layers: Layers,
         stripe: StripeSecrets,
+        events: BillingEvents,
         environment_name: str,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        xray_sdk: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._data = data
+        self._xray_sdk = xray_sdk
+        self._events = events
         self.functions: dict[str, lambda_.Function] = {}
         # Physical names of the NAMED_FUNCTIONS (the stack name keeps two stacks in one account apart).
         self.function_names: dict[str, str] = {
@@ -125,6 +144,16 @@ class Functions(Construct):
                 log_retention=log_retention,
                 removal_policy=removal_policy,
             )
+
+        if runtime.name != LATEST_PYTHON_RUNTIME.name:
+            for function in self.functions.values():  # on the functions only, not their log groups and roles
+                acknowledge(
+                    function,
+                    "AwsSolutions-L1",
+                    f"{runtime.name}, not {LATEST_PYTHON_RUNTIME.name}: the newest Python the build machines can "
+                    "run, so CI imports and invokes every handler with the built layers on the very runtime Lambda "
+                    "uses (make lambda-python); move up once a 3.14 interpreter can be had there",
+                )
 
     def __getitem__(self, spec: FunctionSpec) -> lambda_.Function:
         return self.functions[spec.name]
@@ -175,16 +204,21 @@ class Functions(Construct):
     def _environment(self, spec: FunctionSpec, stripe: StripeSecrets, environment_name: str) -> dict[str, str]:
         env = {
             "ENVIRONMENT": environment_name,
-            "POWERTOOLS_SERVICE_NAME": "billing",
-            "POWERTOOLS_METRICS_NAMESPACE": resources.METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            # Responses can carry tenant data; traces keep timings, not payloads.
-            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+            **resources.FUNCTION_ENVIRONMENT,
         }
+        if self._xray_sdk:
+            # Powertools' Tracer then traces (LAMBDA_TASK_ROOT is set): the X-Ray SDK loads at cold start.
+            del env[resources.TRACE_DISABLED_ENV]
         for table_spec in dict.fromkeys((*spec.reads, *spec.writes)):  # ordered: stable templates
             env[table_spec.env_var] = self._data.table(table_spec).table_name
         for queue_spec in spec.sends_to:
             env[queue_spec.env_var] = self._data.queue(queue_spec).queue_url
+        if spec.sqs_source is not None and spec.sqs_source.sets_visibility:
+            # The consumer postpones a failed message itself (ChangeMessageVisibility, part of what the event
+            # source grants): it needs the queue's URL, not send rights.
+            env[spec.sqs_source.queue.env_var] = self._data.queue(spec.sqs_source.queue).queue_url
+        for bus in spec.publishes_to:
+            env[bus.env_var] = self._events.bus.event_bus_name
         if spec.needs_stripe_secrets:
             env.update(stripe.environment)
         env.update(spec.extra_env)
@@ -202,6 +236,8 @@ class Functions(Construct):
                 self._table_statement(role, table_spec, TABLE_READ_ACTIONS)
         for queue_spec in spec.sends_to:
             self._data.queue(queue_spec).grant_send_messages(role)
+        if spec.publishes_to:
+            self._events.grant_publish(role)
         if spec.needs_stripe_secrets:
             stripe.grant_read(role)
 

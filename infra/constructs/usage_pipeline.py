@@ -84,6 +84,13 @@ class UsagePipeline(Construct):
             parallelization_factor=source.parallelization_factor,
             max_record_age=Duration.seconds(source.max_record_age_seconds),
             on_failure=sources.SqsDlq(failures),
+            # Lambda drops the other records before invoking (no cost, no invocation); the local poller
+            # applies the same prefixes.
+            filters=[
+                lambda_.FilterCriteria.filter({"dynamodb": {"Keys": {"pk": {"S": lambda_.FilterRule.begins_with(p)}}}})
+                for p in source.key_prefixes
+            ]
+            or None,
         )
 
     def _schedule(self, spec: FunctionSpec, function: lambda_.IFunction, minutes: int) -> events.Rule:

@@ -26,10 +26,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog.models import parse_catalog
 from billing_platform.entitlements.models import EntitlementCheck, add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.grants.models import Grant, GrantSource, GrantState
+from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
@@ -193,9 +196,53 @@ def main() -> None:
             flush=True,
         )
         svc.consume("small", "executions", Decimal(99))  # 1 taken at warm-up
-        run("denied (one counter exhausted)", counter, 200, 4, lambda i: svc.consume("small", "executions", one))
         run(
-            "idempotent consume (new key each: transaction + read + answer)",
+            "denied (one counter exhausted, no grants: + the grants query)",
+            counter,
+            200,
+            4,
+            lambda i: svc.consume("small", "executions", one),
+        )
+        grants = GrantRepository(settings, client)
+        svc.apply_plan("granted", "small", period_start=start, period_end=add_months(start, 1), source_version=1)
+        svc.consume("granted", "executions", Decimal(100))
+        for priority in (10, 20):
+            grant_id = f"grt_bench{priority:011d}"
+            grants.create(
+                [
+                    Grant(
+                        tenant_id="granted",
+                        resource_type="executions",
+                        grant_id=grant_id,
+                        amount=Decimal(450),
+                        remaining=Decimal(450),
+                        used=Decimal(0),
+                        priority=priority,
+                        valid_until=None,
+                        state=GrantState.ACTIVE,
+                        source=GrantSource.OPERATOR,
+                        source_id=grant_id,
+                        created_at=start,
+                        created_by="operator:bench",
+                    )
+                ],
+                AuditEntry(tenant_id="granted", actor="operator:bench", action="grant.create", target=grant_id),
+            )
+        answers = run(
+            f"past the quota: 2 grants of 450 drained, {THREADS} threads",
+            counter,
+            1000,
+            THREADS,
+            lambda i: svc.consume("granted", "executions", one),
+        )
+        left = [g.remaining for g in grants.list("granted")]
+        print(
+            f"    granted {sum(1 for a in answers if a.allowed)} of 1000 (quota 100 used before + grants 900);"
+            f" grants left {left}",
+            flush=True,
+        )
+        run(
+            "idempotent consume (new key each, 4 threads on one counter)",
             counter,
             200,
             4,

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 90.0  # DynamoDB Local's JVM on a busy 2-core runner
 KILL_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 120.0
 
 T = TypeVar("T")
 
@@ -78,6 +79,9 @@ class LocalStackProcess:
         to `stderr_path` if given, else into the same stream as stdout."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "STRIPE_"))}
         env["PYTHONUNBUFFERED"] = "1"
+        # Lambda's timeouts are wall-clock; a test runner's 2 shared cores can stretch a warm handler past
+        # its deployed timeout. The runtime's own tests prove timeouts; these prove behaviour.
+        env.setdefault("LOCAL_TIMEOUT_SCALE", "3")
         stderr = stderr_path.open("w") if stderr_path is not None else None
         try:
             process = subprocess.Popen(
@@ -160,7 +164,8 @@ class LocalStackProcess:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            # Generous: a first call may start cold containers on a runner whose 2 cores are shared.
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")

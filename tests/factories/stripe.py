@@ -193,6 +193,8 @@ def checkout_session(
     tenant_id: str | None,
     created: int,
     mode: str = "subscription",
+    invoice_id: str | None = None,
+    payment_status: str = "paid",
 ) -> dict[str, Any]:
     obj = fixture("checkout.session")
     obj.update(
@@ -203,9 +205,51 @@ def checkout_session(
         client_reference_id=tenant_id,
         created=created,
         status="complete",
-        payment_status="paid",
+        payment_status=payment_status,
+        invoice=invoice_id,
     )
     return obj
+
+
+def invoice_line(price_id: str, *, quantity: int = 1, invoice_id: str | None = None) -> dict[str, Any]:
+    """An invoice line of the current API version: its price is `pricing.price_details.price`."""
+    line = copy.deepcopy(fixture("invoice")["lines"]["data"][0])
+    line.update(id=next_id("il"), invoice=invoice_id, quantity=quantity, subscription=None)
+    line["parent"] = {"type": "invoice_item_details", "invoice_item_details": {"invoice_item": next_id("ii")}}
+    line["pricing"] = {
+        "type": "price_details",
+        "price_details": {"price": price_id, "product": next_id("prod")},
+        "unit_amount_decimal": "1000",
+    }
+    return line
+
+
+def topup_invoice(
+    customer_id: str, price_id: str, *, created: int, quantity: int = 1, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A paid one-off invoice (no subscription) buying `quantity` of a top-up price."""
+    obj = invoice(customer_id, None, created=created, billing_reason="manual")
+    obj["lines"] = {
+        "object": "list",
+        "data": [invoice_line(price_id, quantity=quantity, invoice_id=obj["id"])],
+        "has_more": False,
+        "url": f"/v1/invoices/{obj['id']}/lines",
+    }
+    obj["metadata"] = metadata or {}
+    return obj
+
+
+def checkout_line_item(price_id: str, *, quantity: int = 1) -> dict[str, Any]:
+    """A checkout session line item (`GET /v1/checkout/sessions/{id}/line_items`)."""
+    return {
+        "id": next_id("li"),
+        "object": "item",
+        "amount_total": 1000 * quantity,
+        "currency": "usd",
+        "description": "top-up",
+        "price": price(price_id, unit_amount=1000),
+        "quantity": quantity,
+    }
 
 
 def event(
@@ -303,6 +347,7 @@ class FakeStripeApi:
         self.clock = clock
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.line_items: dict[str, list[dict[str, Any]]] = {}  # checkout session / invoice id -> lines
 
     def _now(self) -> int:
         return int(self.clock())
@@ -359,6 +404,15 @@ class FakeStripeApi:
                     end = sub["items"]["data"][0]["current_period_end"]
                     sub.update(cancel_at_period_end=True, cancel_at=end, canceled_at=self._now())
                 return 200, sub
+        if method == "get" and (
+            (len(parts) == 4 and parts[:2] == ["checkout", "sessions"] and parts[3] == "line_items")
+            or (len(parts) == 3 and parts[0] == "invoices" and parts[2] == "lines")
+        ):
+            object_id = parts[2] if parts[0] == "checkout" else parts[1]
+            if object_id not in self.line_items:
+                return missing("checkout session" if parts[0] == "checkout" else "invoice", object_id)
+            data = self.line_items[object_id]
+            return 200, {"object": "list", "data": data, "has_more": False, "url": path}
         return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"}}
 
 

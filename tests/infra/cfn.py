@@ -3,8 +3,10 @@ follow Ref / Fn::GetAtt and collect a role's policy statements."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,6 +83,23 @@ def statements_of_role(synthesized: Synthesized, role_id: str) -> list[dict[str,
         if {"Ref": role_id} in policy["Properties"].get("Roles", []):
             statements.extend(as_list(policy["Properties"]["PolicyDocument"]["Statement"]))
     return statements
+
+
+def synth_with_context(root: Path, **context: str) -> dict[str, Any]:
+    """The template of `cdk synth -c key=value ...` (on top of cdk.json's context), built under `root` with
+    empty dependency layers; the synth raises on any unacknowledged cdk-nag finding."""
+    from infra.app import build_app, project_context
+
+    layer_dirs: dict[resources.DependencyLayer, Path] = {}
+    for layer in resources.DependencyLayer:
+        (root / "layers" / layer.value / "python").mkdir(parents=True)
+        layer_dirs[layer] = root / "layers" / layer.value
+    app, stack = build_app(
+        dependency_layer_dirs=layer_dirs, outdir=str(root / "cdk.out"), context={**project_context(), **context}
+    )
+    app.synth()
+    template: dict[str, Any] = json.loads((root / "cdk.out" / stack.template_file).read_text())
+    return template
 
 
 def function_specs() -> list[Any]:

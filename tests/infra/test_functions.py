@@ -94,12 +94,14 @@ def test_environment_names_exactly_the_tables_and_queues_of_the_spec(
     env = _function(synthesized, spec)["Environment"]["Variables"]
     tables = {table.env_var: synthesized.table_id(table) for table in (*spec.reads, *spec.writes)}
     queues = {queue.env_var: synthesized.queue_id(queue) for queue in spec.sends_to}
+    if spec.sqs_source and spec.sqs_source.sets_visibility:
+        queues[spec.sqs_source.queue.env_var] = synthesized.queue_id(spec.sqs_source.queue)
     for var, table_id in tables.items():
         assert env[var] == {"Ref": table_id}
     for var, queue_id in queues.items():
         assert env[var] == {"Ref": queue_id}
     table_vars = {t.env_var for t in resources.TABLES}
-    queue_vars = {q.env_var for fn in resources.FUNCTIONS for q in fn.sends_to}
+    queue_vars = {q.env_var for q in resources.QUEUES}
     assert {v for v in env if v in table_vars} == set(tables)
     assert {v for v in env if v in queue_vars} == set(queues)
 

@@ -5,7 +5,6 @@ APIG3 instead."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from billing_platform import resources
 from billing_platform.resources import Auth
 from infra.constructs.api import STAGE_NAME
-from tests.infra.cfn import Synthesized, references, render
+from tests.infra.cfn import Synthesized, references, render, synth_with_context
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -197,18 +196,7 @@ def test_with_the_waf_apig3_is_not_acknowledged(synthesized: Synthesized) -> Non
 @pytest.fixture(scope="module")
 def without_waf(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The template of `cdk synth -c waf=false`; the synth raises on any unacknowledged cdk-nag finding."""
-    from infra.app import build_app, project_context
-
-    root = tmp_path_factory.mktemp("cdk-no-waf")
-    layer_dirs: dict[resources.DependencyLayer, Path] = {}
-    for layer in resources.DependencyLayer:
-        (root / "layers" / layer.value / "python").mkdir(parents=True)
-        layer_dirs[layer] = root / "layers" / layer.value
-    context = {**project_context(), "waf": "false"}
-    app, stack = build_app(dependency_layer_dirs=layer_dirs, outdir=str(root / "cdk.out"), context=context)
-    app.synth()
-    template: dict[str, Any] = json.loads((root / "cdk.out" / stack.template_file).read_text())
-    return template
+    return synth_with_context(tmp_path_factory.mktemp("cdk-no-waf"), waf="false")
 
 
 def test_waf_false_leaves_out_the_web_acl_and_acknowledges_apig3(without_waf: dict[str, Any]) -> None:

@@ -87,3 +87,8 @@ def test_hook_installs_a_provider_whose_events_arrive_signed_in_order(receiver: 
 
 def test_hook_without_a_webhook_secret_installs_nothing() -> None:
     assert billing.start("http://127.0.0.1:9", {}) is None
+
+
+def test_hook_in_stripe_test_mode_installs_no_mock() -> None:
+    # Events then come from Stripe itself (`stripe listen --forward-to`), signed with the developer's secret.
+    assert billing.start("http://127.0.0.1:9", {"BILLING_PROVIDER": "stripe", "STRIPE_WEBHOOK_SECRET": SECRET}) is None

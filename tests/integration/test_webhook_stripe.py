@@ -466,11 +466,15 @@ def test_checkout_session_completed_binds_the_tenant_and_syncs(hook: Harness) ->
     assert hook.entitlements.calls[-1][0:3] == ("apply_plan", "t_checkout", "pro")
 
 
-def test_payment_mode_checkout_is_acknowledged_without_effect(hook: Harness) -> None:
+def test_payment_mode_checkout_of_no_topup_price_is_acknowledged_without_effect(hook: Harness) -> None:
+    # Payment-mode checkouts buy top-ups (tests/integration/test_grant_topups.py); any other price: no effect.
     story = hook.story("t_pay")
     session = sf.checkout_session(story.customer_id, None, tenant_id="t_pay", created=story.now, mode="payment")
+    hook.api.line_items[session["id"]] = [sf.checkout_line_item("price_pro_monthly")]
     status, body = hook.deliver(sf.event("checkout.session.completed", session, created=story.now))
-    assert (status, body["outcome"]) == (200, "not_a_subscription_checkout")
+    assert (status, body["outcome"]) == (200, "not_a_topup")
+    assert hook.entitlements.calls == []
+    assert not [i for i in hook.table_items() if i["pk"]["S"].startswith("GRANTS#")]
 
 
 def test_price_missing_from_the_catalog_is_a_5xx_so_stripe_retries(hook: Harness) -> None:

@@ -187,6 +187,7 @@ def _known_values(ctx: RequestContext) -> dict[str, Callable[[], Any]]:
         "timestamp": lambda: now,
         "quantity": lambda: 1,
         "model": lambda: "gpt-test",
+        "url": lambda: "https://hooks.example.com/billing",
     }
 
 
@@ -273,8 +274,10 @@ class RequestContext:
     customer_id: str = "cus_unknown"
     subscription_id: str = "sub_unknown"
     key_id: str = "key_0000000000000000"
+    endpoint_id: str = "we_0000000000000000"
     reservation_id: str = "rsv_" + "0" * 32  # well-formed, held by no one
     price_id: str = "price_pro_monthly"
+    grant_id: str = "grt_0000000000000000"
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,8 @@ def plan_request(
         "customer_id": ctx.customer_id,
         "subscription_id": ctx.subscription_id,
         "key_id": ctx.key_id,
+        "endpoint_id": ctx.endpoint_id,
+        "grant_id": ctx.grant_id,
         "reservation_id": ctx.reservation_id,
     }
     params = re.findall(r"\{(\w+)\}", route.path)

@@ -77,6 +77,22 @@ def test_mutation_route_writes_an_audit_entry_readable_per_tenant(security_stack
             "POST", f"/v1/tenants/{TENANT_A}/api-keys", {"name": "audited"}, credential=Credential.OPERATOR
         )
         ctx.key_id = created.json()["id"]
+    if rid == "DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}":
+        created = sec.call(
+            "POST",
+            f"/v1/tenants/{TENANT_A}/webhook-endpoints",
+            {"url": "https://hooks.example.com/audited"},
+            credential=Credential.OPERATOR,
+        )
+        ctx.endpoint_id = created.json()["id"]
+    if rid == "DELETE /v1/tenants/{tenant_id}/grants/{grant_id}":
+        created = sec.call(
+            "POST",
+            f"/v1/tenants/{TENANT_A}/grants",
+            {"resource_type": "api_calls", "amount": "5"},
+            credential=Credential.OPERATOR,
+        )
+        ctx.grant_id = created.json()["grant_id"]
     planned = plan_request(route, sec.openapi(fn), ctx)
     before = sec.audit_items()
     with capture_all_logs() as logs:

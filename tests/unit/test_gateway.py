@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from billing_platform import resources
+from local_stack.containers import FunctionThrottled, FunctionTimeout
 from local_stack.gateway import (
     ACCOUNT,
     API_ID,
@@ -248,6 +249,37 @@ def test_a_function_error_becomes_502_without_details() -> None:
     response = gateway(Recorder(error=RuntimeError("secret internals"))).handle(request("GET", "/health"))
     assert response.status == 502
     assert b"secret internals" not in response.body
+
+
+def test_past_the_integration_timeout_the_answer_is_504_as_api_gateway_gives() -> None:
+    timed_out = FunctionTimeout(resources.HEALTH.name, 29.0, integration=True)
+    response = gateway(Recorder(error=timed_out)).handle(request("GET", "/health"))
+    assert response.status == 504
+    assert response.json() == {"code": "integration_timeout", "message": "Endpoint request timed out"}
+
+
+def test_a_function_timing_out_before_the_integration_is_a_502_function_error() -> None:
+    timed_out = FunctionTimeout(resources.HEALTH.name, 5.0, integration=False)
+    response = gateway(Recorder(error=timed_out)).handle(request("GET", "/health"))
+    assert response.status == 502
+    assert response.json()["code"] == "bad_gateway"
+
+
+def test_a_function_at_its_concurrency_for_too_long_is_throttled_429_with_retry_after() -> None:
+    response = gateway(Recorder(error=FunctionThrottled("all busy"))).handle(request("GET", "/health"))
+    assert response.status == 429
+    assert response.header("Retry-After") == "1"
+
+
+def test_a_throttled_authorizer_is_a_429_and_the_function_is_not_called() -> None:
+    def throttled(event: dict[str, Any]) -> Any:
+        raise FunctionThrottled("authorizer busy")
+
+    invoke = Recorder()
+    req = request("POST", "/v1/entitlements/check", headers=[("Authorization", "Bearer bk_live_x")], body=b"{}")
+    response = gateway(invoke, authorize=throttled).handle(req)
+    assert response.status == 429
+    assert invoke.calls == []
 
 
 def test_the_function_response_is_relayed() -> None:
@@ -508,3 +540,28 @@ def test_local_extra_routes_bypass_routing_and_auth() -> None:
     )
     assert gw.handle(request("GET", "/openapi.json")).body == b"doc"
     assert invoke.calls == []
+
+
+def test_the_authorizer_answer_is_cached_per_authorization_header_as_the_stage_caches_it() -> None:
+    calls: list[str] = []
+    allow_a = allow("t_a")
+
+    def authorize(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(event["headers"]["Authorization"])
+        return allow_a(event)
+
+    gw = gateway(Recorder(), authorize=authorize)
+    body = json.dumps({"tenant_id": "t_a", "resource_type": "api_calls", "quantity": 1}).encode()
+    for key in ("Bearer k1", "Bearer k1", "Bearer k2", "Bearer k1"):
+        response = gw.handle(request("POST", "/v1/entitlements/check", headers=[("Authorization", key)], body=body))
+        assert response.status == 200
+    assert calls == ["Bearer k1", "Bearer k2"]
+
+
+def test_with_the_cache_off_every_request_runs_the_authorizer() -> None:
+    calls: list[dict[str, Any]] = []
+    allow_a = allow("t_a")
+    gw = gateway(Recorder(), authorize=lambda e: calls.append(e) or allow_a(e), authorizer_cache_seconds=0)
+    for _ in range(2):
+        gw.handle(request("GET", "/v1/tenants/t_a/entitlements", headers=[("Authorization", "Bearer k1")]))
+    assert len(calls) == 2

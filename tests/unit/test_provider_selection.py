@@ -31,6 +31,20 @@ def test_production_selects_stripe() -> None:
     assert isinstance(create_billing_provider(Settings(environment="production")), StripeBillingProvider)
 
 
+def test_billing_provider_overrides_the_environment() -> None:
+    # The local stack with a developer's Stripe test-mode key: Stripe in development.
+    assert isinstance(create_billing_provider(Settings(billing_provider="stripe")), StripeBillingProvider)
+    mock = Settings(environment="production", billing_provider="mock")
+    assert isinstance(create_billing_provider(mock), MockBillingProvider)
+
+
+def test_billing_provider_is_read_from_the_environment_and_checked() -> None:
+    assert Settings.from_env({"BILLING_PROVIDER": "stripe"}).uses_stripe
+    assert not Settings.from_env({"ENVIRONMENT": "production", "BILLING_PROVIDER": "mock"}).uses_stripe
+    with pytest.raises(ValueError, match="billing_provider"):
+        Settings.from_env({"BILLING_PROVIDER": "paypal"})
+
+
 def test_secrets_come_from_secrets_manager_by_arn(moto_aws: dict[str, str]) -> None:
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     arn = sm.create_secret(Name="billing/stripe-webhook", SecretString="whsec_from_sm_0123")["ARN"]

@@ -5,6 +5,8 @@ Stripe's code and request id, retries with backoff)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from uuid import UUID
 
 import pytest
 
@@ -17,6 +19,7 @@ from billing_platform.errors import (
     ProviderNotFoundError,
     ProviderRateLimitError,
     ProviderUnavailableError,
+    WebhookSignatureError,
 )
 from billing_platform.providers.base import BillingProvider, ProviderSubscription
 from billing_platform.providers.stripe import RATE_LIMIT_ATTEMPTS, StripeBillingProvider, StripeSyncProvider
@@ -259,3 +262,22 @@ def test_missing_api_key_is_a_configuration_error() -> None:
     with pytest.raises(ProviderAuthenticationError) as caught:
         provider.get_customer("cus_x")
     assert caught.value.code == "provider_not_configured"
+
+
+def test_api_key_and_webhook_secret_given_to_the_constructor_win_over_the_settings(
+    http: sf.FakeStripeHTTPClient,
+) -> None:
+    settings = Settings(stripe_secret_key="sk_test_from_settings", stripe_webhook_secret="whsec_from_settings")
+    provider = StripeBillingProvider(
+        settings, api_key="sk_test_given", webhook_secret="whsec_given_0123", http_client=http
+    )
+    customer_id = asyncio.run(provider.create_customer(UUID("12345678-1234-5678-1234-567812345678"), "k@example.com"))
+    assert http.requests[-1].headers["Authorization"] == "Bearer sk_test_given"
+    assert http.api.customers[customer_id]["metadata"]["tenant_id"] == "12345678-1234-5678-1234-567812345678"
+
+    payload = json.dumps({"id": "evt_1", "type": "customer.created"})
+    provider.sync.verify_webhook(payload, sf.sign(payload, secret="whsec_given_0123"))
+    with pytest.raises(WebhookSignatureError):
+        provider.sync.verify_webhook(payload, sf.sign(payload, secret="whsec_from_settings"))
+    with pytest.raises(WebhookSignatureError):
+        provider.sync.verify_webhook(payload + " ", sf.sign(payload, secret="whsec_given_0123"))

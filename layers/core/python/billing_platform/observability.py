@@ -1,13 +1,117 @@
 """Powertools Logger, Tracer and Metrics shared by the handlers and the layer (one set per process).
-Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE."""
+Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE.
+
+The tracer is built only when tracing is on: constructing a Powertools `Tracer` imports the X-Ray SDK and
+patches every library it knows (requests, httplib, botocore ...), about a third of a function's cold
+import, even when tracing is off. With it off the decorators hand back the function itself."""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_TRUTHY = frozenset({"1", "y", "yes", "t", "true", "on"})
+
+
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Powertools' own rule for whether its Tracer traces: inside Lambda (LAMBDA_TASK_ROOT), not under SAM
+    local or Chalice, and POWERTOOLS_TRACE_DISABLED not set to a true value."""
+    env = os.environ if environ is None else environ
+    if env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in _TRUTHY:
+        return False
+    return bool(env.get("LAMBDA_TASK_ROOT")) and not (env.get("AWS_SAM_LOCAL") or env.get("AWS_CHALICE_CLI_MODE"))
+
+
+class LazyTracer:
+    """The decorators of Powertools' `Tracer`, with the Tracer (and the X-Ray SDK) created on first use and
+    only when `tracing_enabled()`; otherwise each decorator returns the function unchanged."""
+
+    def __init__(self) -> None:
+        self._tracer: Tracer | None = None
+        self._enabled: bool | None = None
+
+    @property
+    def enabled(self) -> bool:
+        if self._enabled is None:
+            self._enabled = tracing_enabled()
+        return self._enabled
+
+    @property
+    def tracer(self) -> Tracer:
+        """The Powertools Tracer itself (created now if it was not: this imports the X-Ray SDK)."""
+        if self._tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            self._tracer = Tracer()
+        return self._tracer
+
+    @overload
+    def capture_lambda_handler(self, lambda_handler: _F) -> _F: ...
+
+    @overload
+    def capture_lambda_handler(
+        self, lambda_handler: None = None, *, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Callable[[_F], _F]: ...
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: _F | None = None,
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> _F | Callable[[_F], _F]:
+        """`Tracer.capture_lambda_handler` when tracing is on; the handler itself when it is off."""
+
+        def decorate(func: _F) -> _F:
+            if not self.enabled:
+                return func
+            traced = self.tracer.capture_lambda_handler(
+                func, capture_response=capture_response, capture_error=capture_error
+            )
+            return cast(_F, traced)
+
+        return decorate if lambda_handler is None else decorate(lambda_handler)
+
+    @overload
+    def capture_method(self, method: _F) -> _F: ...
+
+    @overload
+    def capture_method(
+        self, method: None = None, *, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Callable[[_F], _F]: ...
+
+    def capture_method(
+        self,
+        method: _F | None = None,
+        *,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> _F | Callable[[_F], _F]:
+        """`Tracer.capture_method` (a subsegment per call) when tracing is on; the function itself when off."""
+
+        def decorate(func: _F) -> _F:
+            if not self.enabled:
+                return func
+            return self.tracer.capture_method(capture_response=capture_response, capture_error=capture_error)(func)
+
+        return decorate if method is None else decorate(method)
+
+    def reset(self) -> None:
+        """Decide again from the environment on next use (tests switch tracing on and off)."""
+        self._enabled = None
+        self._tracer = None
+
+
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()
 metrics = Metrics()
 
 

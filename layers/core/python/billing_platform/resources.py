@@ -49,12 +49,15 @@ SK = KeySpec("sk")
 # Single-table design for everything keyed by tenant: profile, customer mapping, subscription,
 # quota counters, webhook event ledger, idempotency records, API keys, audit entries.
 # gsi1 is a generic secondary access path (for example all API keys of a tenant).
+# Its stream (NEW_AND_OLD_IMAGES) feeds the quota / grant events: crossings are read from the counters'
+# own writes, so the consume hot path stays one request.
 BILLING_TABLE = TableSpec(
     logical_id="BillingTable",
     env_var="BILLING_TABLE_NAME",
     local_name="billing",
     partition_key=PK,
     sort_key=SK,
+    stream=True,
     indexes=(IndexSpec("gsi1", KeySpec("gsi1pk"), KeySpec("gsi1sk")),),
 )
 
@@ -110,12 +113,71 @@ USAGE_QUEUE = QueueSpec(
 )
 
 
+# Tenant webhook deliveries: the event bus's rule puts each event here; webhook_delivery signs and POSTs it
+# to the tenant's endpoints. A failed endpoint makes the message come back later (backoff by receive count,
+# billing_platform.tenant_webhooks.delivery); after max_receive_count receives it goes to the DLQ.
+WEBHOOK_QUEUE = QueueSpec(
+    logical_id="WebhookQueue",
+    env_var="WEBHOOK_QUEUE_URL",
+    local_name="webhook-deliveries",
+    # Six times the delivery function's timeout; the function lengthens it per message for the backoff.
+    visibility_timeout_seconds=180,
+    retention_days=4,
+    dlq_local_name="webhook-deliveries-dlq",
+    dlq_env_var="WEBHOOK_DLQ_URL",
+    max_receive_count=12,
+)
+
+QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, WEBHOOK_QUEUE)
+
+
+@dataclass(frozen=True)
+class EventRuleSpec:
+    """Events of these detail-types on the bus go to `queue` (an EventBridge rule with an SQS target)."""
+
+    logical_id: str
+    local_name: str
+    detail_types: tuple[str, ...]
+    queue: QueueSpec
+
+
+@dataclass(frozen=True)
+class EventBusSpec:
+    """A custom EventBridge bus. Functions that publish get its name in `env_var`; every event carries
+    `source`."""
+
+    logical_id: str
+    env_var: str
+    local_name: str
+    source: str
+    rules: tuple[EventRuleSpec, ...] = ()
+    archive_retention_days: int = 30
+
+
+# Detail-types of the events tenants subscribe to (schemas: billing_platform.events.models).
+QUOTA_THRESHOLD_CROSSED = "billing.quota.threshold_crossed"
+GRANT_DEPLETED = "billing.grant.depleted"
+GRANT_EXPIRED = "billing.grant.expired"
+EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED)
+
+EVENT_BUS = EventBusSpec(
+    logical_id="BillingEventBus",
+    env_var="EVENT_BUS_NAME",
+    local_name="billing-events",
+    source="billing.platform",
+    rules=(EventRuleSpec("WebhookDeliveryRule", "billing-webhook-delivery", EVENT_TYPES, WEBHOOK_QUEUE),),
+)
+
+
 @dataclass(frozen=True)
 class SqsSourceSpec:
     queue: QueueSpec
     batch_size: int
     max_batching_window_seconds: int
     report_batch_item_failures: bool = True
+    # The consumer postpones failed messages itself (ChangeMessageVisibility, a backoff): it gets the
+    # queue's URL in `queue.env_var`.
+    sets_visibility: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +193,9 @@ class StreamSourceSpec:
     # watermarks (per usage partition key) rely on it.
     parallelization_factor: int = 1
     max_record_age_seconds: int = 86_400
+    # Only records whose partition key starts with one of these reach the function (a Lambda event filter
+    # deployed, the same test in the local poller); empty: every record.
+    key_prefixes: tuple[str, ...] = ()
 
 
 class Auth(StrEnum):
@@ -169,8 +234,13 @@ class FunctionSpec:
     reads: tuple[TableSpec, ...] = ()
     writes: tuple[TableSpec, ...] = ()
     sends_to: tuple[QueueSpec, ...] = ()
+    publishes_to: tuple[EventBusSpec, ...] = ()
     needs_stripe_secrets: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The local stack runs at most this many containers (worker processes) of the function at once: Lambda's
+    # per-function concurrency on one machine (`make dev CONCURRENCY=n` sets every function's). 2 cores
+    # gain nothing from more; the hot path's functions get 4 so a slow DynamoDB call does not idle the CPU.
+    local_concurrency: int = 2
 
 
 OP, T, P = Auth.OPERATOR, Auth.TENANT, Auth.PUBLIC
@@ -204,12 +274,16 @@ STRIPE_WEBHOOK = FunctionSpec(
 
 ENTITLEMENTS = FunctionSpec(
     name="entitlements",
-    description="Atomic quota check / consume / release and entitlement listing",
+    description="Atomic quota check / consume / release, entitlement listing, operator grants",
+    local_concurrency=4,
     routes=(
         RouteSpec("POST", "/v1/entitlements/check", T),
         RouteSpec("POST", "/v1/entitlements/consume", T),
         RouteSpec("POST", "/v1/entitlements/release", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
     ),
     writes=(BILLING_TABLE,),
 )
@@ -243,6 +317,7 @@ RESERVATION_SWEEPER = FunctionSpec(
 USAGE_INGEST = FunctionSpec(
     name="usage_ingest",
     description="HTTP batch ingest of usage records onto the usage queue",
+    local_concurrency=4,
     routes=(RouteSpec("POST", "/v1/usage", T),),
     sends_to=(USAGE_QUEUE,),
 )
@@ -260,6 +335,7 @@ USAGE_QUERY = FunctionSpec(
 USAGE_CONSUMER = FunctionSpec(
     name="usage_consumer",
     description="Writes batches of usage records from SQS into the usage table",
+    local_concurrency=1,
     timeout_seconds=30,
     sqs_source=SqsSourceSpec(USAGE_QUEUE, batch_size=100, max_batching_window_seconds=5),
     writes=(USAGE_TABLE,),
@@ -268,6 +344,7 @@ USAGE_CONSUMER = FunctionSpec(
 USAGE_AGGREGATOR = FunctionSpec(
     name="usage_aggregator",
     description="Folds newly inserted usage records into hour / day / month aggregates, exactly once",
+    local_concurrency=1,
     timeout_seconds=60,
     # A batch writes each row it touches once: larger batches coalesce more (2,000 x ~500-byte records stay
     # well inside Lambda's 6 MB event). bench_usage prints the worst invocation time against the timeout.
@@ -278,6 +355,7 @@ USAGE_AGGREGATOR = FunctionSpec(
 METER_REPORTER = FunctionSpec(
     name="meter_reporter",
     description="Reports metered usage to Stripe billing meters, exactly once per unit",
+    local_concurrency=1,
     timeout_seconds=300,
     dependency_layers=(DependencyLayer.CORE, DependencyLayer.STRIPE),
     schedule_minutes=15,
@@ -302,8 +380,53 @@ API_KEYS = FunctionSpec(
 AUTHORIZER = FunctionSpec(
     name="authorizer",
     description="Lambda authorizer: tenant API key -> tenant id (keys stored only as hashes)",
+    local_concurrency=4,
     memory_mb=256,
     timeout_seconds=5,
+    writes=(BILLING_TABLE,),
+)
+
+# Threshold crossings and grant depletions, read from the billing table's stream (counter and grant items
+# only), published once each to the event bus.
+QUOTA_EVENTS = FunctionSpec(
+    name="quota_events",
+    description="Publishes quota threshold crossings and grant depletions from the billing table stream, once each",
+    timeout_seconds=60,
+    stream_source=StreamSourceSpec(
+        BILLING_TABLE, batch_size=500, max_batching_window_seconds=1, key_prefixes=("QUOTA#", "GRANTS#")
+    ),
+    writes=(BILLING_TABLE,),
+    publishes_to=(EVENT_BUS,),
+)
+
+# Grants that expired with a balance (nothing is written at expiry), and events whose first publish did
+# not finish (a crash between the marker and PutEvents).
+EVENT_SWEEPER = FunctionSpec(
+    name="event_sweeper",
+    description="Publishes grant expiries and re-publishes events left pending by a failed first attempt",
+    timeout_seconds=120,
+    schedule_minutes=5,
+    writes=(BILLING_TABLE,),
+    publishes_to=(EVENT_BUS,),
+)
+
+WEBHOOK_ENDPOINTS = FunctionSpec(
+    name="webhook_endpoints",
+    description="Operator API for tenants' webhook endpoints (signing secret shown once)",
+    routes=(
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/webhook-endpoints", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/webhook-endpoints", OP),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}", OP),
+    ),
+    writes=(BILLING_TABLE,),
+)
+
+WEBHOOK_DELIVERY = FunctionSpec(
+    name="webhook_delivery",
+    description="Signs and delivers bus events to tenants' webhook endpoints, retried with backoff",
+    timeout_seconds=30,
+    # One event per invocation: its endpoints' POSTs (DELIVERY_BUDGET_SECONDS at most) fit the timeout.
+    sqs_source=SqsSourceSpec(WEBHOOK_QUEUE, batch_size=1, max_batching_window_seconds=0, sets_visibility=True),
     writes=(BILLING_TABLE,),
 )
 
@@ -329,6 +452,10 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     METER_REPORTER,
     API_KEYS,
     AUTHORIZER,
+    QUOTA_EVENTS,
+    EVENT_SWEEPER,
+    WEBHOOK_ENDPOINTS,
+    WEBHOOK_DELIVERY,
 )
 
 # Secrets Manager holds the Stripe keys; functions get the secret ARNs, never the values.
@@ -337,6 +464,20 @@ STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 
 # CloudWatch namespace of every function's Powertools metrics (POWERTOOLS_METRICS_NAMESPACE) and of the dashboard.
 METRICS_NAMESPACE = "Billing"
+
+TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
+# Environment every deployed function gets (infra/constructs/functions.py adds tables, queues and secrets).
+FUNCTION_ENVIRONMENT: dict[str, str] = {
+    "POWERTOOLS_SERVICE_NAME": "billing",
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    # Responses can carry tenant data; traces keep timings, not payloads.
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+    # Lambda's active tracing (on for every function) records each invocation and its init without any
+    # code; the X-Ray SDK adds a subsegment per AWS call at ~100 ms of CPU per cold start, so it is opt-in
+    # (CDK context xraySdk=true drops this variable; billing_platform.observability builds the Tracer then).
+    TRACE_DISABLED_ENV: "true",
+}
 
 # API Gateway stage throttling (per account-region defaults are far higher; these protect the tables).
 API_THROTTLE_RATE_LIMIT = 500

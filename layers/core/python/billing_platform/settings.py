@@ -18,6 +18,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     environment: str = "development"
+    # "stripe" or "mock"; unset: Stripe in production, the mock elsewhere. The local stack sets "stripe"
+    # when the developer gives it a Stripe test-mode key.
+    billing_provider: Literal["stripe", "mock"] | None = None
     service_name: str = "billing"
     billing_table_name: str = resources.BILLING_TABLE.local_name
     usage_table_name: str = resources.USAGE_TABLE.local_name
@@ -45,16 +48,27 @@ class Settings(BaseModel):
     operator_token: str | None = Field(default=None, repr=False)
     # API Gateway usage plan tenants' usage-plan keys join (per-tenant throttling); None: not managed.
     usage_plan_id: str | None = None
+    # The EventBridge bus billing events go to (resources.EVENT_BUS); the webhook delivery queue.
+    event_bus_name: str = resources.EVENT_BUS.local_name
+    webhook_queue_url: str | None = None
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def uses_stripe(self) -> bool:
+        """Whether billing calls go to Stripe (the real SDK) rather than the in-memory mock."""
+        if self.billing_provider is not None:
+            return self.billing_provider == "stripe"
+        return self.is_production
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         pairs = {
             "environment": "ENVIRONMENT",
+            "billing_provider": "BILLING_PROVIDER",
             "service_name": "POWERTOOLS_SERVICE_NAME",
             "billing_table_name": resources.BILLING_TABLE.env_var,
             "usage_table_name": resources.USAGE_TABLE.env_var,
@@ -74,6 +88,8 @@ class Settings(BaseModel):
             "plan_catalog_path": "PLAN_CATALOG_PATH",
             "operator_token": "OPERATOR_TOKEN",
             "usage_plan_id": resources.USAGE_PLAN_ID_ENV,
+            "event_bus_name": resources.EVENT_BUS.env_var,
+            "webhook_queue_url": resources.WEBHOOK_QUEUE.env_var,
         }
         values = {field: env[var] for field, var in pairs.items() if env.get(var) not in (None, "")}
         return cls.model_validate(values)

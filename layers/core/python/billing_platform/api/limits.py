@@ -14,19 +14,21 @@ import inspect
 import json
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
-from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from billing_platform import resources
-from billing_platform.api.openapi import document_platform_errors
 from billing_platform.errors import RateLimitedError
+
+if TYPE_CHECKING:
+    # Powertools' OpenAPI models cost ~50 ms to import and only the /openapi.json document needs them.
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
 logger = Logger(child=True)
 
@@ -134,6 +136,8 @@ class LimitedRestResolver(APIGatewayRestResolver):
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
         """Powertools' document, with the platform's error body and refusals (api.openapi)."""
+        from billing_platform.api.openapi import document_platform_errors
+
         return document_platform_errors(super().get_openapi_schema(*args, **kwargs))
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[_F], _F]:

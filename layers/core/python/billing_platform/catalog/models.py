@@ -48,6 +48,13 @@ class ResourceType(BaseModel):
     meter_event_name: str
 
 
+# Percent of a quota's limit at which `billing.quota.threshold_crossed` is published, once per period.
+DEFAULT_THRESHOLDS: tuple[Decimal, ...] = (Decimal(50), Decimal(80), Decimal(100))
+MAX_THRESHOLDS = 10
+# Above 100 % only soft quotas (overage) can get there; 10x the limit is as far as an alert makes sense.
+MAX_THRESHOLD_PERCENT = Decimal(1000)
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -60,12 +67,39 @@ class Plan(BaseModel):
     past_due_grace_days: int = Field(default=0, ge=0)
     # Hot tenants: a quota split over N counter items so one tenant can pass ~1,000 writes/s.
     counter_shards: int = Field(default=1, ge=1, le=64)
+    # Usage alerts, in percent of each quota's limit (billing_platform.events): strictly increasing.
+    thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_THRESHOLDS, max_length=MAX_THRESHOLDS)
+
+    @model_validator(mode="after")
+    def _thresholds_increase(self) -> Plan:
+        for percent in self.thresholds:
+            if not (percent.is_finite() and 0 < percent <= MAX_THRESHOLD_PERCENT):
+                raise ValueError(f"threshold {percent} is not a percentage in (0, {MAX_THRESHOLD_PERCENT}]")
+            if percent != percent.quantize(Decimal("0.01")):
+                raise ValueError(f"threshold {percent} has more than 2 decimal places")
+        if list(self.thresholds) != sorted(set(self.thresholds)):
+            raise ValueError("thresholds must be strictly increasing, without repeats")
+        return self
 
     def quota(self, resource_type: str) -> ResourceQuota | None:
         return self.quotas.get(resource_type)
 
     def has_feature(self, feature: str) -> bool:
         return self.features.get(feature, False)
+
+
+class TopupPrice(BaseModel):
+    """A Stripe one-off price that buys a grant: `amount` units of `resource_type` per unit of quantity
+    bought, drawn after the period quota (by `priority`, lower first), expiring `expires_after_days` after
+    the payment (never, when absent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    resource_type: str
+    amount: Decimal = Field(gt=0, lt=Decimal("1e15"), decimal_places=6, allow_inf_nan=False)
+    priority: int = Field(default=50, ge=0, le=100)
+    expires_after_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
 class Catalog(BaseModel):
@@ -77,6 +111,8 @@ class Catalog(BaseModel):
     resource_types: dict[str, ResourceType]
     default_plan: str
     plans: dict[str, Plan]
+    # Stripe price id -> what buying it grants (one-off payments: checkout in payment mode, invoices).
+    topups: dict[str, TopupPrice] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +135,11 @@ class Catalog(BaseModel):
                 if price in seen:
                     raise ValueError(f"price {price!r} is in both {seen[price]!r} and {plan.id!r}")
                 seen[price] = plan.id
+        for price, topup in self.topups.items():
+            if topup.resource_type not in self.resource_types:
+                raise ValueError(f"top-up price {price!r} grants unknown resource type {topup.resource_type!r}")
+            if price in seen:
+                raise ValueError(f"price {price!r} is both a top-up and a price of plan {seen[price]!r}")
         return self
 
     def plan(self, plan_id: str) -> Plan:
@@ -112,6 +153,10 @@ class Catalog(BaseModel):
             if price_id in plan.prices:
                 return plan
         raise CatalogError(f"price {price_id!r} is not in plan catalog version {self.version}", code="unknown_price")
+
+    def topup_for_price(self, price_id: str) -> TopupPrice | None:
+        """The top-up a price buys, or None for any other price."""
+        return self.topups.get(price_id)
 
     def require_resource_type(self, resource_type: str) -> ResourceType:
         try:

@@ -85,7 +85,55 @@ def _check_rules(catalog: Catalog, report: CatalogReport) -> None:
                     f"plan {plan.id!r} meters {resource!r} under a hard limit: usage past the limit is denied, "
                     "so the meter only ever bills up to it"
                 )
+    _check_thresholds(catalog, report)
+    _check_topups(catalog, report)
     ranks = sorted((p.rank, p.id) for p in catalog.plans.values())
     for (rank_a, a), (rank_b, b) in itertools.pairwise(ranks):
         if rank_a == rank_b:
             report.warnings.append(f"plans {a!r} and {b!r} share rank {rank_a}: upgrade/downgrade is ambiguous")
+
+
+def _check_thresholds(catalog: Catalog, report: CatalogReport) -> None:
+    """Threshold lists parse only when valid (0 < t <= 1000, increasing); what is left are plans whose
+    alerts can never fire."""
+    for plan in sorted(catalog.plans.values(), key=lambda p: p.id):
+        limited = [q for q in plan.quotas.values() if q.policy is not QuotaPolicy.UNLIMITED and q.limit]
+        if not plan.thresholds:
+            if limited:
+                report.warnings.append(f"plan {plan.id!r} has no thresholds: its tenants get no usage alerts")
+            continue
+        soft = any(q.policy is QuotaPolicy.SOFT for q in limited)
+        beyond = [t for t in plan.thresholds if t > 100]
+        if beyond and not soft:
+            report.warnings.append(
+                f"plan {plan.id!r} thresholds {', '.join(f'{t}%' for t in beyond)} exceed 100% but it has no soft "
+                "quota: a hard quota never passes its limit, so they never fire"
+            )
+
+
+def _check_topups(catalog: Catalog, report: CatalogReport) -> None:
+    """Top-up prices: the schema already refused unknown resources, non-positive or over-precise amounts,
+    priorities outside 0..100 and prices shared with a plan. What remains are purchases that would
+    never (or not always) be drawn."""
+    for price, topup in sorted(catalog.topups.items()):
+        if not price.startswith("price_"):
+            report.errors.append(f"top-up {price!r} is not a Stripe price id (price_...)")
+        policies = {
+            plan.id: quota.policy
+            for plan in catalog.plans.values()
+            if (quota := plan.quota(topup.resource_type)) is not None
+        }
+        hard = sorted(pid for pid, policy in policies.items() if policy is QuotaPolicy.HARD)
+        if not hard:
+            report.errors.append(
+                f"top-up {price!r} grants {topup.resource_type!r}, which no plan limits hard: "
+                "grants are drawn only once a hard quota is used up, so the purchase would never be drawn"
+            )
+        elif len(hard) < len(catalog.plans):
+            others = sorted(set(catalog.plans) - set(hard))
+            report.warnings.append(
+                f"top-up {price!r} ({topup.resource_type!r}) is drawn only on plans with a hard quota "
+                f"({', '.join(hard)}); on {', '.join(others)} it stays unused"
+            )
+        if topup.expires_after_days is None:
+            report.warnings.append(f"top-up {price!r} never expires: its grants stay on the books forever")

@@ -1,5 +1,6 @@
-"""A small thread-safe TTL cache for plan and feature look-ups. Never used for remaining quota:
-that answer always comes from the counter's own conditional update."""
+"""A small thread-safe TTL cache for plan and feature look-ups. Never the source of remaining quota:
+that answer always comes from the counter's own conditional update (a cached counter state is only an
+expectation that an idempotent consume's condition checks)."""
 
 from __future__ import annotations
 

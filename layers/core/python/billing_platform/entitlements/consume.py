@@ -1,9 +1,10 @@
 """Consume: check and record a quantity atomically.
 
 Hot path (no idempotency key, layout known): exactly one conditional UpdateItem on the counter
-(`EntitlementRepository.consume`). With an idempotency key the take and its record are one transaction
-(`idempotency`). When the condition fails, `slow_path` decides why, using the item DynamoDB returned
-with the failure, and answers or names the layout to retry with.
+(`EntitlementRepository.consume`). With an idempotency key the take, its record and its answer are one
+transaction (`idempotency`: 1 request with the counter's state known to the container, else 2). When the
+condition fails, `slow_path` decides why, using the item DynamoDB returned with the failure, and answers or
+names the layout to retry with.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from decimal import Decimal
 
 from billing_platform.entitlements.answers import granted
 from billing_platform.entitlements.context import MAX_ROUNDS, ONE, EntitlementContext
-from billing_platform.entitlements.idempotency import answer_keyed, new_record, replay
+from billing_platform.entitlements.idempotency import answer_keyed, consume_keyed, new_record, remember, replay
 from billing_platform.entitlements.models import EntitlementCheck
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.slow_path import slow_path
@@ -46,6 +47,11 @@ def _consume_rounds(
 ) -> EntitlementCheck:
     enforce = ctx.enforcing
     shards = ctx.layouts.get((tenant_id, resource_type)) or 1
+    if idempotency_key is not None:
+        shard = ctx.rng.randrange(shards) if shards > 1 else 0
+        check = consume_keyed(ctx, tenant_id, resource_type, quantity, shard, shards, enforce, idempotency_key)
+        if check is not None:
+            return check
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
         if idempotency_key is not None:
@@ -57,6 +63,7 @@ def _consume_rounds(
         if idempotency_key is None:
             counter, old = ctx.repo.consume(key, quantity, now, enforce=enforce)
             if counter is not None:
+                remember(ctx, counter)
                 return granted(counter, quantity, enforce, shards, ((shard, quantity),), None)
         else:
             taken = ctx.repo.consume_once(
@@ -77,7 +84,9 @@ def _consume_rounds(
             if taken.conflict:
                 continue
             old = taken.counter_item
-        outcome = slow_path(ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, idempotency_key)
+        outcome = slow_path(
+            ctx, tenant_id, resource_type, quantity, shards, old, now, enforce, idempotency_key, draw_grants=True
+        )
         if isinstance(outcome, EntitlementCheck):
             return outcome
         shards = outcome

@@ -11,8 +11,10 @@ from decimal import Decimal
 
 from billing_platform.catalog.models import Catalog
 from billing_platform.entitlements.cache import TTLCache
-from billing_platform.entitlements.models import TenantPlan
+from billing_platform.entitlements.models import QuotaCounter, TenantPlan
 from billing_platform.entitlements.repository import EntitlementRepository
+from billing_platform.grants.draw import GrantDraw
+from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
 
 DEFAULT_CACHE_TTL_SECONDS = 60.0
@@ -32,12 +34,20 @@ class EntitlementContext:
     clock: Callable[[], datetime]
     rng: random.Random
     cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS
+    grants: GrantRepository | None = None  # the tenant's grants (default: the billing table's)
     plans: TTLCache[str, TenantPlan] = field(init=False)
     layouts: TTLCache[tuple[str, str], int] = field(init=False)  # (tenant, resource) -> counter shards
+    # Counter pk -> the state this container last saw it in. Never an answer by itself: an idempotent
+    # consume pins it in its condition (idempotency.consume_keyed), so a stale entry only costs a retry.
+    counters: TTLCache[str, QuotaCounter] = field(init=False)
+    grant_draw: GrantDraw = field(init=False)  # takes past a hard quota, drawn from grants
 
     def __post_init__(self) -> None:
         self.plans = TTLCache(self.cache_ttl_seconds)
         self.layouts = TTLCache(self.cache_ttl_seconds)
+        self.counters = TTLCache(self.cache_ttl_seconds)
+        grants = self.grants or GrantRepository(self.settings, self.repo.client)
+        self.grant_draw = GrantDraw(grants, self.settings.billing_table_name)
 
     @property
     def enforcing(self) -> bool:

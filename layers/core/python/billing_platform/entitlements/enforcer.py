@@ -25,10 +25,11 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
@@ -79,6 +80,8 @@ class QuotaExceededError(EntitlementEnforcementError):
                 "used": decimal_str(check.used),
                 "resets_at": check.resets_at.isoformat() if check.resets_at else None,
                 "reason": reason.value,
+                # What the tenant's live grants held (they never reset): quota + this was short.
+                "grant_remaining": decimal_str(check.grant_remaining),
             },
         )
         self.check = check
@@ -129,21 +132,22 @@ class SyncEntitlementEnforcer:
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._service = service
         self._reservations: ReservationService | None = None
+        self._reservations_over: EntitlementService | None = None
 
     @property
     def service(self) -> EntitlementService:
-        # Created on first use, so importing a module that builds an enforcer costs no client.
-        if self._service is None:
-            self._service = EntitlementService()
-        return self._service
+        # Without a service of its own an enforcer uses the process-wide one (one plan cache per process).
+        return self._service or shared_service()
 
     @property
     def reservations(self) -> ReservationService:
         """The reservation use cases, over this enforcer's entitlement service (one plan cache)."""
-        if self._reservations is None:
+        service = self.service
+        # Rebuilt when the process-wide service is replaced (tests switching tables), never per call.
+        if self._reservations is None or self._reservations_over is not service:
             from billing_platform.reservations.service import ReservationService
 
-            self._reservations = ReservationService(entitlements=self.service)
+            self._reservations, self._reservations_over = ReservationService(entitlements=service), service
         return self._reservations
 
     def check_and_record(
@@ -228,6 +232,26 @@ class SyncEntitlementEnforcer:
             )
 
 
+_service_lock = threading.Lock()
+_service: EntitlementService | None = None
+
+
+def shared_service() -> EntitlementService:
+    """The process-wide `EntitlementService`, created on first use (importing this module costs no client)."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = EntitlementService()
+        return _service
+
+
+def reset_shared_service() -> None:
+    """Forget the process-wide service (tests switch tables and endpoints between cases)."""
+    global _service
+    with _service_lock:
+        _service = None
+
+
 def _held(reservation: ReservationLike) -> Reservation:
     from billing_platform.reservations.handles import ReservationHold
 
@@ -241,6 +265,12 @@ class EntitlementEnforcer:
     method runs its blocking twin on the library's worker pool (`billing_platform.offload`), so the
     event loop never waits for DynamoDB. Both faces share one service, hence one plan cache.
     Tenant ids may be strings or `uuid.UUID`s."""
+
+    # FastAPI's bare `Depends()` (the document's ``enforcer: EntitlementEnforcer = Depends()``) builds the
+    # dependency by calling the class with the parameters its signature shows. Shown: none, so FastAPI
+    # asks the request for nothing and each request gets `EntitlementEnforcer()`: a light object over
+    # the process-wide service. `service` stays a real (hidden) parameter for tests and wiring.
+    __signature__: ClassVar[inspect.Signature] = inspect.Signature()
 
     def __init__(self, service: EntitlementService | None = None) -> None:
         self._sync = SyncEntitlementEnforcer(service)

@@ -223,6 +223,10 @@ class EntitlementCheck:
     approximate: bool = False
     idempotency_key: str | None = None
     shards_used: tuple[tuple[int, Decimal], ...] = field(default=())
+    # Grants: what this take drew from each grant (in draw order), and what the tenant's live grants hold
+    # for the resource (None when not read: the hot path never reads grants).
+    grants_used: tuple[tuple[str, Decimal], ...] = field(default=())
+    grant_remaining: Decimal | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe view: quantities as decimal strings (never floats), times as ISO 8601 UTC."""
@@ -241,6 +245,8 @@ class EntitlementCheck:
             "enforced": self.enforced,
             "replayed": self.replayed,
             "approximate": self.approximate,
+            "grant_remaining": decimal_str(self.grant_remaining),
+            "from_grants": [{"grant_id": g, "quantity": decimal_str(q)} for g, q in self.grants_used],
         }
 
     @classmethod
@@ -252,6 +258,8 @@ class EntitlementCheck:
             return None if value is None else Decimal(str(value))
 
         resets = data.get("resets_at")
+        drawn = data.get("from_grants")
+        drawn = drawn if isinstance(drawn, list) else []
         policy = data.get("policy")
         reason = data.get("reason")
         return cls(
@@ -269,6 +277,8 @@ class EntitlementCheck:
             enforced=bool(data.get("enforced", True)),
             approximate=bool(data.get("approximate", False)),
             idempotency_key=idempotency_key,
+            grants_used=tuple((str(g["grant_id"]), Decimal(str(g["quantity"]))) for g in drawn if isinstance(g, dict)),
+            grant_remaining=dec("grant_remaining"),
         )
 
 
@@ -331,3 +341,9 @@ def combine_shards(counters: list[QuotaCounter]) -> QuotaCounter:
         shard=0,
         total_limit=first.total_limit,
     )
+
+
+def counter_after(counter: QuotaCounter, quantity: Decimal) -> QuotaCounter:
+    """The counter once a take of `quantity` committed: the hot path's `SET remaining = remaining - :q,
+    used = used + :q`, computed here (a transaction returns no item)."""
+    return _replace(counter, used=counter.used + quantity, remaining=counter.remaining - quantity)

@@ -111,7 +111,8 @@ def _release_keyed(
     view = read_quota(ctx, tenant_id, resource_type)
     if view is None:
         return not_in_plan(tenant_id, resource_type, ZERO, ctx.enforcing)
-    given = record.quantity if released else ZERO
+    # What the quota paid (a take drawn partly from grants gives back only that: grants never refill).
+    given = sum((q for _s, q in record.shards), ZERO) if released else ZERO
     return replace(
         check_from_counter(view, given, allowed=True, enforced=ctx.enforcing),
         replayed=not released,

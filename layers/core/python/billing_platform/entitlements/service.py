@@ -4,6 +4,7 @@ Each public method validates its input (422 before any I/O) and hands over to th
 case; the modules share one `EntitlementContext` (settings, repository, catalog, clock, caches):
 
 - `consume.py` (hot path) and `slow_path.py` (why a condition failed: provision, roll, spread);
+  `past_quota.py` for a take the hard quota alone cannot cover (quota + grants, one transaction);
   `idempotency.py` for keyed consumes and replays;
 - `views.py`: `check`, the quota read model and `entitlements`;
 - `release.py`: giving quota back;
@@ -29,6 +30,7 @@ from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository, utc_now
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
 from billing_platform.errors import UnprocessableError
+from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings, get_settings
 
 __all__ = ["EntitlementService", "QuotaView", "TenantEntitlements"]
@@ -51,6 +53,7 @@ class EntitlementService:
         clock: Callable[[], datetime] = utc_now,
         cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,
         rng: random.Random | None = None,
+        grants: GrantRepository | None = None,
     ) -> None:
         settings = settings or get_settings()
         self._ctx = EntitlementContext(
@@ -60,6 +63,7 @@ class EntitlementService:
             clock=clock,
             rng=rng or random.Random(),
             cache_ttl_seconds=cache_ttl_seconds,
+            grants=grants,
         )
         self._repo = self._ctx.repo
 

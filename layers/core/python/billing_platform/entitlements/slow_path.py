@@ -6,12 +6,13 @@
 - SUSPENDED: denied (past due beyond grace / unpaid);
 - period over: roll the counter into the period containing now, conditioned on the period end seen,
   so of several racing resets exactly one applies; retry;
-- otherwise the quota is exhausted: denied with the exact numbers of the item.
+- otherwise the quota is short for this take: a hard quota goes on to `past_quota` (what it has left
+  plus the tenant's live grants, one transaction; denied with exact numbers when both are short).
 
 Sharded quotas (plan `counter_shards` > 1) split the limit over N items with their own partition keys.
 A take goes to one random shard (one request); when that shard cannot cover it, all shards are read
 and the take goes to a shard that can, or is spread over several in one transaction. A denial is
-only ever given when the shards read together have less than the quantity left.
+only ever given when the shards read together, and the tenant's live grants, have less than the quantity.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from billing_platform.entitlements.models import (
     check_from_counter,
     combine_shards,
 )
+from billing_platform.entitlements.past_quota import take_past_quota
 from billing_platform.entitlements.reconcile import provision
 from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
 from billing_platform.errors import RateLimitedError
@@ -50,8 +52,12 @@ def slow_path(
     now: datetime,
     enforce: bool,
     idempotency_key: str | None,
+    *,
+    draw_grants: bool = False,
 ) -> EntitlementCheck | int:
-    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry."""
+    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry.
+    `draw_grants`: a hard quota short for the take goes on to the tenant's grants (`past_quota`), which
+    COMMITS the take; only a caller whose take is complete without a companion write (consume) asks."""
     if old is None:
         return provision(ctx, tenant_id, resource_type)
     counter = counter_from_item(old)
@@ -72,7 +78,12 @@ def slow_path(
         roll(ctx, counter, now)
         return shards
     if shards > 1:
-        return _consume_spread(ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key)
+        return _consume_spread(
+            ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key, draw_grants=draw_grants
+        )
+    if draw_grants and enforce and counter.policy is QuotaPolicy.HARD:
+        # Exhausted for this take: the tenant's grants may cover the rest (or the denial is exact).
+        return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, [counter], idempotency_key)
     logger.info(
         "quota exhausted",
         extra={"tenant_id": tenant_id, "resource_type": resource_type, "remaining": str(counter.remaining)},
@@ -88,6 +99,8 @@ def _consume_spread(
     shards: int,
     enforce: bool,
     idempotency_key: str | None,
+    *,
+    draw_grants: bool,
 ) -> EntitlementCheck | int:
     """The sharded fallback: read every shard, take from one that covers the quantity, else spread
     the take over several in one transaction; deny only when all of them together fall short."""
@@ -107,6 +120,9 @@ def _consume_spread(
             return suspended_answer(combine_shards(counters), quantity, enforce, shards)
         total = combine_shards(counters)
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
+            if draw_grants:
+                # Every shard together is short: the tenant's grants may cover the rest (or deny, exactly).
+                return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, counters, idempotency_key)
             logger.info("sharded quota exhausted", extra={"tenant_id": tenant_id, "resource_type": resource_type})
             return check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
         takes = plan_shares(counters, quantity, total, enforce)

@@ -1,9 +1,10 @@
-"""Reading quotas without consuming: `check` (would this be granted now?), `read_quota` (the whole
-quota as one counter, rolled into the current period in memory) and the tenant's entitlement listing."""
+"""Reading quotas without consuming: `check` (would this be granted now? the quota, then the tenant's live
+grants), `read_quota` (the whole quota as one counter, rolled into the current period in memory) and the
+tenant's entitlement listing (each quota with its grants' balances and expiries)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from billing_platform.entitlements.models import (
 )
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
+from billing_platform.grants.models import draw_order, live_balance
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class QuotaView:
     period_end: datetime | None
     state: str
     shards: int
+    grant_remaining: Decimal = ZERO  # what the live grants hold on top of the quota
+    grants: tuple[dict[str, object], ...] = ()  # every grant of the resource, in draw order
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +57,8 @@ class QuotaView:
             "period_end": self.period_end.isoformat() if self.period_end else None,
             "state": self.state,
             "shards": self.shards,
+            "grant_remaining": decimal_str(self.grant_remaining),
+            "grants": list(self.grants),
         }
 
 
@@ -85,13 +91,19 @@ def check(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity:
     if view.state is CounterState.SUSPENDED:
         return suspended_answer(view, quantity, ctx.enforcing, 1)
     allowed = view.allows(quantity, now, enforce=ctx.enforcing)
-    return check_from_counter(
+    grant_remaining = None
+    if not allowed and view.policy is QuotaPolicy.HARD and view.state is CounterState.ACTIVE:
+        # Short on the quota alone: a consume would go on to the tenant's live grants.
+        grant_remaining = live_balance(ctx.grant_draw.grants.list(tenant_id, resource_type), now)
+        allowed = max(ZERO, view.remaining) + grant_remaining >= quantity
+    answer = check_from_counter(
         view,
         quantity,
         allowed=allowed,
         enforced=ctx.enforcing,
         reason=None if allowed else DenyReason.EXHAUSTED,
     )
+    return replace(answer, grant_remaining=grant_remaining)
 
 
 def read_quota(ctx: EntitlementContext, tenant_id: str, resource_type: str) -> QuotaCounter | None:
@@ -162,11 +174,14 @@ def entitlements(ctx: EntitlementContext, tenant_id: str) -> TenantEntitlements:
     plan = plan_for(ctx, tenant_id, fresh=True)
     catalog_plan = ctx.catalog.plan(plan.plan_id)
     views: list[QuotaView] = []
+    now = ctx.clock()
+    grants = sorted(ctx.grant_draw.grants.list(tenant_id, consistent=False), key=draw_order)
     for resource_type in sorted(catalog_plan.quotas):
         counter = read_quota(ctx, tenant_id, resource_type)
         if counter is None:
             continue
         check = check_from_counter(counter, ZERO, allowed=True)
+        mine = [g for g in grants if g.resource_type == resource_type]
         views.append(
             QuotaView(
                 resource_type=resource_type,
@@ -179,6 +194,8 @@ def entitlements(ctx: EntitlementContext, tenant_id: str) -> TenantEntitlements:
                 period_end=counter.period_end,
                 state=counter.state.value,
                 shards=counter.shards,
+                grant_remaining=live_balance(mine, now),
+                grants=tuple(g.to_dict(now) for g in mine),
             )
         )
     return TenantEntitlements(plan=plan, quotas=tuple(views))

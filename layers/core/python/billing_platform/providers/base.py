@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -164,6 +164,12 @@ class SyncBillingProvider(Protocol):
     ) -> ProviderSubscription: ...
 
     def get_subscription(self, subscription_id: str) -> ProviderSubscription: ...
+
+    def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]:
+        """Every line item of a checkout session or an invoice, as Stripe-shaped dicts (top-ups)."""
+        ...
 
 
 @runtime_checkable

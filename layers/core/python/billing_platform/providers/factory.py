@@ -1,4 +1,5 @@
-"""Which provider a process uses: `ENVIRONMENT=production` selects Stripe, anything else the mock.
+"""Which provider a process uses: `BILLING_PROVIDER=stripe|mock`, or when unset `ENVIRONMENT=production`
+selects Stripe and anything else the mock.
 One provider per container; the stripe SDK is imported only when Stripe is selected."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ _provider: BillingProvider | None = None
 
 
 def create_billing_provider(settings: Settings) -> BillingProvider:
-    if settings.is_production:
+    if settings.uses_stripe:
         from billing_platform.providers.stripe import StripeBillingProvider
 
         return StripeBillingProvider(settings)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from billing_platform.errors import PaymentRequiredError, ProviderInvalidRequestError, ProviderNotFoundError
 from billing_platform.ids import TenantIdLike, tenant_id_str
@@ -70,6 +70,7 @@ class MockSyncProvider:
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoice_items: list[dict[str, Any]] = []
+        self.line_items: dict[str, list[dict[str, Any]]] = {}  # checkout session / invoice id -> lines
         self.events: list[dict[str, Any]] = []
         self._idempotent: dict[str, dict[str, Any]] = {}
 
@@ -319,6 +320,39 @@ class MockSyncProvider:
     def get_subscription(self, subscription_id: str) -> ProviderSubscription:
         with self._lock:
             return ProviderSubscription.from_stripe(self._subscription(subscription_id))
+
+    def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self.line_items.get(object_id, []))
+
+    def buy_topup(self, customer_id: str, price_id: str, *, quantity: int = 1, tenant_id: str | None = None) -> str:
+        """A paid one-off checkout (payment mode) of a top-up price; emits checkout.session.completed.
+        Returns the session id."""
+        with self._lock:
+            customer = self.customers.get(customer_id)
+            if customer is None:
+                raise _not_found("customer", customer_id)
+            session_id = stripe_id("cs_test", 58)
+            line = {"id": stripe_id("li", 24), "object": "item", "price": {"id": price_id}, "quantity": quantity}
+            self.line_items[session_id] = [line]
+            session: dict[str, Any] = {
+                "id": session_id,
+                "object": "checkout.session",
+                "mode": "payment",
+                "status": "complete",
+                "payment_status": "paid",
+                "customer": customer_id,
+                "client_reference_id": tenant_id or customer["metadata"].get("tenant_id"),
+                "invoice": None,
+                "subscription": None,
+                "created": self._now(),
+                "metadata": {},
+                "livemode": False,
+            }
+            self._emit("checkout.session.completed", session)
+            return session_id
 
     # --- billing-cycle simulation (what Stripe's test clocks do) --------------------------------
     def renew(self, subscription_id: str) -> ProviderSubscription:

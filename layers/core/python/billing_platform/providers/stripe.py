@@ -19,7 +19,8 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 import stripe
 
@@ -225,6 +226,27 @@ class StripeSyncProvider:
     def get_subscription(self, subscription_id: str) -> ProviderSubscription:
         sub = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
         return ProviderSubscription.from_stripe(sub.to_dict())
+
+    def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = self._call(partial(self._line_item_page, object_type, object_id, after))
+            data = [item.to_dict() for item in page.data]
+            items.extend(data)
+            if not page.has_more or not data:
+                return items
+            after = data[-1]["id"]
+
+    def _line_item_page(self, object_type: str, object_id: str, after: str | None) -> Any:
+        params: dict[str, Any] = {"limit": 100}
+        if after:
+            params["starting_after"] = after
+        if object_type == "checkout_session":
+            return self.client.v1.checkout.sessions.line_items.list(object_id, params=params)  # type: ignore[arg-type]
+        return self.client.v1.invoices.line_items.list(object_id, params=params)  # type: ignore[arg-type]
 
 
 def build_stripe_client(

@@ -28,6 +28,8 @@ from typing import Any, Protocol
 from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog import Catalog, Plan, load_catalog
 from billing_platform.errors import ProviderNotFoundError, ValidationError
+from billing_platform.grants.repository import GrantRepository
+from billing_platform.grants.topups import TopupGrants
 from billing_platform.observability import logger
 from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
@@ -46,7 +48,7 @@ SUBSCRIPTION_EVENTS = frozenset(
 )
 CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated", "customer.deleted"})
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
-CHECKOUT_EVENTS = frozenset({"checkout.session.completed"})
+CHECKOUT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 HANDLED_EVENTS = SUBSCRIPTION_EVENTS | CUSTOMER_EVENTS | INVOICE_EVENTS | CHECKOUT_EVENTS
 ACTOR = "stripe:webhook"
 MAX_RACE_RETRIES = 5
@@ -119,6 +121,7 @@ class WebhookProcessor:
         self._entitlements = entitlements
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
+        self._topups: TopupGrants | None = None
 
     @property
     def provider(self) -> SyncBillingProvider:
@@ -129,6 +132,17 @@ class WebhookProcessor:
         if self._entitlements is None:
             self._entitlements = _default_entitlements(self._settings)
         return self._entitlements
+
+    @property
+    def topups(self) -> TopupGrants:
+        if self._topups is None:
+            self._topups = TopupGrants(
+                GrantRepository(self._settings, self._repo.client),
+                self._catalog,
+                self._provider,
+                self._tenant_for_customer_id,
+            )
+        return self._topups
 
     def process(self, event: StripeEvent) -> WebhookOutcome:
         """Apply one verified event, exactly once in effect. Raises `EventInProgress` while another
@@ -164,17 +178,26 @@ class WebhookProcessor:
         if event.type in SUBSCRIPTION_EVENTS:
             return self._sync(event, ProviderSubscription.from_stripe(obj), refetched=False)
         if event.type in INVOICE_EVENTS:
+            # A paid invoice may buy top-ups (its own lines) and renew a subscription: both apply.
+            topup, topup_tenant = "not_a_topup", None
+            if event.type == "invoice.paid":
+                topup, topup_tenant = self.topups.on_invoice(obj, event.id, event.created)
             sub_id = invoice_subscription_id(obj)
             if sub_id is None:
-                return "no_subscription", None
-            return self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
-        # checkout.session.completed
-        if obj.get("mode") != "subscription" or not obj.get("subscription"):
+                return ("no_subscription", None) if topup == "not_a_topup" else (topup, topup_tenant)
+            outcome, tenant_id = self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
+            return (outcome if topup == "not_a_topup" else f"{topup};{outcome}"), tenant_id
+        # checkout.session.completed / async_payment_succeeded: the session names the tenant it was made for.
+        mode = obj.get("mode")
+        subscription_checkout = event.type == "checkout.session.completed" and mode == "subscription"
+        if mode != "payment" and not (subscription_checkout and obj.get("subscription")):
             return "not_a_subscription_checkout", None
         tenant_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("tenant_id")
         customer_id = obj.get("customer")
         if tenant_id and customer_id:
             self._bind(str(tenant_id), str(customer_id), None, None)
+        if mode == "payment":
+            return self.topups.on_checkout(obj, event.id, event.created)
         sub_id = obj["subscription"]
         sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
         return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
@@ -207,14 +230,22 @@ class WebhookProcessor:
 
     def _tenant_for(self, sub: ProviderSubscription) -> str | None:
         tenant_id = self._repo.tenant_for_customer(sub.customer_id) or sub.tenant_id
-        if tenant_id is None:
-            try:
-                customer = self._provider.get_customer(sub.customer_id)
-            except ProviderNotFoundError:
-                return None
-            tenant_id = customer.tenant_id
-            if tenant_id:
-                self._bind(tenant_id, customer.id, customer.email, customer.name)
+        return tenant_id or self._provider_tenant(sub.customer_id)
+
+    def _tenant_for_customer_id(self, customer_id: str | None) -> str | None:
+        """The bound tenant of a customer, else the tenant in the customer's Stripe metadata (bound now)."""
+        if not customer_id:
+            return None
+        return self._repo.tenant_for_customer(customer_id) or self._provider_tenant(customer_id)
+
+    def _provider_tenant(self, customer_id: str) -> str | None:
+        try:
+            customer = self._provider.get_customer(customer_id)
+        except ProviderNotFoundError:
+            return None
+        tenant_id = customer.tenant_id
+        if tenant_id:
+            self._bind(tenant_id, customer.id, customer.email, customer.name)
         return tenant_id
 
     # --- subscription state ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from billing_platform.usage.repository import AggregateRepository
 MAX_TREND_DAYS = 366
 MAX_RANGE = timedelta(days=400)
 MAX_TOP_LIMIT = 100
+EARLIEST_YEAR = 2000
 
 
 def require_whole_hours(start_time: datetime, end_time: datetime) -> None:
@@ -38,8 +39,13 @@ def require_whole_hours(start_time: datetime, end_time: datetime) -> None:
     for name, value in (("start", start_time), ("end", end_time)):
         if value.tzinfo is None:
             raise ValidationError(f"{name} must carry a timezone")
-        if value.astimezone(UTC) != floor_to(Granularity.HOUR, value):
+        if value.astimezone(UTC) != _hour_of(value):
             raise ValidationError(f"{name} must be on the hour (aggregates have hourly resolution)")
+
+
+def _hour_of(value: datetime) -> datetime:
+    # Plain arithmetic, not bucket labels: any year a datetime holds (schemathesis sends year 204).
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def whole_hours(start_time: datetime, end_time: datetime) -> tuple[datetime, datetime]:
@@ -50,8 +56,8 @@ def whole_hours(start_time: datetime, end_time: datetime) -> tuple[datetime, dat
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     start, end = utc(start_time), utc(end_time)
-    floored_end = floor_to(Granularity.HOUR, end)
-    return floor_to(Granularity.HOUR, start), floored_end if floored_end == end else floored_end + timedelta(hours=1)
+    floored_end = _hour_of(end)
+    return _hour_of(start), floored_end if floored_end == end else floored_end + timedelta(hours=1)
 
 
 class SyncUsageAggregator:
@@ -91,6 +97,8 @@ class SyncUsageAggregator:
         are read and merged per tenant. Ties order by tenant id."""
         self._catalog.require_resource_type(resource_type)
         start, end = whole_hours(start_time, end_time)
+        if start.year < EARLIEST_YEAR:  # no usage is that old; bucket labels assume four-digit years
+            raise ValidationError(f"start must be in {EARLIEST_YEAR} or later")
         if not start < end:
             raise ValidationError("start must be before end")
         if end - start > MAX_RANGE:

@@ -21,6 +21,7 @@ from billing_platform.entitlements.dal.items import (
     _n,
     _s,
     consume_record_key,
+    counter_from_item,
     counter_key,
 )
 from billing_platform.entitlements.dal.table import TableAccess, cancel_reasons, update_item
@@ -115,6 +116,63 @@ class ConsumeRecordAccess(TableAccess):
             return self._keyed_failure(reasons, record, counter_index=0, key=key)
         return KeyedTake(granted=True)
 
+    def consume_once_pinned(
+        self, expected: QuotaCounter, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
+    ) -> KeyedTake:
+        """`consume_once` for a counter known to be in state `expected`, the record carrying its answer.
+
+        The take's condition also pins every field the answer is made of (used, remaining, limits, policy,
+        period end), so when it commits the counter went from exactly `expected` to `expected` minus the
+        quantity, and the answer stored with the record is exact: one request, no read, nothing to store
+        afterwards. A counter that moved meanwhile fails the condition and comes back as `counter_item`."""
+        key = counter_key(expected.tenant_id, expected.resource_type, expected.shard, expected.shards)
+        take = take_item(self._table, key, quantity, now, enforce=enforce)
+        update = take["Update"]
+        update["ExpressionAttributeNames"].update({"#lim": NAMES["#lim"], "#pol": NAMES["#pol"], "#tl": "total_limit"})
+        values = update["ExpressionAttributeValues"]
+        values.update(
+            {
+                ":pin_used": _n(expected.used),
+                ":pin_rem": _n(expected.remaining),
+                ":pin_lim": _n(expected.limit),
+                ":pin_pe": _n(to_epoch(expected.period_end)),
+                ":pin_pol": _s(expected.policy.value),
+            }
+        )
+        pins = "#used = :pin_used AND #rem = :pin_rem AND #lim = :pin_lim AND #pe = :pin_pe AND #pol = :pin_pol"
+        if expected.total_limit is None:
+            pins += " AND attribute_not_exists(#tl)"
+        else:
+            pins += " AND #tl = :pin_tl"
+            values[":pin_tl"] = _n(expected.total_limit)
+        update["ConditionExpression"] = f"{update['ConditionExpression']} AND {pins}"
+        try:
+            self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
+        except ClientError as err:
+            reasons = cancel_reasons(err)
+            if reasons is None:
+                raise
+            return self._keyed_failure(reasons, record, counter_index=0, key=key)
+        return KeyedTake(granted=True)
+
+    def get_counter_and_record(
+        self, key: Item, tenant_id: str, idempotency_key: str
+    ) -> tuple[QuotaCounter | None, ConsumeRecord | None]:
+        """The counter and the key's consume record, both strongly consistent, in one BatchGetItem."""
+        record_key = consume_record_key(tenant_id, idempotency_key)
+        request: dict[str, Any] = {self._table: {"Keys": [key, record_key], "ConsistentRead": True}}
+        counter: QuotaCounter | None = None
+        record: ConsumeRecord | None = None
+        while request:
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._table, []):
+                if item["pk"] == record_key["pk"]:
+                    record = record_from_item(item)
+                else:
+                    counter = counter_from_item(item)
+            request = response.get("UnprocessedKeys") or {}
+        return counter, record
+
     def take_from_shards(
         self, takes: list[tuple[QuotaCounter, Decimal]], now: datetime, record: ConsumeRecord | None
     ) -> KeyedTake:
@@ -162,6 +220,10 @@ class ConsumeRecordAccess(TableAccess):
             item = counter_reason.get("Item") or (self.get_item(key) if key else None)
             return KeyedTake(granted=False, counter_item=item)
         return KeyedTake(granted=False, conflict=True)
+
+    def record_put_request(self, record: ConsumeRecord) -> dict[str, Any]:
+        """The conditional `Put` of a consume record, for a transaction built elsewhere (grant draws)."""
+        return self._record_put(record)
 
     def _record_put(self, record: ConsumeRecord) -> dict[str, Any]:
         return {

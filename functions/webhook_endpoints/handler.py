@@ -1,0 +1,89 @@
+"""Operator API for tenants' webhook endpoints: POST/GET /v1/tenants/{tenant_id}/webhook-endpoints,
+DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id} (audited; the signing secret is in the
+201 only)."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_platform.api.app import create_app
+from billing_platform.audit.log import actor_from_caller, request_id_from_context
+from billing_platform.auth.caller import Caller, caller_from_request_context
+from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.observability import logger, metrics, tracer
+from billing_platform.tenant_webhooks.models import (
+    CreatedWebhookEndpointOut,
+    WebhookEndpointListOut,
+    WebhookEndpointOut,
+)
+from billing_platform.tenant_webhooks.service import MAX_URL_LENGTH, WebhookEndpointService
+
+app = create_app(title="Billing webhook endpoints")
+endpoints = WebhookEndpointService()
+
+TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
+EndpointId = Annotated[str, Path(min_length=19, max_length=19, pattern=r"^we_[0-9a-f]{16}$")]
+
+
+class CreateWebhookEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
+    enabled_events: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=lambda: ["*"], max_length=10
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
+def _operator() -> tuple[Caller, str | None]:
+    request_context = app.current_event.raw_event.get("requestContext")
+    caller = caller_from_request_context(request_context)
+    caller.require_operator()
+    return caller, request_id_from_context(request_context)
+
+
+@app.post("/v1/tenants/<tenant_id>/webhook-endpoints", status_code=201)
+@tracer.capture_method(capture_response=False)
+def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
+    caller, request_id = _operator()
+    created = endpoints.create(
+        tenant_id,
+        url=body.url,
+        enabled_events=body.enabled_events,
+        description=body.description,
+        actor=actor_from_caller(caller),
+        request_id=request_id,
+    )
+    metrics.add_metric(name="WebhookEndpointCreated", unit="Count", value=1)
+    logger.info("webhook endpoint created", extra={"tenant_id": tenant_id, "endpoint_id": created.endpoint.endpoint_id})
+    # The only response that ever carries the signing secret: never cached on the way.
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        headers={"Cache-Control": "no-store"},
+        body=CreatedWebhookEndpointOut.model_validate({**created.endpoint.to_dict(), "secret": created.secret}),
+    )
+
+
+@app.get("/v1/tenants/<tenant_id>/webhook-endpoints")
+def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
+    _operator()
+    return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints.endpoints(tenant_id)]})
+
+
+@app.delete("/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>")
+def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
+    caller, request_id = _operator()
+    deleted = endpoints.delete(tenant_id, endpoint_id, actor=actor_from_caller(caller), request_id=request_id)
+    logger.info("webhook endpoint deleted", extra={"tenant_id": tenant_id, "endpoint_id": endpoint_id})
+    return WebhookEndpointOut.model_validate(deleted.to_dict())
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
