@@ -216,11 +216,12 @@ def finish(harness: Harness) -> None:
             break
 
 
-def make_setup(names: dict[str, str], endpoint: str, plan: str) -> Setup:
+def make_setup(names: dict[str, str], endpoint: str, plan: str, *, expiring_amount: int = 800) -> Setup:
     harness = Harness(names, endpoint, threads=2 * THREADS + 8)
     harness.apply(TENANT, plan)
     repo = GrantRepository(harness.settings, harness.client)
-    expiring = add_grant(repo, TENANT, "tokens", 800, priority=5, valid_until=harness.clock() + timedelta(minutes=12))
+    expires = harness.clock() + timedelta(minutes=12)
+    expiring = add_grant(repo, TENANT, "tokens", expiring_amount, priority=5, valid_until=expires)
     ids = [expiring, add_grant(repo, TENANT, "tokens", 1500, priority=10), add_grant(repo, TENANT, "tokens", 900)]
     return Setup(harness, plan, repo, expiring, ids)
 
@@ -234,17 +235,22 @@ def test_reservations_across_the_quota_grant_boundary_are_exact(
     run_workload(setup, ledger)
     assert not ledger.errors, ledger.errors[:3]
     live = check(setup, ledger, final=False)
+    # Holds still live on the expiring grant expire after it (the clock jumps past both): exactly their
+    # part of that grant is forfeited, nothing else.
+    on_expiring = sum(
+        (q for r in reservations(setup, ledger) if r.held for g, q in r.grants if g == setup.expiring), ZERO
+    )
     finish(setup.harness)
     final = check(setup, ledger, final=True)
     print(
         f"\n{plan}: {ledger.reserved} reserved, {ledger.denied} denied (402), {ledger.refused_409} refused 409; "
-        f"fates {ledger.fates}\nlive: {live}\nfinal: {final}"
+        f"fates {ledger.fates}\nlive: {live}\nfinal: {final}\nheld on the expiring grant: {on_expiring}"
     )
     assert live["past_quota"] > 0  # the boundary was really crossed: reserves paid by grants,
     assert live["straddling"] > 0  # some by the quota's last units and grants together
     assert ledger.denied > 0
     assert live["live_holds"] > 0
-    assert final["forfeited"] > 0  # some holds on the expiring grant outlived it
+    assert final["forfeited"] == on_expiring
 
 
 def test_mutation_an_unguarded_refill_is_caught(
@@ -260,9 +266,17 @@ def test_mutation_an_unguarded_refill_is_caught(
         return item
 
     monkeypatch.setattr(reservation_repository, "_refill_item", unguarded)
-    setup = make_setup(ddb_local_tables, dynamodb_local.endpoint_url, "hard")
+    # An expiring grant the workload cannot use up, and one more hold on it that outlives it: its give-back
+    # must forfeit, which the unguarded refill does not.
+    setup = make_setup(ddb_local_tables, dynamodb_local.endpoint_url, "hard", expiring_amount=100_000)
     ledger = Ledger()
     run_workload(setup, ledger)
+    service = setup.harness.service()
+    left = setup.harness.entitlements().check(TENANT, "tokens").remaining
+    assert left is not None
+    last, _ = service.reserve(TENANT, "tokens", left + 100, ttl=timedelta(minutes=10))
+    assert (last.grants, len(ledger.errors)) == (((setup.expiring, Decimal(100)),), 0)
+    ledger.ids.append(last.reservation_id)
     finish(setup.harness)
     with pytest.raises(AssertionError) as caught:
         check(setup, ledger, final=True)
