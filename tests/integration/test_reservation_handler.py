@@ -12,8 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
+from billing_platform.grants.repository import GrantRepository
 from billing_platform.reservations.models import new_reservation_id
 from tests.factories.apigw import api_event, json_body
+from tests.factories.grants import add_grant, grants_of
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
 
@@ -171,3 +173,22 @@ def test_openapi_documents_the_reservation_routes(api: ModuleType) -> None:
     assert set(paths[BASE + "/{reservation_id}"]) == {"get", "delete"}
     assert set(paths[BASE + "/{reservation_id}/settle"]) == {"post"}
     assert "201" in {str(k) for k in paths[BASE]["post"]["responses"]}
+
+
+def test_a_reserve_past_the_quota_is_paid_by_a_grant_and_a_cancel_refills_it(api: ModuleType) -> None:
+    grants = GrantRepository(api.service.entitlements._ctx.settings)
+    grant_id = add_grant(grants, "acme", "tokens", 500)
+    status, _ = reserve(api, "9800")
+    assert status == 201
+    status, held = reserve(api, "300", idempotency_key="past-quota")
+    assert (status, held["from_grants"]) == (201, [{"grant_id": grant_id, "quantity": "100"}])
+    status, again = reserve(api, "300", idempotency_key="past-quota")  # a retry: the grant is drawn once
+    assert (status, again["replayed"], again["from_grants"]) == (200, True, held["from_grants"])
+    assert grants_of(grants, "acme", "tokens")[grant_id].remaining == Decimal(400)
+    status, denied = reserve(api, "401")
+    assert (status, denied["details"]["grant_remaining"]) == (402, "400")
+
+    status, cancelled = call(api, "DELETE", f"{BASE}/{held['reservation_id']}", tenant_id="acme")
+    assert (status, cancelled["given_back"], cancelled["forfeited"]) == (200, "300", "0")
+    assert grants_of(grants, "acme", "tokens")[grant_id].remaining == Decimal(500)
+    assert used(api) == 9800

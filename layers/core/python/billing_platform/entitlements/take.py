@@ -97,7 +97,9 @@ def take(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: 
         if isinstance(decided, EntitlementCheck):
             if not _exhausted_hard(decided, enforce):
                 return Taken(granted=False, denial=decided)
-            past = _past_quota(ctx, tenant_id, resource_type, quantity, shards, None, companion)
+            # The refused transaction returned the counter: the draw is conditioned on it being as seen.
+            seen = [counter] if shards == 1 and counter is not None else None
+            past = _past_quota(ctx, tenant_id, resource_type, quantity, shards, seen, companion)
             if isinstance(past, Taken):
                 return past
             decided = past

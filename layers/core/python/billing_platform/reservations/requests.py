@@ -38,6 +38,11 @@ class SettleRequest(BaseModel):
     )
 
 
+class GrantPaid(BaseModel):
+    grant_id: str
+    quantity: str
+
+
 class ReservationOut(BaseModel):
     """A reservation as the API returns it (quantities as decimal strings, times ISO 8601 UTC)."""
 
@@ -50,6 +55,10 @@ class ReservationOut(BaseModel):
     charged: str = Field(description="what the quota counts and the usage pipeline meters")
     given_back: str
     uncovered: str = Field(description="extra a hard quota could not cover")
+    from_grants: list[GrantPaid] = Field(
+        default_factory=list, description="what each credit grant paid past an exhausted hard quota"
+    )
+    forfeited: str = Field(default="0", description="grant units not given back: the grant expired or was voided")
     reserved_at: str
     expires_at: str
     resolved_at: str | None
