@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.conditions import lost_race
-from billing_platform.dynamodb import BillingTable
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.entitlements.dal.items import counter_pk
 from billing_platform.events.detection import plain_image
 from billing_platform.events.models import BillingEvent
@@ -132,15 +132,12 @@ class EventLedger(BillingTable):
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk < :cut",
             "ExpressionAttributeValues": {":p": {"S": PENDING_INDEX_PK}, ":cut": {"S": _iso(older_than)}},
         }
-        while len(found) < limit:
-            page = self.client.query(**kwargs)
-            found.extend(
-                _event_from_item(i) for i in page.get("Items", []) if i.get("status", {}).get("S") == "pending"
-            )
-            if not page.get("LastEvaluatedKey"):
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found[:limit]
+        for item in query_items(self.client, **kwargs):
+            if item.get("status", {}).get("S") == "pending":
+                found.append(_event_from_item(item))
+                if len(found) >= limit:
+                    break
+        return found
 
     def get(self, tenant_id: str, marker_sk: str) -> tuple[str, BillingEvent] | None:
         """(status, event) of one marker, or None."""
@@ -171,7 +168,6 @@ class EventLedger(BillingTable):
 
     def expiring_grants(self, day: str, bucket: int, since: int, until: int) -> list[dict[str, str]]:
         """Keys (pk, sk) of grants whose `valid_until` is in [since, until], from gsi1 (grant contract)."""
-        keys: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": "gsi1",
@@ -183,12 +179,7 @@ class EventLedger(BillingTable):
             },
             "ProjectionExpression": "pk, sk",
         }
-        while True:
-            page = self.client.query(**kwargs)
-            keys.extend({"pk": i["pk"]["S"], "sk": i["sk"]["S"]} for i in page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                return keys
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [{"pk": i["pk"]["S"], "sk": i["sk"]["S"]} for i in query_items(self.client, **kwargs)]
 
     def grant(self, pk: str, sk: str) -> dict[str, Any] | None:
         """A grant item as Python values (strongly consistent: the GSI lags)."""

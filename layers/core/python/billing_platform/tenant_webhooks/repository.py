@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.conditions import lost_race
-from billing_platform.dynamodb import BillingTable
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.tenant_webhooks.models import WebhookEndpoint
 
 DELIVERY_MEMORY = timedelta(days=30)
@@ -79,20 +79,13 @@ class WebhookEndpointRepository(BillingTable):
 
     def with_secrets(self, tenant_id: str) -> list[tuple[WebhookEndpoint, str]]:
         """Every endpoint of the tenant with its signing secret (delivery only)."""
-        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :e)",
             "ExpressionAttributeValues": {":pk": _pk(tenant_id), ":e": {"S": "ENDPOINT#"}},
             "ConsistentRead": True,
         }
-        while True:
-            page = self.client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [(_from_item(i), i["signing_secret"]["S"]) for i in items]
+        return [(_from_item(i), i["signing_secret"]["S"]) for i in query_items(self.client, **kwargs)]
 
     def endpoints(self, tenant_id: str) -> list[WebhookEndpoint]:
         return [endpoint for endpoint, _ in self.with_secrets(tenant_id)]

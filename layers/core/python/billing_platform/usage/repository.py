@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform import clients
-from billing_platform.dynamodb import BillingTable
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.errors import BillingError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
@@ -243,13 +243,9 @@ class AggregateRepository(BillingTable):
             "ProjectionExpression": "sk, #total",
             "ExpressionAttributeNames": {"#total": "total"},
         }
-        while True:
-            response = self.client.query(**kwargs)
-            for item in response.get("Items", []):
-                out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in query_items(self.client, **kwargs):
+            out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
+        return out
 
     def bucket_totals(self, resource_type: str, granularity: Granularity, label: str) -> dict[str, Decimal]:
         """tenant -> total for every tenant with usage of `resource_type` in one bucket (gsi1)."""
@@ -263,10 +259,6 @@ class AggregateRepository(BillingTable):
             "ExpressionAttributeNames": {"#total": "total"},
             "ScanIndexForward": False,
         }
-        while True:
-            response = self.client.query(**kwargs)
-            for item in response.get("Items", []):
-                out[item["tenant_id"]["S"]] = Decimal(item["total"]["N"])
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in query_items(self.client, **kwargs):
+            out[item["tenant_id"]["S"]] = Decimal(item["total"]["N"])
+        return out
