@@ -27,7 +27,8 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
         if index.sort_key:
             attrs[index.sort_key.name] = index.sort_key.type
             index_keys.append({"AttributeName": index.sort_key.name, "KeyType": "RANGE"})
-        gsis.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
+        projection = {"ProjectionType": index.projection}
+        gsis.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": projection})
     definition: dict[str, Any] = {
         "TableName": name,
         "AttributeDefinitions": [{"AttributeName": k, "AttributeType": v} for k, v in attrs.items()],

@@ -1,6 +1,6 @@
 """Usage table stream -> hour / day / month aggregates, exactly once under retries with any batch
-boundaries (checkpoint logic in billing_platform.usage.aggregator). A failed transaction reports the
-first unapplied record as the batch item failure: Lambda resumes there."""
+boundaries (per-row watermarks: billing_platform.usage.aggregator). A row that could not be written
+reports its first unapplied record as the batch item failure: Lambda resumes there."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "applied": result.applied,
             "skipped": result.skipped_duplicates,
             "ignored": result.ignored,
-            "transactions": result.transactions,
+            "rows_written": result.rows_written,
+            "write_requests": result.write_requests,
             "failed_from": result.failed_from,
         },
     )

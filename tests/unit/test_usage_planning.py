@@ -1,17 +1,18 @@
-"""Pure logic of usage aggregation and queries: chunk planning keeps every promise the checkpoint needs,
+"""Pure logic of usage aggregation and queries: row planning keeps every promise the watermarks need,
 and `cover_range` tiles any hour-aligned range exactly."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing_platform.usage.aggregator import UsageInsert, plan_chunks
-from billing_platform.usage.models import Granularity, bucket_start, cover_range, next_bucket
-from billing_platform.usage.repository import TRANSACT_MAX, raw_key
+from billing_platform.usage.aggregator import UsageInsert, plan_rows, row_delta
+from billing_platform.usage.models import Granularity, bucket_label, bucket_start, cover_range, next_bucket
+from billing_platform.usage.repository import raw_key, watermark_attribute
 
 BASE = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
@@ -34,7 +35,7 @@ def make_inserts(specs: list[tuple[int, str, int, int]]) -> list[UsageInsert]:
         out.append(
             UsageInsert(
                 sequence_number=str(1000 + seq),
-                checkpoint_key="CKPT#s#" + raw_key(tenant_id, resource, f"use_{seq}")["pk"],
+                watermark=watermark_attribute("s", raw_key(tenant_id, resource, f"use_{seq}")["pk"]),
                 tenant_id=tenant_id,
                 resource_type=resource,
                 quantity=Decimal(qty),
@@ -45,31 +46,38 @@ def make_inserts(specs: list[tuple[int, str, int, int]]) -> list[UsageInsert]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(insert_specs)
-def test_chunks_fit_a_transaction_keep_per_key_order_and_lose_nothing(specs: list[tuple[int, str, int, int]]) -> None:
+@given(insert_specs, st.randoms(use_true_random=False))
+def test_one_write_per_row_covers_its_records_in_stream_order(
+    specs: list[tuple[int, str, int, int]], rng: random.Random
+) -> None:
     inserts = make_inserts(specs)
-    chunks = plan_chunks(inserts)
-    assert all(chunk.size() <= TRANSACT_MAX for chunk in chunks)
-    flat = [i for chunk in chunks for i in chunk.inserts]
-    assert sorted(i.sequence_number for i in flat) == sorted(i.sequence_number for i in inserts)
-    # Per checkpoint key, records are applied in stream order (what the checkpoint condition relies on).
-    by_key: dict[str, list[int]] = {}
-    for insert in flat:
-        by_key.setdefault(insert.checkpoint_key, []).append(int(insert.sequence_number))
-    assert all(seqs == sorted(seqs) for seqs in by_key.values())
-    # Each chunk's checkpoint covers exactly its records of that key: first and last sequence numbers.
-    for chunk in chunks:
-        for key, (first, last) in chunk.checkpoints.items():
-            mine = [int(i.sequence_number) for i in chunk.inserts if i.checkpoint_key == key]
+    shuffled = list(inserts)
+    rng.shuffle(shuffled)
+    rows = plan_rows(shuffled)
+    # Every record is in exactly its hour, day and month rows, each row in stream order.
+    for row, members in rows.items():
+        assert [int(i.sequence_number) for i in members] == sorted(int(i.sequence_number) for i in members)
+        assert all(bucket_label(row.granularity, i.timestamp) == row.label for i in members)
+        assert all((i.tenant_id, i.resource_type) == (row.tenant_id, row.resource_type) for i in members)
+    assert sum(len(m) for m in rows.values()) == 3 * len(inserts)
+    for row, members in rows.items():
+        delta = row_delta(row, members)
+        assert delta.quantity == sum(i.quantity for i in members)
+        assert delta.records == len(members)
+        # Per usage partition key: the first and last sequence numbers of this row's records of that key.
+        for attribute, (first, last) in delta.watermarks.items():
+            mine = [int(i.sequence_number) for i in members if i.watermark == attribute]
             assert (int(first), int(last)) == (min(mine), max(mine))
-    # Coalesced rows add up to the records' quantities (three rows per record: hour, day, month).
-    assert sum(row[0] for chunk in chunks for row in chunk.rows.values()) == 3 * sum(i.quantity for i in inserts)
+        assert set(delta.watermarks) == {i.watermark for i in members}
 
 
-def test_records_of_one_tenant_and_resource_coalesce_into_few_transactions() -> None:
-    specs = [(t % 20, ("tokens", "api_calls", "executions", "storage_mb")[t % 4], 0, 1) for t in range(500)]
-    chunks = plan_chunks(make_inserts(specs))
-    assert len(chunks) <= 3
+def test_a_row_carries_at_most_raw_spread_watermarks() -> None:
+    from billing_platform.usage.repository import RAW_SPREAD
+
+    specs = [(1, "tokens", 0, 1)] * 400
+    rows = plan_rows(make_inserts(specs))
+    assert len(rows) == 3
+    assert all(len(row_delta(row, m).watermarks) <= RAW_SPREAD for row, m in rows.items())
 
 
 @settings(max_examples=200, deadline=None)

@@ -39,6 +39,10 @@ class Settings(BaseModel):
     usage_tracker_batch_size: int = Field(default=100, ge=1, le=10_000)
     usage_tracker_flush_interval: float = Field(default=30.0, gt=0)
     usage_record_ttl_days: int = Field(default=35, ge=1)
+    # How the aggregator sends its (independent, watermark-conditioned) row updates: up to 100 per
+    # TransactWriteItems (2 WRU per row, few requests) or one UpdateItem each (1 WRU per row, many
+    # requests, in parallel). Exactness is the same; bench_usage prices both.
+    usage_aggregate_writes: Literal["transact", "single"] = "transact"
     plan_catalog_path: str | None = None
     # Local stack only: API Gateway's IAM authorization stands in for it when deployed.
     operator_token: str | None = Field(default=None, repr=False)
@@ -80,6 +84,7 @@ class Settings(BaseModel):
             "usage_tracker_batch_size": "USAGE_TRACKER_BATCH_SIZE",
             "usage_tracker_flush_interval": "USAGE_TRACKER_FLUSH_INTERVAL",
             "usage_record_ttl_days": "USAGE_RECORD_TTL_DAYS",
+            "usage_aggregate_writes": "USAGE_AGGREGATE_WRITES",
             "plan_catalog_path": "PLAN_CATALOG_PATH",
             "operator_token": "OPERATOR_TOKEN",
             "usage_plan_id": resources.USAGE_PLAN_ID_ENV,

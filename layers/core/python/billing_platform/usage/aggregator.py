@@ -1,30 +1,29 @@
 """Folds newly inserted raw usage records from the usage table's stream into hour / day / month totals,
-exactly once under Lambda's retries with any batch boundaries (DESIGN invariant 3).
+exactly once under Lambda's retries with any batch boundaries (DESIGN invariant 3), without transactions
+for exactness.
 
-Why the checkpoint is per usage partition key and not per shard: Lambda's stream event does not name
-its shard. What it does guarantee is that every stream record of one item collection (one usage `pk`)
-lives in one shard, in sequence-number order, processed by one invocation at a time
-(ParallelizationFactor 1) — and a parent shard before its children. So "the last applied sequence number
-of usage pk P" is a checkpoint with the same exactness as a shard's, and RAW_PARTITIONS bounds how many
-there are in a batch.
+Each aggregate row carries its own watermarks: per usage partition key (`USAGE#<nn>`), the last stream
+sequence number folded into that row. Lambda's stream event does not name its shard, but every stream
+record of one item collection (one usage `pk`) lives in one shard, in sequence-number order, processed
+by one invocation at a time (ParallelizationFactor 1), a parent shard before its children; so per usage
+pk, records reach a row in stream order.
 
-A batch is applied in chunks of at most 100 transaction items (the TransactWriteItems limit). A chunk holds
-the records of some usage pks (per pk, a run of consecutive records: see `plan_chunks`); its records'
-totals are coalesced into one update per bucket row, and for each usage pk it touches the chunk carries
-that pk's checkpoint, conditioned on being below the chunk's first sequence number of the pk. A chunk
-therefore commits entirely or not at all, and can never commit twice.
-The first attempt is optimistic (no reads); if a condition fails (a retried batch), the checkpoints are
-read and the already-applied records skipped.
+A batch becomes one write per touched row (its records coalesced): add the sum, and for each usage pk
+it covers move the row's watermark from below the pk's first record in this write to its last, on the
+condition that the watermark is still below that first record. A row's applied records of one usage pk
+are therefore always a prefix, in stream order, of that pk's records for the row: a write either adds
+all of its records or none. A refused write (a retried batch, some of it applied before) reads the
+row's watermarks, drops the records at or below them and is sent again. The rows are independent: one
+write per row costs 1 WRU as an UpdateItem, 2 inside a transaction (`usage_aggregate_writes`), and no
+checkpoint item is written at all.
 
-Failure reporting: records are not independent (they share rows, and per-pk order matters), so
-Powertools' per-record BatchProcessor does not fit. On a failed chunk the handler reports the lowest
-unapplied record as the batch item failure: Lambda resumes there; records after it that were committed
-are skipped on the retry by their checkpoints.
+Failure reporting: a row that could not be written is reported by its lowest unapplied record as the
+batch item failure (the lowest over all such rows): Lambda resumes there, every record before it is in
+every one of its rows, and what was applied after it is dropped on the retry by the rows' watermarks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -33,15 +32,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
-from botocore.exceptions import ClientError
 
-from billing_platform.conditions import lost_race
 from billing_platform.settings import Settings
 from billing_platform.usage.models import Granularity, bucket_label
-from billing_platform.usage.repository import TRANSACT_MAX, AggregateRepository, checkpoint_pk, pad_seq
+from billing_platform.usage.repository import AggregateRepository, RowDelta, RowKey, pad_seq, watermark_attribute
 
 logger = Logger(child=True)
-MAX_REPLANS = 3
+# Rounds of writes per batch: the first, then re-sends of refused (stale) or cancelled rows.
+MAX_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class UsageInsert:
     """A newly inserted raw record, as the aggregator needs it."""
 
     sequence_number: str
-    checkpoint_key: str
+    watermark: str  # the row attribute of this record's usage partition key (see repository)
     tenant_id: str
     resource_type: str
     quantity: Decimal
@@ -69,7 +67,8 @@ class AggregationResult:
     skipped_duplicates: int = 0
     ignored: int = 0
     malformed: int = 0
-    transactions: int = 0
+    write_requests: int = 0
+    rows_written: int = 0
     failed_from: str | None = None  # first sequence number not applied
 
     def to_lambda_response(self) -> dict[str, Any]:
@@ -101,7 +100,7 @@ def parse_stream_event(event: dict[str, Any]) -> ParsedBatch:
             batch.inserts.append(
                 UsageInsert(
                     sequence_number=change.sequence_number,
-                    checkpoint_key=checkpoint_pk(stream_label(record.event_source_arn), str(change.keys["pk"])),
+                    watermark=watermark_attribute(stream_label(record.event_source_arn), str(change.keys["pk"])),
                     tenant_id=str(image["tenant_id"]),
                     resource_type=str(image["resource_type"]),
                     quantity=Decimal(image["quantity"]),
@@ -113,67 +112,25 @@ def parse_stream_event(event: dict[str, Any]) -> ParsedBatch:
     return batch
 
 
-@dataclass
-class _Chunk:
-    inserts: list[UsageInsert] = field(default_factory=list)
-    rows: dict[tuple[str, str, Granularity, str], list[Any]] = field(default_factory=dict)
-    checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)  # pk -> (first, last)
-
-    def size(self) -> int:
-        return len(self.rows) + len(self.checkpoints)
-
-
-def _row_keys(insert: UsageInsert) -> list[tuple[str, str, Granularity, str]]:
-    return [(insert.tenant_id, insert.resource_type, g, bucket_label(g, insert.timestamp)) for g in Granularity]
+def plan_rows(inserts: list[UsageInsert]) -> dict[RowKey, list[UsageInsert]]:
+    """Every row the batch touches (hour, day and month of each record) with its records in stream order."""
+    rows: dict[RowKey, list[UsageInsert]] = {}
+    for insert in sorted(inserts, key=lambda i: pad_seq(i.sequence_number)):
+        for granularity in Granularity:
+            row = RowKey(
+                insert.tenant_id, insert.resource_type, granularity, bucket_label(granularity, insert.timestamp)
+            )
+            rows.setdefault(row, []).append(insert)
+    return rows
 
 
-def plan_chunks(inserts: Iterable[UsageInsert], limit: int = TRANSACT_MAX) -> list[_Chunk]:
-    """Split a batch into chunks of at most `limit` transaction items, coalescing each chunk's records
-    into one update per row.
-
-    Records are grouped by usage partition key (each group keeps stream order); the groups, in key order,
-    go whole into the first chunk with room (first fit). The records of one tenant x resource sit on
-    neighbouring keys, so a chunk gathers them and shares their rows. A group too large for any chunk is
-    cut into consecutive runs in successive new chunks. Either way the records of one partition key are
-    applied in stream order, which the checkpoint condition needs."""
-    groups: dict[str, list[UsageInsert]] = {}
+def row_delta(row: RowKey, inserts: list[UsageInsert]) -> RowDelta:
+    """The one write that adds `inserts` (stream order) to `row`."""
+    delta = RowDelta(row, sum((i.quantity for i in inserts), Decimal(0)), len(inserts))
     for insert in inserts:
-        groups.setdefault(insert.checkpoint_key, []).append(insert)
-    chunks: list[_Chunk] = []
-    for key in sorted(groups):
-        group = groups[key]
-        target = next((c for c in chunks if c.size() + _items_needed(c, group) <= limit), None)
-        if target is None and _items_needed(_Chunk(), group) <= limit:
-            target = _Chunk()
-            chunks.append(target)
-        if target is not None:
-            for insert in group:
-                _add(target, insert)
-            continue
-        current = _Chunk()
-        chunks.append(current)
-        for insert in group:
-            if current.inserts and current.size() + _items_needed(current, [insert]) > limit:
-                current = _Chunk()
-                chunks.append(current)
-            _add(current, insert)
-    return chunks
-
-
-def _items_needed(chunk: _Chunk, inserts: list[UsageInsert]) -> int:
-    rows = {k for insert in inserts for k in _row_keys(insert) if k not in chunk.rows}
-    checkpoints = {i.checkpoint_key for i in inserts if i.checkpoint_key not in chunk.checkpoints}
-    return len(rows) + len(checkpoints)
-
-
-def _add(chunk: _Chunk, insert: UsageInsert) -> None:
-    chunk.inserts.append(insert)
-    for key in _row_keys(insert):
-        row = chunk.rows.setdefault(key, [Decimal(0), 0])
-        row[0] += insert.quantity
-        row[1] += 1
-    first, _ = chunk.checkpoints.get(insert.checkpoint_key, (insert.sequence_number, ""))
-    chunk.checkpoints[insert.checkpoint_key] = (first, insert.sequence_number)
+        first, _ = delta.watermarks.get(insert.watermark, (insert.sequence_number, ""))
+        delta.watermarks[insert.watermark] = (first, insert.sequence_number)
+    return delta
 
 
 class UsageAggregationService:
@@ -193,40 +150,36 @@ class UsageAggregationService:
 
     def apply(self, inserts: list[UsageInsert]) -> AggregationResult:
         result = AggregationResult()
-        remaining = list(inserts)
-        replans = 0
-        while remaining:
-            chunk = plan_chunks(remaining)[0]
-            try:
-                self._repo.transact(self._items(chunk))
-            except ClientError as exc:
-                result.transactions += 1
-                if lost_race(exc) and replans < MAX_REPLANS:
-                    replans += 1
-                    before = len(remaining)
-                    remaining = self._unapplied(remaining)
-                    result.skipped_duplicates += before - len(remaining)
-                    continue
-                logger.warning("aggregate transaction failed", extra={"error": str(exc)})
-                # Lambda resumes at the lowest reported record; committed records after it are skipped
-                # on the retry by their checkpoints.
-                result.failed_from = min(remaining, key=lambda i: pad_seq(i.sequence_number)).sequence_number
-                return result
-            result.transactions += 1
-            result.applied += len(chunk.inserts)
-            done = {id(i) for i in chunk.inserts}
-            remaining = [i for i in remaining if id(i) not in done]
+        pending = plan_rows(inserts)
+        failed: dict[RowKey, list[UsageInsert]] = {}
+        for _ in range(MAX_ROUNDS):
+            if not pending:
+                break
+            rows = list(pending)
+            outcome = self._repo.write_rows([row_delta(row, pending[row]) for row in rows])
+            result.write_requests += outcome.requests
+            stale = [rows[i] for i in outcome.stale]
+            retry = {rows[i]: pending[rows[i]] for i in outcome.again}
+            failed.update({rows[i]: pending[rows[i]] for i in outcome.failed})
+            done = set(rows) - set(stale) - set(retry) - set(failed)
+            result.rows_written += len(done)
+            result.applied += sum(len(pending[r]) for r in done if r.granularity is Granularity.HOUR)
+            if stale:
+                # Some of these rows' records were applied by an earlier attempt: keep only the rest.
+                marks = self._repo.get_watermarks(stale, {i.watermark for r in stale for i in pending[r]})
+                for row in stale:
+                    seen = marks.get(row, {})
+                    rest = [i for i in pending[row] if pad_seq(i.sequence_number) > seen.get(i.watermark, "")]
+                    if row.granularity is Granularity.HOUR:
+                        result.skipped_duplicates += len(pending[row]) - len(rest)
+                    if rest:
+                        retry[row] = rest
+            pending = retry
+        failed.update(pending)
+        if failed:
+            first = min((i for rows in failed.values() for i in rows), key=lambda i: pad_seq(i.sequence_number))
+            logger.warning(
+                "aggregate rows not written", extra={"rows": len(failed), "resume_at": first.sequence_number}
+            )
+            result.failed_from = first.sequence_number
         return result
-
-    def _items(self, chunk: _Chunk) -> list[dict[str, Any]]:
-        items = [
-            self._repo.row_update(tenant, resource, granularity, label, quantity, count)
-            for (tenant, resource, granularity, label), (quantity, count) in chunk.rows.items()
-        ]
-        items += [self._repo.checkpoint_update(pk, first, last) for pk, (first, last) in chunk.checkpoints.items()]
-        return items
-
-    def _unapplied(self, inserts: list[UsageInsert]) -> list[UsageInsert]:
-        """Drop records at or below their pk's committed checkpoint."""
-        checkpoints = self._repo.get_checkpoints(i.checkpoint_key for i in inserts)
-        return [i for i in inserts if pad_seq(i.sequence_number) > checkpoints.get(i.checkpoint_key, "")]

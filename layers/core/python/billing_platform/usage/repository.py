@@ -15,9 +15,11 @@ usage table (one item per record, written with BatchWriteItem, TTL `expires_at`)
 
 aggregates table
     pk `AGG#<tenant>#<resource>`  sk `H#2026-11-25T10` | `D#2026-11-25` | `M#2026-11`
-        total (N), records (N), gsi1pk `TOP#<resource>#<H|D|M>#<bucket>`, gsi1sk (N) = total
-    pk `CKPT#<stream label>#<usage pk>`  sk `CKPT`: seq (S, zero-padded) = the last stream sequence
-        number of that usage partition key folded into the totals.
+        total (N), records (N), top_pk `TOP#<resource>#<H|D|M>#<bucket>`, top_sk = tenant (index `top`,
+        keys only: set once, so adding to the total writes no index entry),
+        `w<stream tag>_<nn>` (S, zero-padded): per usage partition key `USAGE#<nn>`, the last stream
+        sequence number folded into this row (the row's own exactly-once watermark; at most RAW_SPREAD
+        of them per row, since a tenant x resource writes to RAW_SPREAD usage partition keys).
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
 
 from billing_platform import clients
 from billing_platform.dynamodb import BillingTable
@@ -42,8 +48,12 @@ RAW_SPREAD = 4
 BATCH_WRITE_MAX = 25
 TRANSACT_MAX = 100
 BATCH_GET_MAX = 100
-SEQ_WIDTH = 64
-CHECKPOINT_SK = "CKPT"
+# DynamoDB stream sequence numbers have 21 to 40 digits: padded, they compare as strings.
+SEQ_WIDTH = 40
+WRITE_WORKERS = 8
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class UsageWriteIncomplete(BillingError):
@@ -94,8 +104,11 @@ def top_pk(resource_type: str, granularity: Granularity, label: str) -> str:
     return f"TOP#{resource_type}#{granularity.value}#{label}"
 
 
-def checkpoint_pk(stream_label: str, usage_pk: str) -> str:
-    return f"CKPT#{stream_label}#{usage_pk}"
+def watermark_attribute(stream_label: str, usage_pk: str) -> str:
+    """The row attribute holding the last applied sequence number of one usage partition key of one
+    stream: `w<6 hex of the stream label>_<nn>` (a new stream starts new watermarks)."""
+    tag = hashlib.sha256(stream_label.encode()).hexdigest()[:6]
+    return f"w{tag}_{usage_pk.rsplit('#', 1)[-1]}"
 
 
 class UsageRecordRepository:
@@ -149,81 +162,187 @@ class UsageRecordRepository:
         )
 
 
+@dataclass(frozen=True)
+class RowKey:
+    tenant_id: str
+    resource_type: str
+    granularity: Granularity
+    label: str
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "pk": {"S": aggregate_pk(self.tenant_id, self.resource_type)},
+            "sk": {"S": f"{self.granularity.value}#{self.label}"},
+        }
+
+
+@dataclass
+class RowDelta:
+    """What one write adds to one row, and for each usage partition key (watermark attribute) the
+    first and last sequence numbers it covers: the write succeeds only if every such watermark is still
+    below its first, and moves it to its last."""
+
+    row: RowKey
+    quantity: Decimal
+    records: int
+    watermarks: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class WriteOutcome:
+    """Indexes into the deltas given to `write_rows`: refused by a watermark (some of it was applied
+    before), to be sent again as they are (a transaction cancelled by a neighbour), or failed."""
+
+    stale: list[int] = field(default_factory=list)
+    again: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    requests: int = 0
+
+
 class AggregateRepository(BillingTable):
-    """Aggregate rows, checkpoints and the reads behind trends and top consumers (the aggregates table)."""
+    """Aggregate rows with their watermarks, and the reads behind trends and top consumers (the
+    aggregates table)."""
+
+    def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
+        super().__init__(settings, client)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def table(self) -> str:
         return self._settings.aggregates_table_name
 
     def row_update(
-        self, tenant_id: str, resource_type: str, granularity: Granularity, label: str, quantity: Decimal, count: int
+        self,
+        tenant_id: str,
+        resource_type: str,
+        granularity: Granularity,
+        label: str,
+        quantity: Decimal,
+        count: int,
+        watermarks: Mapping[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        """One transaction item: add `quantity` and `count` to a bucket row, keeping gsi1sk = total
-        (every reference in an update expression reads the item as it was before the update)."""
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": {
-                    "pk": {"S": aggregate_pk(tenant_id, resource_type)},
-                    "sk": {"S": f"{granularity.value}#{label}"},
-                },
-                "UpdateExpression": (
-                    "SET #total = if_not_exists(#total, :zero) + :q, #gsk = if_not_exists(#total, :zero) + :q, "
-                    "#records = if_not_exists(#records, :zero) + :n, #gpk = :gpk, #tenant = :tenant, "
-                    "#resource = :resource, #bucket = :bucket"
-                ),
-                "ExpressionAttributeNames": {
-                    "#total": "total",
-                    "#gsk": "gsi1sk",
-                    "#records": "records",
-                    "#gpk": "gsi1pk",
-                    "#tenant": "tenant_id",
-                    "#resource": "resource_type",
-                    "#bucket": "bucket",
-                },
-                "ExpressionAttributeValues": {
-                    ":zero": {"N": "0"},
-                    ":q": {"N": str(quantity)},
-                    ":n": {"N": str(count)},
-                    ":gpk": {"S": top_pk(resource_type, granularity, label)},
-                    ":tenant": {"S": tenant_id},
-                    ":resource": {"S": resource_type},
-                    ":bucket": {"S": label},
-                },
-            }
+        """One write (a transaction item; its "Update" is also an UpdateItem request): add `quantity` and
+        `count` to a bucket row, create its index keys if new, and advance the given watermarks, only if
+        each is still below the first sequence number this write covers for that partition key."""
+        names = {"#total": "total", "#records": "records", "#tpk": "top_pk", "#tsk": "top_sk"}
+        values: dict[str, Any] = {
+            ":q": {"N": str(quantity)},
+            ":n": {"N": str(count)},
+            ":tpk": {"S": top_pk(resource_type, granularity, label)},
+            ":tsk": {"S": tenant_id},
         }
+        sets = ["#tpk = :tpk", "#tsk = :tsk"]
+        conditions = []
+        for i, (attribute, (first, last)) in enumerate(sorted((watermarks or {}).items())):
+            names[f"#w{i}"] = attribute
+            values[f":f{i}"] = {"S": pad_seq(first)}
+            values[f":l{i}"] = {"S": pad_seq(last)}
+            sets.append(f"#w{i} = :l{i}")
+            conditions.append(f"(attribute_not_exists(#w{i}) OR #w{i} < :f{i})")
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": RowKey(tenant_id, resource_type, granularity, label).key(),
+            "UpdateExpression": "ADD #total :q, #records :n SET " + ", ".join(sets),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
+        return {"Update": update}
 
-    def checkpoint_update(self, ckpt_pk: str, first_seq: str, last_seq: str) -> dict[str, Any]:
-        """Advance a checkpoint to `last_seq`, only if it is still below `first_seq`: the transaction
-        fails, changing nothing, if any record of this chunk was already applied."""
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": {"pk": {"S": ckpt_pk}, "sk": {"S": CHECKPOINT_SK}},
-                "UpdateExpression": "SET #seq = :last",
-                "ConditionExpression": "attribute_not_exists(#seq) OR #seq < :first",
-                "ExpressionAttributeNames": {"#seq": "seq"},
-                "ExpressionAttributeValues": {":last": {"S": pad_seq(last_seq)}, ":first": {"S": pad_seq(first_seq)}},
-            }
-        }
+    def delta_update(self, delta: RowDelta) -> dict[str, Any]:
+        r = delta.row
+        return self.row_update(
+            r.tenant_id, r.resource_type, r.granularity, r.label, delta.quantity, delta.records, delta.watermarks
+        )
 
     def transact(self, items: list[dict[str, Any]]) -> None:
         self.client.transact_write_items(TransactItems=items)
 
-    def get_checkpoints(self, ckpt_pks: Iterable[str]) -> dict[str, str]:
-        """Checkpoint pk -> padded sequence number (strongly consistent reads)."""
-        wanted = sorted(set(ckpt_pks))
-        found: dict[str, str] = {}
+    def write_rows(self, deltas: Sequence[RowDelta]) -> WriteOutcome:
+        """Send the deltas, in parallel, the way settings say (`usage_aggregate_writes`). Each delta stands
+        alone: a refused one never undoes another. Errors other than DynamoDB refusals propagate."""
+        outcome = WriteOutcome()
+        if not deltas:
+            return outcome
+        if self._settings.usage_aggregate_writes == "single":
+            units = [[i] for i in range(len(deltas))]
+            send = self._send_single
+        else:
+            units = [list(range(s, min(s + TRANSACT_MAX, len(deltas)))) for s in range(0, len(deltas), TRANSACT_MAX)]
+            send = self._send_transaction
+        for part in self._parallel(lambda unit: send(unit, deltas), units):
+            outcome.stale += part.stale
+            outcome.again += part.again
+            outcome.failed += part.failed
+            outcome.requests += part.requests
+        return outcome
+
+    def _parallel(self, fn: Callable[[_In], _Out], items: list[_In]) -> list[_Out]:
+        """fn over items on the container's worker threads. Every call finishes before the first error
+        (if any) is raised, so nothing is still writing when the caller reports or retries."""
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="aggregates")
+        futures = [self._pool.submit(fn, item) for item in items]
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in futures]
+
+    def _send_single(self, unit: list[int], deltas: Sequence[RowDelta]) -> WriteOutcome:
+        (index,) = unit
+        try:
+            self.client.update_item(**self.delta_update(deltas[index])["Update"])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
+                return WriteOutcome(stale=[index], requests=1)
+            return WriteOutcome(failed=[index], requests=1)
+        return WriteOutcome(requests=1)
+
+    def _send_transaction(self, unit: list[int], deltas: Sequence[RowDelta]) -> WriteOutcome:
+        try:
+            self.transact([self.delta_update(deltas[i]) for i in unit])
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            reasons = exc.response.get("CancellationReasons") or []
+            if error.get("Code") != "TransactionCanceledException" or len(reasons) != len(unit):
+                return WriteOutcome(failed=list(unit), requests=1)
+            out = WriteOutcome(requests=1)
+            for index, reason in zip(unit, reasons, strict=True):
+                code = reason.get("Code")
+                if code == "ConditionalCheckFailed":
+                    out.stale.append(index)
+                elif code in (None, "None", "TransactionConflict"):
+                    out.again.append(index)  # fine itself, or raced a concurrent writer: send again
+                else:
+                    out.failed.append(index)
+            return out
+        return WriteOutcome(requests=1)
+
+    def get_watermarks(self, rows: Iterable[RowKey], attributes: Iterable[str]) -> dict[RowKey, dict[str, str]]:
+        """For each row, its watermark attributes among `attributes` (strongly consistent reads)."""
+        wanted = list(dict.fromkeys(rows))
+        names = {f"#w{i}": a for i, a in enumerate(sorted(set(attributes)))}
+        by_key = {(r.key()["pk"]["S"], r.key()["sk"]["S"]): r for r in wanted}
+        found: dict[RowKey, dict[str, str]] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
-            keys: list[dict[str, Any]] = [
-                {"pk": {"S": pk}, "sk": {"S": CHECKPOINT_SK}} for pk in wanted[start : start + BATCH_GET_MAX]
-            ]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [r.key() for r in wanted[start : start + BATCH_GET_MAX]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(["pk", "sk", *names]),
+                    "ExpressionAttributeNames": names,
+                }
+            }
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["pk"]["S"]] = item["seq"]["S"]
+                    row = by_key[(item["pk"]["S"], item["sk"]["S"])]
+                    found[row] = {a: item[a]["S"] for a in names.values() if a in item}
                 request = response.get("UnprocessedKeys") or {}
         return found
 
@@ -252,21 +371,42 @@ class AggregateRepository(BillingTable):
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def bucket_totals(self, resource_type: str, granularity: Granularity, label: str) -> dict[str, Decimal]:
-        """tenant -> total for every tenant with usage of `resource_type` in one bucket (gsi1)."""
-        out: dict[str, Decimal] = {}
+        """tenant -> total for every tenant with usage of `resource_type` in one bucket: the `top` index
+        lists the rows (keys only), their totals are read from the rows (eventually consistent, like the
+        index itself)."""
+        keys: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :g",
+            "IndexName": "top",
+            "KeyConditionExpression": "top_pk = :g",
             "ExpressionAttributeValues": {":g": {"S": top_pk(resource_type, granularity, label)}},
-            "ProjectionExpression": "tenant_id, #total",
-            "ExpressionAttributeNames": {"#total": "total"},
-            "ScanIndexForward": False,
         }
         while True:
             response = self.client.query(**kwargs)
-            for item in response.get("Items", []):
-                out[item["tenant_id"]["S"]] = Decimal(item["total"]["N"])
+            keys += [{"pk": item["pk"], "sk": item["sk"]} for item in response.get("Items", [])]
             if "LastEvaluatedKey" not in response:
-                return out
+                break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        out: dict[str, Decimal] = {}
+        for part in self._parallel(
+            self._totals_of, [keys[s : s + BATCH_GET_MAX] for s in range(0, len(keys), BATCH_GET_MAX)]
+        ):
+            out.update(part)
+        return out
+
+    def _totals_of(self, keys: list[dict[str, Any]]) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        request: dict[str, Any] = {
+            self.table: {
+                "Keys": keys,
+                "ProjectionExpression": "pk, #total",
+                "ExpressionAttributeNames": {"#total": "total"},
+            }
+        }
+        while request:
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table, []):
+                tenant = item["pk"]["S"].split("#")[1]
+                out[tenant] = Decimal(item["total"]["N"])
+            request = response.get("UnprocessedKeys") or {}
+        return out
