@@ -2,9 +2,9 @@
 billing library and awaits it.
 
     pip install "aws-saas-billing[fastapi]" uvicorn
-    # against `make dev`: the endpoints and names it prints, e.g.
-    export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:<ddb port> AWS_ENDPOINT_URL_SQS=http://127.0.0.1:<moto port>
-    export BILLING_TABLE_NAME=billing AGGREGATES_TABLE_NAME=usage-aggregates USAGE_QUEUE_URL=<queue url>
+    # against `make dev`: paste the `export ...` line its banner prints (region, local credentials, the
+    # DynamoDB Local and moto endpoints, USAGE_QUEUE_URL; the table names default to the local ones)
+    export AWS_DEFAULT_REGION=us-east-1 ... USAGE_QUEUE_URL=http://127.0.0.1:<moto port>/123456789012/usage-records
     uvicorn examples.fastapi_app:create_app --factory
 
 The usage tracker is started at startup and stopped (flushed) at shutdown; entitlements are checked

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 from multiprocessing.managers import BaseManager, Server
+from typing import Any, Literal
 
 from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
 from billing_platform.providers.factory import get_billing_provider, set_billing_provider
@@ -51,6 +52,12 @@ class CurrentProvider:
 
     def get_subscription(self, subscription_id: str) -> ProviderSubscription:
         return get_billing_provider().sync.get_subscription(subscription_id)
+
+    def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]:
+        # The top-up effects read every paid invoice's lines: without it each `invoice.paid` was a 500.
+        return get_billing_provider().sync.list_line_items(object_type, object_id)
 
 
 _current = CurrentProvider()

@@ -311,6 +311,18 @@ class LocalStack:
             return f"up to {self.options.concurrency} containers per function (CONCURRENCY)"
         return "up to resources.local_concurrency containers per function (CONCURRENCY=n to change)"
 
+    def _library_env(self) -> str:
+        # Everything botocore and Settings need that has no default: a program given only the endpoints
+        # fails on the region, the credentials, then the queue URL (moto's, known only once it runs).
+        names = (
+            "AWS_DEFAULT_REGION",
+            *FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "AWS_ENDPOINT_URL_SQS",
+            resources.USAGE_QUEUE.env_var,
+        )
+        return " ".join(f"{name}={self.env[name]}" for name in names)
+
     def banner(self) -> str:
         url = self.base_url
         token = self.operator_token
@@ -324,11 +336,14 @@ class LocalStack:
                 f"  billing: {self._billing_line()}",
                 f"  functions: one container pool each, {self._concurrency_line()}",
                 f"  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs",
+                "The library (an asyncio or FastAPI program beside it) reaches the same tables and queue with:",
+                f"  export {self._library_env()}",
                 "Try:",
                 f"  curl -s {url}/health",
                 f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
                 f'       -d \'{{"email": "ada@example.com", "tenant_id": "t_demo"}}\' {url}/v1/customers',
-                f"  curl -s -X POST -H 'Authorization: Bearer {token}' {url}/v1/tenants/t_demo/api-keys",
+                f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
+                f'       -d \'{{"name": "demo"}}\' {url}/v1/tenants/t_demo/api-keys',
                 f"  curl -s -H 'Authorization: Bearer <tenant api key>' {url}/v1/tenants/t_demo/entitlements",
                 "Ctrl-C stops everything.",
             ]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
 from billing_platform.api.callers import operator_actor
+from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
@@ -19,8 +20,8 @@ from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
-keys = ApiKeyService()
-audit = AuditLog()
+keys = PerContainer(ApiKeyService)
+audit = PerContainer(AuditLog)
 
 # The tenant id format of every other route: a key for a tenant id they would refuse could never be used.
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
@@ -41,7 +42,7 @@ class CreateApiKey(BaseModel):
 @tracer.capture_method(capture_response=False)
 def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKeyOut]:
     actor = operator_actor(app)
-    created = keys.create(
+    created = keys().create(
         tenant_id,
         name=body.name,
         description=body.description,
@@ -63,7 +64,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
 @app.get("/v1/tenants/<tenant_id>/api-keys")
 def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyPageOut:
     operator_actor(app)
-    page = keys.list(tenant_id, limit=limit, cursor=cursor)
+    page = keys().list(tenant_id, limit=limit, cursor=cursor)
     return ApiKeyPageOut.model_validate(
         {"items": [key.to_dict() for key in page.keys], "next_cursor": page.next_cursor}
     )
@@ -72,7 +73,7 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
 @app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     actor = operator_actor(app)
-    key = keys.revoke(tenant_id, key_id, actor=actor.principal_id, request_id=actor.request_id)
+    key = keys().revoke(tenant_id, key_id, actor=actor.principal_id, request_id=actor.request_id)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
     return ApiKeyOut.model_validate(key.to_dict())
 
@@ -80,7 +81,7 @@ def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
 @app.get("/v1/tenants/<tenant_id>/audit")
 def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> AuditPageOut:
     operator_actor(app)
-    page = audit.page(tenant_id, limit=limit, cursor=cursor)
+    page = audit().page(tenant_id, limit=limit, cursor=cursor)
     return AuditPageOut.model_validate(
         {"items": [entry.to_dict() for entry in page.entries], "next_cursor": page.next_cursor}
     )

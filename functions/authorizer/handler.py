@@ -11,10 +11,11 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
 from billing_platform.observability import logger, metrics, tracer
 
-authorizer = TenantKeyAuthorizer()
+authorizer = PerContainer(TenantKeyAuthorizer)
 
 
 # log_event stays off: the event carries the caller's key. clear_state: the tenant id appended for one
@@ -25,7 +26,7 @@ authorizer = TenantKeyAuthorizer()
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     try:
-        policy = authorizer.authorize(event)
+        policy = authorizer().authorize(event)
     except UnauthorizedError:
         metrics.add_metric(name="AuthorizerDenied", unit="Count", value=1)
         raise

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
+from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
@@ -29,9 +30,9 @@ from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
 
 app = create_app(title="Billing entitlements")
-service = EntitlementService()
-grants = GrantService()
-audit = AuditLog()
+service = PerContainer(EntitlementService)
+grants = PerContainer(GrantService)
+audit = PerContainer(AuditLog)
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PATTERN)]
@@ -59,7 +60,7 @@ class ReleaseRequest(QuotaRequest):
 @app.post("/v1/entitlements/check")
 def check(body: QuotaRequest) -> dict[str, object]:
     tenant_caller(app, body.tenant_id)
-    result = service.check(body.tenant_id, body.resource_type, body.quantity)
+    result = service().check(body.tenant_id, body.resource_type, body.quantity)
     count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
     return result.to_dict()
 
@@ -68,7 +69,7 @@ def check(body: QuotaRequest) -> dict[str, object]:
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> dict[str, object]:
     tenant_caller(app, body.tenant_id)
-    result = service.consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    result = service().consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)
@@ -78,14 +79,14 @@ def consume(body: QuotaRequest) -> dict[str, object]:
 @app.post("/v1/entitlements/release")
 def release(body: ReleaseRequest) -> dict[str, object]:
     caller = tenant_caller(app, body.tenant_id)
-    result = service.release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    result = service().release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
     answer = {**result.to_dict(), "released": result.to_dict()["quantity"]}
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot
         # path (one request each; the counter is their record) and are not.
         actor = actor_of(app, caller)
         after = {k: answer[k] for k in ("released", "used", "remaining", "resets_at")}
-        audit.record(
+        audit().record(
             AuditEntry(
                 tenant_id=body.tenant_id,
                 actor=actor.principal_id,
@@ -102,33 +103,28 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 @app.get("/v1/tenants/<tenant_id>/entitlements")
 def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
     tenant_caller(app, tenant_id)
-    return service.entitlements(tenant_id).to_dict()
-
-
-def _operator() -> tuple[str, str | None]:
-    actor = operator_actor(app)
-    return actor.principal_id, actor.request_id
+    return service().entitlements(tenant_id).to_dict()
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)
 def create_grant(tenant_id: TenantId, body: CreateGrantRequest) -> Response[dict[str, object]]:
-    actor, request_id = _operator()
-    grant = grants.create(tenant_id, body, actor=actor, request_id=request_id)
+    actor = operator_actor(app)
+    grant = grants().create(tenant_id, body, actor=actor.principal_id, request_id=actor.request_id)
     count("GrantCreated", resource_type=grant.resource_type)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=grant.to_dict(utc_now()))
 
 
 @app.get("/v1/tenants/<tenant_id>/grants")
 def list_grants(tenant_id: TenantId, resource_type: ResourceFilter = None) -> dict[str, object]:
-    _operator()
+    operator_actor(app)
     now = utc_now()
-    return {"tenant_id": tenant_id, "grants": [g.to_dict(now) for g in grants.list(tenant_id, resource_type)]}
+    return {"tenant_id": tenant_id, "grants": [g.to_dict(now) for g in grants().list(tenant_id, resource_type)]}
 
 
 @app.delete("/v1/tenants/<tenant_id>/grants/<grant_id>")
 def void_grant(tenant_id: TenantId, grant_id: GrantId) -> dict[str, object]:
-    actor, request_id = _operator()
-    return grants.void(tenant_id, grant_id, actor=actor, request_id=request_id).to_dict(utc_now())
+    actor = operator_actor(app)
+    return grants().void(tenant_id, grant_id, actor=actor.principal_id, request_id=actor.request_id).to_dict(utc_now())
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

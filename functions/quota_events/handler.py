@@ -8,17 +8,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.events.stream import QuotaEventProcessor
 from billing_platform.observability import logger, metrics, tracer
 
-processor = QuotaEventProcessor()
+processor = PerContainer(QuotaEventProcessor)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = processor.process(event.get("Records", []))
+    result = processor().process(event.get("Records", []))
     metrics.add_metric(name="BillingEventsPublished", unit="Count", value=len(result.published))
     if result.failed_from:
         metrics.add_metric(name="BillingEventStreamFailures", unit="Count", value=1)

@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
+from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.errors import UnprocessableError
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
@@ -25,7 +26,7 @@ from billing_platform.reservations.models import RESERVATION_ID_PATTERN
 from billing_platform.reservations.requests import ReservationOut, ReserveRequest, SettleRequest
 
 app = create_app(title="Billing reservations")
-service = ReservationService()
+service = PerContainer(ReservationService)
 
 ReservationId = Annotated[str, Path(min_length=36, max_length=36, pattern=RESERVATION_ID_PATTERN)]
 TenantQuery = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
@@ -50,7 +51,7 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
 @tracer.capture_method(capture_response=False)
 def reserve(body: ReserveRequest) -> Response[ReservationOut]:
     tenant_id = _tenant(body.tenant_id)
-    reservation, replayed = service.reserve(
+    reservation, replayed = service().reserve(
         tenant_id,
         body.resource_type,
         body.estimate,
@@ -68,19 +69,19 @@ def reserve(body: ReserveRequest) -> Response[ReservationOut]:
 @app.post("/v1/entitlements/reservations/<reservation_id>/settle")
 @tracer.capture_method(capture_response=False)
 def settle(reservation_id: ReservationId, body: SettleRequest) -> ReservationOut:
-    reservation, replayed = service.settle(_tenant(body.tenant_id), reservation_id, body.quantity)
+    reservation, replayed = service().settle(_tenant(body.tenant_id), reservation_id, body.quantity)
     return _out(reservation, replayed)
 
 
 @app.delete("/v1/entitlements/reservations/<reservation_id>")
 def cancel(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
-    reservation, replayed = service.cancel(_tenant(tenant_id), reservation_id)
+    reservation, replayed = service().cancel(_tenant(tenant_id), reservation_id)
     return _out(reservation, replayed)
 
 
 @app.get("/v1/entitlements/reservations/<reservation_id>")
 def get_reservation(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
-    return _out(service.get(_tenant(tenant_id), reservation_id), False)
+    return _out(service().get(_tenant(tenant_id), reservation_id), False)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

@@ -8,10 +8,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.aggregator import UsageAggregationService
 
-service = UsageAggregationService()
+service = PerContainer(UsageAggregationService)
 
 
 # A stream batch has no request id of its own: lines carry the invocation's function_request_id.
@@ -19,7 +20,7 @@ service = UsageAggregationService()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = service.apply_event(event)
+    result = service().apply_event(event)
     metrics.add_metric(name="UsageRecordsAggregated", unit="Count", value=result.applied)
     if result.skipped_duplicates:
         metrics.add_metric(name="UsageRecordsAlreadyAggregated", unit="Count", value=result.skipped_duplicates)

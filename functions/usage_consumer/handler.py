@@ -9,20 +9,21 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.consumer import PoisonMessageError, UsageConsumerService
 
 # A batch whose every message failed is still a partial response (all failed), not a function error:
 # one poison message alone in a batch should not look like a crashing consumer.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-service = UsageConsumerService()
+service = PerContainer(UsageConsumerService)
 
 
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> int:
     logger.set_correlation_id(record.message_id)
     try:
-        written = service.process_message(record.body)
+        written = service().process_message(record.body)
     except PoisonMessageError as exc:
         # Logged where decided; the message fails like any other so SQS moves it to the DLQ in time.
         logger.error(

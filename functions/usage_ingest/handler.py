@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
 from billing_platform.api.callers import current_caller
+from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.ingest import MAX_RECORDS_PER_REQUEST, UsageIngestService
 
 app = create_app(title="Usage ingest")
-service = UsageIngestService()
+service = PerContainer(UsageIngestService)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)]
 
@@ -33,7 +34,7 @@ class IngestRequest(BaseModel):
 @tracer.capture_method(capture_response=False)
 def ingest(body: IngestRequest, idempotency_key: IdempotencyKey = None) -> Response[dict[str, Any]]:
     caller = current_caller(app)
-    result = service.ingest(caller, body.records, idempotency_key=idempotency_key)
+    result = service().ingest(caller, body.records, idempotency_key=idempotency_key)
     metrics.add_metric(name="UsageRecordsAccepted", unit="Count", value=len(result.record_ids))
     if result.errors:
         metrics.add_metric(name="UsageRecordsRejected", unit="Count", value=len(result.errors))

@@ -10,13 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import create_app
 from billing_platform.api.callers import operator_actor, tenant_caller
+from billing_platform.api.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.models import Granularity, floor_to
 from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, require_whole_hours
 
 app = create_app(title="Usage queries")
-aggregator = UsageAggregator().sync
+aggregator = PerContainer(lambda: UsageAggregator().sync)
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 ResourceType = Annotated[str, Query(min_length=1, max_length=64)]
@@ -29,7 +30,7 @@ Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone
 @tracer.capture_method(capture_response=False)
 def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 30) -> dict[str, Any]:
     tenant_caller(app, tenant_id)
-    return aggregator.get_usage_trends(tenant_id, resource_type, days).to_dict()
+    return aggregator().get_usage_trends(tenant_id, resource_type, days).to_dict()
 
 
 @app.get("/v1/usage/top")
@@ -42,7 +43,7 @@ def top_consumers(
     end_at = end or floor_to(Granularity.HOUR, datetime.now(UTC)) + timedelta(hours=1)
     start_at = start or end_at - timedelta(days=30)
     require_whole_hours(start_at, end_at)
-    top = aggregator.get_top_consumers(resource_type, start_at, end_at, limit)
+    top = aggregator().get_top_consumers(resource_type, start_at, end_at, limit)
     return {
         "resource_type": resource_type,
         "start": start_at.isoformat(),

@@ -11,14 +11,15 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.settings import get_settings
 from billing_platform.tenant_webhooks.delivery import WebhookDeliveryService, retry_delay
 from billing_platform.tenant_webhooks.queue import DeliveryQueue
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-service = WebhookDeliveryService()
-queue = DeliveryQueue(get_settings().webhook_queue_url)
+service = PerContainer(WebhookDeliveryService)
+queue = PerContainer(lambda: DeliveryQueue(get_settings().webhook_queue_url))
 
 
 class DeliveryIncomplete(Exception):
@@ -28,12 +29,12 @@ class DeliveryIncomplete(Exception):
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> int:
     logger.set_correlation_id(record.message_id)
-    outcome = service.deliver(json.loads(record.body))
+    outcome = service().deliver(json.loads(record.body))
     metrics.add_metric(name="WebhooksDelivered", unit="Count", value=len(outcome.delivered))
     if not outcome.done:
         metrics.add_metric(name="WebhookDeliveryFailures", unit="Count", value=len(outcome.failed))
         attempts = int(record.attributes.approximate_receive_count or 1)
-        queue.retry_later(record.receipt_handle, retry_delay(attempts))
+        queue().retry_later(record.receipt_handle, retry_delay(attempts))
         raise DeliveryIncomplete(f"{len(outcome.failed)} endpoint(s) failed")
     return len(outcome.delivered)
 

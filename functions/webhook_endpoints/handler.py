@@ -10,8 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import create_app
-from billing_platform.audit.log import actor_from_caller, request_id_from_context
-from billing_platform.auth.caller import Caller, caller_from_request_context
+from billing_platform.api.callers import operator_actor
+from billing_platform.api.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.tenant_webhooks.models import (
@@ -22,7 +22,7 @@ from billing_platform.tenant_webhooks.models import (
 from billing_platform.tenant_webhooks.service import MAX_URL_LENGTH, WebhookEndpointService
 
 app = create_app(title="Billing webhook endpoints")
-endpoints = WebhookEndpointService()
+endpoints = PerContainer(WebhookEndpointService)
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 EndpointId = Annotated[str, Path(min_length=19, max_length=19, pattern=r"^we_[0-9a-f]{16}$")]
@@ -38,24 +38,17 @@ class CreateWebhookEndpoint(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
-def _operator() -> tuple[Caller, str | None]:
-    request_context = app.current_event.raw_event.get("requestContext")
-    caller = caller_from_request_context(request_context)
-    caller.require_operator()
-    return caller, request_id_from_context(request_context)
-
-
 @app.post("/v1/tenants/<tenant_id>/webhook-endpoints", status_code=201)
 @tracer.capture_method(capture_response=False)
 def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
-    caller, request_id = _operator()
-    created = endpoints.create(
+    actor = operator_actor(app)
+    created = endpoints().create(
         tenant_id,
         url=body.url,
         enabled_events=body.enabled_events,
         description=body.description,
-        actor=actor_from_caller(caller),
-        request_id=request_id,
+        actor=actor.principal_id,
+        request_id=actor.request_id,
     )
     metrics.add_metric(name="WebhookEndpointCreated", unit="Count", value=1)
     logger.info("webhook endpoint created", extra={"tenant_id": tenant_id, "endpoint_id": created.endpoint.endpoint_id})
@@ -70,14 +63,14 @@ def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Respons
 
 @app.get("/v1/tenants/<tenant_id>/webhook-endpoints")
 def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
-    _operator()
-    return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints.endpoints(tenant_id)]})
+    operator_actor(app)
+    return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints().endpoints(tenant_id)]})
 
 
 @app.delete("/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>")
 def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
-    caller, request_id = _operator()
-    deleted = endpoints.delete(tenant_id, endpoint_id, actor=actor_from_caller(caller), request_id=request_id)
+    actor = operator_actor(app)
+    deleted = endpoints().delete(tenant_id, endpoint_id, actor=actor.principal_id, request_id=actor.request_id)
     logger.info("webhook endpoint deleted", extra={"tenant_id": tenant_id, "endpoint_id": endpoint_id})
     return WebhookEndpointOut.model_validate(deleted.to_dict())
 

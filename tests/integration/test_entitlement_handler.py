@@ -26,7 +26,7 @@ PERIOD = {"period_start": NOW - timedelta(days=3), "period_end": NOW + timedelta
 @pytest.fixture
 def api(moto_aws: dict[str, str]) -> ModuleType:
     module = load_handler("entitlements")
-    module.service.apply_plan("acme", "free", **PERIOD, source_version=1)
+    module.service().apply_plan("acme", "free", **PERIOD, source_version=1)
     return module
 
 
@@ -69,7 +69,7 @@ def test_consume_returns_the_counter_and_check_does_not_consume(api: ModuleType)
         tenant_id="acme",
     )
     assert (status, body["allowed"], body["reason"]) == (200, False, "quota_exhausted")
-    assert api.service.check("acme", "executions").used == Decimal(3)
+    assert api.service().check("acme", "executions").used == Decimal(3)
 
 
 def test_exhausted_quota_answers_402_with_resource_remaining_and_reset(api: ModuleType) -> None:
@@ -95,7 +95,7 @@ def test_exhausted_quota_answers_402_with_resource_remaining_and_reset(api: Modu
     assert body["resets_at"] == PERIOD["period_end"].isoformat()
     assert body["details"]["limit"] == "100"
     # The denial consumed nothing.
-    assert api.service.check("acme", "executions").used == Decimal(99)
+    assert api.service().check("acme", "executions").used == Decimal(99)
 
 
 def test_release_gives_quota_back_but_never_below_zero(api: ModuleType) -> None:
@@ -138,11 +138,11 @@ def test_idempotent_consume_over_the_api_consumes_once(api: ModuleType) -> None:
     assert {k: v for k, v in second[1].items() if k != "replayed"} == {
         k: v for k, v in first[1].items() if k != "replayed"
     }
-    assert api.service.check("acme", "api_calls").used == Decimal(5)
+    assert api.service().check("acme", "api_calls").used == Decimal(5)
     reused = {**request, "quantity": 6}
     status, body = call(api, "POST", "/v1/entitlements/consume", reused, tenant_id="acme")
     assert (status, body["code"]) == (422, "idempotency_key_reused")
-    assert api.service.check("acme", "api_calls").used == Decimal(5)
+    assert api.service().check("acme", "api_calls").used == Decimal(5)
     status, body = call(
         api,
         "POST",
@@ -171,7 +171,7 @@ def test_a_keyed_release_throttled_beyond_retries_is_a_429_and_a_retry_gives_bac
 
     # Not "already released" (200, released 0): the quota would never come back.
     assert (status, body["code"], faults.refused) == (429, "rate_limited", TRANSACT_ATTEMPTS)
-    assert api.service.check("acme", "api_calls").used == Decimal(5)
+    assert api.service().check("acme", "api_calls").used == Decimal(5)
     status, body = call(api, "POST", "/v1/entitlements/release", release, tenant_id="acme")
     assert (status, body["released"], body["used"]) == (200, "5", "0")
     status, body = call(api, "POST", "/v1/entitlements/release", release, tenant_id="acme")
@@ -257,7 +257,7 @@ def test_tenant_without_subscription_gets_the_default_plan(api: ModuleType) -> N
 
 
 def test_a_tenant_key_cannot_touch_another_tenant(api: ModuleType, moto_aws: dict[str, str]) -> None:
-    api.service.apply_plan("other", "pro", **PERIOD, source_version=1)
+    api.service().apply_plan("other", "pro", **PERIOD, source_version=1)
     before = table_items(moto_aws)
     status, body = call(
         api, "POST", "/v1/entitlements/consume", {"tenant_id": "other", "resource_type": "executions"}, tenant_id="acme"
@@ -279,7 +279,7 @@ def test_a_tenant_key_cannot_touch_another_tenant(api: ModuleType, moto_aws: dic
 
 
 def test_soft_quota_allows_overage_and_unlimited_counts(api: ModuleType) -> None:
-    api.service.apply_plan("acme", "pro", **PERIOD, source_version=2)
+    api.service().apply_plan("acme", "pro", **PERIOD, source_version=2)
     status, body = call(
         api,
         "POST",
@@ -294,7 +294,7 @@ def test_soft_quota_allows_overage_and_unlimited_counts(api: ModuleType) -> None
         "10",
         "0",
     )
-    api.service.apply_plan("acme", "enterprise", **PERIOD, source_version=3)
+    api.service().apply_plan("acme", "enterprise", **PERIOD, source_version=3)
     status, body = call(
         api,
         "POST",
@@ -309,7 +309,7 @@ def test_soft_quota_allows_overage_and_unlimited_counts(api: ModuleType) -> None
         None,
         None,
     )
-    assert api.service.check("acme", "executions").used == Decimal(10**9)
+    assert api.service().check("acme", "executions").used == Decimal(10**9)
 
 
 def test_checks_disabled_allow_everything_and_still_record(moto_aws: dict[str, str], env: pytest.MonkeyPatch) -> None:
@@ -318,7 +318,7 @@ def test_checks_disabled_allow_everything_and_still_record(moto_aws: dict[str, s
 
     reset_caches()
     module = load_handler("entitlements")
-    module.service.apply_plan("acme", "free", **PERIOD, source_version=1)
+    module.service().apply_plan("acme", "free", **PERIOD, source_version=1)
     status, body = call(
         module,
         "POST",

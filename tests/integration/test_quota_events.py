@@ -106,7 +106,7 @@ def test_a_refused_publish_fails_that_record_and_the_retry_publishes_it_once(
     bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler = load_handler("quota_events")
-    publisher = handler.processor._publisher
+    publisher = handler.processor()._publisher
     real_client = publisher.client
     refusals = {"left": 1}
 
@@ -132,7 +132,7 @@ def test_a_crash_between_publish_and_marking_republishes_the_same_event(
     bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler = load_handler("quota_events")
-    ledger: EventLedger = handler.processor._ledger
+    ledger: EventLedger = handler.processor()._ledger
     real_mark = ledger.mark_published
     crashes = {"left": 1}
 
@@ -158,9 +158,9 @@ def test_a_record_owned_by_another_pending_claim_is_left_to_its_owner_then_the_s
     bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler = load_handler("quota_events")
-    ledger: EventLedger = handler.processor._ledger
+    ledger: EventLedger = handler.processor()._ledger
     write = counter_write("t_e", "api_calls", 400, 600)
-    event = handler.processor._events(write, {})[0]
+    event = handler.processor()._events(write, {})[0]
     # Another record claimed it and its container died before publishing (then its record was discarded).
     claimed_at = datetime.now(UTC) - timedelta(minutes=20)
     ledger.claim(event, "49000000000000000000000001", claimed_at)
@@ -291,7 +291,7 @@ def test_sweeper_publishes_grants_expired_with_a_balance_once(bus: dict[str, Any
 def test_writes_that_cross_nothing_cost_no_request_and_an_event_costs_three(bus: dict[str, Any]) -> None:
     handler = load_handler("quota_events")
     calls: list[str] = []
-    for client in (handler.processor._ledger.client, handler.processor._publisher.client):
+    for client in (handler.processor()._ledger.client, handler.processor()._publisher.client):
         client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
     quiet = [counter_write("t_q", "api_calls", n, n + 1) for n in range(0, 499)]  # below 50 %
     assert run(handler, *quiet) == []

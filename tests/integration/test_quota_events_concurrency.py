@@ -34,6 +34,7 @@ from billing_platform.entitlements.models import add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.events.ledger import EventLedger
+from billing_platform.events.publisher import EventPublisher
 from billing_platform.events.stream import QuotaEventProcessor
 from billing_platform.settings import get_settings
 from local_stack.dynamodb_local import free_port
@@ -131,8 +132,8 @@ def test_each_threshold_event_is_published_exactly_once_under_contention_and_str
         service.apply_plan(tenant, plan, period_start=start, period_end=add_months(start, 1), source_version=1)
 
     handler = load_handler("quota_events")
-    flaky = FlakyEvents(handler.processor._publisher.client)
-    handler.processor._publisher._client = flaky
+    flaky = FlakyEvents(EventPublisher(settings).client)
+    handler.processor.use(QuotaEventProcessor(settings, publisher=EventPublisher(settings, flaky)))
     lock = threading.Lock()
     injected = Counter[str]()
 
@@ -194,7 +195,7 @@ def test_each_threshold_event_is_published_exactly_once_under_contention_and_str
     assert not any(t.is_alive() for t in pumps)
     # The event source mapping recreated (or a batch retried wholesale): everything again, other boundaries.
     handler = load_handler("quota_events")
-    handler.processor._publisher._client = flaky
+    handler.processor.use(QuotaEventProcessor(settings, publisher=EventPublisher(settings, flaky)))
     replay = threading.Thread(target=pump, args=(poller(23),), daemon=True)
     replay.start()
     replay.join(120)

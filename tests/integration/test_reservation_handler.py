@@ -28,7 +28,7 @@ BASE = "/v1/entitlements/reservations"
 def api(moto_aws: dict[str, str]) -> ModuleType:
     module = load_handler("reservations")
     for tenant in ("acme", "globex"):
-        module.service.entitlements.apply_plan(tenant, "free", **PERIOD, source_version=1)
+        module.service().entitlements.apply_plan(tenant, "free", **PERIOD, source_version=1)
     return module
 
 
@@ -38,7 +38,7 @@ def call(module: ModuleType, method: str, path: str, body: Any = None, **kwargs:
 
 
 def used(module: ModuleType, tenant: str = "acme") -> Decimal:
-    return Decimal(module.service.entitlements.check(tenant, "tokens").used)
+    return Decimal(module.service().entitlements.check(tenant, "tokens").used)
 
 
 def billing_items(names: dict[str, str]) -> int:

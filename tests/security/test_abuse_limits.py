@@ -13,6 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from billing_platform import resources
+from billing_platform.auth.repository import ApiKeyRepository
+from billing_platform.auth.service import ApiKeyService
 from billing_platform.resources import Auth
 from local_stack.gateway import Gateway, HttpRequest, TokenBucket
 from tests.factories.apigw import api_event
@@ -148,7 +150,7 @@ def test_every_api_function_refuses_an_oversized_body_with_413(
 
 
 def test_dynamodb_throttling_after_retries_is_a_429_with_retry_after(
-    moto_aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    moto_aws: dict[str, str],
 ) -> None:
     module = load_handler("api_keys")
 
@@ -161,7 +163,7 @@ def test_dynamodb_throttling_after_retries_is_a_429_with_retry_after(
 
             return fail
 
-    monkeypatch.setattr(module.keys.repository, "_client", Throttled())
+    module.keys.use(ApiKeyService(repository=ApiKeyRepository(client=Throttled())))
     response = module.handler(api_event("GET", f"/v1/tenants/{TENANT_A}/api-keys", operator=True), LambdaContext())
     assert response["statusCode"] == 429
     headers = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}

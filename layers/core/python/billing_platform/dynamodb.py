@@ -1,6 +1,6 @@
 """The DynamoDB toolkit every repository shares, one rule each: the billing table and its client
 (`BillingTable`), attribute values in and out (numbers as exact decimal strings, None as NULL), the
-clock, and the opaque page cursor.
+clock, every item of a query page after page (`query_items`), and the opaque page cursor.
 
 (Clients are built in `clients`; refused writes are judged in `conditions`.)
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,18 @@ class BillingTable:
     @property
     def table(self) -> str:
         return self._settings.billing_table_name
+
+
+def query_items(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item a Query answers (`kwargs` as for `client.query`), page after page: a caller that stops
+    early reads no further page."""
+    kwargs = dict(kwargs)
+    while True:
+        page = client.query(**kwargs)
+        yield from page.get("Items", [])
+        if not page.get("LastEvaluatedKey"):
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def number_attr(value: Decimal | int) -> dict[str, str]:

@@ -22,20 +22,11 @@ from billing_platform.catalog import Catalog
 from billing_platform.entitlements.models import PlanStatus, TenantPlan
 from billing_platform.errors import NotFoundError
 from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
-from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord
+from billing_platform.subscriptions.models import SUBSCRIPTION_TERMS, StripeEvent, SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from billing_platform.subscriptions.webhooks import EntitlementEffects, WebhookProcessor
 
-COMPARED = (
-    "customer_id",
-    "status",
-    "price_id",
-    "current_period_start",
-    "current_period_end",
-    "cancel_at_period_end",
-    "cancel_at",
-    "trial_end",
-)
+COMPARED = ("customer_id", *SUBSCRIPTION_TERMS)
 
 
 class Entitlements(EntitlementEffects, Protocol):

@@ -3,6 +3,7 @@ and layout switches (one counter <-> N shards) that never lose or double-grant u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
@@ -29,6 +30,18 @@ class Mode(Enum):
 
     RENEW = "renew"  # apply_plan: a different (later) period starts afresh
     KEEP = "keep"  # revoke: usage of the live period carries over (no free refill by cancelling)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What one `reconcile` brings the counters to: the plan's quota (None: not in the plan), its period,
+    how that period treats the usage in force, and the counters' state."""
+
+    plan: TenantPlan
+    quota: ResourceQuota | None
+    period: tuple[datetime, datetime]
+    mode: Mode
+    state: CounterState
 
 
 def provision(ctx: EntitlementContext, tenant_id: str, resource_type: str) -> int:
@@ -63,6 +76,7 @@ def reconcile(
     state (old frozen, new not yet there) provision the same way, so whoever is first wins and
     nothing is lost or granted twice."""
     target = (plan.counter_shards if quota is not None else 0) or 0
+    terms = _Terms(plan, quota, period, mode, state)
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
         directory = ctx.repo.get_counter(tenant_id, resource_type)
@@ -82,7 +96,7 @@ def reconcile(
             ctx.layouts.put((tenant_id, resource_type), layout)
             return layout
         if layout == target and target >= 1 and complete:
-            if _update_terms(ctx, live, quota, plan, period, mode, state, now):
+            if _update_terms(ctx, live, terms, now):
                 ctx.layouts.put((tenant_id, resource_type), target)
                 return target
             continue
@@ -102,9 +116,7 @@ def reconcile(
             carry_from = [directory]
         else:
             carry_from = []
-        if _switch(
-            ctx, tenant_id, resource_type, directory, current, carry_from, target, quota, plan, period, mode, state, now
-        ):
+        if _switch(ctx, tenant_id, resource_type, directory, current, carry_from, target, terms, now):
             ctx.layouts.put((tenant_id, resource_type), target)
             logger.info(
                 "quota layout set",
@@ -114,20 +126,12 @@ def reconcile(
     raise RateLimitedError("the quota changed too often while the plan was applied; retry")
 
 
-def _update_terms(
-    ctx: EntitlementContext,
-    current: list[QuotaCounter],
-    quota: ResourceQuota | None,
-    plan: TenantPlan,
-    period: tuple[datetime, datetime],
-    mode: Mode,
-    state: CounterState,
-    now: datetime,
-) -> bool:
+def _update_terms(ctx: EntitlementContext, current: list[QuotaCounter], terms: _Terms, now: datetime) -> bool:
+    quota, plan, state = terms.quota, terms.plan, terms.state
     assert quota is not None
     limits = split_limit(quota.limit if quota.limit is not None else ZERO, len(current))
     for counter in sorted(current, key=lambda c: c.shard):
-        reset, start, end = decide_period(counter, period, mode, now)
+        reset, start, end = decide_period(counter, terms.period, terms.mode, now)
         if not ctx.repo.set_plan_terms(
             counter,
             limit=limits[counter.shard],
@@ -153,20 +157,17 @@ def _switch(
     current: list[QuotaCounter],
     carry_from: list[QuotaCounter],
     target: int,
-    quota: ResourceQuota | None,
-    plan: TenantPlan,
-    period: tuple[datetime, datetime],
-    mode: Mode,
-    state: CounterState,
+    terms: _Terms,
     now: datetime,
 ) -> bool:
+    quota, plan, state, period = terms.quota, terms.plan, terms.state, terms.period
     seen = {c.shard if c.shards > 1 else -1: c for c in current}
     if directory is not None:
         seen[-1] = directory
     used = sum((c.used for c in carry_from), ZERO)
     start, end = period
     if carry_from:
-        reset, start, end = decide_period(combine_shards(carry_from), period, mode, now)
+        reset, start, end = decide_period(combine_shards(carry_from), period, terms.mode, now)
         if reset:
             used = ZERO
     writes: list[tuple[QuotaCounter, QuotaCounter | None]] = []

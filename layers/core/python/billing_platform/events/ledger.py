@@ -19,12 +19,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
 from billing_platform.conditions import lost_race
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.entitlements.dal.items import counter_pk
 from billing_platform.events.detection import plain_image
 from billing_platform.events.models import BillingEvent
-from billing_platform.settings import Settings
 
 PENDING_INDEX_PK = "EVENTS#PENDING"
 SWEEP_CURSOR_KEY = {"pk": {"S": "EVENTS#SWEEP"}, "sk": {"S": "CURSOR"}}
@@ -66,16 +65,8 @@ def _event_from_item(item: dict[str, Any]) -> BillingEvent:
     )
 
 
-class EventLedger:
+class EventLedger(BillingTable):
     """The only events code that speaks boto3 to the billing table."""
-
-    def __init__(self, settings: Settings, client: Any = None) -> None:
-        self._table = settings.billing_table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
 
     # --- markers ------------------------------------------------------------------------------
 
@@ -97,7 +88,7 @@ class EventLedger:
         }
         try:
             self.client.put_item(
-                TableName=self._table,
+                TableName=self.table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -109,7 +100,7 @@ class EventLedger:
             if not old:  # an emulator that does not return the item: read it
                 old = (
                     self.client.get_item(
-                        TableName=self._table, Key=marker_key(event.tenant_id, event.marker_sk), ConsistentRead=True
+                        TableName=self.table, Key=marker_key(event.tenant_id, event.marker_sk), ConsistentRead=True
                     ).get("Item")
                     or {}
                 )
@@ -124,7 +115,7 @@ class EventLedger:
 
     def mark_published(self, event: BillingEvent, now: datetime) -> None:
         self.client.update_item(
-            TableName=self._table,
+            TableName=self.table,
             Key=marker_key(event.tenant_id, event.marker_sk),
             UpdateExpression="SET #st = :published, published_at = :at REMOVE gsi1pk, gsi1sk",
             ConditionExpression="attribute_exists(pk)",
@@ -136,25 +127,22 @@ class EventLedger:
         """Markers still pending since before `older_than` (their first publisher crashed or gave up)."""
         found: list[BillingEvent] = []
         kwargs: dict[str, Any] = {
-            "TableName": self._table,
+            "TableName": self.table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk < :cut",
             "ExpressionAttributeValues": {":p": {"S": PENDING_INDEX_PK}, ":cut": {"S": _iso(older_than)}},
         }
-        while len(found) < limit:
-            page = self.client.query(**kwargs)
-            found.extend(
-                _event_from_item(i) for i in page.get("Items", []) if i.get("status", {}).get("S") == "pending"
-            )
-            if not page.get("LastEvaluatedKey"):
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found[:limit]
+        for item in query_items(self.client, **kwargs):
+            if item.get("status", {}).get("S") == "pending":
+                found.append(_event_from_item(item))
+                if len(found) >= limit:
+                    break
+        return found
 
     def get(self, tenant_id: str, marker_sk: str) -> tuple[str, BillingEvent] | None:
         """(status, event) of one marker, or None."""
         item = self.client.get_item(
-            TableName=self._table, Key=marker_key(tenant_id, marker_sk), ConsistentRead=True
+            TableName=self.table, Key=marker_key(tenant_id, marker_sk), ConsistentRead=True
         ).get("Item")
         return (item["status"]["S"], _event_from_item(item)) if item else None
 
@@ -168,11 +156,11 @@ class EventLedger:
         ]
         total = Decimal(0)
         request: dict[str, Any] = {
-            self._table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "used, period_start"}
+            self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "used, period_start"}
         }
         while request:
             response = self.client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self._table, []):
+            for item in response.get("Responses", {}).get(self.table, []):
                 if int(item["period_start"]["N"]) == int(period_start.timestamp()):
                     total += Decimal(item["used"]["N"])
             request = response.get("UnprocessedKeys") or {}
@@ -180,9 +168,8 @@ class EventLedger:
 
     def expiring_grants(self, day: str, bucket: int, since: int, until: int) -> list[dict[str, str]]:
         """Keys (pk, sk) of grants whose `valid_until` is in [since, until], from gsi1 (grant contract)."""
-        keys: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {
-            "TableName": self._table,
+            "TableName": self.table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {
@@ -192,27 +179,22 @@ class EventLedger:
             },
             "ProjectionExpression": "pk, sk",
         }
-        while True:
-            page = self.client.query(**kwargs)
-            keys.extend({"pk": i["pk"]["S"], "sk": i["sk"]["S"]} for i in page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                return keys
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [{"pk": i["pk"]["S"], "sk": i["sk"]["S"]} for i in query_items(self.client, **kwargs)]
 
     def grant(self, pk: str, sk: str) -> dict[str, Any] | None:
         """A grant item as Python values (strongly consistent: the GSI lags)."""
-        item = self.client.get_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True)
+        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True)
         return plain_image(item.get("Item"))
 
     def sweep_cursor(self) -> datetime | None:
-        item = self.client.get_item(TableName=self._table, Key=SWEEP_CURSOR_KEY, ConsistentRead=True).get("Item")
+        item = self.client.get_item(TableName=self.table, Key=SWEEP_CURSOR_KEY, ConsistentRead=True).get("Item")
         return datetime.fromtimestamp(int(item["swept_until"]["N"]), UTC) if item else None
 
     def save_sweep_cursor(self, swept_until: datetime) -> None:
         # Never backwards: two overlapping runs leave the later cursor.
         try:
             self.client.put_item(
-                TableName=self._table,
+                TableName=self.table,
                 Item={**SWEEP_CURSOR_KEY, "swept_until": _epoch(swept_until)},
                 ConditionExpression="attribute_not_exists(pk) OR swept_until < :t",
                 ExpressionAttributeValues={":t": _epoch(swept_until)},

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.conditions import applied
-from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, utc_now
+from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, query_items, utc_now
 from billing_platform.subscriptions.models import SubscriptionRecord
 
 BATCH_GET_MAX = 100
@@ -34,6 +34,14 @@ ZERO = Decimal(0)
 def meter_pk(tenant_id: str, resource_type: str) -> str:
     return f"METER#{tenant_id}#{resource_type}"
 
+
+def meter_key(tenant_id: str, resource_type: str, sk: str) -> dict[str, Any]:
+    """An hour's watermark (`H#<hour>`) or a day's totals (`D#<day>`) of one tenant's resource."""
+    return {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": sk}}
+
+
+# What a claim writes on an hour's watermark (besides tenant_id and resource_type), and commit and drop remove.
+CLAIM_FIELDS = "pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
 
 # A claim or commit losing to a concurrent run: another transaction on the same items also counts.
 LOST_RACES = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
@@ -79,7 +87,7 @@ class MeterWatermarkRepository(BillingTable):
             chunk = wanted[start : start + BATCH_GET_MAX]
             request: dict[str, Any] = {
                 self.table: {
-                    "Keys": [{"pk": {"S": meter_pk(t, r)}, "sk": {"S": f"D#{d}"}} for t, r, d in chunk],
+                    "Keys": [meter_key(t, r, f"D#{d}") for t, r, d in chunk],
                     "ConsistentRead": True,
                 }
             }
@@ -124,14 +132,10 @@ class MeterWatermarkRepository(BillingTable):
             },
             "ConsistentRead": True,
         }
-        while True:
-            response = self.client.query(**kwargs)
-            for item in response.get("Items", []):
-                mark = _hour_from_item(item)
-                out[mark.hour] = mark
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in query_items(self.client, **kwargs):
+            mark = _hour_from_item(item)
+            out[mark.hour] = mark
+        return out
 
     def claim(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
         """Record the intent to report `pending.to - pending.from_` units of `hour`. False (nothing
@@ -149,54 +153,39 @@ class MeterWatermarkRepository(BillingTable):
             ":r": {"S": resource_type},
         }
         reported_is = "#rep = :from" + (" OR attribute_not_exists(#rep)" if pending.from_ == 0 else "")
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
-                    "UpdateExpression": (
-                        "SET pending_from = :from, pending_to = :to, identifier = :id, event_name = :ev, "
-                        "customer_id = :cus, event_ts = :ts, claimed_at = :now, tenant_id = :t, resource_type = :r"
-                    ),
-                    "ConditionExpression": f"attribute_not_exists(pending_to) AND ({reported_is})",
-                    "ExpressionAttributeNames": {"#rep": "reported"},
-                    "ExpressionAttributeValues": values,
-                }
-            },
-            self._day_update(tenant_id, resource_type, hour[:10], delta=ZERO, claims=1, now=now),
-        ]
+        update: dict[str, Any] = {
+            "UpdateExpression": (
+                "SET pending_from = :from, pending_to = :to, identifier = :id, event_name = :ev, "
+                "customer_id = :cus, event_ts = :ts, claimed_at = :now, tenant_id = :t, resource_type = :r"
+            ),
+            "ConditionExpression": f"attribute_not_exists(pending_to) AND ({reported_is})",
+            "ExpressionAttributeNames": {"#rep": "reported"},
+            "ExpressionAttributeValues": values,
+        }
+        items = self._hour_and_day(tenant_id, resource_type, hour, update, delta=ZERO, claims=1, now=now)
         return self._transact(items)
 
     def commit(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
         """Move `reported` to `pending.to` and drop the claim. False (nothing written) if that claim is
         no longer there (another reporter committed it)."""
         now = utc_now().isoformat()
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
-                    "UpdateExpression": (
-                        "SET #rep = :to, reported_at = :now "
-                        "REMOVE pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
-                    ),
-                    "ConditionExpression": "pending_to = :to AND identifier = :id",
-                    "ExpressionAttributeNames": {"#rep": "reported"},
-                    "ExpressionAttributeValues": {
-                        ":to": number_attr(pending.to),
-                        ":id": {"S": pending.identifier},
-                        ":now": {"S": now},
-                    },
-                }
+        update: dict[str, Any] = {
+            "UpdateExpression": f"SET #rep = :to, reported_at = :now REMOVE {CLAIM_FIELDS}",
+            "ConditionExpression": "pending_to = :to AND identifier = :id",
+            "ExpressionAttributeNames": {"#rep": "reported"},
+            "ExpressionAttributeValues": {
+                ":to": number_attr(pending.to),
+                ":id": {"S": pending.identifier},
+                ":now": {"S": now},
             },
-            self._day_update(tenant_id, resource_type, hour[:10], delta=pending.delta, claims=-1, now=now),
-        ]
+        }
+        items = self._hour_and_day(tenant_id, resource_type, hour, update, delta=pending.delta, claims=-1, now=now)
         return self._transact(items)
 
     def hour(self, tenant_id: str, resource_type: str, hour: str) -> HourWatermark | None:
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
+            Key=meter_key(tenant_id, resource_type, f"H#{hour}"),
             ConsistentRead=True,
         ).get("Item")
         return _hour_from_item(item) if item else None
@@ -208,23 +197,33 @@ class MeterWatermarkRepository(BillingTable):
         usage afresh, with the tenant's current customer). `audit` (an `AuditLog.put_item_request`)
         commits in the same transaction. False if that claim is no longer there."""
         now = utc_now().isoformat()
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"H#{hour}"}},
-                    "UpdateExpression": (
-                        "REMOVE pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
-                    ),
-                    "ConditionExpression": "identifier = :id",
-                    "ExpressionAttributeValues": {":id": {"S": identifier}},
-                }
-            },
-            self._day_update(tenant_id, resource_type, hour[:10], delta=ZERO, claims=-1, now=now),
-        ]
+        update: dict[str, Any] = {
+            "UpdateExpression": f"REMOVE {CLAIM_FIELDS}",
+            "ConditionExpression": "identifier = :id",
+            "ExpressionAttributeValues": {":id": {"S": identifier}},
+        }
+        items = self._hour_and_day(tenant_id, resource_type, hour, update, delta=ZERO, claims=-1, now=now)
         if audit is not None:
             items.append(audit)
         return self._transact(items)
+
+    def _hour_and_day(
+        self,
+        tenant_id: str,
+        resource_type: str,
+        hour: str,
+        update: dict[str, Any],
+        *,
+        delta: Decimal,
+        claims: int,
+        now: str,
+    ) -> list[dict[str, Any]]:
+        """A change to an hour's watermark (`update`: its expressions) and, in the same transaction, to its
+        day's totals (what was reported, how many claims are open)."""
+        return [
+            {"Update": {"TableName": self.table, "Key": meter_key(tenant_id, resource_type, f"H#{hour}"), **update}},
+            self._day_update(tenant_id, resource_type, hour[:10], delta=delta, claims=claims, now=now),
+        ]
 
     def _day_update(
         self, tenant_id: str, resource_type: str, day: str, *, delta: Decimal, claims: int, now: str
@@ -232,7 +231,7 @@ class MeterWatermarkRepository(BillingTable):
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": f"D#{day}"}},
+                "Key": meter_key(tenant_id, resource_type, f"D#{day}"),
                 "UpdateExpression": "ADD #rep :delta, open_claims :claims SET tenant_id = :t, resource_type = :r, "
                 "updated_at = :now",
                 "ExpressionAttributeNames": {"#rep": "reported"},

@@ -58,6 +58,22 @@ class UpdateSubscriptionRequest(BaseModel):
     price_id: str = Field(pattern=PRICE_ID, description="The new price; Stripe prorates the change")
 
 
+# What the platform keeps of a provider's subscription, besides its ids, in API answers and in its own record.
+SUBSCRIPTION_TERMS = (
+    "status",
+    "price_id",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "cancel_at",
+    "trial_end",
+)
+
+
+def subscription_terms(sub: ProviderSubscription) -> dict[str, Any]:
+    return {name: getattr(sub, name) for name in SUBSCRIPTION_TERMS}
+
+
 class SubscriptionOut(BaseModel):
     id: str
     customer_id: str
@@ -78,15 +94,9 @@ class SubscriptionOut(BaseModel):
             id=sub.id,
             customer_id=sub.customer_id,
             tenant_id=tenant_id,
-            status=sub.status,
-            price_id=sub.price_id,
             plan_id=plan_id,
             created=sub.created,
-            current_period_start=sub.current_period_start,
-            current_period_end=sub.current_period_end,
-            cancel_at_period_end=sub.cancel_at_period_end,
-            cancel_at=sub.cancel_at,
-            trial_end=sub.trial_end,
+            **subscription_terms(sub),
         )
 
 

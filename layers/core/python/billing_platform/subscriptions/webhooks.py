@@ -33,7 +33,7 @@ from billing_platform.grants.topups import TopupGrants
 from billing_platform.observability import logger
 from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
-from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome
+from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome, subscription_terms
 from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
 
 SUBSCRIPTION_EVENTS = frozenset(
@@ -330,15 +330,9 @@ class WebhookProcessor:
             tenant_id=tenant_id,
             subscription_id=sub.id,
             customer_id=sub.customer_id,
-            status=sub.status,
-            price_id=sub.price_id,
             plan_id=plan.id if plan else None,
             subscription_created=sub.created,
-            current_period_start=sub.current_period_start,
-            current_period_end=sub.current_period_end,
-            cancel_at_period_end=sub.cancel_at_period_end,
-            cancel_at=sub.cancel_at,
-            trial_end=sub.trial_end,
+            **subscription_terms(sub),
             past_due_since=past_due_since,
             entitlement=self._entitlement_action(sub.status, plan, past_due_since),
             version=version,

@@ -14,9 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
 from billing_platform.conditions import lost_race
-from billing_platform.settings import Settings
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.tenant_webhooks.models import WebhookEndpoint
 
 DELIVERY_MEMORY = timedelta(days=30)
@@ -62,22 +61,14 @@ def _from_item(item: dict[str, Any]) -> WebhookEndpoint:
     )
 
 
-class WebhookEndpointRepository:
-    def __init__(self, settings: Settings, client: Any = None) -> None:
-        self._table = settings.billing_table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
+class WebhookEndpointRepository(BillingTable):
     def create(self, endpoint: WebhookEndpoint, secret: str, audit_put: dict[str, Any]) -> None:
         """The endpoint and its audit entry in one transaction."""
         self.client.transact_write_items(
             TransactItems=[
                 {
                     "Put": {
-                        "TableName": self._table,
+                        "TableName": self.table,
                         "Item": _to_item(endpoint, secret),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
@@ -88,27 +79,20 @@ class WebhookEndpointRepository:
 
     def with_secrets(self, tenant_id: str) -> list[tuple[WebhookEndpoint, str]]:
         """Every endpoint of the tenant with its signing secret (delivery only)."""
-        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
-            "TableName": self._table,
+            "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :e)",
             "ExpressionAttributeValues": {":pk": _pk(tenant_id), ":e": {"S": "ENDPOINT#"}},
             "ConsistentRead": True,
         }
-        while True:
-            page = self.client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [(_from_item(i), i["signing_secret"]["S"]) for i in items]
+        return [(_from_item(i), i["signing_secret"]["S"]) for i in query_items(self.client, **kwargs)]
 
     def endpoints(self, tenant_id: str) -> list[WebhookEndpoint]:
         return [endpoint for endpoint, _ in self.with_secrets(tenant_id)]
 
     def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
         item = self.client.get_item(
-            TableName=self._table, Key=endpoint_key(tenant_id, endpoint_id), ConsistentRead=True
+            TableName=self.table, Key=endpoint_key(tenant_id, endpoint_id), ConsistentRead=True
         ).get("Item")
         return _from_item(item) if item else None
 
@@ -119,7 +103,7 @@ class WebhookEndpointRepository:
                 TransactItems=[
                     {
                         "Delete": {
-                            "TableName": self._table,
+                            "TableName": self.table,
                             "Key": endpoint_key(endpoint.tenant_id, endpoint.endpoint_id),
                             "ConditionExpression": "attribute_exists(pk)",
                         }
@@ -143,18 +127,18 @@ class WebhookEndpointRepository:
         keys = [delivery_key(tenant_id, event_id, e) for e in endpoint_ids]
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True, "ProjectionExpression": "sk"}
+                self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True, "ProjectionExpression": "sk"}
             }
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
+                for item in response.get("Responses", {}).get(self.table, []):
                     found.add(item["sk"]["S"].rsplit("#", 1)[1])
                 request = response.get("UnprocessedKeys") or {}
         return found
 
     def mark_delivered(self, tenant_id: str, event_id: str, endpoint_id: str, status: int, now: datetime) -> None:
         self.client.put_item(
-            TableName=self._table,
+            TableName=self.table,
             Item={
                 **delivery_key(tenant_id, event_id, endpoint_id),
                 "status_code": {"N": str(status)},

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
-from billing_platform.dynamodb import BillingTable
+from billing_platform.dynamodb import BillingTable, query_items
 from billing_platform.errors import BillingError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
@@ -362,31 +362,21 @@ class AggregateRepository(BillingTable):
             "ProjectionExpression": "sk, #total",
             "ExpressionAttributeNames": {"#total": "total"},
         }
-        while True:
-            response = self.client.query(**kwargs)
-            for item in response.get("Items", []):
-                out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
-            if "LastEvaluatedKey" not in response:
-                return out
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in query_items(self.client, **kwargs):
+            out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
+        return out
 
     def bucket_totals(self, resource_type: str, granularity: Granularity, label: str) -> dict[str, Decimal]:
         """tenant -> total for every tenant with usage of `resource_type` in one bucket: the `top` index
         lists the rows (keys only), their totals are read from the rows (eventually consistent, like the
         index itself)."""
-        keys: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": "top",
             "KeyConditionExpression": "top_pk = :g",
             "ExpressionAttributeValues": {":g": {"S": top_pk(resource_type, granularity, label)}},
         }
-        while True:
-            response = self.client.query(**kwargs)
-            keys += [{"pk": item["pk"], "sk": item["sk"]} for item in response.get("Items", [])]
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in query_items(self.client, **kwargs)]
         out: dict[str, Decimal] = {}
         for part in self._parallel(
             self._totals_of, [keys[s : s + BATCH_GET_MAX] for s in range(0, len(keys), BATCH_GET_MAX)]

@@ -103,16 +103,7 @@ class ConsumeRecordAccess(TableAccess):
         self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
     ) -> KeyedTake:
         """Consume and store the consume record in one transaction, so a retried key consumes once."""
-        try:
-            self.client.transact_write_items(
-                TransactItems=[take_item(self._table, key, quantity, now, enforce=enforce), self._record_put(record)]
-            )
-        except ClientError as err:
-            reasons = cancel_reasons(err)
-            if reasons is None:
-                raise
-            return self._keyed_failure(reasons, record, counter_index=0, key=key)
-        return KeyedTake(granted=True)
+        return self._take_with_record(take_item(self._table, key, quantity, now, enforce=enforce), key, record)
 
     def consume_once_pinned(
         self, expected: QuotaCounter, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
@@ -144,6 +135,10 @@ class ConsumeRecordAccess(TableAccess):
             pins += " AND #tl = :pin_tl"
             values[":pin_tl"] = number_attr(expected.total_limit)
         update["ConditionExpression"] = f"{update['ConditionExpression']} AND {pins}"
+        return self._take_with_record(take, key, record)
+
+    def _take_with_record(self, take: Item, key: Item, record: ConsumeRecord) -> KeyedTake:
+        """The take (transaction item 0) and the key's consume record, all or nothing."""
         try:
             self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
         except ClientError as err:

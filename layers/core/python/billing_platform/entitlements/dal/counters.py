@@ -81,21 +81,7 @@ class CounterAccess(TableAccess):
     ) -> tuple[QuotaCounter | None, Item | None]:
         """THE hot path: one conditional UpdateItem. Returns (counter after, None) when granted, or
         (None, the item as it was) when the condition failed (None item: no counter yet)."""
-        try:
-            response = update_item(
-                self.client,
-                TableName=self._table,
-                Key=key,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **consume_expression(quantity, now, enforce=enforce),
-            )
-        except ClientError as err:
-            if lost_race(err):
-                old: Item | None = err.response.get("Item")  # type: ignore[assignment]
-                return None, old
-            raise
-        return counter_from_item(response["Attributes"]), None
+        return self._update_counter(key, **consume_expression(quantity, now, enforce=enforce))
 
     # --- release (no idempotency key) ---------------------------------------------------------
 
@@ -113,17 +99,25 @@ class CounterAccess(TableAccess):
             condition += " AND #pe = :pe"
             values[":pe"] = number_attr(to_epoch(period_end))
             names["#pe"] = "period_end"
+        return self._update_counter(
+            key,
+            UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _update_counter(self, key: Item, **update: Any) -> tuple[QuotaCounter | None, Item | None]:
+        """One conditional UpdateItem of a counter: (counter after, None) when it applied, or (None, the item
+        as it was) when its condition refused it (None item: no counter yet)."""
         try:
             response = update_item(
                 self.client,
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **update,
             )
         except ClientError as err:
             if lost_race(err):
