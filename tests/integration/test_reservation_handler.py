@@ -176,7 +176,7 @@ def test_openapi_documents_the_reservation_routes(api: ModuleType) -> None:
 
 
 def test_a_reserve_past_the_quota_is_paid_by_a_grant_and_a_cancel_refills_it(api: ModuleType) -> None:
-    grants = GrantRepository(api.service.entitlements._ctx.settings)
+    grants = GrantRepository(api.service().entitlements._ctx.settings)
     grant_id = add_grant(grants, "acme", "tokens", 500)
     status, _ = reserve(api, "9800")
     assert status == 201
