@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from billing_platform.entitlements import QuotaExceededError
-from billing_platform.errors import ConflictError
+from billing_platform.errors import ConflictError, RateLimitedError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.reservations import Reservation, ReservationState
 from billing_platform.reservations import repository as reservation_repository
@@ -50,6 +50,7 @@ class Ledger:
     reserved: int = 0
     denied: int = 0
     refused_409: int = 0
+    rate_limited: int = 0  # 429s (contention past the quota), retried as a client would
     fates: dict[str, int] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
     abandoned: set[str] = field(default_factory=set)
@@ -78,9 +79,17 @@ def run_workload(setup: Setup, ledger: Ledger) -> None:
     done = threading.Event()
     racer_pool = ThreadPoolExecutor(max_workers=THREADS)
 
+    def retried(call: Any, *args: Any, **kwargs: Any) -> Any:
+        """A client retrying a 429 (every call here is safe to repeat: reserves carry a key)."""
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except RateLimitedError:
+                ledger.note(rate_limited=1)
+
     def refused(call: Any, *args: Any) -> None:
         try:
-            call(*args)
+            retried(call, *args)
         except ConflictError:
             ledger.note(refused_409=1)
 
@@ -88,11 +97,12 @@ def run_workload(setup: Setup, ledger: Ledger) -> None:
         rng = random.Random(index)
         service = services[index]
         start.wait()
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             estimate = Decimal(rng.randrange(20, 200))
             ttl = timedelta(seconds=rng.choice([2, 3, 5, 600, 600]))
             try:
-                held, _ = service.reserve(TENANT, "tokens", estimate, ttl=ttl)
+                key = f"w{index}-r{round_}"
+                held, _ = retried(service.reserve, TENANT, "tokens", estimate, ttl=ttl, idempotency_key=key)
             except QuotaExceededError:
                 ledger.note(denied=1)
                 continue
@@ -243,7 +253,8 @@ def test_reservations_across_the_quota_grant_boundary_are_exact(
     finish(setup.harness)
     final = check(setup, ledger, final=True)
     print(
-        f"\n{plan}: {ledger.reserved} reserved, {ledger.denied} denied (402), {ledger.refused_409} refused 409; "
+        f"\n{plan}: {ledger.reserved} reserved, {ledger.denied} denied (402), {ledger.refused_409} refused 409, "
+        f"{ledger.rate_limited} x 429 retried; "
         f"fates {ledger.fates}\nlive: {live}\nfinal: {final}\nheld on the expiring grant: {on_expiring}"
     )
     assert live["past_quota"] > 0  # the boundary was really crossed: reserves paid by grants,
