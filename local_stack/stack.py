@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,10 @@ class LocalStack:
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
         moto_url = f"http://127.0.0.1:{moto_port}"
+        # moto keeps its backends per process, not per server: a stack started after another one in the same
+        # process (tests) would find the first one's secrets, queues and bus. Each stack starts from nothing.
+        reset = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310 (our loopback URL)
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310
         self._checkpoint("moto")
 
         self.env = self._provision(self.ddb.endpoint_url, moto_url)
