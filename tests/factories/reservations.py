@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -145,3 +146,25 @@ def used(harness: Harness, tenant_id: str) -> Decimal:
 
 
 Work = Callable[[int], Any]
+
+
+def run_beside_sweeper(harness: Harness, worker: Callable[[int], Any], threads: int, start: threading.Barrier) -> None:
+    """`worker(0 .. threads-1)` on a pool while one more thread (a party of `start`, as the workers are) sweeps
+    every 0.2 s, as the scheduled sweeper would, until every worker has returned."""
+    done = threading.Event()
+
+    def sweeper() -> None:
+        service = harness.service(seed=999)
+        start.wait()
+        while not done.is_set():
+            service.sweep()
+            done.wait(0.2)
+
+    sweeping = threading.Thread(target=sweeper)
+    sweeping.start()
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(worker, range(threads)))
+    finally:
+        done.set()
+        sweeping.join()

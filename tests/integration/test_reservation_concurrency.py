@@ -32,7 +32,7 @@ from billing_platform.reservations import Reservation, ReservationService, Reser
 from billing_platform.reservations.meter import QueueMeter
 from billing_platform.reservations.models import usage_record_id
 from billing_platform.reservations.repository import ReservationRepository
-from tests.factories.reservations import Harness, used
+from tests.factories.reservations import Harness, run_beside_sweeper, used
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
@@ -106,7 +106,6 @@ def run_workload(harness: Harness, ledger: Ledger) -> list[ReservationService]:
         for i in range(THREADS)
     ]
     start = threading.Barrier(THREADS + 1)
-    done = threading.Event()
     racer_pool = ThreadPoolExecutor(max_workers=THREADS)
 
     def settle_or_refused(service: ReservationService, rid: str, actual: Decimal) -> None:
@@ -185,19 +184,7 @@ def run_workload(harness: Harness, ledger: Ledger) -> list[ReservationService]:
             finally:
                 inject(None)
 
-    def sweeper() -> None:
-        service = harness.service(seed=999)
-        start.wait()
-        while not done.is_set():
-            service.sweep()
-            done.wait(0.2)
-
-    sweeping = threading.Thread(target=sweeper)
-    sweeping.start()
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        list(pool.map(worker, range(THREADS)))
-    done.set()
-    sweeping.join()
+    run_beside_sweeper(harness, worker, THREADS, start)
     racer_pool.shutdown()
     return services
 

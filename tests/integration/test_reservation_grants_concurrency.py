@@ -33,7 +33,7 @@ from billing_platform.reservations import Reservation, ReservationState
 from billing_platform.reservations import repository as reservation_repository
 from billing_platform.reservations.models import split_refill, usage_record_id
 from tests.factories.grants import add_grant, grants_of
-from tests.factories.reservations import Harness, used
+from tests.factories.reservations import Harness, run_beside_sweeper, used
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
@@ -76,7 +76,6 @@ def run_workload(setup: Setup, ledger: Ledger) -> None:
     harness = setup.harness
     services = [harness.service(seed=i) for i in range(THREADS)]
     start = threading.Barrier(THREADS + 1)
-    done = threading.Event()
     racer_pool = ThreadPoolExecutor(max_workers=THREADS)
 
     def retried(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -138,19 +137,7 @@ def run_workload(setup: Setup, ledger: Ledger) -> None:
             except BaseException as exc:
                 ledger.errors.append(exc)
 
-    def sweeper() -> None:
-        service = harness.service(seed=999)
-        start.wait()
-        while not done.is_set():
-            service.sweep()
-            done.wait(0.2)
-
-    sweeping = threading.Thread(target=sweeper)
-    sweeping.start()
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        list(pool.map(worker, range(THREADS)))
-    done.set()
-    sweeping.join()
+    run_beside_sweeper(setup.harness, worker, THREADS, start)
     racer_pool.shutdown()
 
 
