@@ -44,7 +44,8 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
 
 def create_tables(dynamodb: Any, prefix: str = "") -> dict[str, str]:
     """Create every table (idempotent). Returns env var -> table name."""
-    existing = set(dynamodb.list_tables()["TableNames"])
+    # ListTables pages at 100 names: a DynamoDB Local shared by a test run holds more than that.
+    existing = {n for page in dynamodb.get_paginator("list_tables").paginate() for n in page["TableNames"]}
     names: dict[str, str] = {}
     for spec in resources.TABLES:
         name = f"{prefix}{spec.local_name}"

@@ -74,3 +74,20 @@ def test_usage_queue_redrives_to_its_dead_letter_queue_after_max_receive_count(m
     (dead,) = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=1)["Messages"]
     assert dead["Body"] == "poison"
     assert create_queue(sqs, spec) == {spec.env_var: url, spec.dlq_env_var: dlq_url}
+
+
+def test_creating_tables_twice_is_harmless_past_the_first_page_of_list_tables(moto_aws: dict[str, str]) -> None:
+    import boto3
+
+    # ListTables answers 100 names a page: the run's tables sort after a hundred others, on page two.
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    for n in range(100):
+        client.create_table(
+            TableName=f"a-filler-{n:03}",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    first = create_tables(client, prefix="zz-")
+    assert create_tables(client, prefix="zz-") == first
+    assert len(client.list_tables()["TableNames"]) == 100
