@@ -52,6 +52,27 @@ class QuotaRequest(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
+class TenantEntitlementsOut(BaseModel):
+    """`GET /v1/tenants/{tenant_id}/entitlements` (billing_platform.entitlements.views.TenantEntitlements)."""
+
+    tenant_id: str
+    plan_id: str = Field(description="The plan in force: the subscription's, or the catalog default (free)")
+    status: str = Field(
+        description="active, trialing, past_due (within the plan's grace), suspended (unpaid, paused or past "
+        "due beyond grace: quotas deny, features off) or canceled (the subscription ended: default plan)"
+    )
+    subscribed: bool = Field(
+        description="True while the tenant holds a subscription that has not ended: trialing, active, past_due "
+        "or suspended, including one set to cancel at its period's end (until then); exactly when POST "
+        "/v1/subscriptions would answer 409 subscription_exists. False on the default plan: never subscribed, "
+        "or the subscription ended (canceled immediately or at its period's end)"
+    )
+    period_start: str = Field(description="ISO 8601 UTC")
+    period_end: str = Field(description="ISO 8601 UTC")
+    features: dict[str, bool]
+    quotas: list[dict[str, Any]] = Field(description="Each quota of the plan, with its live grants")
+
+
 class ReleaseRequest(QuotaRequest):
     # With an idempotency key the release gives back exactly what that consume took.
     quantity: Quantity | None = None  # type: ignore[assignment]
@@ -101,9 +122,9 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 
 
 @app.get("/v1/tenants/<tenant_id>/entitlements")
-def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
+def list_entitlements(tenant_id: TenantId) -> TenantEntitlementsOut:
     tenant_caller(app, tenant_id)
-    return service().entitlements(tenant_id).to_dict()
+    return TenantEntitlementsOut.model_validate(service().entitlements(tenant_id).to_dict())
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)

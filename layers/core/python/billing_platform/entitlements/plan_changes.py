@@ -67,7 +67,7 @@ def revoke(ctx: EntitlementContext, tenant_id: str) -> None:
     plan = TenantPlan(
         tenant_id=tenant_id,
         plan_id=default.id,
-        status="canceled",
+        status=PlanStatus.CANCELED.value,
         period_start=start,
         period_end=end,
         features=dict(default.features),
