@@ -2,7 +2,6 @@
 POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
 GET /v1/tenants/{tenant_id}/audit."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -17,6 +16,7 @@ from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
@@ -35,7 +35,7 @@ class CreateApiKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
-    expires_at: datetime | None = None
+    expires_at: UtcInstant | None = None
 
 
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
