@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from billing_platform import logs
+
+logs.configure()  # silent outside Lambda unless the host configures logging; structured inside (logs.py)
+
 if TYPE_CHECKING:
     from billing_platform.entitlements.enforcer import (
         EntitlementEnforcer,

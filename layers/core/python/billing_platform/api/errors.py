@@ -16,9 +16,9 @@ Oversized bodies (413) and bodies that are not UTF-8 (422, the shape above) are 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from botocore.exceptions import ClientError
@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from billing_platform.conditions import error_code, transient
 from billing_platform.errors import BillingError, RateLimitedError
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS = 1
 

@@ -12,11 +12,11 @@ import base64
 import binascii
 import inspect
 import json
+import logging
 import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     # Powertools' OpenAPI models cost ~50 ms to import and only the /openapi.json document needs them.
     from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from billing_platform.audit.log import AuditEntry, AuditLog
@@ -17,7 +17,7 @@ from billing_platform.dynamodb import utc_now
 from billing_platform.errors import NotFoundError, ValidationError
 from billing_platform.settings import Settings, get_settings
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyService:

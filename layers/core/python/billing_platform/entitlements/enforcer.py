@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,8 +37,9 @@ from billing_platform.entitlements.models import DenyReason, EntitlementCheck, d
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import EntitlementEnforcementError, UnprocessableError
 from billing_platform.ids import TenantIdLike, tenant_id_str
-from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # Imported where used: the reservation modules import the entitlement package themselves.

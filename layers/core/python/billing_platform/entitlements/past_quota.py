@@ -11,6 +11,7 @@ grants read in the same round are together short of the quantity. Anything other
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,7 +33,8 @@ from billing_platform.entitlements.repository import ConsumeRecord, counter_key
 from billing_platform.errors import RateLimitedError
 from billing_platform.grants.draw import drawn_from
 from billing_platform.grants.models import DrawPlan
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def take_past_quota(

@@ -17,6 +17,7 @@ only ever given when the shards read together, and the tenant's live grants, hav
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -39,7 +40,8 @@ from billing_platform.entitlements.past_quota import take_past_quota
 from billing_platform.entitlements.reconcile import provision
 from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
 from billing_platform.errors import RateLimitedError
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def slow_path(

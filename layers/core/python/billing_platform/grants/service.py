@@ -6,6 +6,7 @@ Drawing grants is part of consuming (`billing_platform.entitlements`); buying th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,8 +23,9 @@ from billing_platform.grants.models import (
     new_grant_id,
 )
 from billing_platform.grants.repository import GrantRepository
-from billing_platform.observability import logger
 from billing_platform.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 VOID_ATTEMPTS = 8
 

@@ -14,6 +14,7 @@ from Stripe (a checkout session's line items are never in the event).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from billing_platform.catalog.models import Catalog, TopupPrice
 from billing_platform.grants.models import Grant, GrantSource, GrantState, grant_id_for_source
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.ids import TENANT_ID_PATTERN
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 ACTOR = "stripe:webhook"
 LineSource = Literal["checkout_session", "invoice"]

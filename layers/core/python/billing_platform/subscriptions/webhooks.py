@@ -21,6 +21,7 @@ before the entitlement effects run; if those fail, the redelivery of that same e
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,11 +31,12 @@ from billing_platform.catalog import Catalog, Plan, load_catalog
 from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
-from billing_platform.observability import logger
 from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome, subscription_terms
 from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
+
+logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_EVENTS = frozenset(
     {
