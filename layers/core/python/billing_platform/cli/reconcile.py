@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -49,15 +49,7 @@ class ReconcileReport:
         return not self.drift and not self.entitlement_drift
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "subscription_id": self.subscription_id,
-            "in_sync": self.in_sync,
-            "drift": self.drift,
-            "entitlement_drift": self.entitlement_drift,
-            "applied": self.applied,
-            "outcome": self.outcome,
-        }
+        return {**asdict(self), "in_sync": self.in_sync}
 
 
 def _epoch(value: datetime | None) -> int | None:
