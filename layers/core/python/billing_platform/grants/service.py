@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog.models import Catalog, load_catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
 from billing_platform.grants.models import (
     CreateGrantRequest,
@@ -28,10 +29,6 @@ from billing_platform.settings import Settings, get_settings
 VOID_ATTEMPTS = 8
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class GrantService:
     """Operator grants. Promises: a created grant is audited in the same transaction; a void takes exactly
     the remainder it audits (re-read if a draw raced it); bad input (unknown tenant or resource, an
@@ -44,7 +41,7 @@ class GrantService:
         repository: GrantRepository | None = None,
         catalog: Catalog | None = None,
         tenant_known: Callable[[str], bool] | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = repository or GrantRepository(self._settings)
