@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Catalog, TopupPrice
 from billing_platform.grants.models import Grant, GrantSource, GrantState, grant_id_for_source
 from billing_platform.grants.repository import GrantRepository
@@ -155,14 +156,8 @@ class TopupGrants:
         event_id: str,
     ) -> str:
         grants = [self._grant_of(tenant_id, object_id, source, line, paid_at) for line in lines]
-        audit = AuditEntry(
-            tenant_id=tenant_id,
-            actor=ACTOR,
-            action="grant.topup",
-            target=object_id,
-            request_id=event_id,
-            after={"grants": [g.to_dict(paid_at) for g in grants]},
-        )
+        after = {"grants": [g.to_dict(paid_at) for g in grants]}
+        audit = AuditEntry.by(Actor(ACTOR, event_id), tenant_id, "grant.topup", object_id, after=after)
         if not self._repo.create(grants, audit):
             logger.info("top-up already granted", extra={"tenant_id": tenant_id, "source_id": object_id})
             return "topup_duplicate"

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog import Catalog, Plan, load_catalog
 from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
@@ -205,13 +206,8 @@ class WebhookProcessor:
     def _bind(
         self, tenant_id: str, customer_id: str, email: str | None, name: str | None, version: int | None = None
     ) -> None:
-        audit = AuditEntry(
-            tenant_id=tenant_id,
-            actor=ACTOR,
-            action="customer.bind",
-            target=customer_id,
-            after={"customer_id": customer_id, "email": email},
-        )
+        after = {"customer_id": customer_id, "email": email}
+        audit = AuditEntry.by(Actor(ACTOR), tenant_id, "customer.bind", customer_id, after=after)
         if not self._repo.bind_customer(tenant_id, customer_id, email=email, name=name, audit=audit, version=version):
             logger.warning(
                 "customer not bound: bound elsewhere, or a newer customer event was applied",
@@ -264,14 +260,10 @@ class WebhookProcessor:
                 return verdict, tenant_id
             plan = self._plan_for(sub)
             record = self._next_record(tenant_id, current, sub, plan, event)
-            audit = AuditEntry(
-                tenant_id=tenant_id,
-                actor=ACTOR,
-                action=f"subscription.{event.type.rsplit('.', 1)[-1]}",
-                target=sub.id,
-                request_id=event.id,
-                before=current.snapshot() if current else None,
-                after=record.snapshot(),
+            action = f"subscription.{event.type.rsplit('.', 1)[-1]}"
+            before = current.snapshot() if current else None
+            audit = AuditEntry.by(
+                Actor(ACTOR, event.id), tenant_id, action, sub.id, before=before, after=record.snapshot()
             )
             try:
                 self._repo.save_subscription(record, current.revision if current else None, audit)
