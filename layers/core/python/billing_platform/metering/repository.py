@@ -26,6 +26,7 @@ from typing import Any
 from billing_platform.conditions import applied
 from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, query_sort_key_range, utc_now
 from billing_platform.subscriptions.models import SubscriptionRecord
+from billing_platform.subscriptions.repository import subscription_key
 
 BATCH_GET_MAX = 100
 ZERO = Decimal(0)
@@ -107,9 +108,7 @@ class MeterWatermarkRepository(BillingTable):
         wanted = sorted(set(tenant_ids))
         found: dict[str, SubscriptionRecord] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
-            keys = [
-                {"pk": {"S": f"TENANT#{t}"}, "sk": {"S": "SUBSCRIPTION"}} for t in wanted[start : start + BATCH_GET_MAX]
-            ]
+            keys = [subscription_key(t) for t in wanted[start : start + BATCH_GET_MAX]]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
