@@ -100,7 +100,7 @@ class GrantService:
             if grant.state is GrantState.VOIDED:
                 raise ConflictError(f"grant {grant_id} is already voided", code="grant_voided")
             now = self._clock()
-            after = replace(
+            voided = replace(
                 grant,
                 state=GrantState.VOIDED,
                 remaining=Decimal(0),
@@ -108,14 +108,15 @@ class GrantService:
                 voided_at=now,
                 voided_by=actor.principal_id,
             )
-            before, after_void = grant.to_dict(now), after.to_dict(now)
-            audit = AuditEntry.by(actor, tenant_id, "grant.void", grant_id, before=before, after=after_void)
+            audit = AuditEntry.by(
+                actor, tenant_id, "grant.void", grant_id, before=grant.to_dict(now), after=voided.to_dict(now)
+            )
             if self._repo.void(grant, actor.principal_id, now, audit):
                 logger.info(
                     "grant voided",
                     extra={"tenant_id": tenant_id, "grant_id": grant_id, "voided": str(grant.remaining)},
                 )
-                return after
+                return voided
         raise ConflictError(f"grant {grant_id} is being drawn too fast to void; retry", code="grant_busy")
 
 
