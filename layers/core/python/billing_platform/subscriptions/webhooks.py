@@ -103,6 +103,27 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
     return str(sub) if sub else None
 
 
+def apply_entitlement_effect(record: SubscriptionRecord, entitlements: EntitlementEffects, *, by: str = "") -> None:
+    """Ask of the tenant's entitlements what `record.entitlement` says: its plan (`record.plan_id`, the
+    plan of its price) for its period, a suspension, or a revoke. `by` names who asks, in a suspension's
+    reason, when it is not a webhook (the reconcile)."""
+    if record.entitlement == "apply_plan" and record.plan_id is not None:
+        if record.current_period_start is None or record.current_period_end is None:
+            raise ValueError(f"subscription {record.subscription_id} has no billing period")
+        entitlements.apply_plan(
+            record.tenant_id,
+            record.plan_id,
+            period_start=record.current_period_start,
+            period_end=record.current_period_end,
+            status=record.status,
+            source_version=record.version,
+        )
+    elif record.entitlement == "suspend":
+        entitlements.suspend(record.tenant_id, reason=f"subscription {record.status}" + (f" ({by})" if by else ""))
+    elif record.entitlement == "revoke":
+        entitlements.revoke(record.tenant_id)
+
+
 class WebhookProcessor:
     """Applies verified Stripe events. Every public outcome is also the ledger's `outcome`."""
 
@@ -269,7 +290,8 @@ class WebhookProcessor:
                 self._repo.save_subscription(record, current.revision if current else None, audit)
             except StaleWrite:
                 continue  # another delivery wrote first: judge again against its state
-            self._apply_entitlements(record, plan)
+            if record.entitlement != "none":  # the entitlement service is built only when it is needed
+                apply_entitlement_effect(record, self.entitlements)
             return f"applied:{record.status}", tenant_id
         raise StaleWrite(tenant_id)
 
@@ -343,21 +365,3 @@ class WebhookProcessor:
         if status in ("canceled", "incomplete_expired"):
             return "revoke"
         return "none"  # incomplete: nothing paid yet, the tenant keeps what it had
-
-    def _apply_entitlements(self, record: SubscriptionRecord, plan: Plan | None) -> None:
-        action = record.entitlement
-        if action == "apply_plan" and plan is not None:
-            if record.current_period_start is None or record.current_period_end is None:
-                raise ValueError(f"subscription {record.subscription_id} has no billing period")
-            self.entitlements.apply_plan(
-                record.tenant_id,
-                plan.id,
-                period_start=record.current_period_start,
-                period_end=record.current_period_end,
-                status=record.status,
-                source_version=record.version,
-            )
-        elif action == "suspend":
-            self.entitlements.suspend(record.tenant_id, reason=f"subscription {record.status}")
-        elif action == "revoke":
-            self.entitlements.revoke(record.tenant_id)
