@@ -28,6 +28,7 @@ from billing_platform.grants.models import Grant, GrantSource, GrantState, grant
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.ids import TENANT_ID_PATTERN
 from billing_platform.observability import logger
+from billing_platform.providers.base import expandable_id
 
 ACTOR = "stripe:webhook"
 LineSource = Literal["checkout_session", "invoice"]
@@ -56,10 +57,7 @@ def line_price_id(line: Mapping[str, Any]) -> str | None:
     (checkout line items and older invoice lines; an id or an expanded object)."""
     pricing = line.get("pricing") or {}
     details = pricing.get("price_details") or {}
-    price = details.get("price") or line.get("price")
-    if isinstance(price, Mapping):
-        price = price.get("id")
-    return str(price) if price else None
+    return expandable_id(details.get("price") or line.get("price"))
 
 
 def line_quantity(line: Mapping[str, Any]) -> Decimal:
@@ -116,7 +114,7 @@ class TopupGrants:
         tenant_id = (
             valid_tenant_id(session.get("client_reference_id"))
             or valid_tenant_id(metadata.get("tenant_id"))
-            or self._tenant_for_customer(_id_of(session.get("customer")))
+            or self._tenant_for_customer(expandable_id(session.get("customer")))
         )
         lines = topup_lines(self._lines.list_line_items("checkout_session", session_id), self._catalog)
         if not lines:
@@ -137,7 +135,7 @@ class TopupGrants:
         if not lines:
             return "not_a_topup", None
         metadata = invoice.get("metadata") or {}
-        tenant_id = self._tenant_for_customer(_id_of(invoice.get("customer"))) or valid_tenant_id(
+        tenant_id = self._tenant_for_customer(expandable_id(invoice.get("customer"))) or valid_tenant_id(
             metadata.get("tenant_id")
         )
         if tenant_id is None:
@@ -190,9 +188,3 @@ class TopupGrants:
             created_by=ACTOR,
             price_id=line.price_id,
         )
-
-
-def _id_of(value: object) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return str(value) if value else None

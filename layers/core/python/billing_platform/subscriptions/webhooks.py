@@ -32,7 +32,12 @@ from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
 from billing_platform.observability import logger
-from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
+from billing_platform.providers.base import (
+    ProviderCustomer,
+    ProviderSubscription,
+    SyncBillingProvider,
+    expandable_id,
+)
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome, subscription_terms
 from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
@@ -97,10 +102,7 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
     """Current API versions: `parent.subscription_details.subscription`; older: `subscription`."""
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
-    sub = details.get("subscription") or invoice.get("subscription")
-    if isinstance(sub, Mapping):
-        sub = sub.get("id")
-    return str(sub) if sub else None
+    return expandable_id(details.get("subscription") or invoice.get("subscription"))
 
 
 def apply_entitlement_effect(record: SubscriptionRecord, entitlements: EntitlementEffects, *, by: str = "") -> None:
@@ -220,9 +222,8 @@ class WebhookProcessor:
             self._bind(str(tenant_id), str(customer_id), None, None)
         if mode == "payment":
             return self.topups.on_checkout(obj, event.id, event.created)
-        sub_id = obj["subscription"]
-        sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
-        return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
+        sub_id = str(expandable_id(obj["subscription"]))
+        return self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
 
     def _bind(
         self, tenant_id: str, customer_id: str, email: str | None, name: str | None, version: int | None = None
