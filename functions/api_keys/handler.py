@@ -47,8 +47,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
-        actor=actor.principal_id,
-        request_id=actor.request_id,
+        actor=actor,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)
     logger.info("api key created", extra={"tenant_id": tenant_id, "key_id": created.key.key_id})
@@ -73,7 +72,7 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
 @app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     actor = operator_actor(app)
-    key = keys().revoke(tenant_id, key_id, actor=actor.principal_id, request_id=actor.request_id)
+    key = keys().revoke(tenant_id, key_id, actor=actor)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
     return ApiKeyOut.model_validate(key.to_dict())
 

@@ -105,17 +105,10 @@ def release(body: ReleaseRequest) -> dict[str, object]:
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot
         # path (one request each; the counter is their record) and are not.
-        actor = actor_of(app, caller)
         after = {k: answer[k] for k in ("released", "used", "remaining", "resets_at")}
+        after["idempotency_key"] = body.idempotency_key
         audit().record(
-            AuditEntry(
-                tenant_id=body.tenant_id,
-                actor=actor.principal_id,
-                action="entitlement.release",
-                target=body.resource_type,
-                request_id=actor.request_id,
-                after={**after, "idempotency_key": body.idempotency_key},
-            )
+            AuditEntry.by(actor_of(app, caller), body.tenant_id, "entitlement.release", body.resource_type, after=after)
         )
     logger.info("quota released", extra={"resource_type": body.resource_type, "released": answer["released"]})
     return answer
@@ -130,7 +123,7 @@ def list_entitlements(tenant_id: TenantId) -> TenantEntitlementsOut:
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)
 def create_grant(tenant_id: TenantId, body: CreateGrantRequest) -> Response[dict[str, object]]:
     actor = operator_actor(app)
-    grant = grants().create(tenant_id, body, actor=actor.principal_id, request_id=actor.request_id)
+    grant = grants().create(tenant_id, body, actor=actor)
     count("GrantCreated", resource_type=grant.resource_type)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=grant.to_dict(utc_now()))
 
@@ -145,7 +138,7 @@ def list_grants(tenant_id: TenantId, resource_type: ResourceFilter = None) -> di
 @app.delete("/v1/tenants/<tenant_id>/grants/<grant_id>")
 def void_grant(tenant_id: TenantId, grant_id: GrantId) -> dict[str, object]:
     actor = operator_actor(app)
-    return grants().void(tenant_id, grant_id, actor=actor.principal_id, request_id=actor.request_id).to_dict(utc_now())
+    return grants().void(tenant_id, grant_id, actor=actor).to_dict(utc_now())
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

@@ -339,6 +339,11 @@ def check_from_counter(
     )
 
 
+def layout_live(counters: list[QuotaCounter], shards: int, now: datetime) -> bool:
+    """Every shard of a `shards`-wide layout is there, active and inside its period at `now`."""
+    return len(counters) == shards and all(c.state is CounterState.ACTIVE and c.period_end > now for c in counters)
+
+
 def combine_shards(counters: list[QuotaCounter]) -> QuotaCounter:
     """The whole quota as one counter: sums of the shards' limits, used and remaining."""
     first = counters[0]

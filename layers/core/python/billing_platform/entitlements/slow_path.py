@@ -106,10 +106,9 @@ def _consume_spread(
 ) -> EntitlementCheck | int:
     """The sharded fallback: read every shard, take from one that covers the quantity, else spread
     the take over several in one transaction; deny only when all of them together fall short."""
-    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
-        counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
+        counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
         if len(counters) != shards or any(c.state is CounterState.RETIRED for c in counters):
             return provision(ctx, tenant_id, resource_type)
         expired = [c for c in counters if c.period_end <= now]
@@ -141,7 +140,8 @@ def _consume_spread(
             )
         if len(takes) == 1 and record is None:
             counter, take = takes[0]
-            after, _old = ctx.repo.consume(keys[counter.shard], take, now, enforce=enforce)
+            key = counter_key(tenant_id, resource_type, counter.shard, shards)
+            after, _old = ctx.repo.consume(key, take, now, enforce=enforce)
             if after is not None:
                 return granted(after, quantity, enforce, shards, ((counter.shard, take),), None)
             continue

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar
@@ -107,8 +107,6 @@ class SyncUsageTracker:
         if self.flush_interval_seconds <= 0:
             raise ValueError("flush_interval_seconds must be positive")
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
-        # Same window the consumer enforces, so a record accepted here is not refused there.
-        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
         self._max_buffered = max_buffered
         self._clock = clock
         self._sleep = sleep
@@ -172,7 +170,7 @@ class SyncUsageTracker:
         record = build_record(
             tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
         )
-        check_record(record, self._catalog, now=self._clock(), max_age=self._max_age)
+        check_record(record, self._catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
         encoded = record.wire_json()
         with self._lock:
             if len(self._buffer) >= self._max_buffered:
