@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform import resources
+
+if TYPE_CHECKING:
+    from billing_platform.catalog import Catalog
 
 
 class Settings(BaseModel):
@@ -63,6 +66,15 @@ class Settings(BaseModel):
         inside its raw item's TTL, as a record older than that could be written again after its item
         expired and count twice."""
         return timedelta(days=self.usage_record_ttl_days) - timedelta(hours=1)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The plan catalog at `plan_catalog_path` (the packaged one when unset), read on first use and
+        cached per path for the life of the container."""
+        # Imported here: a handler that never reads the catalog does not load its models at cold start.
+        from billing_platform.catalog import load_catalog
+
+        return load_catalog(self.plan_catalog_path)
 
     @property
     def uses_stripe(self) -> bool:

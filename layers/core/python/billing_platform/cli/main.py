@@ -232,9 +232,7 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         entitlements = EntitlementService(settings, catalog=catalog)
         processor = None
         if args.apply:
-            processor = WebhookProcessor(
-                provider, settings=settings, repository=repository, entitlements=entitlements, catalog=catalog
-            )
+            processor = WebhookProcessor(provider, settings=settings, repository=repository, entitlements=entitlements)
         reconciled = reconcile_tenant(
             args.tenant_id,
             provider,

@@ -34,7 +34,7 @@ def show_tenant(tenant_id: str, settings: Settings, *, days: int = 7, now: datet
         out["entitlements"] = EntitlementService(settings, catalog=catalog).entitlements(tenant_id).to_dict()
     except BillingError as exc:
         out["entitlements"] = {"error": exc.to_dict()}
-    usage = UsageAggregator(settings=settings, catalog=catalog, clock=lambda: now).sync
+    usage = UsageAggregator(settings=settings, clock=lambda: now).sync
     out["usage"] = {}
     for resource in sorted(catalog.resource_types):
         trend = usage.get_usage_trends(tenant_id, resource, days)

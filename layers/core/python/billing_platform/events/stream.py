@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform import resources
-from billing_platform.catalog.models import DEFAULT_THRESHOLDS, Catalog, load_catalog
+from billing_platform.catalog.models import DEFAULT_THRESHOLDS
 from billing_platform.events.detection import (
     CounterChange,
     counter_change,
@@ -96,13 +96,11 @@ class QuotaEventProcessor:
         *,
         ledger: EventLedger | None = None,
         publisher: EventPublisher | None = None,
-        catalog: Callable[[], Catalog] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
         self._ledger = ledger or EventLedger(self._settings)
         self._publisher = publisher or EventPublisher(self._settings)
-        self._catalog = catalog or (lambda: load_catalog(self._settings.plan_catalog_path))
         self.emitter = EventEmitter(self._ledger, self._publisher, clock)
 
     def process(self, records: list[dict[str, Any]]) -> StreamResult:
@@ -139,7 +137,7 @@ class QuotaEventProcessor:
         return []
 
     def _thresholds(self, plan_id: str) -> tuple[Decimal, ...]:
-        plan = self._catalog().plans.get(plan_id)
+        plan = self._settings.catalog.plans.get(plan_id)
         return plan.thresholds if plan is not None else DEFAULT_THRESHOLDS
 
     def _crossings(

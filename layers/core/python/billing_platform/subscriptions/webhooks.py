@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
-from billing_platform.catalog import Catalog, Plan, load_catalog
+from billing_platform.catalog import Plan
 from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
@@ -138,14 +138,12 @@ class WebhookProcessor:
         settings: Settings | None = None,
         repository: SubscriptionRepository | None = None,
         entitlements: EntitlementEffects | None = None,
-        catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
         self._provider = provider
         self._repo = repository or SubscriptionRepository(self._settings)
         self._entitlements = entitlements
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
         self._topups: TopupGrants | None = None
 
@@ -164,7 +162,7 @@ class WebhookProcessor:
         if self._topups is None:
             self._topups = TopupGrants(
                 GrantRepository(self._settings, self._repo.client),
-                self._catalog,
+                self._settings.catalog,
                 self._provider,
                 self._tenant_for_customer_id,
             )
@@ -324,7 +322,7 @@ class WebhookProcessor:
     def _plan_for(self, sub: ProviderSubscription) -> Plan | None:
         if sub.price_id is None:
             return None
-        return self._catalog.plan_for_price(sub.price_id)  # CatalogError -> 5xx: retried once fixed
+        return self._settings.catalog.plan_for_price(sub.price_id)  # CatalogError -> 5xx: retried once fixed
 
     def _next_record(
         self,

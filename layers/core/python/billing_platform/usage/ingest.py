@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billing_platform.auth.caller import Caller
-from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import UsageRecord, check_record, new_record_id, parse_record
@@ -67,13 +66,11 @@ class UsageIngestService:
         self,
         settings: Settings | None = None,
         sender: UsageSender | None = None,
-        catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings or get_settings()
         self._sender = sender
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
         self._sleep = sleep
 
@@ -148,5 +145,5 @@ class UsageIngestService:
         if isinstance(data.get("quantity"), bool) or "quantity" not in data:
             raise UnprocessableError("quantity must be a number", details={"field": "quantity"})
         record = parse_record(data)
-        check_record(record, self._catalog, now=now, max_age=self._settings.usage_record_max_age)
+        check_record(record, self._settings.catalog, now=now, max_age=self._settings.usage_record_max_age)
         return record

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import ValidationError
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.instants import to_utc
@@ -89,17 +88,15 @@ class SyncUsageAggregator:
         usage_repository: AggregateRepository | None = None,
         *,
         settings: Settings | None = None,
-        catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = usage_repository or AggregateRepository(self._settings)
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
 
     def get_usage_trends(self, tenant_id: TenantIdLike, resource_type: str, days: int = 30) -> UsageTrend:
         """One point per UTC day for the last `days` days (today included), oldest first, zero-filled."""
-        self._catalog.require_resource_type(resource_type)
+        self._settings.catalog.require_resource_type(resource_type)
         if not 1 <= days <= MAX_TREND_DAYS:
             raise ValidationError(f"days must be between 1 and {MAX_TREND_DAYS}")
         tenant = tenant_id_str(tenant_id)
@@ -114,7 +111,7 @@ class SyncUsageAggregator:
         """The `limit` tenants with the most usage of `resource_type` in the whole hours covering
         [start_time, end_time) (see `whole_hours`), exact: whole months, days and hours tiling the range
         are read and merged per tenant. Ties order by tenant id."""
-        self._catalog.require_resource_type(resource_type)
+        self._settings.catalog.require_resource_type(resource_type)
         start, end = whole_hours(start_time, end_time)
         if start.year < EARLIEST_YEAR:  # no usage is that old; bucket labels assume four-digit years
             raise ValidationError(f"start must be in {EARLIEST_YEAR} or later")
@@ -141,10 +138,9 @@ class UsageAggregator:
         usage_repository: AggregateRepository | None = None,
         *,
         settings: Settings | None = None,
-        catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._sync = SyncUsageAggregator(usage_repository, settings=settings, catalog=catalog, clock=clock)
+        self._sync = SyncUsageAggregator(usage_repository, settings=settings, clock=clock)
 
     @property
     def sync(self) -> SyncUsageAggregator:

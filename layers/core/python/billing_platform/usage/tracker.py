@@ -28,7 +28,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
-from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingError
 from billing_platform.ids import TenantIdLike
 from billing_platform.offload import run_blocking
@@ -88,7 +87,6 @@ class SyncUsageTracker:
         flush_interval_seconds: float | None = None,
         *,
         settings: Settings | None = None,
-        catalog: Catalog | None = None,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
@@ -106,7 +104,6 @@ class SyncUsageTracker:
         self.flush_interval_seconds = interval if interval is not None else self._settings.usage_tracker_flush_interval
         if self.flush_interval_seconds <= 0:
             raise ValueError("flush_interval_seconds must be positive")
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._max_buffered = max_buffered
         self._clock = clock
         self._sleep = sleep
@@ -170,7 +167,7 @@ class SyncUsageTracker:
         record = build_record(
             tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
         )
-        check_record(record, self._catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
+        check_record(record, self._settings.catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
         encoded = record.wire_json()
         with self._lock:
             if len(self._buffer) >= self._max_buffered:
@@ -329,7 +326,6 @@ class UsageTracker:
         flush_interval_seconds: float | None = None,
         *,
         settings: Settings | None = None,
-        catalog: Catalog | None = None,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
@@ -339,7 +335,6 @@ class UsageTracker:
             batch_size,
             flush_interval_seconds,
             settings=settings,
-            catalog=catalog,
             max_buffered=max_buffered,
             clock=clock,
             sleep=sleep,
