@@ -14,6 +14,7 @@ from typing import Any
 
 from billing_platform import resources
 from billing_platform.catalog.models import DEFAULT_THRESHOLDS
+from billing_platform.dynamodb import utc_now
 from billing_platform.events.detection import (
     CounterChange,
     counter_change,
@@ -96,12 +97,11 @@ class QuotaEventProcessor:
         *,
         ledger: EventLedger | None = None,
         publisher: EventPublisher | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
         self._ledger = ledger or EventLedger(self._settings)
         self._publisher = publisher or EventPublisher(self._settings)
-        self.emitter = EventEmitter(self._ledger, self._publisher, clock)
+        self.emitter = EventEmitter(self._ledger, self._publisher, utc_now)
 
     def process(self, records: list[dict[str, Any]]) -> StreamResult:
         result = StreamResult()

@@ -8,12 +8,12 @@ consistent before its event is claimed, and the ledger makes overlapping runs ha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from billing_platform import resources
+from billing_platform.dynamodb import utc_now
 from billing_platform.events.detection import grant_snapshot
 from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
@@ -39,21 +39,13 @@ class SweepResult:
 
 
 class EventSweeper:
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        ledger: EventLedger | None = None,
-        publisher: EventPublisher | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._settings = settings or get_settings()
-        self._ledger = ledger or EventLedger(self._settings)
-        self._clock = clock
-        self._emitter = EventEmitter(self._ledger, publisher or EventPublisher(self._settings), clock)
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        self._ledger = EventLedger(settings)
+        self._emitter = EventEmitter(self._ledger, EventPublisher(settings), utc_now)
 
     def run(self) -> SweepResult:
-        now = self._clock()
+        now = utc_now()
         result = SweepResult()
         cursor = self._ledger.sweep_cursor()
         since = (cursor - GSI_LAG_MARGIN) if cursor else now - FIRST_RUN_LOOKBACK

@@ -40,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingProviderError, ProviderRateLimitError, ProviderUnavailableError
 from billing_platform.metering.repository import HourWatermark, MeterWatermarkRepository, PendingReport
 from billing_platform.providers.meter_events import MeterEvent, MeterEventSender
@@ -141,7 +140,6 @@ class MeterReporter:
         settings: Settings | None = None,
         watermarks: MeterWatermarkRepository | None = None,
         aggregates: AggregateRepository | None = None,
-        catalog: Catalog | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lookback_days: int = LOOKBACK_DAYS,
         should_continue: Callable[[], bool] = lambda: True,
@@ -152,7 +150,6 @@ class MeterReporter:
         self._sender = sender
         self._watermarks = watermarks or MeterWatermarkRepository(self._settings)
         self._aggregates = aggregates or AggregateRepository(self._settings)
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
         self._lookback_days = lookback_days
         self._should_continue = should_continue
@@ -161,7 +158,9 @@ class MeterReporter:
 
     def metered_resources(self) -> list[str]:
         """Resource types that some plan meters."""
-        return sorted({r for plan in self._catalog.plans.values() for r, q in plan.quotas.items() if q.metered})
+        return sorted(
+            {r for plan in self._settings.catalog.plans.values() for r, q in plan.quotas.items() if q.metered}
+        )
 
     def run(self) -> MeterRunReport:
         """Report every unreported unit of the look-back window. Stripe's refusals and outages are
@@ -240,7 +239,7 @@ class MeterReporter:
     def _tenant(self, record: SubscriptionRecord | None) -> _Tenant:
         if record is None or record.plan_id is None or record.status not in REPORTED_STATUSES:
             return _Tenant(record, frozenset())
-        plan = self._catalog.plans.get(record.plan_id)
+        plan = self._settings.catalog.plans.get(record.plan_id)
         if plan is None:
             return _Tenant(record, frozenset())
         return _Tenant(record, frozenset(r for r, q in plan.quotas.items() if q.metered))
@@ -300,7 +299,7 @@ class MeterReporter:
             return True
         record = tenant.record
         assert record is not None  # metered implies a subscription record
-        resource_type = self._catalog.require_resource_type(resource)
+        resource_type = self._settings.catalog.require_resource_type(resource)
         pending = PendingReport(
             from_=reported,
             to=total,

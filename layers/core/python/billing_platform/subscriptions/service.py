@@ -12,7 +12,6 @@ from pydantic import BaseModel
 
 from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
-from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import CatalogError, ConflictError, NotFoundError
 from billing_platform.providers.base import ENDED_STATUSES, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
@@ -35,13 +34,10 @@ class SubscriptionService:
         provider: SyncBillingProvider,
         *,
         settings: Settings | None = None,
-        repository: SubscriptionRepository | None = None,
-        catalog: Catalog | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._provider = provider
-        self._repo = repository or SubscriptionRepository(self._settings)
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
+        self._repo = SubscriptionRepository(self._settings)
 
     @property
     def provider(self) -> SyncBillingProvider:
@@ -63,7 +59,7 @@ class SubscriptionService:
         if price_id is None:
             return None
         try:
-            return self._catalog.plan_for_price(price_id).id
+            return self._settings.catalog.plan_for_price(price_id).id
         except CatalogError:
             return None
 
@@ -102,7 +98,7 @@ class SubscriptionService:
         return CustomerOut.from_provider(customer, self._repo.tenant_for_customer(customer_id))
 
     def create_subscription(self, request: CreateSubscriptionRequest, actor: Actor) -> SubscriptionOut:
-        plan = self._catalog.plan_for_price(request.price_id)  # 422 unknown_price before Stripe is asked
+        plan = self._settings.catalog.plan_for_price(request.price_id)  # 422 unknown_price before Stripe is asked
         customer_id = self._repo.customer_for_tenant(request.tenant_id)
         if customer_id is None:
             raise NotFoundError(
@@ -129,7 +125,7 @@ class SubscriptionService:
         return self._out(self._provider.get_subscription(subscription_id))
 
     def change_price(self, subscription_id: str, request: UpdateSubscriptionRequest, actor: Actor) -> SubscriptionOut:
-        self._catalog.plan_for_price(request.price_id)
+        self._settings.catalog.plan_for_price(request.price_id)
         # Read first: the audit entry records the state before the change (and a missing subscription
         # is a 404 before any mutation is attempted).
         before = self._out(self._provider.get_subscription(subscription_id))

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog import Plan
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
@@ -138,13 +139,11 @@ class WebhookProcessor:
         settings: Settings | None = None,
         repository: SubscriptionRepository | None = None,
         entitlements: EntitlementEffects | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or get_settings()
         self._provider = provider
         self._repo = repository or SubscriptionRepository(self._settings)
         self._entitlements = entitlements
-        self._clock = clock
         self._topups: TopupGrants | None = None
 
     @property
@@ -359,7 +358,7 @@ class WebhookProcessor:
             return "apply_plan"
         if status == "past_due":
             grace = timedelta(days=plan.past_due_grace_days if plan else 0)
-            in_grace = past_due_since is not None and self._clock() < past_due_since + grace
+            in_grace = past_due_since is not None and utc_now() < past_due_since + grace
             return "apply_plan" if in_grace else "suspend"
         if status in ("unpaid", "paused"):
             return "suspend"

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from billing_platform import resources
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.auth.caller import Actor
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ConflictError, NotFoundError, ValidationError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.tenant_webhooks.models import ALL_EVENTS, CreatedEndpoint, WebhookEndpoint
@@ -68,17 +67,10 @@ def check_event_types(enabled: list[str]) -> tuple[str, ...]:
 
 
 class WebhookEndpointService:
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        repository: WebhookEndpointRepository | None = None,
-        audit: AuditLog | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings or get_settings()
-        self._repository = repository or WebhookEndpointRepository(self._settings)
-        self._audit = audit or AuditLog(self._settings)
-        self._clock = clock
+        self._repository = WebhookEndpointRepository(self._settings)
+        self._audit = AuditLog(self._settings)
 
     def create(
         self,
@@ -96,7 +88,7 @@ class WebhookEndpointService:
             raise ConflictError(
                 f"a tenant has at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints", code="too_many_endpoints"
             )
-        now = self._clock()
+        now = utc_now()
         endpoint = WebhookEndpoint(
             endpoint_id=new_endpoint_id(),
             tenant_id=tenant_id,
@@ -123,7 +115,7 @@ class WebhookEndpointService:
         if endpoint is None:
             raise NotFoundError("no such webhook endpoint for this tenant", details={"endpoint_id": endpoint_id})
         entry = AuditEntry.by(
-            actor, tenant_id, "webhook_endpoint.deleted", endpoint_id, before=endpoint.to_dict(), at=self._clock()
+            actor, tenant_id, "webhook_endpoint.deleted", endpoint_id, before=endpoint.to_dict(), at=utc_now()
         )
         if not self._repository.delete(endpoint, self._audit.put_item_request(entry)):
             raise NotFoundError("no such webhook endpoint for this tenant", details={"endpoint_id": endpoint_id})

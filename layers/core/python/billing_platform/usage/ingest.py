@@ -4,13 +4,13 @@ the accepted ones on the usage queue by the same path as the tracker."""
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from billing_platform.auth.caller import Caller
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import UsageRecord, check_record, new_record_id, parse_record
@@ -62,17 +62,9 @@ def derived_record_id(tenant_id: str, idempotency_key: str, index: int) -> str:
 class UsageIngestService:
     """Accepts a batch of records for one caller: 202-style partial acceptance with per-record errors."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        sender: UsageSender | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings or get_settings()
-        self._sender = sender
-        self._clock = clock
-        self._sleep = sleep
+        self._sender: UsageSender | None = None  # built on the first send
 
     @property
     def sender(self) -> UsageSender:
@@ -88,7 +80,7 @@ class UsageIngestService:
         `UsageEnqueueError` when the queue did not take them all."""
         if not 1 <= len(records) <= MAX_RECORDS_PER_REQUEST:
             raise UnprocessableError(f"records must hold 1 to {MAX_RECORDS_PER_REQUEST} records")
-        now = self._clock()
+        now = utc_now()
         result = IngestResult()
         accepted: list[UsageRecord] = []
         seen: set[tuple[str, str]] = set()
@@ -108,9 +100,7 @@ class UsageIngestService:
             if all(e.status == TenantAccessDenied.http_status for e in result.errors):
                 raise TenantAccessDenied("this API key can only report usage of its own tenant")
             raise UnprocessableError("no valid usage record", details={"errors": [e.to_dict() for e in result.errors]})
-        report = send_records(
-            self.sender, [r.wire_json() for r in accepted], self._settings.usage_tracker_batch_size, sleep=self._sleep
-        )
+        report = send_records(self.sender, [r.wire_json() for r in accepted], self._settings.usage_tracker_batch_size)
         if report.unsent:
             raise UsageEnqueueError(
                 "the usage queue did not take every record; retry with the same record ids",
