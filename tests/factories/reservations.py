@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from billing_platform.catalog.models import Catalog, parse_catalog
+from billing_platform.catalog.models import Catalog
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.reservations import ReservationService
@@ -24,17 +25,8 @@ from billing_platform.usage.consumer import UsageConsumerService
 from billing_platform.usage.queue import SendOutcome
 from billing_platform.usage.repository import UsageRecordRepository
 
-CATALOG = """{
-  "version": "test",
-  "resource_types": {"tokens": {"unit": "token", "meter_event_name": "tokens"}},
-  "default_plan": "hard",
-  "plans": {
-    "hard": {"name": "Hard", "quotas": {"tokens": {"limit": "5000", "policy": "hard"}}},
-    "contended": {"name": "Contended", "quotas": {"tokens": {"limit": "15000", "policy": "hard"}}},
-    "soft": {"name": "Soft", "quotas": {"tokens": {"limit": "1000", "policy": "soft"}}},
-    "sharded": {"name": "Sharded", "quotas": {"tokens": {"limit": "4000", "policy": "hard"}}, "counter_shards": 4}
-  }
-}"""
+# The plan catalog every service of the harness reads (through the settings).
+CATALOG_PATH = Path(__file__).with_name("reservations_plans.json")
 
 
 class Clock:
@@ -80,14 +72,15 @@ class Harness:
             config=Config(max_pool_connections=threads + 8, retries={"mode": "standard", "max_attempts": 8}),
         )
         self.settings = Settings(
-            billing_table_name=names["BILLING_TABLE_NAME"], usage_table_name=names["USAGE_TABLE_NAME"]
+            billing_table_name=names["BILLING_TABLE_NAME"],
+            usage_table_name=names["USAGE_TABLE_NAME"],
+            plan_catalog_path=str(CATALOG_PATH),
         )
-        self.catalog: Catalog = parse_catalog(CATALOG)
+        self.catalog: Catalog = self.settings.catalog
         self.clock = Clock()
         self.consumer = UsageConsumerService(
             self.settings,
             repository=UsageRecordRepository(self.settings, client=self.client),
-            catalog=self.catalog,
             clock=self.clock,
         )
         self.sender = ConsumerSender(self.consumer)

@@ -29,12 +29,11 @@ class ApiKeyService:
         self,
         settings: Settings | None = None,
         repository: ApiKeyRepository | None = None,
-        audit: AuditLog | None = None,
         usage_plan: UsagePlanKeys | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._repository = repository or ApiKeyRepository(self._settings)
-        self._audit = audit or AuditLog(self._settings)
+        self._audit = AuditLog(self._settings)
         self._usage_plan = usage_plan
         if usage_plan is None and self._settings.usage_plan_id:
             self._usage_plan = UsagePlanKeys(self._settings.usage_plan_id)

@@ -220,7 +220,6 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         return EXIT_OK, shown
 
     if args.command == "tenant" and args.action == "reconcile":
-        from billing_platform.catalog import load_catalog
         from billing_platform.cli.reconcile import reconcile_tenant
         from billing_platform.entitlements.service import EntitlementService
         from billing_platform.subscriptions.repository import SubscriptionRepository
@@ -228,18 +227,17 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
 
         provider = deps.stripe_provider(settings)
         repository = SubscriptionRepository(settings)
-        catalog = load_catalog(settings.plan_catalog_path)
-        entitlements = EntitlementService(settings, catalog=catalog)
+        entitlements = EntitlementService(settings)
         processor = None
         if args.apply:
-            processor = WebhookProcessor(provider, settings=settings, repository=repository, entitlements=entitlements)
+            processor = WebhookProcessor(provider, settings=settings, entitlements=entitlements)
         reconciled = reconcile_tenant(
             args.tenant_id,
             provider,
             repository,
             processor,
             entitlements=entitlements,
-            catalog=catalog,
+            catalog=settings.catalog,
             subscription_id=args.subscription_id,
             apply=args.apply,
             clock=deps.clock,
@@ -273,7 +271,7 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         repository = SubscriptionRepository(settings)
         processor = None
         if not args.dry_run:
-            processor = WebhookProcessor(deps.stripe_provider(settings), settings=settings, repository=repository)
+            processor = WebhookProcessor(deps.stripe_provider(settings), settings=settings)
         bar = Progress("replay", stream=deps.stderr, enabled=progress_enabled)
         replayed = replay_events(
             deps.stripe_events(settings),

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from billing_platform.catalog import Catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements.models import PlanStatus, TenantPlan
 from billing_platform.errors import NotFoundError
 from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
@@ -126,7 +127,7 @@ def reconcile_tenant(
     catalog: Catalog | None = None,
     subscription_id: str | None = None,
     apply: bool = False,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = utc_now,
 ) -> ReconcileReport:
     """Diff the stored subscription against Stripe (and, given `entitlements` and `catalog`, the stored
     plan against the subscription); with `apply`, fix the drift through the webhook path."""

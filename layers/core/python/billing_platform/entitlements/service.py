@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from billing_platform.catalog.models import Catalog, load_catalog
+from billing_platform.catalog.models import Catalog
 from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
@@ -60,7 +60,7 @@ class EntitlementService:
         self._ctx = EntitlementContext(
             settings=settings,
             repo=repository or EntitlementRepository(settings),
-            catalog=catalog or load_catalog(settings.plan_catalog_path),
+            catalog=catalog or settings.catalog,
             clock=clock,
             rng=rng or random.Random(),
             cache_ttl_seconds=cache_ttl_seconds,

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 
 from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
-from billing_platform.catalog.models import Catalog, load_catalog
 from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
 from billing_platform.grants.models import (
@@ -42,20 +41,16 @@ class GrantService:
         settings: Settings | None = None,
         *,
         repository: GrantRepository | None = None,
-        catalog: Catalog | None = None,
         tenant_known: Callable[[str], bool] | None = None,
-        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = repository or GrantRepository(self._settings)
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._tenant_known = tenant_known or _default_tenant_known(self._settings)
-        self._clock = clock
 
     def create(self, tenant_id: str, request: CreateGrantRequest, *, actor: Actor) -> Grant:
         """Grant `request.amount` of a resource to a known tenant on top of its plan."""
-        self._catalog.require_resource_type(request.resource_type)
-        now = self._clock()
+        self._settings.catalog.require_resource_type(request.resource_type)
+        now = utc_now()
         if request.expires_at is not None and request.expires_at.astimezone(UTC) <= now:
             raise UnprocessableError("expires_at must be in the future", code="invalid_expiry")
         if not self._tenant_known(tenant_id):
@@ -90,7 +85,7 @@ class GrantService:
     def list(self, tenant_id: str, resource_type: str | None = None) -> list[Grant]:
         """The tenant's grants (every state), in draw order per resource."""
         if resource_type is not None:
-            self._catalog.require_resource_type(resource_type)
+            self._settings.catalog.require_resource_type(resource_type)
         return self._repo.list(tenant_id, resource_type)
 
     def void(self, tenant_id: str, grant_id: str, *, actor: Actor) -> Grant:
@@ -101,7 +96,7 @@ class GrantService:
                 raise NotFoundError(f"no grant {grant_id!r} for tenant {tenant_id!r}", code="unknown_grant")
             if grant.state is GrantState.VOIDED:
                 raise ConflictError(f"grant {grant_id} is already voided", code="grant_voided")
-            now = self._clock()
+            now = utc_now()
             voided = replace(
                 grant,
                 state=GrantState.VOIDED,

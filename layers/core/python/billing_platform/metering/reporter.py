@@ -36,10 +36,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingProviderError, ProviderRateLimitError, ProviderUnavailableError
 from billing_platform.metering.repository import HourWatermark, MeterWatermarkRepository, PendingReport
 from billing_platform.providers.meter_events import MeterEvent, MeterEventSender
@@ -140,7 +141,7 @@ class MeterReporter:
         settings: Settings | None = None,
         watermarks: MeterWatermarkRepository | None = None,
         aggregates: AggregateRepository | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
         lookback_days: int = LOOKBACK_DAYS,
         should_continue: Callable[[], bool] = lambda: True,
         workers: int = 1,

@@ -39,10 +39,6 @@ class SubscriptionService:
         self._provider = provider
         self._repo = SubscriptionRepository(self._settings)
 
-    @property
-    def provider(self) -> SyncBillingProvider:
-        return self._provider
-
     def _audit(
         self,
         tenant_id: str,

@@ -137,12 +137,11 @@ class WebhookProcessor:
         provider: SyncBillingProvider,
         *,
         settings: Settings | None = None,
-        repository: SubscriptionRepository | None = None,
         entitlements: EntitlementEffects | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._provider = provider
-        self._repo = repository or SubscriptionRepository(self._settings)
+        self._repo = SubscriptionRepository(self._settings)
         self._entitlements = entitlements
         self._topups: TopupGrants | None = None
 

@@ -15,10 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
-from billing_platform.settings import Settings, get_settings
+from billing_platform.dynamodb import utc_now
+from billing_platform.settings import Settings
 from billing_platform.tenant_webhooks.repository import WebhookEndpointRepository
 from billing_platform.tenant_webhooks.signing import SIGNATURE_HEADER, signature_header
 
@@ -99,10 +100,9 @@ class WebhookDeliveryService:
         settings: Settings | None = None,
         repository: WebhookEndpointRepository | None = None,
         transport: Transport | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._settings = settings or get_settings()
-        self._repository = repository or WebhookEndpointRepository(self._settings)
+        self._repository = repository or WebhookEndpointRepository(settings)  # None: the process's settings
         self._transport = transport or UrllibTransport()
         self._clock = clock
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import ValidationError as PydanticError
 
-from billing_platform.catalog import Catalog, load_catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingError, UnprocessableError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import UsageMessage, check_record
@@ -28,12 +28,10 @@ class UsageConsumerService:
         self,
         settings: Settings | None = None,
         repository: UsageRecordRepository | None = None,
-        catalog: Catalog | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = repository or UsageRecordRepository(self._settings)
-        self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
 
     def process_message(self, body: str) -> int:
@@ -47,7 +45,7 @@ class UsageConsumerService:
         now = self._clock()
         for index, record in enumerate(message.records):
             try:
-                check_record(record, self._catalog, now=now, max_age=self._settings.usage_record_max_age)
+                check_record(record, self._settings.catalog, now=now, max_age=self._settings.usage_record_max_age)
             except BillingError as exc:
                 raise PoisonMessageError(
                     f"record {index}: {exc.message}", details={"record_id": record.record_id}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ValidationError
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.instants import to_utc
@@ -88,7 +89,7 @@ class SyncUsageAggregator:
         usage_repository: AggregateRepository | None = None,
         *,
         settings: Settings | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = usage_repository or AggregateRepository(self._settings)
@@ -138,7 +139,7 @@ class UsageAggregator:
         usage_repository: AggregateRepository | None = None,
         *,
         settings: Settings | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._sync = SyncUsageAggregator(usage_repository, settings=settings, clock=clock)
 

@@ -23,11 +23,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingError
 from billing_platform.ids import TenantIdLike
 from billing_platform.offload import run_blocking
@@ -88,7 +89,7 @@ class SyncUsageTracker:
         *,
         settings: Settings | None = None,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings or get_settings()
@@ -327,7 +328,7 @@ class UsageTracker:
         *,
         settings: Settings | None = None,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._sync = SyncUsageTracker(
