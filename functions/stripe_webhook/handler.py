@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Response, content_types, create_app
 from billing_platform.api.container import PerContainer
 from billing_platform.api.errors import error_response
 from billing_platform.errors import BillingProviderError, CatalogError

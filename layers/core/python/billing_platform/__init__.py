@@ -15,6 +15,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from billing_platform.deferred_imports import defer_package_inits
+
+# Before any Powertools import of the layer: its event handler and data class packages then load only
+# the resolvers and event classes in use (billing_platform.deferred_imports).
+defer_package_inits()
+
 if TYPE_CHECKING:
     from billing_platform.entitlements.enforcer import (
         EntitlementEnforcer,
