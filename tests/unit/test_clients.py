@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
+import botocore
+import botocore.session
 import pytest
+from botocore.loaders import Loader
 
 from billing_platform import clients
 from tests.factories.cold_start import LAYER_DIR
@@ -62,3 +65,36 @@ def test_in_lambda_the_import_heap_is_frozen_before_the_first_client() -> None:
 
 def test_outside_lambda_the_collector_is_left_alone() -> None:
     assert _first_client_freezes({}) == 0
+
+
+def test_the_shipped_endpoints_are_botocores_own_for_our_services() -> None:
+    shipped = json.loads(clients.ENDPOINTS_FILE.read_text())
+    loader = Loader()
+    prefixes = {loader.load_service_model(s, "service-2")["metadata"]["endpointPrefix"] for s in clients.SERVICES}
+    fresh = clients.trimmed_endpoints(loader.load_data("endpoints"), prefixes)
+    assert shipped == {"botocore": botocore.__version__, "endpoints": fresh}, (
+        "botocore changed: run `.venv/bin/python -m billing_platform.clients` (from layers/core/python)"
+    )
+    assert all(prefix in fresh["partitions"][0]["services"] for prefix in prefixes)
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "cn-north-1", "us-gov-west-1", "ap-southeast-7"])
+def test_clients_resolve_the_same_endpoints_as_plain_botocore(region: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS"):
+        monkeypatch.delenv(var, raising=False)
+    ours = clients._session()
+    plain = botocore.session.get_session()
+    served, path = ours.get_component("data_loader").load_data_with_path("endpoints")
+    assert len(served["partitions"][0]["services"]) == len(clients.SERVICES)  # the shipped cut, as built-in data
+    assert path.startswith(Loader.BUILTIN_DATA_PATH)
+    for service in clients.SERVICES:
+        mine = ours.create_client(service, region_name=region, config=clients._CONFIG)
+        theirs = plain.create_client(service, region_name=region, config=clients._CONFIG)
+        assert mine.meta.endpoint_url == theirs.meta.endpoint_url, (service, region)
+        assert mine.meta.partition == theirs.meta.partition, (service, region)
+
+
+def test_another_botocore_version_gets_its_own_full_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(botocore, "__version__", "0.0.0")
+    endpoints, _ = clients._session().get_component("data_loader").load_data_with_path("endpoints")
+    assert len(endpoints["partitions"][0]["services"]) > 100
