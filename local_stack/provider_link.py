@@ -9,6 +9,7 @@ provider whose blocking face forwards every call. Provider errors travel back as
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from multiprocessing.managers import BaseManager, Server
@@ -78,7 +79,12 @@ class ProviderServer:
         self._server: Server = _Manager(address=("127.0.0.1", 0), authkey=self.authkey).get_server()
         host, port = self._server.address  # type: ignore[misc,str-unpack]
         self.address: tuple[str, int] = (str(host), int(port))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-provider", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="local-provider", daemon=True)
+
+    def _serve(self) -> None:
+        # multiprocessing's Server.serve_forever ends with sys.exit(0), meant for a manager's own process.
+        with contextlib.suppress(SystemExit):
+            self._server.serve_forever()
 
     def start(self) -> ProviderServer:
         self._thread.start()
