@@ -12,6 +12,7 @@ the same way on any machine when an import creeps onto a cold path.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import sys
 from functools import cache
 
@@ -20,7 +21,7 @@ import pytest
 from billing_platform import resources
 from billing_platform.resources import FunctionSpec
 from infra.dependency_layers import pinned_versions, requirements_file
-from tests.factories.cold_start import Footprint, cold_import_footprint
+from tests.factories.cold_start import Footprint, cold_import_footprint, run_fresh
 
 # Never on a Lambda import path, whatever the function: dev tools, the operator CLI, the local system.
 DENIED_EVERYWHERE = {
@@ -143,3 +144,23 @@ def test_with_the_xray_sdk_on_every_handler_is_traced() -> None:
     for name in (resources.HEALTH.name, resources.ENTITLEMENTS.name, resources.AUTHORIZER.name):
         modules = _footprint(name, xray_sdk=True).modules
         assert "aws_xray_sdk.core" in modules, name
+
+
+def test_the_webhook_leaves_the_subscription_api_models_unbuilt() -> None:
+    # defer_build on the subscription API's models: the webhook imports their module but never uses them.
+    code = (
+        "import json, handler\nfrom billing_platform.subscriptions import models\n"
+        "print(json.dumps({n: getattr(models, n).__pydantic_complete__ for n in models.API_MODELS}))"
+    )
+    built = json.loads(run_fresh(resources.STRIPE_WEBHOOK, code))
+    assert len(built) == 5
+    assert built == dict.fromkeys(built, False)
+
+
+def test_the_subscription_api_models_still_validate_when_first_used() -> None:
+    code = (
+        "import json\nfrom billing_platform.subscriptions import models\n"
+        "try:\n    models.CreateCustomerRequest.model_validate({'tenant_id': 't_1', 'email': 'x', 'extra': 1})\n"
+        "except Exception as exc:\n    print(json.dumps(sorted(e['type'] for e in exc.errors())))"
+    )
+    assert json.loads(run_fresh(resources.SUBSCRIPTIONS, code)) == ["extra_forbidden", "string_pattern_mismatch"]
