@@ -138,7 +138,16 @@ class SqsPoller(_Worker):
         messages: list[dict[str, Any]] = []
         window_ends: float | None = None
         while not self.stopping and len(messages) < self._batch_size:
-            wait = 1 if window_ends is None else max(0, min(1, int(window_ends - time.monotonic())))
+            # Long polls of at most 1 s (SQS answers at once when a message is there), so stop() is seen
+            # within a second. SQS waits whole seconds only: with less than one left in the window, sleep
+            # the rest and take what came with a last zero-wait receive. (Truncating the remainder to 0
+            # made that last second a busy loop of receives: ~1.2 CPU-s per batch in the stack process.)
+            wait = 1
+            if window_ends is not None:
+                remaining = window_ends - time.monotonic()
+                wait = min(1, int(remaining)) if remaining >= 1 else 0
+                if wait == 0:
+                    self._stop.wait(max(0.0, remaining))
             got = self._sqs.receive_message(
                 QueueUrl=self._url,
                 MaxNumberOfMessages=min(10, self._batch_size - len(messages)),

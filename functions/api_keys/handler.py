@@ -2,7 +2,6 @@
 POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
 GET /v1/tenants/{tenant_id}/audit."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,6 +14,7 @@ from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
@@ -33,7 +33,7 @@ class CreateApiKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
-    expires_at: datetime | None = None
+    expires_at: UtcInstant | None = None
 
 
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
@@ -45,8 +45,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
-        actor=actor.principal_id,
-        request_id=actor.request_id,
+        actor=actor,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)
     logger.info("api key created", extra={"tenant_id": tenant_id, "key_id": created.key.key_id})
@@ -71,7 +70,7 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
 @app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     actor = operator_actor(app)
-    key = keys().revoke(tenant_id, key_id, actor=actor.principal_id, request_id=actor.request_id)
+    key = keys().revoke(tenant_id, key_id, actor=actor)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
     return ApiKeyOut.model_validate(key.to_dict())
 

@@ -50,6 +50,27 @@ class QuotaRequest(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
+class TenantEntitlementsOut(BaseModel):
+    """`GET /v1/tenants/{tenant_id}/entitlements` (billing_platform.entitlements.views.TenantEntitlements)."""
+
+    tenant_id: str
+    plan_id: str = Field(description="The plan in force: the subscription's, or the catalog default (free)")
+    status: str = Field(
+        description="active, trialing, past_due (within the plan's grace), suspended (unpaid, paused or past "
+        "due beyond grace: quotas deny, features off) or canceled (the subscription ended: default plan)"
+    )
+    subscribed: bool = Field(
+        description="True while the tenant holds a subscription that has not ended: trialing, active, past_due "
+        "or suspended, including one set to cancel at its period's end (until then); exactly when POST "
+        "/v1/subscriptions would answer 409 subscription_exists. False on the default plan: never subscribed, "
+        "or the subscription ended (canceled immediately or at its period's end)"
+    )
+    period_start: str = Field(description="ISO 8601 UTC")
+    period_end: str = Field(description="ISO 8601 UTC")
+    features: dict[str, bool]
+    quotas: list[dict[str, Any]] = Field(description="Each quota of the plan, with its live grants")
+
+
 class ReleaseRequest(QuotaRequest):
     # With an idempotency key the release gives back exactly what that consume took.
     quantity: Quantity | None = None  # type: ignore[assignment]
@@ -82,32 +103,25 @@ def release(body: ReleaseRequest) -> dict[str, object]:
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot
         # path (one request each; the counter is their record) and are not.
-        actor = actor_of(app, caller)
         after = {k: answer[k] for k in ("released", "used", "remaining", "resets_at")}
+        after["idempotency_key"] = body.idempotency_key
         audit().record(
-            AuditEntry(
-                tenant_id=body.tenant_id,
-                actor=actor.principal_id,
-                action="entitlement.release",
-                target=body.resource_type,
-                request_id=actor.request_id,
-                after={**after, "idempotency_key": body.idempotency_key},
-            )
+            AuditEntry.by(actor_of(app, caller), body.tenant_id, "entitlement.release", body.resource_type, after=after)
         )
     logger.info("quota released", extra={"resource_type": body.resource_type, "released": answer["released"]})
     return answer
 
 
 @app.get("/v1/tenants/<tenant_id>/entitlements")
-def list_entitlements(tenant_id: TenantId) -> dict[str, object]:
+def list_entitlements(tenant_id: TenantId) -> TenantEntitlementsOut:
     tenant_caller(app, tenant_id)
-    return service().entitlements(tenant_id).to_dict()
+    return TenantEntitlementsOut.model_validate(service().entitlements(tenant_id).to_dict())
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)
 def create_grant(tenant_id: TenantId, body: CreateGrantRequest) -> Response[dict[str, object]]:
     actor = operator_actor(app)
-    grant = grants().create(tenant_id, body, actor=actor.principal_id, request_id=actor.request_id)
+    grant = grants().create(tenant_id, body, actor=actor)
     count("GrantCreated", resource_type=grant.resource_type)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=grant.to_dict(utc_now()))
 
@@ -122,7 +136,7 @@ def list_grants(tenant_id: TenantId, resource_type: ResourceFilter = None) -> di
 @app.delete("/v1/tenants/<tenant_id>/grants/<grant_id>")
 def void_grant(tenant_id: TenantId, grant_id: GrantId) -> dict[str, object]:
     actor = operator_actor(app)
-    return grants().void(tenant_id, grant_id, actor=actor.principal_id, request_id=actor.request_id).to_dict(utc_now())
+    return grants().void(tenant_id, grant_id, actor=actor).to_dict(utc_now())
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

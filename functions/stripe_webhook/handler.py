@@ -1,7 +1,8 @@
 """POST /v1/webhooks/stripe: Stripe's webhook target.
 
 The signature is checked on the raw body (base64-decoded when API Gateway encoded it) before anything
-is parsed; a bad or missing signature is a 400 and changes nothing. A verified event goes to the
+is parsed; a bad or missing signature is a 400 (Stripe's convention: not input validation, the sender is
+not known to be Stripe) and changes nothing; a verified body that is not an event is a 422. A verified event goes to the
 layer's `WebhookProcessor` (exactly once in effect, ordering, entitlements). Any failure while applying
 it is a 5xx, so Stripe delivers the event again.
 """

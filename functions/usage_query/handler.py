@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,8 +12,7 @@ from billing_platform.api.callers import operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
-from billing_platform.usage.models import Granularity, floor_to
-from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, require_whole_hours
+from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, requested_hours
 
 app = create_app(title="Usage queries")
 aggregator = PerContainer(lambda: UsageAggregator().sync)
@@ -22,7 +21,7 @@ TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pa
 ResourceType = Annotated[str, Query(min_length=1, max_length=64)]
 Days = Annotated[int, Query(ge=1, le=MAX_TREND_DAYS)]
 Limit = Annotated[int, Query(ge=1, le=MAX_TOP_LIMIT)]
-Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, on the hour")]
+Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, on the hour, from year 2000")]
 
 
 @app.get("/v1/tenants/<tenant_id>/usage")
@@ -38,10 +37,7 @@ def top_consumers(
     resource_type: ResourceType, start: Instant = None, end: Instant = None, limit: Limit = 10
 ) -> dict[str, Any]:
     operator_actor(app)
-    # Defaults: the last 30 days up to the end of the current hour.
-    end_at = end or floor_to(Granularity.HOUR, datetime.now(UTC)) + timedelta(hours=1)
-    start_at = start or end_at - timedelta(days=30)
-    require_whole_hours(start_at, end_at)
+    start_at, end_at = requested_hours(start, end, datetime.now(UTC))  # 422 unless whole hours, in range
     top = aggregator().get_top_consumers(resource_type, start_at, end_at, limit)
     return {
         "resource_type": resource_type,

@@ -45,8 +45,7 @@ def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Respons
         url=body.url,
         enabled_events=body.enabled_events,
         description=body.description,
-        actor=actor.principal_id,
-        request_id=actor.request_id,
+        actor=actor,
     )
     metrics.add_metric(name="WebhookEndpointCreated", unit="Count", value=1)
     logger.info("webhook endpoint created", extra={"tenant_id": tenant_id, "endpoint_id": created.endpoint.endpoint_id})
@@ -68,7 +67,7 @@ def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
 @app.delete("/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>")
 def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
     actor = operator_actor(app)
-    deleted = endpoints().delete(tenant_id, endpoint_id, actor=actor.principal_id, request_id=actor.request_id)
+    deleted = endpoints().delete(tenant_id, endpoint_id, actor=actor)
     logger.info("webhook endpoint deleted", extra={"tenant_id": tenant_id, "endpoint_id": endpoint_id})
     return WebhookEndpointOut.model_validate(deleted.to_dict())
 

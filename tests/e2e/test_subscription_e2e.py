@@ -35,11 +35,11 @@ def test_subscription_provisions_entitlements_through_signed_webhooks(stack: Loc
     assert status == 201, key
     tenant_key = key["secret"]
 
-    def plan_is(plan_id: str) -> Callable[[], tuple[bool, dict[str, Any]]]:
+    def plan_is(plan_id: str, *, subscribed: bool = True) -> Callable[[], tuple[bool, dict[str, Any]]]:
         def check() -> tuple[bool, dict[str, Any]]:
             status, body = stack.request("GET", f"/v1/tenants/{tenant}/entitlements", token=tenant_key)
             assert status == 200, body
-            return bool(body["subscribed"]) and body["plan_id"] == plan_id, body
+            return body["subscribed"] is subscribed and body["plan_id"] == plan_id, body
 
         return check
 
@@ -55,7 +55,8 @@ def test_subscription_provisions_entitlements_through_signed_webhooks(stack: Loc
 
     status, canceled = stack.request("DELETE", f"/v1/subscriptions/{sub['id']}?immediate=true")
     assert (status, canceled["status"]) == (200, "canceled")
-    eventually(plan_is("free"), WEBHOOK_TIMEOUT)
+    ended = eventually(plan_is("free", subscribed=False), WEBHOOK_TIMEOUT)  # no longer subscribed
+    assert ended["status"] == "canceled"
 
     # A forged webhook is refused by the same route the provider's signed ones pass through.
     status, body = stack.request("POST", "/v1/webhooks/stripe", {"id": "evt_forged", "type": "invoice.paid"})

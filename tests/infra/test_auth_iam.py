@@ -17,12 +17,15 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.repository import ApiKeyRepository
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from billing_platform.resources import FunctionSpec
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.infra.cfn import Synthesized, as_list, function_specs, references, render, statements_of_role
+
+OPERATOR = Actor("operator:test")
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -50,7 +53,7 @@ def _statements(synthesized: Synthesized, spec: FunctionSpec, service: str) -> l
 def _authorizer_calls(moto_aws: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     """Every DynamoDB request of the authorizer for: a key's first use, a second use within a minute, a
     revoked key, an unknown key."""
-    created = ApiKeyService().create("t_a", name="ci", actor="operator:test")
+    created = ApiKeyService().create("t_a", name="ci", actor=OPERATOR)
     calls: list[tuple[str, dict[str, Any]]] = []
     client = boto3.client("dynamodb", region_name=REGION)
     client.meta.events.register(
@@ -65,7 +68,7 @@ def _authorizer_calls(moto_aws: dict[str, str]) -> list[tuple[str, dict[str, Any
     now = datetime.now(UTC)
     authorize(created.secret, now)
     authorize(created.secret, now + timedelta(seconds=5))
-    ApiKeyService().revoke("t_a", created.key.key_id, actor="operator:test")
+    ApiKeyService().revoke("t_a", created.key.key_id, actor=OPERATOR)
     unknown = created.secret[:-4] + ("AAAA" if not created.secret.endswith("AAAA") else "BBBB")
     for secret in (created.secret, unknown):
         with pytest.raises(UnauthorizedError):

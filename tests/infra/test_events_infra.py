@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from billing_platform import resources
+from billing_platform.auth.caller import Actor
 from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
 from billing_platform.events.stream import QuotaEventProcessor
@@ -180,8 +181,7 @@ def test_webhook_delivery_may_touch_the_tenants_webhook_items_only(
         url="https://hooks.example.com/billing",
         enabled_events=["*"],
         description=None,
-        actor="operator:t",
-        request_id=None,
+        actor=Actor("operator:t"),
     )
     calls: list[tuple[str, list[str]]] = []
 

@@ -13,11 +13,14 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import TenantKeyAuthorizer
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from infra.usage_plan_backfill import backfill, main
 from tests.factories.authorizer import authorizer_event, bearer
+
+OPERATOR = Actor("operator:test")
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -45,13 +48,13 @@ def test_backfill_puts_every_key_holding_tenant_into_the_plan_once(
     table = moto_aws[resources.BILLING_TABLE.env_var]
     # Keys of a stack without the plan: no usage-plan key anywhere.
     before_plan = ApiKeyService()
-    first = before_plan.create("t_a", name="one", actor="operator:test")
-    before_plan.create("t_a", name="two", actor="operator:test")
-    revoked = before_plan.create("t_b", name="old", actor="operator:test")
-    before_plan.revoke("t_b", revoked.key.key_id, actor="operator:test")
+    first = before_plan.create("t_a", name="one", actor=OPERATOR)
+    before_plan.create("t_a", name="two", actor=OPERATOR)
+    revoked = before_plan.create("t_b", name="old", actor=OPERATOR)
+    before_plan.revoke("t_b", revoked.key.key_id, actor=OPERATOR)
     plan_id = _plan(apigw)
     # A tenant created once the plan existed is already in it: the backfill must not duplicate it.
-    ApiKeyService(usage_plan=UsagePlanKeys(plan_id, client=apigw)).create("t_c", name="new", actor="operator:test")
+    ApiKeyService(usage_plan=UsagePlanKeys(plan_id, client=apigw)).create("t_c", name="new", actor=OPERATOR)
     assert set(_plan_keys(apigw, plan_id)) == {"tenant-t_c"}
 
     env.setenv("AWS_DEFAULT_REGION", REGION)

@@ -12,6 +12,7 @@ import pytest
 
 from billing_platform import clients
 from billing_platform.audit.log import AuditLog
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.conditions import TRANSACT_ATTEMPTS
 from tests.factories.apigw import api_event, json_body
@@ -242,7 +243,7 @@ def test_unknown_tenant_is_404(api: ModuleType) -> None:
 
 
 def test_tenant_without_subscription_gets_the_default_plan(api: ModuleType) -> None:
-    ApiKeyService().create("newco", name="ci", actor="operator:test")
+    ApiKeyService().create("newco", name="ci", actor=Actor("operator:test"))
     status, body = call(
         api,
         "POST",

@@ -139,3 +139,16 @@ def test_require_entitlement_with_settle_charges_what_the_call_used(
         failing("acme")
     assert used(enforcer) == 507
     assert sorted(queued_usage(moto_aws).values()) == ["500", "7"]
+
+
+def test_a_hold_shows_what_is_held_and_what_became_of_it(enforcer: EntitlementEnforcer) -> None:
+    with enforcer.sync.reserve("acme", "tokens", 40, ttl=120) as hold:
+        held = repr(hold)
+        hold.settle(25)
+        pending = repr(hold)
+    assert held.startswith(f"<ReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 held due_at=")
+    assert pending.endswith("actual=25 (settled when the block ends)>")
+    assert (
+        repr(hold)
+        == f"<ReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 settled charged=25 given_back=15>"
+    )

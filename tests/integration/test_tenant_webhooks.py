@@ -86,11 +86,11 @@ def test_create_shows_the_secret_once_lists_without_it_and_audits_both_mutations
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"url": "http://hooks.example.com/b"}, 400, "invalid_webhook_url"),  # plain http off loopback
-        ({"url": "https://user:pw@hooks.example.com/b"}, 400, "invalid_webhook_url"),
-        ({"url": "ftp://hooks.example.com/b"}, 400, "invalid_webhook_url"),
-        ({"url": "not a url"}, 400, "invalid_webhook_url"),
-        ({"url": "https://hooks.example.com/b", "enabled_events": ["billing.nope"]}, 400, "unknown_event_type"),
+        ({"url": "http://hooks.example.com/b"}, 422, "invalid_webhook_url"),  # plain http off loopback
+        ({"url": "https://user:pw@hooks.example.com/b"}, 422, "invalid_webhook_url"),
+        ({"url": "ftp://hooks.example.com/b"}, 422, "invalid_webhook_url"),
+        ({"url": "not a url"}, 422, "invalid_webhook_url"),
+        ({"url": "https://hooks.example.com/b", "enabled_events": ["billing.nope"]}, 422, "unknown_event_type"),
         ({"url": "https://hooks.example.com/b", "secret": "whsec_mine"}, 422, "validation_error"),
         ({"url": "https://" + "a" * 2050 + ".com"}, 422, "validation_error"),
     ],

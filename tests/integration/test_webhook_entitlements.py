@@ -5,6 +5,7 @@ returns the tenant to the free plan, and a late old event changes nothing."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
 from billing_platform.subscriptions.webhooks import WebhookProcessor
 from tests.factories import stripe as sf
+from tests.factories.apigw import api_event, json_body
 from tests.factories.handlers import load_handler
+from tests.factories.lambda_context import LambdaContext
 
 
 @dataclass
@@ -224,3 +227,61 @@ def test_pause_denies_and_resume_restores_through_the_real_service(world: World)
     assert world.service().consume("t_paused", "executions", Decimal(1)).allowed
     view, _ = world.quotas("t_paused")
     assert (view["plan_id"], view["status"]) == ("pro", "active")
+
+
+def _subscribed_listing(world: World, tenant_id: str) -> tuple[str, str, bool]:
+    api = load_handler("entitlements")
+    response = api.handler(
+        api_event("GET", f"/v1/tenants/{tenant_id}/entitlements", tenant_id=tenant_id), LambdaContext()
+    )
+    assert response["statusCode"] == 200, response
+    body = json_body(response)
+    return body["plan_id"], body["status"], body["subscribed"]
+
+
+LIFECYCLES: dict[str, tuple[list[str], tuple[str, str, bool]]] = {
+    "trialing": (["trial"], ("pro", "trialing", True)),
+    "active": (["subscribe"], ("pro", "active", True)),
+    "past-due-in-grace": (["subscribe", "fail"], ("pro", "past_due", True)),
+    "suspended-unpaid": (["subscribe", "fail", "fail_final"], ("pro", "suspended", True)),
+    "suspended-paused": (["subscribe", "pause"], ("pro", "suspended", True)),
+    "cancel-at-period-end-pending": (["subscribe", "cancel_at_end"], ("pro", "active", True)),
+    "canceled-at-period-end": (["subscribe", "cancel_at_end", "end"], ("free", "canceled", False)),
+    "canceled-immediately": (["subscribe", "end"], ("free", "canceled", False)),
+    "canceled-while-suspended": (["subscribe", "fail", "fail_final", "end"], ("free", "canceled", False)),
+    "subscribed-again-after-cancel": (["subscribe", "end", "subscribe"], ("pro", "active", True)),
+}
+
+
+@pytest.mark.parametrize(("steps", "expected"), list(LIFECYCLES.values()), ids=list(LIFECYCLES))
+def test_entitlements_subscribed_is_true_exactly_while_a_subscription_has_not_ended(
+    world: World, steps: list[str], expected: tuple[str, str, bool]
+) -> None:
+    """What GET /v1/tenants/{id}/entitlements says after each lifecycle, through the webhook and API handlers:
+    an ended subscription (immediately or at its period's end) leaves the tenant on the free plan, not subscribed."""
+    tenant_id = f"t_life_{len(steps)}_{'_'.join(steps)}"[:60]
+    story = world.story(tenant_id)
+    world.deliver(story.customer_created())
+    actions = {
+        "trial": lambda: world.deliver(*story.subscribe("price_pro_monthly", trial_days=14)),
+        "subscribe": lambda: world.deliver(*story.subscribe("price_pro_monthly")),
+        "fail": lambda: world.deliver(*story.fail_payment()),
+        "fail_final": lambda: world.deliver(*story.fail_payment(final=True)),
+        "pause": lambda: world.deliver(story.pause()),
+        "cancel_at_end": lambda: world.deliver(story.cancel_at_period_end()),
+        "end": lambda: world.deliver(story.end()),
+    }
+    for step in steps:
+        actions[step]()
+
+    assert _subscribed_listing(world, tenant_id) == expected
+
+
+def test_openapi_documents_what_subscribed_means(moto_aws: dict[str, str]) -> None:
+    document = json.loads(load_handler("entitlements").app.get_openapi_json_schema())
+    schema = document["components"]["schemas"]["TenantEntitlementsOut"]
+    description = schema["properties"]["subscribed"]["description"]
+    assert "has not ended" in description
+    assert "409 subscription_exists" in description
+    responses = document["paths"]["/v1/tenants/{tenant_id}/entitlements"]["get"]["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TenantEntitlementsOut")

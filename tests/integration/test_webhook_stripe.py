@@ -194,9 +194,9 @@ def test_base64_encoded_body_is_verified_on_the_decoded_bytes(hook: Harness) -> 
     assert (status, body["outcome"]) == (200, "applied:active")
 
 
-def test_signed_body_that_is_not_an_event_is_400(hook: Harness) -> None:
+def test_signed_body_that_is_not_an_event_is_422(hook: Harness) -> None:
     status, body = hook.deliver('{"hello": "world"}')
-    assert (status, body["code"]) == (400, "validation_error")
+    assert (status, body["code"]) == (422, "validation_error")
     assert hook.table_items() == []
 
 

@@ -204,6 +204,11 @@ def _assert_refused_cleanly(response: dict[str, Any], what: str) -> None:
     body_text = response.get("body") or ""
     assert isinstance(status, int), f"{what}: no status"
     assert 400 <= status < 500, f"{what}: answered {status} {body_text[:300]!r}"
+    # Input the API refuses is 422, one status for all validation; 400 is only Stripe's (a webhook whose
+    # signature does not verify, a request Stripe refused), never the platform's own validation.
+    assert status != 400 or body_text.find('"invalid_signature"') >= 0 or "provider_" in body_text, (
+        f"{what}: input validation answered 400 {body_text[:300]!r}"
+    )
     try:
         body = json.loads(body_text)
     except ValueError:

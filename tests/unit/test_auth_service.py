@@ -13,12 +13,15 @@ import pytest
 
 from billing_platform import resources
 from billing_platform.auth.authorizer import tenant_route_resources
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.keys import hash_key
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.errors import NotFoundError, ValidationError
 from tests.factories.authorizer import authorizer_event, bearer, method_arn, policy_allows
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
+
+ME = Actor("operator:me")
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -38,7 +41,7 @@ def billing_table(moto_aws: dict[str, str]) -> str:
 
 
 def test_the_key_is_returned_once_and_only_its_hash_is_stored(keys: ApiKeyService, billing_table: str) -> None:
-    created = keys.create("t_a", name="ci", actor="operator:me", request_id="req-1", now=NOW)
+    created = keys.create("t_a", name="ci", actor=Actor("operator:me", "req-1"), now=NOW)
     stored = json.dumps(_scan(billing_table))
     assert created.secret not in stored
     assert created.secret.split("_")[-1] not in stored  # not even the random tail
@@ -50,9 +53,9 @@ def test_the_key_is_returned_once_and_only_its_hash_is_stored(keys: ApiKeyServic
 
 
 def test_creation_and_revocation_each_commit_one_audit_entry(keys: ApiKeyService, billing_table: str) -> None:
-    created = keys.create("t_a", name="ci", actor="operator:me", request_id="req-1", now=NOW)
-    keys.revoke("t_a", created.key.key_id, actor="operator:me", request_id="req-2", now=NOW)
-    keys.revoke("t_a", created.key.key_id, actor="operator:me", request_id="req-3", now=NOW)  # no-op
+    created = keys.create("t_a", name="ci", actor=Actor("operator:me", "req-1"), now=NOW)
+    keys.revoke("t_a", created.key.key_id, actor=Actor("operator:me", "req-2"), now=NOW)
+    keys.revoke("t_a", created.key.key_id, actor=Actor("operator:me", "req-3"), now=NOW)  # no-op
     audit = [i for i in _scan(billing_table) if i["pk"]["S"] == "AUDIT#t_a"]
     assert sorted((i["action"]["S"], i["request_id"]["S"]) for i in audit) == [
         ("api_key.created", "req-1"),
@@ -65,10 +68,10 @@ def test_creation_and_revocation_each_commit_one_audit_entry(keys: ApiKeyService
 
 
 def test_authenticate_accepts_only_live_well_formed_keys(keys: ApiKeyService) -> None:
-    live = keys.create("t_a", name="live", actor="operator:me", now=NOW)
-    expiring = keys.create("t_a", name="exp", actor="operator:me", expires_at=NOW + timedelta(hours=1), now=NOW)
-    revoked = keys.create("t_a", name="rev", actor="operator:me", now=NOW)
-    keys.revoke("t_a", revoked.key.key_id, actor="operator:me", now=NOW)
+    live = keys.create("t_a", name="live", actor=ME, now=NOW)
+    expiring = keys.create("t_a", name="exp", actor=ME, expires_at=NOW + timedelta(hours=1), now=NOW)
+    revoked = keys.create("t_a", name="rev", actor=ME, now=NOW)
+    keys.revoke("t_a", revoked.key.key_id, actor=ME, now=NOW)
     assert keys.authenticate(live.secret, now=NOW) is not None
     assert keys.authenticate(expiring.secret, now=NOW + timedelta(minutes=59)) is not None
     assert keys.authenticate(expiring.secret, now=NOW + timedelta(hours=1)) is None
@@ -78,7 +81,7 @@ def test_authenticate_accepts_only_live_well_formed_keys(keys: ApiKeyService) ->
 
 
 def test_last_used_is_refreshed_at_most_once_a_minute(keys: ApiKeyService) -> None:
-    created = keys.create("t_a", name="ci", actor="operator:me", now=NOW)
+    created = keys.create("t_a", name="ci", actor=ME, now=NOW)
     writes: list[bool] = []
     real = keys.repository.touch_last_used
 
@@ -94,28 +97,28 @@ def test_last_used_is_refreshed_at_most_once_a_minute(keys: ApiKeyService) -> No
 
 
 def test_a_key_cannot_be_revoked_through_another_tenant(keys: ApiKeyService, billing_table: str) -> None:
-    created = keys.create("t_a", name="ci", actor="operator:me", now=NOW)
+    created = keys.create("t_a", name="ci", actor=ME, now=NOW)
     before = _scan(billing_table)
     with pytest.raises(NotFoundError):
-        keys.revoke("t_b", created.key.key_id, actor="operator:me", now=NOW)
+        keys.revoke("t_b", created.key.key_id, actor=ME, now=NOW)
     assert _scan(billing_table) == before
     assert keys.authenticate(created.secret, now=NOW) is not None
 
 
 def test_expiry_must_be_future_and_timezone_aware(keys: ApiKeyService, billing_table: str) -> None:
     with pytest.raises(ValidationError):
-        keys.create("t_a", name="x", actor="operator:me", expires_at=NOW - timedelta(seconds=1), now=NOW)
+        keys.create("t_a", name="x", actor=ME, expires_at=NOW - timedelta(seconds=1), now=NOW)
     with pytest.raises(ValidationError):
-        keys.create("t_a", name="x", actor="operator:me", expires_at=datetime(2030, 1, 1), now=NOW)
+        keys.create("t_a", name="x", actor=ME, expires_at=datetime(2030, 1, 1), now=NOW)
     assert _scan(billing_table) == []
 
 
 def test_authorizer_handler_allows_every_tenant_route_for_a_live_key_and_401s_the_rest(
     keys: ApiKeyService, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    live = keys.create("t_a", name="live", actor="operator:me")
-    revoked = keys.create("t_a", name="rev", actor="operator:me")
-    keys.revoke("t_a", revoked.key.key_id, actor="operator:me")
+    live = keys.create("t_a", name="live", actor=ME)
+    revoked = keys.create("t_a", name="rev", actor=ME)
+    keys.revoke("t_a", revoked.key.key_id, actor=ME)
     handler = load_handler("authorizer").handler
 
     policy = handler(
@@ -147,7 +150,7 @@ def test_authorizer_allows_even_when_its_child_logger_has_no_parent(
     from billing_platform.auth.authorizer import TenantKeyAuthorizer
 
     monkeypatch.setattr(authorizer_module, "logger", Logger(service="never-initialised-parent", child=True))
-    live = keys.create("t_a", name="live", actor="operator:me")
+    live = keys.create("t_a", name="live", actor=ME)
     from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
         APIGatewayAuthorizerRequestEvent,
     )
@@ -160,7 +163,7 @@ def test_authorizer_allows_even_when_its_child_logger_has_no_parent(
 @pytest.mark.parametrize("name", ["Authorization", "authorization", "AUTHORIZATION"])
 def test_authorizer_reads_the_header_whatever_its_case(keys: ApiKeyService, name: str) -> None:
     """HTTP/2 clients send lower-case header names; API Gateway passes them on as sent."""
-    live = keys.create("t_a", name="live", actor="operator:me")
+    live = keys.create("t_a", name="live", actor=ME)
     event = authorizer_event("POST", "/v1/usage", headers={name: bearer(live.secret)})
     policy = load_handler("authorizer").handler(event, LambdaContext())
     assert policy["context"]["tenant_id"] == "t_a"

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from billing_platform import resources
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
@@ -17,6 +18,8 @@ from billing_platform.settings import get_settings
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
+
+ME = Actor("operator:me")
 
 
 @pytest.fixture
@@ -40,9 +43,9 @@ def _plan_keys(plan_id: str) -> dict[str, str]:
 
 def test_each_tenant_gets_one_usage_plan_key_whatever_its_number_of_api_keys(usage_plan: str) -> None:
     service = ApiKeyService()
-    service.create("t_a", name="one", actor="operator:me")
-    service.create("t_a", name="two", actor="operator:me")
-    service.create("t_b", name="one", actor="operator:me")
+    service.create("t_a", name="one", actor=ME)
+    service.create("t_a", name="two", actor=ME)
+    service.create("t_b", name="one", actor=ME)
     assert _plan_keys(usage_plan) == {
         "tenant-t_a": usage_identifier_key("t_a"),
         "tenant-t_b": usage_identifier_key("t_b"),
@@ -52,7 +55,7 @@ def test_each_tenant_gets_one_usage_plan_key_whatever_its_number_of_api_keys(usa
 
 
 def test_the_authorizer_names_the_tenant_usage_plan_key(usage_plan: str) -> None:
-    created = ApiKeyService().create("t_a", name="one", actor="operator:me")
+    created = ApiKeyService().create("t_a", name="one", actor=ME)
     policy = load_handler("authorizer").handler(
         authorizer_event("POST", "/v1/usage", authorization=bearer(created.secret)), LambdaContext()
     )
@@ -66,6 +69,6 @@ def test_no_platform_key_exists_without_its_usage_plan_key(moto_aws: dict[str, s
 
     service = ApiKeyService(usage_plan=UsagePlanKeys("plan", client=Unavailable()))
     with pytest.raises(ClientError):
-        service.create("t_a", name="one", actor="operator:me")
+        service.create("t_a", name="one", actor=ME)
     table = moto_aws[resources.BILLING_TABLE.env_var]
     assert boto3.client("dynamodb", region_name="us-east-1").scan(TableName=table)["Items"] == []

@@ -51,6 +51,20 @@ def query_items(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def query_sort_key_range(
+    client: Any, table: str, pk: str, first: str, last: str, **kwargs: Any
+) -> Iterator[dict[str, Any]]:
+    """Every item of partition `pk` with `first <= sk <= last`, page after page (`kwargs`: the rest of the
+    Query, such as ConsistentRead or a projection)."""
+    return query_items(
+        client,
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
+        ExpressionAttributeValues={":pk": {"S": pk}, ":a": {"S": first}, ":b": {"S": last}},
+        **kwargs,
+    )
+
+
 def number_attr(value: Decimal | int) -> dict[str, str]:
     """A number attribute: the exact decimal string, never a float and never an exponent. ValueError
     for NaN and infinities, which DynamoDB cannot store."""

@@ -42,14 +42,17 @@ class BillingError(Exception):
 
 
 class ValidationError(BillingError):
-    """Input that is well-formed JSON but not acceptable (400)."""
+    """Input the API or the library does not accept (422, as Powertools answers a body, path or query its
+    types refuse): every refusal of the caller's input has one status and the one error body. The 400s
+    left are not input validation: `WebhookSignatureError` (the sender is not Stripe, as Stripe's own
+    libraries answer) and `ProviderInvalidRequestError` (Stripe refused a request the platform made)."""
 
     code = "validation_error"
-    http_status = 400
+    http_status = 422
 
 
 class UnprocessableError(ValidationError):
-    """Input the schema rejects, such as an unknown resource type (422)."""
+    """Input the catalog or the schema rejects, such as an unknown resource type (422)."""
 
     code = "unprocessable"
     http_status = 422
@@ -102,6 +105,8 @@ class CatalogError(BillingError):
 
 
 class WebhookSignatureError(BillingError):
+    """The Stripe-Signature header does not verify (400): the request is not known to come from Stripe."""
+
     code = "invalid_signature"
     http_status = 400
 
@@ -146,6 +151,8 @@ class PaymentRequiredError(BillingProviderError):
 
 
 class ProviderInvalidRequestError(BillingProviderError):
+    """Stripe answered 400 to a request the platform built (its status mirrored, with Stripe's code)."""
+
     code = "provider_invalid_request"
     http_status = 400
 

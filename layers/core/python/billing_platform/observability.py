@@ -1,5 +1,7 @@
-"""Powertools Logger, Tracer and Metrics shared by the handlers and the layer (one set per process).
-Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE.
+"""Powertools Logger, Tracer and Metrics shared by the handlers (one set per process). Service name and
+metrics namespace come from POWERTOOLS_SERVICE_NAME (else "billing") / POWERTOOLS_METRICS_NAMESPACE. The
+layer's own modules log to standard `billing_platform.*` loggers, which `logs.route_to` sends through this
+Logger's handler once this module is imported (inside Lambda, always: see billing_platform.logs).
 
 The tracer is built only when tracing is on: constructing a Powertools `Tracer` imports the X-Ray SDK and
 patches every library it knows (requests, httplib, botocore ...), about a third of a function's cold
@@ -13,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from billing_platform.logs import route_to, service_name
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -110,9 +114,10 @@ class LazyTracer:
         self._tracer = None
 
 
-logger = Logger()
+logger = Logger(service=service_name())
+route_to(logger)
 tracer = LazyTracer()
-metrics = Metrics()
+metrics = Metrics(service=service_name())
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from billing_platform.api.container import PerContainer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,17 +30,8 @@ R = TypeVar("R")
 # botocore's default max_pool_connections: the number of requests one client can have in flight.
 MAX_WORKERS = 10
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def executor() -> ThreadPoolExecutor:
-    """The library's worker pool, created on first use (a Lambda using only blocking faces never starts it)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="billing-platform")
-        return _executor
+# The library's worker pool, created on first use (a Lambda using only blocking faces never starts it).
+executor = PerContainer(lambda: ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="billing-platform"))
 
 
 async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

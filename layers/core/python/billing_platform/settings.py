@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -55,6 +56,13 @@ class Settings(BaseModel):
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def usage_record_max_age(self) -> timedelta:
+        """The oldest a usage record may be to be accepted (tracker, ingest and consumer alike): an hour
+        inside its raw item's TTL, as a record older than that could be written again after its item
+        expired and count twice."""
+        return timedelta(days=self.usage_record_ttl_days) - timedelta(hours=1)
 
     @property
     def uses_stripe(self) -> bool:

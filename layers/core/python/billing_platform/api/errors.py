@@ -6,16 +6,19 @@ platform's error body shape, `{"code", "message", "details"?}`.
 - botocore `ClientError` that is transient (DynamoDB throttling, or a transaction cancelled for a
   throttled or contended item, after every retry; billing_platform.conditions) -> 429 `rate_limited`
   with `Retry-After`. Any other `ClientError` is re-raised: a 500 that is ours to investigate.
-- Powertools' `RequestValidationError` (a body, path or query the route's types refuse) -> 422.
-Oversized (413) and undecodable (400) bodies are answered before routing (billing_platform.api.limits).
+- Powertools' `RequestValidationError` (a body, path or query the route's types refuse, a body that is not
+  JSON) -> 422 `validation_error`, `details` a list of `{"loc", "msg", "type"}`: the same status and shape
+  as the layer's own `ValidationError`s.
+Oversized bodies (413) and bodies that are not UTF-8 (422, the shape above) are answered before routing
+(billing_platform.api.limits).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from botocore.exceptions import ClientError
@@ -23,7 +26,7 @@ from botocore.exceptions import ClientError
 from billing_platform.conditions import error_code, transient
 from billing_platform.errors import BillingError, RateLimitedError
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
@@ -44,6 +47,12 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     if details is not None:
         body["details"] = details
     return json_response(status, body)
+
+
+def invalid_body_response(problem: str) -> Response[str]:
+    """422 for a body that cannot be read as JSON at all (not UTF-8, not JSON), in the validation shape."""
+    message = f"body is not valid JSON: {problem}" if problem else "body is not valid JSON"
+    return error_response(422, "validation_error", message, [{"loc": ["body"], "msg": message, "type": "json_invalid"}])
 
 
 def _readable(errors: list[dict[str, Any]]) -> str:
@@ -86,5 +95,11 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[str]:
+        undecodable = [err for err in exc.errors() if err.get("type") == "json_invalid"]
+        if undecodable:
+            # Powertools reports a JSON decode error at ("body", <character offset>) as "JSON decode error".
+            ctx = undecodable[0].get("ctx") or {}
+            where = undecodable[0].get("loc", ("body", 0))[-1]
+            return invalid_body_response(f"{ctx.get('error', 'cannot be decoded')} at character {where}")
         errors = [{k: v for k, v in dict(err).items() if k in ("loc", "msg", "type")} for err in exc.errors()]
         return error_response(422, "validation_error", _readable(errors) or "invalid request", errors)

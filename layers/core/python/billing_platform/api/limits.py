@@ -12,24 +12,24 @@ import base64
 import binascii
 import inspect
 import json
+import logging
 import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform import resources
-from billing_platform.api.errors import json_response
+from billing_platform.api.errors import invalid_body_response, json_response
 
 if TYPE_CHECKING:
     # Powertools' OpenAPI models cost ~50 ms to import and only the /openapi.json document needs them.
     from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -76,20 +76,21 @@ def body_size(event: Mapping[str, Any]) -> int:
 def undecodable_body(event: Mapping[str, Any]) -> str | None:
     """Why the body cannot be read as text, or None. API Gateway hands over bytes that are not UTF-8
     (or have a binary content type) base64-encoded; Powertools would fail decoding them with an
-    unhandled error (a 502), so they are refused here as the client's mistake."""
+    unhandled error (a 502), so they are refused here as invalid input."""
     body = event.get("body")
     if not body or not isinstance(body, str) or not event.get("isBase64Encoded"):
         return None
     try:
         base64.b64decode(body.encode("ascii"), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError):
-        return "the request body must be UTF-8 encoded JSON"
+        return "it is not UTF-8 encoded"
     return None
 
 
 class LimitedRestResolver(APIGatewayRestResolver):
     """`APIGatewayRestResolver` that refuses oversized bodies with 413 before routing or validation (so a
-    10 MB body is never parsed), and undecodable ones with 400. Errors raised by routes: api.errors."""
+    10 MB body is never parsed), and undecodable ones with 422 (the validation error shape). Errors raised
+    by routes: api.errors."""
 
     def __init__(self, *args: Any, max_body_bytes: int = resources.MAX_REQUEST_BODY_BYTES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +126,6 @@ class LimitedRestResolver(APIGatewayRestResolver):
         problem = undecodable_body(event)
         if problem is not None:
             logger.info("request body not decodable", extra={"reason": problem})
-            response = json_response(400, {"code": "invalid_body", "message": problem})
+            response = invalid_body_response(problem)
             return ResponseBuilder[APIGatewayProxyEvent](response).build(APIGatewayProxyEvent(dict(event)))
         return super().resolve(event, context)

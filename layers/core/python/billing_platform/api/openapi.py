@@ -2,9 +2,11 @@
 
 Powertools documents a 422 with its own `{"detail": [...]}` shape, while `create_app` answers every
 error with the platform body `{"code", "message", "details"?}`. This module rewrites the document
-accordingly and adds the refusals every route can produce whatever its handler does: 400 (a body that is
-not UTF-8 JSON), 401/403 (routes behind the authorizer or IAM), 413 (body over the limit) and 429
-(throttling). Schema-driven clients and tests (schemathesis) then check error bodies too.
+accordingly and adds the refusals every route can produce whatever its handler does: 422 (a body that is
+not UTF-8 JSON, in the validation shape), 401/403 (routes behind the authorizer or IAM), 413 (body over the
+limit) and 429 (throttling), and 400 on the routes that call Stripe (Stripe refused the request, or the
+webhook's signature does not verify): the only 400s, none of them input validation. Schema-driven clients
+and tests (schemathesis) then check error bodies too.
 """
 
 from __future__ import annotations
@@ -29,17 +31,26 @@ _ERROR_SCHEMA: dict[str, Any] = {
 }
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _DESCRIPTIONS = {
-    400: "The request body is not UTF-8 JSON, or its content is not acceptable",
+    400: "Stripe refused the request the platform made (provider_invalid_request), or the Stripe webhook's "
+    "signature does not verify (invalid_signature)",
     401: "No valid credential",
     403: "The credential may not act on this route or tenant",
     413: "The request body is over the size limit",
-    422: "The request does not match the schema",
+    422: "The request is not valid: not UTF-8 JSON, or its body, path or query is refused (validation_error)",
     429: "Too many requests; retry after the Retry-After header's seconds",
 }
 
 
 def _auth_by_route() -> dict[tuple[str, str], resources.Auth]:
     return {(route.method.lower(), route.path): route.auth for route, _fn in resources.routes()}
+
+
+def _stripe_routes() -> set[tuple[str, str]]:
+    return {
+        (route.method.lower(), route.path)
+        for route, fn in resources.routes()
+        if resources.DependencyLayer.STRIPE in fn.dependency_layers
+    }
 
 
 def _error_response(status: int) -> OpenAPIResponse:
@@ -63,6 +74,7 @@ def document_platform_errors(document: OpenAPI) -> OpenAPI:
     elif document.components is not None:
         document.components.schemas = {ERROR_BODY: Schema.model_validate(_ERROR_SCHEMA)}
     auth = _auth_by_route()
+    stripe_routes = _stripe_routes()
     for path, item in (document.paths or {}).items():
         for method in _METHODS:
             operation = getattr(item, method, None)
@@ -70,7 +82,9 @@ def document_platform_errors(document: OpenAPI) -> OpenAPI:
                 continue
             statuses = [413, 429]
             if operation.requestBody is not None:
-                statuses.append(400)
+                statuses.append(422)
+            if (method, path) in stripe_routes:
+                statuses += [400, 422]  # 422: also the webhook's verified body that is not an event
             if auth.get((method, path), resources.Auth.PUBLIC) is not resources.Auth.PUBLIC:
                 statuses += [401, 403]
             responses = dict(operation.responses or {})

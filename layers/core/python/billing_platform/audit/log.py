@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
-    from billing_platform.auth.caller import Caller
+    from billing_platform.auth.caller import Actor, Caller
 
 REDACTED = "[redacted]"
 
@@ -137,6 +137,22 @@ class AuditEntry:
     after: dict[str, Any] | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     entry_id: str = field(default_factory=lambda: f"aud_{uuid.uuid4().hex}")
+
+    @classmethod
+    def by(
+        cls,
+        actor: Actor,
+        tenant_id: str,
+        action: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        """The entry of a mutation `actor` made: their principal, under their request id; `at` now unless given."""
+        at = at or datetime.now(UTC)
+        return cls(tenant_id, actor.principal_id, action, target, actor.request_id, before, after, at)
 
     def to_item(self) -> dict[str, Any]:
         at = self.at.astimezone(UTC)

@@ -17,11 +17,11 @@ caching API Gateway rejects a request missing any identity source before calling
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerResponse,
@@ -33,7 +33,7 @@ from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.settings import Settings, get_settings
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 _BEARER = re.compile(r"^\s*Bearer\s+(\S+)\s*$", re.IGNORECASE)
 # A platform key is 68 characters; anything much longer is not worth hashing.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.keys import generate_key, hash_key, key_id_of
 from billing_platform.auth.models import ApiKey, ApiKeyPage, CreatedApiKey
 from billing_platform.auth.repository import LAST_USED_RESOLUTION, ApiKeyRepository
@@ -17,7 +18,7 @@ from billing_platform.dynamodb import utc_now
 from billing_platform.errors import NotFoundError, ValidationError
 from billing_platform.settings import Settings, get_settings
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyService:
@@ -47,10 +48,9 @@ class ApiKeyService:
         tenant_id: str,
         *,
         name: str,
-        actor: str,
+        actor: Actor,
         description: str | None = None,
         expires_at: datetime | None = None,
-        request_id: str | None = None,
         now: datetime | None = None,
     ) -> CreatedApiKey:
         """A new active key for `tenant_id`; the full key is returned here once and never again."""
@@ -70,16 +70,7 @@ class ApiKeyService:
             created_at=moment,
             expires_at=expires_at.astimezone(UTC) if expires_at else None,
         )
-        entry = AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action="api_key.created",
-            target=key_id,
-            request_id=request_id,
-            before=None,
-            after=key.to_dict(moment),
-            at=moment,
-        )
+        entry = AuditEntry.by(actor, tenant_id, "api_key.created", key_id, after=key.to_dict(moment), at=moment)
         if self._usage_plan is not None:
             # Before the key exists: a key must never work without its tenant's throttling.
             self._usage_plan.ensure_tenant(tenant_id)
@@ -89,9 +80,7 @@ class ApiKeyService:
     def list(self, tenant_id: str, *, limit: int = 50, cursor: str | None = None) -> ApiKeyPage:
         return self._repository.list_for_tenant(tenant_id, limit=limit, cursor=cursor)
 
-    def revoke(
-        self, tenant_id: str, key_id: str, *, actor: str, request_id: str | None = None, now: datetime | None = None
-    ) -> ApiKey:
+    def revoke(self, tenant_id: str, key_id: str, *, actor: Actor, now: datetime | None = None) -> ApiKey:
         """Revoke a key of `tenant_id` (404 for an unknown key or another tenant's). Revoking twice is a
         no-op that returns the key as it is and writes no second audit entry."""
         moment = now or utc_now()
@@ -105,12 +94,11 @@ class ApiKeyService:
         if key.revoked_at is not None:
             return key
         revoked = replace(key, revoked_at=moment)
-        entry = AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action="api_key.revoked",
-            target=key_id,
-            request_id=request_id,
+        entry = AuditEntry.by(
+            actor,
+            tenant_id,
+            "api_key.revoked",
+            key_id,
             before=key.to_dict(moment),
             after=revoked.to_dict(moment),
             at=moment,

@@ -9,15 +9,15 @@ costs one lookup.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
 from billing_platform.auth.keys import usage_identifier_key
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 
 def usage_key_name(tenant_id: str) -> str:

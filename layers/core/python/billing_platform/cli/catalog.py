@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError as PydanticError
@@ -26,14 +26,7 @@ class CatalogReport:
         return not self.errors
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "valid": self.ok,
-            "version": self.version,
-            "plans": self.plans,
-            "errors": self.errors,
-            "warnings": self.warnings,
-        }
+        return {"path": self.path, "valid": self.ok} | asdict(self)
 
 
 def validate_catalog(path: str | None = None) -> CatalogReport:

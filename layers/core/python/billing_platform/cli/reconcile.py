@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from billing_platform.errors import NotFoundError
 from billing_platform.providers.base import ProviderSubscription, SyncBillingProvider
 from billing_platform.subscriptions.models import SUBSCRIPTION_TERMS, StripeEvent, SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
-from billing_platform.subscriptions.webhooks import EntitlementEffects, WebhookProcessor
+from billing_platform.subscriptions.webhooks import EntitlementEffects, WebhookProcessor, apply_entitlement_effect
 
 COMPARED = ("customer_id", *SUBSCRIPTION_TERMS)
 
@@ -49,15 +49,7 @@ class ReconcileReport:
         return not self.drift and not self.entitlement_drift
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "subscription_id": self.subscription_id,
-            "in_sync": self.in_sync,
-            "drift": self.drift,
-            "entitlement_drift": self.entitlement_drift,
-            "applied": self.applied,
-            "outcome": self.outcome,
-        }
+        return {**asdict(self), "in_sync": self.in_sync}
 
 
 def _epoch(value: datetime | None) -> int | None:
@@ -124,28 +116,6 @@ def _entitlement_drift(record: SubscriptionRecord | None, plan: TenantPlan | Non
     return {}
 
 
-def _reapply(record: SubscriptionRecord, entitlements: Entitlements) -> None:
-    """The effect `WebhookProcessor` applies for the record's `entitlement`."""
-    if (
-        record.entitlement == "apply_plan"
-        and record.plan_id
-        and record.current_period_start
-        and record.current_period_end
-    ):
-        entitlements.apply_plan(
-            record.tenant_id,
-            record.plan_id,
-            period_start=record.current_period_start,
-            period_end=record.current_period_end,
-            status=record.status,
-            source_version=record.version,
-        )
-    elif record.entitlement == "suspend":
-        entitlements.suspend(record.tenant_id, reason=f"subscription {record.status} (reconcile)")
-    elif record.entitlement == "revoke":
-        entitlements.revoke(record.tenant_id)
-
-
 def reconcile_tenant(
     tenant_id: str,
     provider: SyncBillingProvider,
@@ -177,7 +147,7 @@ def reconcile_tenant(
         # The subscription is right, its effect on the entitlements was lost: apply the effect again.
         assert record is not None
         assert entitlements is not None
-        _reapply(record, entitlements)
+        apply_entitlement_effect(record, entitlements, by="reconcile")
         report.outcome, report.applied = f"entitlements:{record.entitlement}", True
         return report
     assert processor is not None

@@ -5,6 +5,7 @@ through the very `WebhookProcessor.process` the webhook Lambda runs: an event al
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,11 +15,12 @@ from typing import Any
 from pydantic import ValidationError as PydanticError
 
 from billing_platform.errors import BillingError
-from billing_platform.observability import logger
 from billing_platform.providers.meter_events import StripeEventSource
 from billing_platform.subscriptions.models import StripeEvent
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from billing_platform.subscriptions.webhooks import HANDLED_EVENTS, EventInProgress, WebhookProcessor
+
+logger = logging.getLogger(__name__)
 
 # Stripe's `types` filter of GET /v1/events takes at most 20 names.
 STRIPE_MAX_TYPES = 20

@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import sys
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
+from billing_platform.api.container import PerContainer
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import EntitlementEnforcementError, UnprocessableError
 from billing_platform.ids import TenantIdLike, tenant_id_str
-from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # Imported where used: the reservation modules import the entitlement package themselves.
@@ -232,24 +234,9 @@ class SyncEntitlementEnforcer:
             )
 
 
-_service_lock = threading.Lock()
-_service: EntitlementService | None = None
-
-
-def shared_service() -> EntitlementService:
-    """The process-wide `EntitlementService`, created on first use (importing this module costs no client)."""
-    global _service
-    with _service_lock:
-        if _service is None:
-            _service = EntitlementService()
-        return _service
-
-
-def reset_shared_service() -> None:
-    """Forget the process-wide service (tests switch tables and endpoints between cases)."""
-    global _service
-    with _service_lock:
-        _service = None
+# The process-wide `EntitlementService`, created on first use (importing this module costs no client);
+# tests `reset()` it when they switch tables and endpoints.
+shared_service = PerContainer(EntitlementService)
 
 
 def _held(reservation: ReservationLike) -> Reservation:

@@ -35,6 +35,7 @@ class PlanStatus(StrEnum):
     TRIALING = "trialing"
     PAST_DUE = "past_due"
     SUSPENDED = "suspended"
+    CANCELED = "canceled"  # the subscription ended: the tenant is back on the catalog default plan
 
 
 class DenyReason(StrEnum):
@@ -197,6 +198,16 @@ class TenantPlan:
     def suspended(self) -> bool:
         return self.status == PlanStatus.SUSPENDED.value
 
+    @property
+    def subscribed(self) -> bool:
+        """The tenant holds a subscription that has not ended: trialing, active, past_due, or suspended
+        (unpaid, paused, or past_due beyond its grace; `status` says which), including one set to cancel
+        at the end of its period, until then. Exactly when `POST /v1/subscriptions` would answer 409
+        `subscription_exists`. False on the catalog default plan: never subscribed, or the subscription
+        ended (canceled at once or at its period's end, expired incomplete), which `revoke` stores as
+        `canceled`."""
+        return self.stored and self.status != PlanStatus.CANCELED.value
+
     def feature(self, name: str) -> bool:
         return (not self.suspended) and self.features.get(name, False)
 
@@ -326,6 +337,11 @@ def check_from_counter(
         idempotency_key=idempotency_key,
         shards_used=shards_used,
     )
+
+
+def layout_live(counters: list[QuotaCounter], shards: int, now: datetime) -> bool:
+    """Every shard of a `shards`-wide layout is there, active and inside its period at `now`."""
+    return len(counters) == shards and all(c.state is CounterState.ACTIVE and c.period_end > now for c in counters)
 
 
 def combine_shards(counters: list[QuotaCounter]) -> QuotaCounter:

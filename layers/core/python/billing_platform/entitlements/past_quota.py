@@ -11,6 +11,7 @@ grants read in the same round are together short of the quantity. Anything other
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,18 +22,19 @@ from typing import Any
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.idempotency import new_record, replay
 from billing_platform.entitlements.models import (
-    CounterState,
     DenyReason,
     EntitlementCheck,
     QuotaCounter,
     check_from_counter,
     combine_shards,
+    layout_live,
 )
-from billing_platform.entitlements.repository import ConsumeRecord, counter_key
+from billing_platform.entitlements.repository import ConsumeRecord
 from billing_platform.errors import RateLimitedError
 from billing_platform.grants.draw import drawn_from
 from billing_platform.grants.models import DrawPlan
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def take_past_quota(
@@ -46,13 +48,12 @@ def take_past_quota(
 ) -> EntitlementCheck | int:
     """Serve `quantity` from what the hard quota has left plus live grants (see the module docstring).
     Returns the answer, or the layout for the caller to retry with."""
-    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
     counters = seen
     for round_ in range(MAX_ROUNDS):
         now = ctx.clock()
         if counters is None:
-            counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
-        if len(counters) != shards or any(c.state is not CounterState.ACTIVE or c.period_end <= now for c in counters):
+            counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
+        if not layout_live(counters, shards, now):
             return shards  # a period over, a suspension, a new layout: the caller's loop handles it
         total = combine_shards(counters) if shards > 1 else counters[0]
         if total.remaining >= quantity:

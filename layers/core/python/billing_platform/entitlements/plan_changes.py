@@ -3,6 +3,7 @@ applied or renewed, a tenant suspended, a subscription revoked back to the catal
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 
@@ -12,7 +13,8 @@ from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.reconcile import Mode, reconcile
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import UnprocessableError
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def apply_plan(
@@ -67,7 +69,7 @@ def revoke(ctx: EntitlementContext, tenant_id: str) -> None:
     plan = TenantPlan(
         tenant_id=tenant_id,
         plan_id=default.id,
-        status="canceled",
+        status=PlanStatus.CANCELED.value,
         period_start=start,
         period_end=end,
         features=dict(default.features),

@@ -3,6 +3,7 @@ and layout switches (one counter <-> N shards) that never lose or double-grant u
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -22,7 +23,8 @@ from billing_platform.entitlements.models import (
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.errors import RateLimitedError
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 class Mode(Enum):

@@ -3,6 +3,7 @@ once, within its period; without, up to a quantity, never below zero used."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +20,8 @@ from billing_platform.entitlements.models import (
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.views import live_counters, read_quota
 from billing_platform.errors import NotFoundError, UnprocessableError
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def release(

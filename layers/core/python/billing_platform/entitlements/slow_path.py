@@ -17,6 +17,7 @@ only ever given when the shards read together, and the tenant's live grants, hav
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -39,7 +40,8 @@ from billing_platform.entitlements.past_quota import take_past_quota
 from billing_platform.entitlements.reconcile import provision
 from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
 from billing_platform.errors import RateLimitedError
-from billing_platform.observability import logger
+
+logger = logging.getLogger(__name__)
 
 
 def slow_path(
@@ -104,10 +106,9 @@ def _consume_spread(
 ) -> EntitlementCheck | int:
     """The sharded fallback: read every shard, take from one that covers the quantity, else spread
     the take over several in one transaction; deny only when all of them together fall short."""
-    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
-        counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
+        counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
         if len(counters) != shards or any(c.state is CounterState.RETIRED for c in counters):
             return provision(ctx, tenant_id, resource_type)
         expired = [c for c in counters if c.period_end <= now]
@@ -139,7 +140,8 @@ def _consume_spread(
             )
         if len(takes) == 1 and record is None:
             counter, take = takes[0]
-            after, _old = ctx.repo.consume(keys[counter.shard], take, now, enforce=enforce)
+            key = counter_key(tenant_id, resource_type, counter.shard, shards)
+            after, _old = ctx.repo.consume(key, take, now, enforce=enforce)
             if after is not None:
                 return granted(after, quantity, enforce, shards, ((counter.shard, take),), None)
             continue

@@ -36,6 +36,7 @@ from billing_platform.entitlements.models import (
     QuotaCounter,
     check_from_counter,
     combine_shards,
+    layout_live,
 )
 from billing_platform.entitlements.repository import Item, counter_from_item, counter_key
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
@@ -152,11 +153,10 @@ def _spread(
 ) -> Taken | None:
     """Read every shard and take where `plan_shares` says; deny only when all of them together fall short.
     None: the layout or a period changed meanwhile (the caller starts over through the slow path)."""
-    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
-        counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
-        if len(counters) != shards or any(c.state is not CounterState.ACTIVE or c.period_end <= now for c in counters):
+        counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
+        if not layout_live(counters, shards, now):
             return None
         total = combine_shards(counters)
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
@@ -188,13 +188,12 @@ def _past_quota(
     """The quota (every shard) is short: what it has left plus live grants, with the companion, in one
     transaction (`GrantDraw.take`). The final denial carries `grant_remaining`. An int is the layout for
     the caller's loop (a period over, a suspension, a new layout, or the quota covering it after all)."""
-    keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
     counters = seen
     for round_ in range(MAX_ROUNDS):
         now = ctx.clock()
         if counters is None:
-            counters = sorted(ctx.repo.get_counters(keys), key=lambda c: c.shard)
-        if len(counters) != shards or any(c.state is not CounterState.ACTIVE or c.period_end <= now for c in counters):
+            counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
+        if not layout_live(counters, shards, now):
             return shards
         total = combine_shards(counters) if shards > 1 else counters[0]
         if total.remaining >= quantity:

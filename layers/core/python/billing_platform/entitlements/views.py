@@ -74,7 +74,7 @@ class TenantEntitlements:
             "tenant_id": self.plan.tenant_id,
             "plan_id": self.plan.plan_id,
             "status": self.plan.status,
-            "subscribed": self.plan.stored,
+            "subscribed": self.plan.subscribed,
             "period_start": self.plan.period_start.isoformat(),
             "period_end": self.plan.period_end.isoformat(),
             "features": {name: self.plan.feature(name) for name in sorted(self.plan.features)},

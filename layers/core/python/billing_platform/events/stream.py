@@ -5,6 +5,7 @@ and nothing before it is redone; what it already claimed is re-published from it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,9 @@ from billing_platform.events.detection import (
 from billing_platform.events.ledger import ClaimState, EventLedger, remember_threshold
 from billing_platform.events.models import BillingEvent, ThresholdCrossing
 from billing_platform.events.publisher import EventPublisher
-from billing_platform.observability import logger
 from billing_platform.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 GRANT_EVENT_MEMORY = timedelta(days=400)
 # Markers this container saw published: a sharded quota's shards keep reporting a level already

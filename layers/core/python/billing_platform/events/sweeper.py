@@ -7,6 +7,7 @@ consistent before its event is claimed, and the ledger makes overlapping runs ha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,9 @@ from billing_platform.events.detection import grant_snapshot
 from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
 from billing_platform.events.stream import GRANT_EVENT_MEMORY, EventEmitter
-from billing_platform.observability import logger
 from billing_platform.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 EXPIRY_BUCKETS = 16
 GSI_LAG_MARGIN = timedelta(minutes=10)

@@ -59,7 +59,7 @@ def grant_key(tenant_id: str, resource_type: str, grant_id: str) -> Item:
 
 def expiry_index_keys(tenant_id: str, grant_id: str, valid_until: datetime) -> Item:
     """`gsi1pk = GRANT_EXPIRY#<day>#<bucket>`, `gsi1sk = <10-digit epoch>#<tenant>#<grant>`."""
-    day = valid_until.strftime("%Y-%m-%d")
+    day = valid_until.date().isoformat()  # zero-padded for any year, unlike strftime's %Y
     return {
         "gsi1pk": _s(f"GRANT_EXPIRY#{day}#{expiry_bucket(tenant_id, grant_id)}"),
         "gsi1sk": _s(f"{to_epoch(valid_until):010d}#{tenant_id}#{grant_id}"),

@@ -6,13 +6,16 @@ Drawing grants is part of consuming (`billing_platform.entitlements`); buying th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Catalog, load_catalog
+from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
 from billing_platform.grants.models import (
     CreateGrantRequest,
@@ -22,14 +25,11 @@ from billing_platform.grants.models import (
     new_grant_id,
 )
 from billing_platform.grants.repository import GrantRepository
-from billing_platform.observability import logger
 from billing_platform.settings import Settings, get_settings
 
+logger = logging.getLogger(__name__)
+
 VOID_ATTEMPTS = 8
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class GrantService:
@@ -44,7 +44,7 @@ class GrantService:
         repository: GrantRepository | None = None,
         catalog: Catalog | None = None,
         tenant_known: Callable[[str], bool] | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = repository or GrantRepository(self._settings)
@@ -52,9 +52,7 @@ class GrantService:
         self._tenant_known = tenant_known or _default_tenant_known(self._settings)
         self._clock = clock
 
-    def create(
-        self, tenant_id: str, request: CreateGrantRequest, *, actor: str, request_id: str | None = None
-    ) -> Grant:
+    def create(self, tenant_id: str, request: CreateGrantRequest, *, actor: Actor) -> Grant:
         """Grant `request.amount` of a resource to a known tenant on top of its plan."""
         self._catalog.require_resource_type(request.resource_type)
         now = self._clock()
@@ -77,17 +75,10 @@ class GrantService:
             source=GrantSource.OPERATOR,
             source_id=grant_id,
             created_at=now,
-            created_by=actor,
+            created_by=actor.principal_id,
             reason=request.reason,
         )
-        audit = AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action="grant.create",
-            target=grant_id,
-            request_id=request_id,
-            after=grant.to_dict(now),
-        )
+        audit = AuditEntry.by(actor, tenant_id, "grant.create", grant_id, after=grant.to_dict(now))
         if not self._repo.create([grant], audit):
             raise ConflictError(f"grant {grant_id} exists", code="grant_exists")  # a random id collided
         logger.info(
@@ -102,7 +93,7 @@ class GrantService:
             self._catalog.require_resource_type(resource_type)
         return self._repo.list(tenant_id, resource_type)
 
-    def void(self, tenant_id: str, grant_id: str, *, actor: str, request_id: str | None = None) -> Grant:
+    def void(self, tenant_id: str, grant_id: str, *, actor: Actor) -> Grant:
         """Void what is left of a grant (its drawn part stays drawn). Voiding a voided grant is a 409."""
         for _attempt in range(VOID_ATTEMPTS):
             grant = self._repo.find(tenant_id, grant_id)
@@ -111,29 +102,23 @@ class GrantService:
             if grant.state is GrantState.VOIDED:
                 raise ConflictError(f"grant {grant_id} is already voided", code="grant_voided")
             now = self._clock()
-            after = replace(
+            voided = replace(
                 grant,
                 state=GrantState.VOIDED,
                 remaining=Decimal(0),
                 voided_amount=grant.remaining,
                 voided_at=now,
-                voided_by=actor,
+                voided_by=actor.principal_id,
             )
-            audit = AuditEntry(
-                tenant_id=tenant_id,
-                actor=actor,
-                action="grant.void",
-                target=grant_id,
-                request_id=request_id,
-                before=grant.to_dict(now),
-                after=after.to_dict(now),
+            audit = AuditEntry.by(
+                actor, tenant_id, "grant.void", grant_id, before=grant.to_dict(now), after=voided.to_dict(now)
             )
-            if self._repo.void(grant, actor, now, audit):
+            if self._repo.void(grant, actor.principal_id, now, audit):
                 logger.info(
                     "grant voided",
                     extra={"tenant_id": tenant_id, "grant_id": grant_id, "voided": str(grant.remaining)},
                 )
-                return after
+                return voided
         raise ConflictError(f"grant {grant_id} is being drawn too fast to void; retry", code="grant_busy")
 
 

@@ -14,6 +14,7 @@ from Stripe (a checkout session's line items are never in the event).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Catalog, TopupPrice
 from billing_platform.grants.models import Grant, GrantSource, GrantState, grant_id_for_source
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.ids import TENANT_ID_PATTERN
-from billing_platform.observability import logger
+from billing_platform.providers.base import expandable_id
+
+logger = logging.getLogger(__name__)
 
 ACTOR = "stripe:webhook"
 LineSource = Literal["checkout_session", "invoice"]
@@ -55,10 +59,7 @@ def line_price_id(line: Mapping[str, Any]) -> str | None:
     (checkout line items and older invoice lines; an id or an expanded object)."""
     pricing = line.get("pricing") or {}
     details = pricing.get("price_details") or {}
-    price = details.get("price") or line.get("price")
-    if isinstance(price, Mapping):
-        price = price.get("id")
-    return str(price) if price else None
+    return expandable_id(details.get("price") or line.get("price"))
 
 
 def line_quantity(line: Mapping[str, Any]) -> Decimal:
@@ -115,7 +116,7 @@ class TopupGrants:
         tenant_id = (
             valid_tenant_id(session.get("client_reference_id"))
             or valid_tenant_id(metadata.get("tenant_id"))
-            or self._tenant_for_customer(_id_of(session.get("customer")))
+            or self._tenant_for_customer(expandable_id(session.get("customer")))
         )
         lines = topup_lines(self._lines.list_line_items("checkout_session", session_id), self._catalog)
         if not lines:
@@ -136,7 +137,7 @@ class TopupGrants:
         if not lines:
             return "not_a_topup", None
         metadata = invoice.get("metadata") or {}
-        tenant_id = self._tenant_for_customer(_id_of(invoice.get("customer"))) or valid_tenant_id(
+        tenant_id = self._tenant_for_customer(expandable_id(invoice.get("customer"))) or valid_tenant_id(
             metadata.get("tenant_id")
         )
         if tenant_id is None:
@@ -155,14 +156,8 @@ class TopupGrants:
         event_id: str,
     ) -> str:
         grants = [self._grant_of(tenant_id, object_id, source, line, paid_at) for line in lines]
-        audit = AuditEntry(
-            tenant_id=tenant_id,
-            actor=ACTOR,
-            action="grant.topup",
-            target=object_id,
-            request_id=event_id,
-            after={"grants": [g.to_dict(paid_at) for g in grants]},
-        )
+        after = {"grants": [g.to_dict(paid_at) for g in grants]}
+        audit = AuditEntry.by(Actor(ACTOR, event_id), tenant_id, "grant.topup", object_id, after=after)
         if not self._repo.create(grants, audit):
             logger.info("top-up already granted", extra={"tenant_id": tenant_id, "source_id": object_id})
             return "topup_duplicate"
@@ -195,9 +190,3 @@ class TopupGrants:
             created_by=ACTOR,
             price_id=line.price_id,
         )
-
-
-def _id_of(value: object) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return str(value) if value else None

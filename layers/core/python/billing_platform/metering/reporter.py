@@ -31,6 +31,7 @@ tenant-days touch distinct watermark items, so they run in parallel safely).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,12 +43,13 @@ from typing import Any
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingProviderError, ProviderRateLimitError, ProviderUnavailableError
 from billing_platform.metering.repository import HourWatermark, MeterWatermarkRepository, PendingReport
-from billing_platform.observability import logger
 from billing_platform.providers.meter_events import MeterEvent, MeterEventSender
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.usage.models import Granularity, bucket_label, bucket_start
 from billing_platform.usage.repository import AggregateRepository
+
+logger = logging.getLogger(__name__)
 
 # Stripe accepts meter event timestamps up to 35 days old; usage older than that is refused at ingest.
 LOOKBACK_DAYS = 35

@@ -24,8 +24,9 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.conditions import applied
-from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, query_items, utc_now
+from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, query_sort_key_range, utc_now
 from billing_platform.subscriptions.models import SubscriptionRecord
+from billing_platform.subscriptions.repository import subscription_key
 
 BATCH_GET_MAX = 100
 ZERO = Decimal(0)
@@ -107,9 +108,7 @@ class MeterWatermarkRepository(BillingTable):
         wanted = sorted(set(tenant_ids))
         found: dict[str, SubscriptionRecord] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
-            keys = [
-                {"pk": {"S": f"TENANT#{t}"}, "sk": {"S": "SUBSCRIPTION"}} for t in wanted[start : start + BATCH_GET_MAX]
-            ]
+            keys = [subscription_key(t) for t in wanted[start : start + BATCH_GET_MAX]]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
@@ -121,21 +120,10 @@ class MeterWatermarkRepository(BillingTable):
 
     def hours(self, tenant_id: str, resource_type: str, day: str) -> dict[str, HourWatermark]:
         """hour label -> watermark for one tenant x resource x day (strongly consistent)."""
-        out: dict[str, HourWatermark] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": meter_pk(tenant_id, resource_type)},
-                ":a": {"S": f"H#{day}T00"},
-                ":b": {"S": f"H#{day}T23"},
-            },
-            "ConsistentRead": True,
-        }
-        for item in query_items(self.client, **kwargs):
-            mark = _hour_from_item(item)
-            out[mark.hour] = mark
-        return out
+        pk = meter_pk(tenant_id, resource_type)
+        items = query_sort_key_range(self.client, self.table, pk, f"H#{day}T00", f"H#{day}T23", ConsistentRead=True)
+        marks = [_hour_from_item(item) for item in items]
+        return {mark.hour: mark for mark in marks}
 
     def claim(self, tenant_id: str, resource_type: str, hour: str, pending: PendingReport) -> bool:
         """Record the intent to report `pending.to - pending.from_` units of `hour`. False (nothing

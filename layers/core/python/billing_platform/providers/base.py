@@ -44,6 +44,13 @@ def from_epoch(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
+def expandable_id(value: object) -> str | None:
+    """The id in a Stripe expandable field: the id itself, or the expanded object carrying it; None if unset."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return str(value) if value else None
+
+
 class StripeShaped(BaseModel):
     """A provider object read as attributes or, like the Stripe dictionaries it was parsed from, by key:
     ``customer["email"]``. Only the model's own fields are keys; an unknown key is a `KeyError`."""
@@ -114,9 +121,6 @@ class ProviderSubscription(StripeShaped):
         items = ((obj.get("items") or {}).get("data")) or []
         first: Mapping[str, Any] = items[0] if items else {}
         price = first.get("price") or {}
-        customer = obj.get("customer")
-        if isinstance(customer, Mapping):  # expanded
-            customer = customer.get("id")
         # Current API versions: the period is per item. Older payloads had it on the subscription.
         period_start = first.get("current_period_start", obj.get("current_period_start"))
         period_end = first.get("current_period_end", obj.get("current_period_end"))
@@ -125,9 +129,9 @@ class ProviderSubscription(StripeShaped):
             raise ValueError("a subscription object needs `created`")
         return cls(
             id=str(obj["id"]),
-            customer_id=str(customer),
+            customer_id=str(expandable_id(obj.get("customer"))),
             status=str(obj.get("status")),
-            price_id=price.get("id") if isinstance(price, Mapping) else (str(price) if price else None),
+            price_id=expandable_id(price),
             created=created,
             current_period_start=from_epoch(period_start),
             current_period_end=from_epoch(period_end),

@@ -4,14 +4,11 @@ One provider per container; the stripe SDK is imported only when Stripe is selec
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Literal
 
+from billing_platform.api.container import PerContainer
 from billing_platform.providers.base import BillingProvider, ProviderCustomer, ProviderSubscription
 from billing_platform.settings import Settings, get_settings
-
-_lock = threading.Lock()
-_provider: BillingProvider | None = None
 
 
 def create_billing_provider(settings: Settings) -> BillingProvider:
@@ -24,21 +21,17 @@ def create_billing_provider(settings: Settings) -> BillingProvider:
     return MockBillingProvider()
 
 
-def get_billing_provider() -> BillingProvider:
-    """The process-wide provider, created on first use from the settings."""
-    global _provider
-    with _lock:
-        if _provider is None:
-            _provider = create_billing_provider(get_settings())
-        return _provider
+# The process-wide provider, created on first use from the settings.
+get_billing_provider = PerContainer(lambda: create_billing_provider(get_settings()))
 
 
 def set_billing_provider(provider: BillingProvider | None) -> None:
     """Install a provider for this process (the local stack's event-emitting mock, tests); None forgets
     it so the next use builds one from the settings again."""
-    global _provider
-    with _lock:
-        _provider = provider
+    if provider is None:
+        get_billing_provider.reset()
+    else:
+        get_billing_provider.use(provider)
 
 
 class ProviderOnCall:

@@ -17,15 +17,17 @@ as resolved, once the block has ended.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any
 
 from billing_platform.errors import UnprocessableError
-from billing_platform.observability import logger
 from billing_platform.offload import run_blocking
 from billing_platform.reservations.models import Reservation
+
+logger = logging.getLogger(__name__)
 
 Settle = Callable[[Reservation, Decimal], Reservation]
 Cancel = Callable[[Reservation], Reservation]
@@ -64,6 +66,27 @@ class ReservationHold:
         else:
             self.result = self._settle(self.reservation, self.estimate if self._actual is None else self._actual)
         return self.result
+
+    def __repr__(self) -> str:
+        """What is held and what became of it, e.g. ``<ReservationHold res_… tenant=t_a tokens estimate=40
+        settled charged=25 given_back=15>`` (a settle recorded inside the block shows as ``actual=…``)."""
+        current = self.result or self.reservation
+        parts = [
+            current.reservation_id,
+            f"tenant={current.tenant_id}",
+            current.resource_type,
+            f"estimate={current.estimate}",
+            current.state.value,
+        ]
+        if current.held:
+            parts.append(f"due_at={current.due_at.isoformat()}")
+            if self._actual is not None:
+                parts.append(f"actual={self._actual} (settled when the block ends)")
+        else:
+            parts += [f"charged={current.charged}", f"given_back={current.given_back}"]
+            if current.uncovered:
+                parts.append(f"uncovered={current.uncovered}")
+        return f"<ReservationHold {' '.join(parts)}>"
 
     def __enter__(self) -> ReservationHold:
         return self

@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar
 
 from billing_platform.entitlements.models import ZERO, decimal_str
+
+Holder = TypeVar("Holder")  # what a share belongs to: a shard number or a grant id
 
 RESERVATION_PREFIX = "rsv_"
 RESERVATION_ID_PATTERN = r"^rsv_[0-9a-f]{32}$"
@@ -140,15 +144,7 @@ def shards_from_json(text: str) -> tuple[tuple[int, Decimal], ...]:
 def split_give_back(shards: tuple[tuple[int, Decimal], ...], amount: Decimal) -> list[tuple[int, Decimal]]:
     """Spread a give-back over the shards the estimate came from (largest take first), never giving a
     shard more than was taken from it; the parts sum to `amount` (at most the estimate)."""
-    out: list[tuple[int, Decimal]] = []
-    left = amount
-    for shard, taken in sorted(shards, key=lambda p: (-p[1], p[0])):
-        if left <= 0:
-            break
-        part = min(left, taken)
-        out.append((shard, part))
-        left -= part
-    return out
+    return _fill_in_order(sorted(shards, key=lambda p: (-p[1], p[0])), amount)
 
 
 def grants_json(grants: tuple[tuple[str, Decimal], ...]) -> str:
@@ -172,12 +168,18 @@ def merge_grants(
 def split_refill(grants: tuple[tuple[str, Decimal], ...], amount: Decimal) -> list[tuple[str, Decimal]]:
     """The part of a give-back that refills grants: the grants are given back FIRST (the quota pays first,
     so what is kept is counted on the quota), the last drawn first, never more than each paid."""
-    out: list[tuple[str, Decimal]] = []
+    return _fill_in_order(reversed(grants), amount)
+
+
+def _fill_in_order(holders: Iterable[tuple[Holder, Decimal]], amount: Decimal) -> list[tuple[Holder, Decimal]]:
+    """`amount` spread over `holders` in the order given, each getting at most its own share; a holder
+    that is not reached gets no entry."""
+    out: list[tuple[Holder, Decimal]] = []
     left = amount
-    for grant_id, paid in reversed(grants):
+    for holder, share in holders:
         if left <= 0:
             break
-        part = min(left, paid)
-        out.append((grant_id, part))
+        part = min(left, share)
+        out.append((holder, part))
         left -= part
     return out

@@ -5,6 +5,7 @@ Past an exhausted hard quota the tenant's live grants pay the rest (recorded on 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,6 @@ from typing import Any
 from billing_platform.entitlements.enforcer import QuotaExceededError
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.errors import UnprocessableError
-from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.models import (
     MAX_TTL,
@@ -23,6 +23,8 @@ from billing_platform.reservations.models import (
 )
 from billing_platform.reservations.repository import reservation_from_item
 from billing_platform.usage.models import MAX_QUANTITY as MAX_METERED_QUANTITY
+
+logger = logging.getLogger(__name__)
 
 
 def validate_amount(ctx: ReservationContext, resource_type: str, quantity: Decimal, *, name: str) -> None:

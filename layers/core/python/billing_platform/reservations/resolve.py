@@ -17,6 +17,7 @@ which pays first), then the counters. A grant expired or voided since it paid is
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -27,7 +28,6 @@ from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounte
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
-from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.meter import MeterUnavailable
 from billing_platform.reservations.models import (
@@ -39,6 +39,8 @@ from billing_platform.reservations.models import (
 )
 from billing_platform.reservations.repository import CounterChange, GrantRefill, Resolution
 from billing_platform.reservations.reserve import validate_amount
+
+logger = logging.getLogger(__name__)
 
 MAX_ROUNDS = 24
 

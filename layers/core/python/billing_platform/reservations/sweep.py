@@ -5,14 +5,16 @@ sent (same record id). So an abandoned reservation is given back within about a 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from billing_platform.observability import logger
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.models import ReservationState
 from billing_platform.reservations.repository import DUE_PARTITIONS
 from billing_platform.reservations.resolve import expire, send_usage
+
+logger = logging.getLogger(__name__)
 
 PAGE = 100
 

@@ -24,6 +24,22 @@ EVENT_TTL_SECONDS = 30 * 86_400
 EVENT_LEASE_SECONDS = 60
 
 
+def profile_key(tenant_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}}
+
+
+def customer_key(customer_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"CUSTOMER#{customer_id}"}, "sk": {"S": "TENANT"}}
+
+
+def subscription_key(tenant_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "SUBSCRIPTION"}}
+
+
+def event_key(event_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"STRIPE_EVENT#{event_id}"}, "sk": {"S": "EVENT"}}
+
+
 class Claim(StrEnum):
     CLAIMED = "claimed"  # this delivery processes the event
     DONE = "done"  # already applied: acknowledge and ignore
@@ -78,7 +94,7 @@ class SubscriptionRepository(BillingTable):
         names = {f"#{a}": a for a, v in (("email", email), ("name", name)) if v is not None}
         profile: dict[str, Any] = {
             "TableName": self.table,
-            "Key": {"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}},
+            "Key": profile_key(tenant_id),
             "UpdateExpression": "SET " + ", ".join(sets),
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
@@ -91,8 +107,7 @@ class SubscriptionRepository(BillingTable):
                 "Put": {
                     "TableName": self.table,
                     "Item": {
-                        "pk": {"S": f"CUSTOMER#{customer_id}"},
-                        "sk": {"S": "TENANT"},
+                        **customer_key(customer_id),
                         "tenant_id": {"S": tenant_id},
                         "customer_id": {"S": customer_id},
                         "updated_at": {"S": now},
@@ -123,7 +138,7 @@ class SubscriptionRepository(BillingTable):
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}},
+                Key=profile_key(tenant_id),
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
@@ -135,7 +150,7 @@ class SubscriptionRepository(BillingTable):
     def get_profile(self, tenant_id: str) -> dict[str, Any] | None:
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "PROFILE"}},
+            Key=profile_key(tenant_id),
             ConsistentRead=True,
         ).get("Item")
         if not item:
@@ -149,7 +164,7 @@ class SubscriptionRepository(BillingTable):
     def tenant_for_customer(self, customer_id: str) -> str | None:
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": f"CUSTOMER#{customer_id}"}, "sk": {"S": "TENANT"}},
+            Key=customer_key(customer_id),
             ConsistentRead=True,
         ).get("Item")
         return str(item["tenant_id"]["S"]) if item else None
@@ -161,7 +176,7 @@ class SubscriptionRepository(BillingTable):
     def get_subscription(self, tenant_id: str) -> SubscriptionRecord | None:
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": f"TENANT#{tenant_id}"}, "sk": {"S": "SUBSCRIPTION"}},
+            Key=subscription_key(tenant_id),
             ConsistentRead=True,
         ).get("Item")
         if not item:
@@ -179,8 +194,7 @@ class SubscriptionRepository(BillingTable):
         put: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
-                "pk": {"S": f"TENANT#{record.tenant_id}"},
-                "sk": {"S": "SUBSCRIPTION"},
+                **subscription_key(record.tenant_id),
                 "tenant_id": {"S": record.tenant_id},
                 "subscription_id": {"S": record.subscription_id},
                 "status": {"S": record.status},
@@ -209,7 +223,7 @@ class SubscriptionRepository(BillingTable):
     def claim_event(self, event_id: str, event_type: str, created: int) -> Claim:
         """Claim an event for processing: new, or left by a delivery whose lease ran out."""
         now = int(time.time())
-        key = {"pk": {"S": f"STRIPE_EVENT#{event_id}"}, "sk": {"S": "EVENT"}}
+        key = event_key(event_id)
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -235,7 +249,7 @@ class SubscriptionRepository(BillingTable):
     def complete_event(self, event_id: str, outcome: str, tenant_id: str | None) -> None:
         self.client.update_item(
             TableName=self.table,
-            Key={"pk": {"S": f"STRIPE_EVENT#{event_id}"}, "sk": {"S": "EVENT"}},
+            Key=event_key(event_id),
             UpdateExpression="SET #s = :done, outcome = :o, tenant_id = :t, completed_at = :now REMOVE lease_until",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
@@ -251,7 +265,7 @@ class SubscriptionRepository(BillingTable):
         try:
             self.client.delete_item(
                 TableName=self.table,
-                Key={"pk": {"S": f"STRIPE_EVENT#{event_id}"}, "sk": {"S": "EVENT"}},
+                Key=event_key(event_id),
                 ConditionExpression="#s = :processing",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":processing": {"S": "processing"}},
@@ -263,7 +277,7 @@ class SubscriptionRepository(BillingTable):
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         item = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": f"STRIPE_EVENT#{event_id}"}, "sk": {"S": "EVENT"}},
+            Key=event_key(event_id),
             ConsistentRead=True,
         ).get("Item")
         return item or None

@@ -56,15 +56,8 @@ class SubscriptionService:
         after: BaseModel,
         before: BaseModel | None = None,
     ) -> AuditEntry:
-        return AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor.principal_id,
-            action=action,
-            target=target,
-            request_id=actor.request_id,
-            before=before.model_dump(mode="json") if before is not None else None,
-            after=after.model_dump(mode="json"),
-        )
+        snapshot = before.model_dump(mode="json") if before is not None else None
+        return AuditEntry.by(actor, tenant_id, action, target, before=snapshot, after=after.model_dump(mode="json"))
 
     def _plan_id(self, price_id: str | None) -> str | None:
         if price_id is None:

@@ -21,20 +21,28 @@ before the entitlement effects run; if those fail, the redelivery of that same e
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from billing_platform.audit.log import AuditEntry
+from billing_platform.auth.caller import Actor
 from billing_platform.catalog import Catalog, Plan, load_catalog
 from billing_platform.errors import ProviderNotFoundError, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
-from billing_platform.observability import logger
-from billing_platform.providers.base import ProviderCustomer, ProviderSubscription, SyncBillingProvider
+from billing_platform.providers.base import (
+    ProviderCustomer,
+    ProviderSubscription,
+    SyncBillingProvider,
+    expandable_id,
+)
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome, subscription_terms
 from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
+
+logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_EVENTS = frozenset(
     {
@@ -96,10 +104,28 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
     """Current API versions: `parent.subscription_details.subscription`; older: `subscription`."""
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
-    sub = details.get("subscription") or invoice.get("subscription")
-    if isinstance(sub, Mapping):
-        sub = sub.get("id")
-    return str(sub) if sub else None
+    return expandable_id(details.get("subscription") or invoice.get("subscription"))
+
+
+def apply_entitlement_effect(record: SubscriptionRecord, entitlements: EntitlementEffects, *, by: str = "") -> None:
+    """Ask of the tenant's entitlements what `record.entitlement` says: its plan (`record.plan_id`, the
+    plan of its price) for its period, a suspension, or a revoke. `by` names who asks, in a suspension's
+    reason, when it is not a webhook (the reconcile)."""
+    if record.entitlement == "apply_plan" and record.plan_id is not None:
+        if record.current_period_start is None or record.current_period_end is None:
+            raise ValueError(f"subscription {record.subscription_id} has no billing period")
+        entitlements.apply_plan(
+            record.tenant_id,
+            record.plan_id,
+            period_start=record.current_period_start,
+            period_end=record.current_period_end,
+            status=record.status,
+            source_version=record.version,
+        )
+    elif record.entitlement == "suspend":
+        entitlements.suspend(record.tenant_id, reason=f"subscription {record.status}" + (f" ({by})" if by else ""))
+    elif record.entitlement == "revoke":
+        entitlements.revoke(record.tenant_id)
 
 
 class WebhookProcessor:
@@ -198,20 +224,14 @@ class WebhookProcessor:
             self._bind(str(tenant_id), str(customer_id), None, None)
         if mode == "payment":
             return self.topups.on_checkout(obj, event.id, event.created)
-        sub_id = obj["subscription"]
-        sub_id = sub_id.get("id") if isinstance(sub_id, Mapping) else sub_id
-        return self._sync(event, self._provider.get_subscription(str(sub_id)), refetched=True)
+        sub_id = str(expandable_id(obj["subscription"]))
+        return self._sync(event, self._provider.get_subscription(sub_id), refetched=True)
 
     def _bind(
         self, tenant_id: str, customer_id: str, email: str | None, name: str | None, version: int | None = None
     ) -> None:
-        audit = AuditEntry(
-            tenant_id=tenant_id,
-            actor=ACTOR,
-            action="customer.bind",
-            target=customer_id,
-            after={"customer_id": customer_id, "email": email},
-        )
+        after = {"customer_id": customer_id, "email": email}
+        audit = AuditEntry.by(Actor(ACTOR), tenant_id, "customer.bind", customer_id, after=after)
         if not self._repo.bind_customer(tenant_id, customer_id, email=email, name=name, audit=audit, version=version):
             logger.warning(
                 "customer not bound: bound elsewhere, or a newer customer event was applied",
@@ -264,20 +284,17 @@ class WebhookProcessor:
                 return verdict, tenant_id
             plan = self._plan_for(sub)
             record = self._next_record(tenant_id, current, sub, plan, event)
-            audit = AuditEntry(
-                tenant_id=tenant_id,
-                actor=ACTOR,
-                action=f"subscription.{event.type.rsplit('.', 1)[-1]}",
-                target=sub.id,
-                request_id=event.id,
-                before=current.snapshot() if current else None,
-                after=record.snapshot(),
+            action = f"subscription.{event.type.rsplit('.', 1)[-1]}"
+            before = current.snapshot() if current else None
+            audit = AuditEntry.by(
+                Actor(ACTOR, event.id), tenant_id, action, sub.id, before=before, after=record.snapshot()
             )
             try:
                 self._repo.save_subscription(record, current.revision if current else None, audit)
             except StaleWrite:
                 continue  # another delivery wrote first: judge again against its state
-            self._apply_entitlements(record, plan)
+            if record.entitlement != "none":  # the entitlement service is built only when it is needed
+                apply_entitlement_effect(record, self.entitlements)
             return f"applied:{record.status}", tenant_id
         raise StaleWrite(tenant_id)
 
@@ -351,21 +368,3 @@ class WebhookProcessor:
         if status in ("canceled", "incomplete_expired"):
             return "revoke"
         return "none"  # incomplete: nothing paid yet, the tenant keeps what it had
-
-    def _apply_entitlements(self, record: SubscriptionRecord, plan: Plan | None) -> None:
-        action = record.entitlement
-        if action == "apply_plan" and plan is not None:
-            if record.current_period_start is None or record.current_period_end is None:
-                raise ValueError(f"subscription {record.subscription_id} has no billing period")
-            self.entitlements.apply_plan(
-                record.tenant_id,
-                plan.id,
-                period_start=record.current_period_start,
-                period_end=record.current_period_end,
-                status=record.status,
-                source_version=record.version,
-            )
-        elif action == "suspend":
-            self.entitlements.suspend(record.tenant_id, reason=f"subscription {record.status}")
-        elif action == "revoke":
-            self.entitlements.revoke(record.tenant_id)

@@ -10,6 +10,7 @@ with Stripe: a crash between a 2xx and its record sends that endpoint the event 
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from billing_platform.observability import logger
 from billing_platform.settings import Settings, get_settings
 from billing_platform.tenant_webhooks.repository import WebhookEndpointRepository
 from billing_platform.tenant_webhooks.signing import SIGNATURE_HEADER, signature_header
+
+logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Endpoints not tried within this much of a message's handling count as failed (retried with backoff), so a

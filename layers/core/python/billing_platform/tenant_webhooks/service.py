@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from billing_platform import resources
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import Actor
 from billing_platform.errors import ConflictError, NotFoundError, ValidationError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.tenant_webhooks.models import ALL_EVENTS, CreatedEndpoint, WebhookEndpoint
@@ -86,8 +87,7 @@ class WebhookEndpointService:
         url: str,
         enabled_events: list[str],
         description: str | None,
-        actor: str,
-        request_id: str | None,
+        actor: Actor,
     ) -> CreatedEndpoint:
         """A new endpoint with a fresh signing secret (returned here only). Bad input changes nothing."""
         checked_url = check_url(url, production=self._settings.is_production)
@@ -104,17 +104,11 @@ class WebhookEndpointService:
             description=description,
             enabled_events=events,
             created_at=now,
-            created_by=actor,
+            created_by=actor.principal_id,
         )
         secret = generate_secret()
-        entry = AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action="webhook_endpoint.created",
-            target=endpoint.endpoint_id,
-            request_id=request_id,
-            after=endpoint.to_dict(),
-            at=now,
+        entry = AuditEntry.by(
+            actor, tenant_id, "webhook_endpoint.created", endpoint.endpoint_id, after=endpoint.to_dict(), at=now
         )
         self._repository.create(endpoint, secret, self._audit.put_item_request(entry))
         return CreatedEndpoint(endpoint, secret)
@@ -122,21 +116,14 @@ class WebhookEndpointService:
     def endpoints(self, tenant_id: str) -> list[WebhookEndpoint]:
         return sorted(self._repository.endpoints(tenant_id), key=lambda e: (e.created_at, e.endpoint_id))
 
-    def delete(self, tenant_id: str, endpoint_id: str, *, actor: str, request_id: str | None) -> WebhookEndpoint:
+    def delete(self, tenant_id: str, endpoint_id: str, *, actor: Actor) -> WebhookEndpoint:
         """Delete an endpoint of `tenant_id` (404 for an unknown one or another tenant's); events not yet
         delivered to it are dropped for it."""
         endpoint = self._repository.get(tenant_id, endpoint_id)
         if endpoint is None:
             raise NotFoundError("no such webhook endpoint for this tenant", details={"endpoint_id": endpoint_id})
-        entry = AuditEntry(
-            tenant_id=tenant_id,
-            actor=actor,
-            action="webhook_endpoint.deleted",
-            target=endpoint_id,
-            request_id=request_id,
-            before=endpoint.to_dict(),
-            after=None,
-            at=self._clock(),
+        entry = AuditEntry.by(
+            actor, tenant_id, "webhook_endpoint.deleted", endpoint_id, before=endpoint.to_dict(), at=self._clock()
         )
         if not self._repository.delete(endpoint, self._audit.put_item_request(entry)):
             raise NotFoundError("no such webhook endpoint for this tenant", details={"endpoint_id": endpoint_id})

@@ -24,12 +24,12 @@ every one of its rows, and what was applied after it is dropped on the retry by 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
@@ -37,7 +37,7 @@ from billing_platform.settings import Settings
 from billing_platform.usage.models import Granularity, bucket_label
 from billing_platform.usage.repository import AggregateRepository, RowDelta, RowKey, pad_seq, watermark_attribute
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 # Rounds of writes per batch: the first, then re-sends of refused (stale) or cancelled rows.
 MAX_ROUNDS = 5
 

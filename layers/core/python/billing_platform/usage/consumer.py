@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pydantic import ValidationError as PydanticError
 
@@ -35,8 +35,6 @@ class UsageConsumerService:
         self._repo = repository or UsageRecordRepository(self._settings)
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
-        # A record older than its raw item's TTL could be inserted again after expiry and count twice.
-        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
 
     def process_message(self, body: str) -> int:
         """Returns the records written. Raises `PoisonMessageError` or `UsageWriteIncomplete`."""
@@ -49,7 +47,7 @@ class UsageConsumerService:
         now = self._clock()
         for index, record in enumerate(message.records):
             try:
-                check_record(record, self._catalog, now=now, max_age=self._max_age)
+                check_record(record, self._catalog, now=now, max_age=self._settings.usage_record_max_age)
             except BillingError as exc:
                 raise PoisonMessageError(
                     f"record {index}: {exc.message}", details={"record_id": record.record_id}

@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from billing_platform.auth.caller import Caller
@@ -76,7 +76,6 @@ class UsageIngestService:
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
         self._clock = clock
         self._sleep = sleep
-        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
 
     @property
     def sender(self) -> UsageSender:
@@ -149,5 +148,5 @@ class UsageIngestService:
         if isinstance(data.get("quantity"), bool) or "quantity" not in data:
             raise UnprocessableError("quantity must be a number", details={"field": "quantity"})
         record = parse_record(data)
-        check_record(record, self._catalog, now=now, max_age=self._max_age)
+        check_record(record, self._catalog, now=now, max_age=self._settings.usage_record_max_age)
         return record

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from billing_platform.catalog import Catalog
 from billing_platform.errors import UnprocessableError, ValidationError
 from billing_platform.ids import TENANT_ID_PATTERN, TenantIdLike, tenant_id_str
+from billing_platform.instants import to_utc
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
 TENANT_PATTERN = TENANT_ID_PATTERN
@@ -71,9 +72,7 @@ class UsageRecord(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("timestamp must be timezone-aware")
-        return value.astimezone(UTC)
+        return to_utc(value, "timestamp")
 
     @field_validator("metadata")
     @classmethod
@@ -187,16 +186,19 @@ class Granularity(StrEnum):
 
 
 def bucket_label(granularity: Granularity, at: datetime) -> str:
-    """The bucket a UTC instant falls in: `2026-11-25T10`, `2026-11-25` or `2026-11`."""
+    """The bucket a UTC instant falls in: `2026-11-25T10`, `2026-11-25` or `2026-11`. Built from the
+    fields, not with strftime, whose `%Y` does not zero-pad years below 1000 (`204-03-13T07`): labels have a
+    four-digit year for every year, so they sort as the instants they name and `bucket_start` reads them back."""
     at = at.astimezone(UTC)
-    if granularity is Granularity.HOUR:
-        return at.strftime("%Y-%m-%dT%H")
-    if granularity is Granularity.DAY:
-        return at.strftime("%Y-%m-%d")
-    return at.strftime("%Y-%m")
+    month = f"{at.year:04d}-{at.month:02d}"
+    if granularity is Granularity.MONTH:
+        return month
+    day = f"{month}-{at.day:02d}"
+    return f"{day}T{at.hour:02d}" if granularity is Granularity.HOUR else day
 
 
 def bucket_start(granularity: Granularity, label: str) -> datetime:
+    """The first instant of the bucket `label` names (strptime's `%Y` reads exactly four digits)."""
     fmt = {Granularity.HOUR: "%Y-%m-%dT%H", Granularity.DAY: "%Y-%m-%d", Granularity.MONTH: "%Y-%m"}[granularity]
     return datetime.strptime(label, fmt).replace(tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import ValidationError
 from billing_platform.ids import TenantIdLike, tenant_id_str
+from billing_platform.instants import to_utc
 from billing_platform.offload import run_blocking
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import (
@@ -33,14 +34,31 @@ MAX_TOP_LIMIT = 100
 EARLIEST_YEAR = 2000
 
 
-def require_whole_hours(start_time: datetime, end_time: datetime) -> None:
-    """The HTTP API's stricter contract (`GET /v1/usage/top`): both ends carry a timezone and are on
-    the hour, so the range answered is exactly the range asked."""
-    for name, value in (("start", start_time), ("end", end_time)):
-        if value.tzinfo is None:
-            raise ValidationError(f"{name} must carry a timezone")
-        if value.astimezone(UTC) != _hour_of(value):
+DEFAULT_TOP_DAYS = 30
+
+
+def requested_hours(start_time: datetime | None, end_time: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The HTTP API's stricter contract (`GET /v1/usage/top`): both ends carry a timezone and are on the
+    hour, so the range answered is exactly the range asked. Defaults: the `DEFAULT_TOP_DAYS` days up to
+    the end of the current hour. Raises `ValidationError` (422) for anything else, before any read."""
+    end = _utc(end_time, "end") if end_time is not None else _hour_of(now) + timedelta(hours=1)
+    if start_time is not None:
+        start = _utc(start_time, "start")
+    elif end.year <= EARLIEST_YEAR:
+        raise ValidationError(f"end must be in {EARLIEST_YEAR + 1} or later when start is not given")
+    else:
+        start = end - timedelta(days=DEFAULT_TOP_DAYS)
+    for name, value in (("start", start), ("end", end)):
+        if value != _hour_of(value):
             raise ValidationError(f"{name} must be on the hour (aggregates have hourly resolution)")
+    return start, end
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    try:
+        return to_utc(value, name)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _hour_of(value: datetime) -> datetime:
@@ -50,12 +68,13 @@ def _hour_of(value: datetime) -> datetime:
 
 def whole_hours(start_time: datetime, end_time: datetime) -> tuple[datetime, datetime]:
     """The library's range: a naive time is UTC (what ``datetime.utcnow()`` gives); the aggregates have
-    hourly resolution, so the range is widened to the whole hours it touches (start floored, end ceiled)."""
+    hourly resolution, so the range is widened to the whole hours it touches (start floored, end ceiled).
+    `ValidationError` for a time outside the dates the platform accepts (`instants.to_utc`)."""
 
-    def utc(value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def utc(value: datetime, name: str) -> datetime:
+        return _utc(value.replace(tzinfo=UTC) if value.tzinfo is None else value, name)
 
-    start, end = utc(start_time), utc(end_time)
+    start, end = utc(start_time, "start_time"), utc(end_time, "end_time")
     floored_end = _hour_of(end)
     return _hour_of(start), floored_end if floored_end == end else floored_end + timedelta(hours=1)
 

@@ -6,17 +6,16 @@ as many records as fit into one message and as many messages as fit into one req
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aws_lambda_powertools import Logger
-
 from billing_platform import clients
 from billing_platform.usage.models import SQS_MAX_BYTES, message_body, message_overhead_bytes
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 SEND_BATCH_MAX_ENTRIES = 10
 SEND_ATTEMPTS = 3

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
-from billing_platform.dynamodb import BillingTable, query_items
+from billing_platform.dynamodb import BillingTable, query_items, query_sort_key_range
 from billing_platform.errors import BillingError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
@@ -351,18 +351,16 @@ class AggregateRepository(BillingTable):
     ) -> dict[str, Decimal]:
         """label -> total for a tenant's buckets of one granularity with first <= label <= last."""
         out: dict[str, Decimal] = {}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": aggregate_pk(tenant_id, resource_type)},
-                ":a": {"S": f"{granularity.value}#{first}"},
-                ":b": {"S": f"{granularity.value}#{last}"},
-            },
-            "ProjectionExpression": "sk, #total",
-            "ExpressionAttributeNames": {"#total": "total"},
-        }
-        for item in query_items(self.client, **kwargs):
+        rows = query_sort_key_range(
+            self.client,
+            self.table,
+            aggregate_pk(tenant_id, resource_type),
+            f"{granularity.value}#{first}",
+            f"{granularity.value}#{last}",
+            ProjectionExpression="sk, #total",
+            ExpressionAttributeNames={"#total": "total"},
+        )
+        for item in rows:
             out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
         return out
 

@@ -18,16 +18,15 @@ one buffer and one background flush thread. Tracking only validates and buffers 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar
-
-from aws_lambda_powertools import Logger
 
 from billing_platform.catalog import Catalog, load_catalog
 from billing_platform.errors import BillingError
@@ -37,7 +36,7 @@ from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import MetadataValue, build_record, check_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
 
-logger = Logger(child=True)
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,8 +107,6 @@ class SyncUsageTracker:
         if self.flush_interval_seconds <= 0:
             raise ValueError("flush_interval_seconds must be positive")
         self._catalog = catalog or load_catalog(self._settings.plan_catalog_path)
-        # Same window the consumer enforces, so a record accepted here is not refused there.
-        self._max_age = timedelta(days=self._settings.usage_record_ttl_days) - timedelta(hours=1)
         self._max_buffered = max_buffered
         self._clock = clock
         self._sleep = sleep
@@ -173,7 +170,7 @@ class SyncUsageTracker:
         record = build_record(
             tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
         )
-        check_record(record, self._catalog, now=self._clock(), max_age=self._max_age)
+        check_record(record, self._catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
         encoded = record.wire_json()
         with self._lock:
             if len(self._buffer) >= self._max_buffered:
@@ -401,10 +398,12 @@ class UsageTracker:
         """Take the buffered records out (waits for a flush in progress, off the loop)."""
         return await run_blocking(self._sync.drain_unsent)
 
-    def start(self) -> UsageTracker:
-        """Start the background flush (a thread: it never runs on the event loop). Not awaited."""
+    def start(self) -> TrackerStarted:
+        """Start the background flush (a thread: it never runs on the event loop). The flush is running
+        when this returns, so ``tracker.start()`` needs no await (the design document's form); the
+        answer is awaitable too, so ``await tracker.start()`` works as well and gives the tracker."""
         self._sync.start()
-        return self
+        return TrackerStarted(self)
 
     async def stop(self) -> int:
         """Stop the background flush and flush once more (off the loop); raises `UsageFlushError` if
@@ -412,10 +411,31 @@ class UsageTracker:
         return await run_blocking(self._sync.stop)
 
     async def __aenter__(self) -> UsageTracker:
-        return self.start()
+        return self.start().tracker
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # stop() joins a thread and does network I/O: keep the event loop free meanwhile.
         await run_blocking(self._sync.__exit__, exc_type, exc, tb)
+
+
+class TrackerStarted:
+    """What `UsageTracker.start()` answers: the started tracker (``.tracker``), awaitable for asyncio code
+    that awaits every tracker call (``tracker = await UsageTracker(...).start()``). Awaiting it does no I/O
+    and never yields to the loop; not awaiting it leaves nothing pending (it is not a coroutine, so Python
+    warns about nothing)."""
+
+    __slots__ = ("tracker",)
+
+    def __init__(self, tracker: UsageTracker) -> None:
+        self.tracker = tracker
+
+    def __await__(self) -> Generator[Any, None, UsageTracker]:
+        return self._started().__await__()
+
+    async def _started(self) -> UsageTracker:
+        return self.tracker
+
+    def __repr__(self) -> str:
+        return f"<TrackerStarted {self.tracker!r}>"

@@ -63,6 +63,12 @@ class CounterAccess(TableAccess):
         item = self.get_item(counter_key(tenant_id, resource_type, shard, shards))
         return counter_from_item(item) if item else None
 
+    def get_layout(self, tenant_id: str, resource_type: str, shards: int) -> list[QuotaCounter]:
+        """Every counter of a `shards`-wide layout, in shard order (strongly consistent; missing ones are
+        left out, so fewer than `shards` means the layout changed)."""
+        keys = [counter_key(tenant_id, resource_type, i, shards) for i in range(shards)]
+        return sorted(self.get_counters(keys), key=lambda c: c.shard)
+
     def get_counters(self, keys: list[Item]) -> list[QuotaCounter]:
         """Strongly consistent batch read of counters (any order; missing ones are left out)."""
         found: list[QuotaCounter] = []
