@@ -99,3 +99,8 @@ def test_exports_resolve_relative_imports() -> None:
         "pkg.sub",
     )
     assert found == ({"C": ("pkg.sub.a", "B"), "E": ("pkg.d", "E")}, ["C", "E"])
+
+
+def test_a_submodule_imported_from_the_package_itself_is_served_as_a_submodule() -> None:
+    # `from . import sub` in an __init__: the name resolves through the submodule branch (no self-lookup).
+    assert _exports("from . import sub\nfrom .a import B\n", "pkg") == ({"B": ("pkg.a", "B")}, None)

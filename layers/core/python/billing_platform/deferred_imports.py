@@ -49,6 +49,8 @@ def _exports(source: str, package: str) -> tuple[Exports, list[str] | None] | No
             for alias in node.names:
                 if alias.name == "*":
                     return None
+                if module == package and not alias.asname:
+                    continue  # `from . import submodule`: served as a submodule on first use
                 names[alias.asname or alias.name] = (module, alias.name)
         elif isinstance(node, ast.ImportFrom):
             continue  # from __future__ import ...
