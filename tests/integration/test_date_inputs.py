@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing_platform import resources
+from billing_platform.auth.caller import Actor
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.usage.models import Granularity, bucket_label, bucket_start, floor_to
 from tests.factories.apigw import api_event, json_body
@@ -101,7 +102,7 @@ def test_top_consumers_range_at_any_instant_is_answered_or_refused_with_422(moto
 
 
 def test_grant_expiry_at_any_instant_is_accepted_or_refused_with_422(moto_aws: dict[str, str]) -> None:
-    ApiKeyService().create("t_dates", name="ci", actor="operator:test")
+    ApiKeyService().create("t_dates", name="ci", actor=Actor("operator:test"))
     handler = load_handler(resources.ENTITLEMENTS.name)
 
     def grant(expires_at: str) -> None:

@@ -62,10 +62,11 @@ LOGGING_PROGRAM = textwrap.dedent(
     if sys.argv[2] == "host-configures-logging":
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="HOST %(name)s %(levelname)s %(message)s")
     from billing_platform import EntitlementEnforcer
+    from billing_platform.auth.caller import Actor
     from billing_platform.auth.service import ApiKeyService
 
     async def main(tenant):
-        ApiKeyService().create(tenant, name="host", actor="operator:test")  # a known tenant, default plan
+        ApiKeyService().create(tenant, name="host", actor=Actor("operator:test"))  # a known tenant, default plan
         answer = await EntitlementEnforcer().check_and_record(tenant, "executions", 1)
         sys.stderr.write(f"ALLOWED {answer.allowed}\\n")
 
