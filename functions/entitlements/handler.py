@@ -12,12 +12,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog

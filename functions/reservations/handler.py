@@ -11,11 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.errors import UnprocessableError

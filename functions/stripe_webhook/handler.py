@@ -12,25 +12,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Response, content_types, create_app
 from billing_platform.api.container import PerContainer
 from billing_platform.api.errors import error_response
 from billing_platform.errors import BillingProviderError, CatalogError
 from billing_platform.grants.topups import TopupTenantUnknown
 from billing_platform.observability import count, logger, metrics, tracer
-from billing_platform.providers.factory import get_billing_provider
-from billing_platform.providers.stripe import verify_webhook, webhook_secret
+from billing_platform.providers.factory import ProviderOnCall
+from billing_platform.providers.stripe_signature import verify_webhook, webhook_secret
 from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProcessor, parse_event
 
 app = create_app(title="Stripe webhook target")
 
-# One processor per container, rebuilt only if the process-wide provider was replaced.
-processor = PerContainer(
-    lambda: WebhookProcessor(get_billing_provider().sync), depends_on=lambda: get_billing_provider().sync
-)
+# One processor per container. Its provider is looked up at each call: the signature check needs no SDK,
+# and the Stripe SDK is imported by the first event that calls Stripe (invoice and checkout events
+# re-fetch), not by every cold start.
+processor = PerContainer(lambda: WebhookProcessor(ProviderOnCall()))
 
 
 @app.post("/v1/webhooks/stripe", responses={200: {"description": "Event received (applied or ignored)"}})

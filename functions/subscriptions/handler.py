@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer

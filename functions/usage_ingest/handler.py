@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Header, Response, content_types, create_app
 from billing_platform.api.callers import current_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer

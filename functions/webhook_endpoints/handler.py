@@ -4,12 +4,10 @@ DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id} (audited; the sig
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import Path, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN

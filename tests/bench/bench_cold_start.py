@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -31,11 +32,12 @@ from billing_platform.catalog.models import load_catalog, parse_catalog
 from billing_platform.entitlements.models import add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.resources import FunctionSpec
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
 from tests.factories.apigw import api_event
-from tests.factories.cold_start import BARE_BOTO3_IMPORT, Job, medians
+from tests.factories.cold_start import BARE_BOTO3_IMPORT, Job, import_self_seconds, medians, run_fresh
 
 REPEATS = int(os.environ.get("REPEATS", "5"))
 GOAL = 1.3
@@ -53,6 +55,13 @@ class _Context:
 _answer = handler.handler(json.loads(os.environ["BENCH_EVENT"]), _Context())
 assert _answer["statusCode"] == 200, _answer
 """
+# The same first invocation in three parts: the handler's import, its first AWS client, the rest of the request.
+HANDLER_FIRST_INVOCATION_PARTS = (
+    "import json, os, time\n_t0 = time.process_time()\nimport handler\n_t1 = time.process_time()\n"
+    "from billing_platform import clients\nclients.dynamodb()\n_t2 = time.process_time()\n"
+    + HANDLER_FIRST_INVOCATION.replace("import handler\n", "", 1)
+    + "\nprint(_t1 - _t0, _t2 - _t1, time.process_time() - _t2)"
+)
 # A bare boto3 function doing the same: client at import, one conditional UpdateItem per request.
 BARE_FIRST_INVOCATION = """
 import boto3
@@ -83,12 +92,58 @@ def _rows(found: dict[str, tuple[float, float]], base_label: str) -> None:
         )
 
 
+# Where an import's time goes, by owner (the first matching prefix wins).
+IMPORT_GROUPS = (
+    ("handler module (models, routes)", ("handler",)),
+    ("billing_platform (the layer)", ("billing_platform",)),
+    ("Powertools event handler + OpenAPI params", ("aws_lambda_powertools.event_handler",)),
+    ("Powertools Logger/Metrics/utilities", ("aws_lambda_powertools",)),
+    (
+        "pydantic + pydantic_core + typing helpers",
+        ("pydantic", "annotated_types", "typing_extensions", "typing_inspection"),
+    ),
+    ("botocore + urllib3 + dateutil + jmespath", ("botocore", "urllib3", "dateutil", "jmespath", "six")),
+    ("stripe + requests", ("stripe", "requests", "charset_normalizer", "idna", "certifi")),
+)
+
+
+def _group(module: str) -> str:
+    for label, prefixes in IMPORT_GROUPS:
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return label
+    return "standard library (pulled in by the above)"
+
+
+def import_breakdown(spec: FunctionSpec, repeats: int = 3) -> None:
+    """Self time of each module's import, summed by owner (min over `repeats` runs per module)."""
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for module, seconds in import_self_seconds(spec).items():
+            best[module] = min(best.get(module, seconds), seconds)
+    groups: dict[str, float] = {}
+    for module, seconds in best.items():
+        groups[_group(module)] = groups.get(_group(module), 0.0) + seconds
+    top = sorted(best.items(), key=lambda item: -item[1])[:8]
+    print(
+        f"  {spec.name}: -X importtime self time {sum(best.values()) * 1000:.0f} ms (min of {repeats} runs per module)"
+    )
+    for label, seconds in sorted(groups.items(), key=lambda item: -item[1]):
+        print(f"    {label:<45} {seconds * 1000:6.1f} ms")
+    print("    largest modules: " + ", ".join(f"{m} {s * 1000:.1f}" for m, s in top))
+
+
 def cold_imports() -> None:
     jobs: list[Job] = [(BARE, resources.HEALTH, BARE_BOTO3_IMPORT, {})]
     jobs += [(spec.name, spec, "import handler", {}) for spec in resources.FUNCTIONS]
     found = medians(jobs, REPEATS)
     print(f"cold import, median of {REPEATS} fresh interpreters (CPU, ratio to bare; wall, ratio); goal <= {GOAL}x")
     _rows(found, BARE)
+    # Where the time goes: the entitlement function (the first-invocation case) and any function over goal.
+    base = found[BARE][1]
+    over = [spec for spec in resources.FUNCTIONS if found[spec.name][1] / base > GOAL]
+    print("\nwhere a cold import goes (bare boto3 + client, for scale: " + f"{base * 1000:.0f} ms CPU)")
+    for spec in [resources.ENTITLEMENTS, *(s for s in over if s != resources.ENTITLEMENTS)]:
+        import_breakdown(spec)
 
 
 def first_invocation(endpoint_url: str, table: str) -> None:
@@ -113,6 +168,15 @@ def first_invocation(endpoint_url: str, table: str) -> None:
     found = medians(jobs, REPEATS)
     print("\nfirst invocation: import + one conditional UpdateItem on DynamoDB Local (CPU, ratio; wall, ratio)")
     _rows(found, "bare boto3 handler")
+    parts = [
+        [float(x) for x in run_fresh(resources.ENTITLEMENTS, HANDLER_FIRST_INVOCATION_PARTS, environ=environ).split()]
+        for _ in range(REPEATS)
+    ]
+    imported, client, request = (statistics.median(p[i] for p in parts) * 1000 for i in range(3))
+    print(
+        f"  entitlements handler, in parts (CPU): import {imported:.0f} ms, first DynamoDB client {client:.0f} ms,"
+        f" the rest of the first request (routing, validation, service, UpdateItem, logs, metrics) {request:.0f} ms"
+    )
 
 
 class RequestCounter:

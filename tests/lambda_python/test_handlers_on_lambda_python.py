@@ -91,6 +91,9 @@ def stack_env() -> Iterator[dict[str, str]]:
 def run(python: str, spec: FunctionSpec, event: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
     output = tmp / f"{spec.name}.json"
     child_env = {**env, "PATH": os.environ.get("PATH", ""), "LAMBDA_CHECK_OUTPUT": str(output)}
+    if DependencyLayer.STRIPE in spec.dependency_layers:
+        # No handler imports the SDK at cold start (issue 15); its first Stripe call does, from this layer.
+        child_env["LAMBDA_CHECK_ALSO_IMPORT"] = "stripe"
     command = [python, "-I", "-S", str(RUNNER), str(ROOT / "functions" / spec.name), *layer_path(spec)]
     done = subprocess.run(
         command, input=json.dumps(event), env=child_env, capture_output=True, text=True, timeout=180, check=False

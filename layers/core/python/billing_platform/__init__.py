@@ -16,7 +16,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from billing_platform import logs
+from billing_platform.deferred_imports import defer_package_inits
 
+# Before any Powertools import of the layer: its event handler and data class packages then load only
+# the resolvers and event classes in use (billing_platform.deferred_imports).
+defer_package_inits()
 logs.configure()  # silent outside Lambda unless the host configures logging; structured inside (logs.py)
 
 if TYPE_CHECKING:

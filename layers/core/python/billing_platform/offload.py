@@ -16,7 +16,6 @@ may still be applied. Callers that retry after a cancellation pass an idempotenc
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 from collections.abc import Callable
@@ -37,6 +36,10 @@ executor = PerContainer(lambda: ThreadPoolExecutor(max_workers=MAX_WORKERS, thre
 
 async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `fn(*args, **kwargs)` on the library's worker pool and await its result."""
+    # Imported here: a caller awaiting this already runs an event loop, so asyncio is loaded; the Lambda
+    # handlers only use the blocking faces and do not pay ~7 ms of cold start for it.
+    import asyncio
+
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(executor(), call)

@@ -33,19 +33,26 @@ from billing_platform.errors import (
     ProviderNotFoundError,
     ProviderRateLimitError,
     ProviderUnavailableError,
-    WebhookSignatureError,
 )
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.offload import run_blocking
 from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
+from billing_platform.providers.stripe_signature import (
+    WEBHOOK_TOLERANCE_SECONDS as WEBHOOK_TOLERANCE_SECONDS,
+)
+from billing_platform.providers.stripe_signature import resolve_secret as resolve_secret
+from billing_platform.providers.stripe_signature import verify_webhook as verify_webhook
+from billing_platform.providers.stripe_signature import webhook_secret as webhook_secret
 from billing_platform.settings import Settings, get_settings
+
+# The webhook signature check and the secrets need no SDK: they live in providers.stripe_signature and
+# are re-exported above for the callers that know them from here.
 
 T = TypeVar("T")
 
 # The SDK's own retries (connection errors, 409, 5xx); 429 gets `RATE_LIMIT_ATTEMPTS` tries on top.
 MAX_NETWORK_RETRIES = 2
 RATE_LIMIT_ATTEMPTS = 3
-WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
@@ -82,45 +89,6 @@ def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
             return BillingProviderError(message, **kwargs)
         return ProviderUnavailableError(message, **kwargs)
     return BillingProviderError(message, **kwargs)
-
-
-# Secrets Manager values are cached per container for this long: a rotated secret reaches warm
-# containers within five minutes without a call per request.
-SECRET_MAX_AGE_SECONDS = 300
-
-
-def resolve_secret(plain: str | None, secret_arn: str | None, what: str) -> str:
-    """The value from the environment (local runs, tests) or from Secrets Manager by ARN (deployed),
-    through Powertools parameters with caching. Never logged."""
-    if plain:
-        return plain
-    if secret_arn:
-        from aws_lambda_powertools.utilities import parameters
-
-        value = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        return str(value)
-    raise ProviderAuthenticationError(f"no {what} is configured", code="provider_not_configured")
-
-
-def webhook_secret(settings: Settings | None = None) -> str:
-    """The webhook signing secret (`STRIPE_WEBHOOK_SECRET` locally, its Secrets Manager ARN deployed)."""
-    settings = settings or get_settings()
-    return resolve_secret(settings.stripe_webhook_secret, settings.stripe_webhook_secret_arn, "webhook secret")
-
-
-def verify_webhook(payload: bytes | str, signature_header: str | None, secret: str) -> None:
-    """Check ``Stripe-Signature`` on the raw body with the SDK (tolerance 300 s)."""
-    try:
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8") if isinstance(payload, bytes) else payload,
-            signature_header or "",
-            secret,
-            WEBHOOK_TOLERANCE_SECONDS,
-        )
-    except stripe.SignatureVerificationError as exc:
-        raise WebhookSignatureError(f"webhook signature rejected: {exc.user_message}") from None
 
 
 class StripeSyncProvider:
