@@ -202,10 +202,11 @@ class TenantPlan:
     def subscribed(self) -> bool:
         """The tenant holds a subscription that has not ended: trialing, active, past_due, or suspended
         (unpaid, paused, or past_due beyond its grace; `status` says which), including one set to cancel
-        at the end of its period, until then. Exactly when `POST /v1/subscriptions` would answer 409
-        `subscription_exists`. False on the catalog default plan: never subscribed, or the subscription
-        ended (canceled at once or at its period's end, expired incomplete), which `revoke` stores as
-        `canceled`."""
+        at the end of its period, until then. False on the catalog default plan: never subscribed, or the
+        subscription ended (canceled at once or at its period's end, expired incomplete), which `revoke`
+        stores as `canceled`. One gap with `POST /v1/subscriptions`' 409 `subscription_exists`: a
+        subscription still `incomplete` (first payment pending) already blocks a second one, while the
+        tenant is not subscribed yet: its plan applies when the first invoice is paid."""
         return self.stored and self.status != PlanStatus.CANCELED.value
 
     def feature(self, name: str) -> bool:
