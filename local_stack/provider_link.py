@@ -13,55 +13,11 @@ import contextlib
 import secrets
 import threading
 from multiprocessing.managers import BaseManager, Server
-from typing import Any, Literal
 
-from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
-from billing_platform.providers.factory import get_billing_provider, set_billing_provider
+from billing_platform.providers.base import AsyncBillingProvider
+from billing_platform.providers.factory import ProviderOnCall, set_billing_provider
 
-
-class CurrentProvider:
-    """The stack process's current provider, method by method (the `SyncBillingProvider` protocol)."""
-
-    def create_customer(
-        self, tenant_id: str, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer:
-        return get_billing_provider().sync.create_customer(tenant_id, email, name, idempotency_key=idempotency_key)
-
-    def get_customer(self, customer_id: str) -> ProviderCustomer:
-        return get_billing_provider().sync.get_customer(customer_id)
-
-    def create_subscription(
-        self, customer_id: str, price_id: str, trial_days: int | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderSubscription:
-        return get_billing_provider().sync.create_subscription(
-            customer_id, price_id, trial_days, idempotency_key=idempotency_key
-        )
-
-    def update_subscription(
-        self, subscription_id: str, new_price_id: str, *, idempotency_key: str | None = None
-    ) -> ProviderSubscription:
-        return get_billing_provider().sync.update_subscription(
-            subscription_id, new_price_id, idempotency_key=idempotency_key
-        )
-
-    def cancel_subscription(
-        self, subscription_id: str, immediate: bool = False, *, idempotency_key: str | None = None
-    ) -> ProviderSubscription:
-        return get_billing_provider().sync.cancel_subscription(
-            subscription_id, immediate, idempotency_key=idempotency_key
-        )
-
-    def get_subscription(self, subscription_id: str) -> ProviderSubscription:
-        return get_billing_provider().sync.get_subscription(subscription_id)
-
-    def list_line_items(
-        self, object_type: Literal["checkout_session", "invoice"], object_id: str
-    ) -> list[dict[str, Any]]:
-        # The top-up effects read every paid invoice's lines: without it each `invoice.paid` was a 500.
-        return get_billing_provider().sync.list_line_items(object_type, object_id)
-
-
-_current = CurrentProvider()
+_current = ProviderOnCall()
 
 
 class _Manager(BaseManager):
@@ -72,7 +28,8 @@ _Manager.register("provider", callable=lambda: _current)
 
 
 class ProviderServer:
-    """Serves `CurrentProvider` on a free 127.0.0.1 port, on a daemon thread, until `stop()`."""
+    """Serves `ProviderOnCall` (the stack process's current provider, looked up at each call) on a free
+    127.0.0.1 port, on a daemon thread, until `stop()`."""
 
     def __init__(self) -> None:
         self.authkey = secrets.token_bytes(16)

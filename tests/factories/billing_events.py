@@ -74,7 +74,7 @@ def grant_image(
     valid_until: datetime | None = None,
     priority: int = 50,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(keys, image) of a grant item as /work/notes grant-item-contract.md (v1) lays it out."""
+    """(keys, image) of a grant item as `grants.repository` lays it out (README "Grants and top-ups")."""
     keys = {"pk": f"GRANTS#{tenant_id}", "sk": f"GRANT#{resource_type}#{grant_id}"}
     image: dict[str, Any] = {
         "entity": "GRANT",

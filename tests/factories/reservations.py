@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -161,3 +162,24 @@ def run_beside_sweeper(harness: Harness, worker: Callable[[int], Any], threads: 
     finally:
         done.set()
         sweeping.join()
+
+
+@dataclass
+class Ledger:
+    """What the concurrency proofs' workers did (for the report) and anything unexpected they met."""
+
+    reserved: int = 0
+    denied: int = 0
+    refused_409: int = 0
+    crashes: int = 0  # injected crashes (test_reservation_concurrency)
+    rate_limited: int = 0  # 429s (contention past the quota), retried as a client would
+    fates: dict[str, int] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    abandoned: set[str] = field(default_factory=set)
+    errors: list[BaseException] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, **counts: int) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -32,7 +31,7 @@ from billing_platform.reservations import Reservation, ReservationService, Reser
 from billing_platform.reservations.meter import QueueMeter
 from billing_platform.reservations.models import usage_record_id
 from billing_platform.reservations.repository import ReservationRepository
-from tests.factories.reservations import Harness, run_beside_sweeper, used
+from tests.factories.reservations import Harness, Ledger, run_beside_sweeper, used
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
@@ -74,26 +73,6 @@ class CrashingMeter(QueueMeter):
     def send(self, reservation: Reservation) -> None:
         _maybe_crash("before_send")
         super().send(reservation)
-
-
-@dataclass
-class Ledger:
-    """What the workers did (for the report) and anything unexpected they met."""
-
-    reserved: int = 0
-    denied: int = 0
-    refused_409: int = 0
-    crashes: int = 0
-    fates: dict[str, int] = field(default_factory=dict)
-    ids: list[str] = field(default_factory=list)
-    abandoned: set[str] = field(default_factory=set)
-    errors: list[BaseException] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def note(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 def run_workload(harness: Harness, ledger: Ledger) -> list[ReservationService]:

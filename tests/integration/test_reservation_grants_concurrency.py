@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,7 +33,7 @@ from billing_platform.reservations import Reservation, ReservationState
 from billing_platform.reservations import repository as reservation_repository
 from billing_platform.reservations.models import split_refill, usage_record_id
 from tests.factories.grants import add_grant, grants_of
-from tests.factories.reservations import Harness, run_beside_sweeper, used
+from tests.factories.reservations import Harness, Ledger, run_beside_sweeper, used
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
@@ -43,24 +43,6 @@ TENANT = "grace"
 FATES = ("below", "at", "above", "cancel", "race", "abandon")
 LIMITS = {"hard": Decimal(5000), "sharded": Decimal(4000)}
 ZERO = Decimal(0)
-
-
-@dataclass
-class Ledger:
-    reserved: int = 0
-    denied: int = 0
-    refused_409: int = 0
-    rate_limited: int = 0  # 429s (contention past the quota), retried as a client would
-    fates: dict[str, int] = field(default_factory=dict)
-    ids: list[str] = field(default_factory=list)
-    abandoned: set[str] = field(default_factory=set)
-    errors: list[BaseException] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def note(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from billing_platform.providers.base import SyncBillingProvider
-from billing_platform.providers.factory import get_billing_provider, set_billing_provider
+from billing_platform.providers.factory import ProviderOnCall, get_billing_provider, set_billing_provider
 from billing_platform.providers.mock import MockBillingProvider
-from local_stack.provider_link import CurrentProvider, ProviderServer
+from local_stack.provider_link import ProviderServer
 
 CONTAINER = """
 import json, sys
@@ -44,7 +44,7 @@ def mock_provider() -> Iterator[MockBillingProvider]:
 def test_every_method_of_the_blocking_provider_interface_is_forwarded() -> None:
     wanted = {name for name, _ in inspect.getmembers(SyncBillingProvider, inspect.isfunction) if name[0] != "_"}
     assert "list_line_items" in wanted
-    assert wanted <= set(dir(CurrentProvider)), sorted(wanted - set(dir(CurrentProvider)))
+    assert wanted <= set(dir(ProviderOnCall)), sorted(wanted - set(dir(ProviderOnCall)))
 
 
 # Manager.serve_forever ends its thread with sys.exit(0) once stopped: how the stdlib stops it, not a failure.

@@ -107,8 +107,8 @@ class ThresholdCrossing:
 
 @dataclass(frozen=True)
 class GrantSnapshot:
-    """The fields of a grant item (see /work/notes grant contract: GRANTS#<tenant> / GRANT#<resource>#<id>)
-    an event needs."""
+    """The fields of a grant item (`grants.models.Grant`: GRANTS#<tenant> / GRANT#<resource>#<id>) an event
+    needs, read leniently from a stream image without loading the grants package (quota_events' cold start)."""
 
     tenant_id: str
     resource_type: str
