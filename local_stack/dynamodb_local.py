@@ -101,14 +101,16 @@ class DynamoDBLocal:
                     raise TimeoutError(f"DynamoDB Local not ready on {self.endpoint_url}") from None
                 time.sleep(0.2)
 
-    def client(self, service: str = "dynamodb") -> Any:
+    def client(self, service: str = "dynamodb", config: Config | None = None) -> Any:
+        """A client of this emulator; `config` (a bench's pool size or retries) replaces the default."""
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="local",
             aws_secret_access_key="local",
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=10),
+            config=config
+            or Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=10),
         )
 
     def stop(self) -> None:

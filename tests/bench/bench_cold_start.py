@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
 from billing_platform import resources
@@ -268,13 +267,9 @@ def _seed_first_invocation(client: Any, table: str) -> None:
 def main() -> None:
     cold_imports()
     with DynamoDBLocal() as ddb:
-        client = boto3.client(
+        client = ddb.client(
             "dynamodb",
-            endpoint_url=ddb.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(retries={"mode": "standard", "max_attempts": 5}),
+            Config(retries={"mode": "standard", "max_attempts": 5}),
         )
         names: Mapping[str, str] = create_tables(client, prefix="cold-")
         table = names[resources.BILLING_TABLE.env_var]

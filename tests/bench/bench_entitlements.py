@@ -23,7 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
 from billing_platform.audit.log import AuditEntry
@@ -132,13 +131,9 @@ def cold_import_seconds(repeats: int = 5) -> tuple[float, list[tuple[int, str]]]
 
 def main() -> None:
     with DynamoDBLocal() as ddb:
-        client = boto3.client(
+        client = ddb.client(
             "dynamodb",
-            endpoint_url=ddb.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5}),
+            Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5}),
         )
         names = create_tables(client, prefix="bench-")
         settings = Settings(billing_table_name=names["BILLING_TABLE_NAME"])

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
 from billing_platform.catalog.models import parse_catalog
@@ -88,13 +87,9 @@ def rate(calls: int, threads: int, call: Callable[[int], Any]) -> float:
 
 def main() -> None:
     with DynamoDBLocal() as ddb:
-        client = boto3.client(
+        client = ddb.client(
             "dynamodb",
-            endpoint_url=ddb.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5}),
+            Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5}),
         )
         names = create_tables(client, prefix="bench-rsv-")
         settings = Settings(billing_table_name=names["BILLING_TABLE_NAME"])

@@ -2,8 +2,8 @@
 
 Item layout: `GRANTS#<tenant>` / `GRANT#<resource>#<grant_id>`, attributes as fixed in the grant-item
 contract (README "Grants and top-ups"): one partition per tenant for its grants, never a counter's
-partition, so drawing a grant never contends with the quota hot path. Grants with an expiry also carry `gsi1pk`/`gsi1sk` (the expiry index) so a
-scheduled job can find the ones that expired with a balance.
+partition, so drawing a grant never contends with the quota hot path. Grants with an expiry also carry
+`gsi1pk`/`gsi1sk` (the expiry index) so a scheduled job can find the ones that expired with a balance.
 
 Every write is conditional: creation only where no grant with that id exists (a Stripe grant's id is
 derived from its source, so a retried webhook creates nothing), a draw only while the grant is active,
