@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup tools browser dev test lint format typecheck pytest unit integration infra e2e synth bench layers lambda-python clean
+.PHONY: setup web tools browser dev test lint format typecheck pytest unit integration infra e2e synth bench layers lambda-python clean
 
 # Fail early, with the fix, when a machine lacks what the README promises it needs.
 tools:
@@ -30,7 +30,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: tools $(BIN)/.installed node_modules/.installed
+# The portal's pages, console and widget, bundled by esbuild (pinned in package.json) into the portal
+# function's folder; rebuilt when a source changes.
+WEB_SOURCES := web/build.mjs $(wildcard web/src/*) $(wildcard web/pages/*)
+functions/portal/static/.built: node_modules/.installed $(WEB_SOURCES)
+	node web/build.mjs
+	touch $@
+
+web: functions/portal/static/.built
+
+setup: tools $(BIN)/.installed node_modules/.installed web
 
 # Debian's Chromium for the browser tests (Playwright drives it; Playwright's own download cannot work
 # offline). Installed with apt where missing and root, as on CI's fresh machine; otherwise says how.
@@ -95,4 +104,4 @@ layers: $(BIN)/.installed
 	$(BIN)/python -m infra.dependency_layers
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules cdk.out build functions/portal/static .mypy_cache .ruff_cache .pytest_cache

@@ -98,6 +98,10 @@ class BillingStack(Stack):
             if waf
             else None
         )
+        # Freshness reads the aggregator's IteratorAge metric, whose dimension is its deployed name.
+        self.functions[resources.OPERATIONS].add_environment(
+            resources.AGGREGATOR_FUNCTION_NAME_ENV, self.functions[resources.USAGE_AGGREGATOR].function_name
+        )
         # The api_keys function puts each tenant's usage-plan key into the plan the API just made.
         self.functions.connect_usage_plan(self.api.usage_plan)
         self.usage_pipeline = UsagePipeline(
@@ -137,6 +141,12 @@ class BillingStack(Stack):
         CfnOutput(self, "UsageQueueUrl", value=self.data.queue(resources.USAGE_QUEUE).queue_url)
         CfnOutput(self, "UsageDlqUrl", value=self.data.dead_letter_queue(resources.USAGE_QUEUE).queue_url)
         CfnOutput(self, "WebhookDlqUrl", value=self.data.dead_letter_queue(resources.WEBHOOK_QUEUE).queue_url)
+        CfnOutput(
+            self,
+            "UsageAggregatorFunctionName",
+            value=self.functions[resources.USAGE_AGGREGATOR].function_name,
+            description="The dimension of its IteratorAge metric (billing-admin freshness)",
+        )
         CfnOutput(
             self,
             "EventBusName",

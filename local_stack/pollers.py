@@ -231,9 +231,12 @@ class StreamPoller(_Worker):
         poll_interval: float = 0.25,
         retry_backoff: float = 0.5,
         key_prefixes: tuple[str, ...] = (),
+        on_batch: Callable[[str, float], None] | None = None,
     ) -> None:
         super().__init__()
         self.name = f"stream-poller-{function}"
+        # Called with (function, creation time of the batch's last record): Lambda's IteratorAge.
+        self._on_batch = on_batch
         self._prefixes = key_prefixes
         self._ddb = dynamodb
         self._streams = streams
@@ -353,6 +356,9 @@ class StreamPoller(_Worker):
     def _deliver(self, shard: _Shard, batch: list[dict[str, Any]]) -> None:
         """Lambda's checkpointing for one batch: returns once every record is processed or discarded."""
         arn = self._arn()
+        created = batch[-1]["dynamodb"].get("ApproximateCreationDateTime") if batch else None
+        if self._on_batch is not None and isinstance(created, datetime):
+            self._on_batch(self._function, created.timestamp())
         pending: deque[list[dict[str, Any]]] = deque([batch])
         attempts = 0
         while pending and not self.stopping:

@@ -22,6 +22,7 @@ from local_stack import hooks
 from local_stack.containers import start_fork_server
 from local_stack.dynamodb_local import DynamoDBLocal, StartCancelled, free_port
 from local_stack.gateway import Gateway, HttpRequest, HttpResponse
+from local_stack.metrics import QueueMetrics, iterator_age_reporter
 from local_stack.openapi import merged_openapi, swagger_html
 from local_stack.pollers import Scheduler, SqsPoller, StreamPoller
 from local_stack.provider_link import ProviderServer, install_remote_provider
@@ -81,7 +82,7 @@ class LocalStack:
         self.ddb: DynamoDBLocal | None = None
         self.moto: Any = None
         self.server: ApiServer | None = None
-        self._workers: list[SqsPoller | StreamPoller | Scheduler] = []
+        self._workers: list[SqsPoller | StreamPoller | Scheduler | QueueMetrics] = []
         self._hook_stops: list[tuple[str, Callable[[], None]]] = []
         self._stopped = False
         self._cancelled: Callable[[], bool] = lambda: False
@@ -196,6 +197,8 @@ class LocalStack:
             "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_SECRETSMANAGER": moto_url,
             "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": moto_url,
+            resources.AGGREGATOR_FUNCTION_NAME_ENV: resources.USAGE_AGGREGATOR.name,
             "ENVIRONMENT": "development",
             "BILLING_PROVIDER": "stripe" if self.options.uses_stripe else "mock",
             "POWERTOOLS_SERVICE_NAME": "billing-local",
@@ -235,6 +238,18 @@ class LocalStack:
         )
 
     def _start_workers(self) -> None:
+        # AWS publishes these metrics for deployed queues and stream consumers; here, into moto's CloudWatch.
+        cloudwatch = self._client("cloudwatch", self.env["AWS_ENDPOINT_URL_CLOUDWATCH"])
+        iterator_ages = iterator_age_reporter(cloudwatch)
+        queue_urls = [self.env[u] for q in resources.QUEUES for u in (q.env_var, q.dlq_env_var)]
+        self._workers.append(
+            QueueMetrics(
+                cloudwatch,
+                self._client("sqs", self.env["AWS_ENDPOINT_URL_SQS"]),
+                queue_urls,
+                region=REGION,
+            )
+        )
         for spec in resources.FUNCTIONS:
             if spec.sqs_source is not None:
                 src = spec.sqs_source
@@ -266,6 +281,7 @@ class LocalStack:
                         bisect_batch_on_error=stream.bisect_batch_on_error,
                         report_batch_item_failures=stream.report_batch_item_failures,
                         key_prefixes=stream.key_prefixes,
+                        on_batch=iterator_ages,
                     )
                 )
             if spec.schedule_minutes is not None:

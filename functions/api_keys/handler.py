@@ -1,29 +1,42 @@
-"""Operator API for tenant API keys and the audit log:
+"""Operator API for tenant credentials and the audit log:
 POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
+POST/GET /v1/tenants/{tenant_id}/portal-tokens, DELETE /v1/tenants/{tenant_id}/portal-tokens/{token_id},
 GET /v1/tenants/{tenant_id}/audit."""
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
-from billing_platform.api.callers import operator_actor
+from billing_platform.api.callers import actor_of, current_caller, operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
+from billing_platform.dynamodb import utc_now
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
+from billing_platform.portal.models import TOKEN_ID_PATTERN, MintPortalToken
+from billing_platform.portal.schemas import (
+    CreatedPortalTokenOut,
+    MintPortalTokenIn,
+    PortalTokenOut,
+    PortalTokenPageOut,
+)
+from billing_platform.portal.service import PortalTokenService, require_minter
 
 app = create_app(title="Billing API keys and audit")
 keys = PerContainer(ApiKeyService)
 audit = PerContainer(AuditLog)
+portal_tokens = PerContainer(PortalTokenService)
 
 # The tenant id format of every other route: a key for a tenant id they would refuse could never be used.
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
+TokenId = Annotated[str, Path(min_length=20, max_length=20, pattern=TOKEN_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
@@ -73,6 +86,59 @@ def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     key = keys().revoke(tenant_id, key_id, actor=actor)
     logger.info("api key revoked", extra={"tenant_id": tenant_id, "key_id": key_id})
     return ApiKeyOut.model_validate(key.to_dict())
+
+
+@app.post(
+    "/v1/tenants/<tenant_id>/portal-tokens",
+    status_code=201,
+    summary="Mint a read-only portal token for one tenant",
+    operation_id="mintPortalToken",
+    tags=["Portal"],
+)
+@tracer.capture_method(capture_response=False)
+def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
+    caller = current_caller(app)
+    require_minter(caller, tenant_id)
+    request = MintPortalToken(
+        tenant_id=tenant_id, ttl=timedelta(seconds=body.ttl_seconds), entity_id=body.entity_id, label=body.label
+    )
+    created = portal_tokens().mint(request, actor=actor_of(app, caller))
+    metrics.add_metric(name="PortalTokenMinted", unit="Count", value=1)
+    logger.info("portal token minted", extra={"tenant_id": tenant_id, "token_id": created.token.token_id})
+    out = PortalTokenOut.of(created.token, created.token.created_at)
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        headers={"Cache-Control": "no-store"},
+        body=CreatedPortalTokenOut.model_validate({**out.model_dump(), "token": created.secret}),
+    )
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/portal-tokens",
+    summary="List a tenant's portal tokens (metadata only)",
+    operation_id="listPortalTokens",
+    tags=["Portal"],
+)
+def list_portal_tokens(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> PortalTokenPageOut:
+    require_minter(current_caller(app), tenant_id)
+    page = portal_tokens().list(tenant_id, limit=limit, cursor=cursor)
+    now = utc_now()
+    return PortalTokenPageOut(items=[PortalTokenOut.of(t, now) for t in page.tokens], next_cursor=page.next_cursor)
+
+
+@app.delete(
+    "/v1/tenants/<tenant_id>/portal-tokens/<token_id>",
+    summary="Revoke a portal token",
+    operation_id="revokePortalToken",
+    tags=["Portal"],
+)
+def revoke_portal_token(tenant_id: TenantId, token_id: TokenId) -> PortalTokenOut:
+    caller = current_caller(app)
+    require_minter(caller, tenant_id)
+    token = portal_tokens().revoke(tenant_id, token_id, actor=actor_of(app, caller))
+    logger.info("portal token revoked", extra={"tenant_id": tenant_id, "token_id": token_id})
+    return PortalTokenOut.of(token, utc_now())
 
 
 @app.get("/v1/tenants/<tenant_id>/audit")

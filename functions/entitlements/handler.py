@@ -1,4 +1,5 @@
 """Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements
+and GET /v1/tenants/{tenant_id}/events (its recent threshold and grant events)
 (tenant routes); POST/GET /v1/tenants/{tenant_id}/grants and DELETE /v1/tenants/{tenant_id}/grants/{grant_id}
 (operator routes, audited).
 
@@ -22,6 +23,8 @@ from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.entitlements.repository import utc_now
+from billing_platform.events.schemas import TenantEventsOut
+from billing_platform.events.service import MAX_RECENT_EVENTS, EventService
 from billing_platform.grants.models import GRANT_ID_PATTERN, CreateGrantRequest
 from billing_platform.grants.service import GrantService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
@@ -31,9 +34,11 @@ app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
 grants = PerContainer(GrantService)
 audit = PerContainer(AuditLog)
+events = PerContainer(EventService)
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PATTERN)]
+EventLimit = Annotated[int, Query(ge=1, le=MAX_RECENT_EVENTS)]
 ResourceFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Quantity = Annotated[
     Decimal,
@@ -116,6 +121,17 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 def list_entitlements(tenant_id: TenantId) -> TenantEntitlementsOut:
     tenant_caller(app, tenant_id)
     return TenantEntitlementsOut.model_validate(service().entitlements(tenant_id).to_dict())
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/events",
+    summary="List the tenant's recent quota and grant events",
+    operation_id="listTenantEvents",
+    tags=["Events"],
+)
+def list_events(tenant_id: TenantId, limit: EventLimit = 20) -> TenantEventsOut:
+    tenant_caller(app, tenant_id)
+    return events().recent(tenant_id, limit=limit)
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)

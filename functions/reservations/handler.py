@@ -1,5 +1,6 @@
 """Reservation API: POST /v1/entitlements/reservations, POST .../{reservation_id}/settle,
-DELETE .../{reservation_id} (cancel), GET .../{reservation_id}.
+DELETE .../{reservation_id} (cancel), GET .../{reservation_id}; GET /v1/tenants/{tenant_id}/reservations
+(the open ones).
 
 A tenant key acts for its own tenant only; a reservation id of another tenant is simply not found (404).
 Operators name the tenant (`tenant_id` in the body or query). Bodies are validated before anything is
@@ -14,25 +15,32 @@ from typing import Annotated, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
+from billing_platform.api.callers import current_caller, tenant_caller
 from billing_platform.api.container import PerContainer
-from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.errors import UnprocessableError
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.reservations import Reservation, ReservationService
 from billing_platform.reservations.models import RESERVATION_ID_PATTERN
-from billing_platform.reservations.requests import ReservationOut, ReserveRequest, SettleRequest
+from billing_platform.reservations.requests import (
+    OpenReservationsOut,
+    ReservationOut,
+    ReserveRequest,
+    SettleRequest,
+)
+from billing_platform.reservations.service import MAX_OPEN_LISTED
 
 app = create_app(title="Billing reservations")
 service = PerContainer(ReservationService)
 
+TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 ReservationId = Annotated[str, Path(min_length=36, max_length=36, pattern=RESERVATION_ID_PATTERN)]
 TenantQuery = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 
 
 def _tenant(named: str | None) -> str:
     """The tenant a request acts for: the key's own, or the one an operator (or the key itself) names."""
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller = current_caller(app)
     tenant_id = named or caller.tenant_id
     if tenant_id is None:
         raise UnprocessableError("tenant_id is required for an operator", code="missing_tenant")
@@ -80,6 +88,20 @@ def cancel(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> Rese
 @app.get("/v1/entitlements/reservations/<reservation_id>")
 def get_reservation(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
     return _out(service().get(_tenant(tenant_id), reservation_id), False)
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/reservations",
+    summary="List the tenant's open (held) reservations",
+    operation_id="listOpenReservations",
+    tags=["Reservations"],
+)
+def list_open_reservations(tenant_id: TenantId) -> OpenReservationsOut:
+    tenant_caller(app, tenant_id)
+    held = service().open(tenant_id)
+    return OpenReservationsOut.model_validate(
+        {"tenant_id": tenant_id, "items": [_out(r, False) for r in held], "truncated": len(held) >= MAX_OPEN_LISTED}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

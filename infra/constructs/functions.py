@@ -54,8 +54,9 @@ class ItemScopedAccess:
 # get_by_hash) and stamps its last use (UpdateItem of the same item, touch_last_used); nothing else, so a
 # bug or a compromise of the most exposed function can read no other tenant data and write nothing else.
 ITEM_SCOPED_ACCESS: Mapping[str, ItemScopedAccess] = {
+    # API keys (GetItem by hash, last-used UpdateItem) and portal tokens (GetItem by id; never written here).
     resources.AUTHORIZER.name: ItemScopedAccess(
-        actions=("dynamodb:GetItem", "dynamodb:UpdateItem"), leading_keys=("APIKEY#*",)
+        actions=("dynamodb:GetItem", "dynamodb:UpdateItem"), leading_keys=("APIKEY#*", "PORTALTOKEN#*")
     ),
     # billing_platform.events: reads a sharded quota's counters (BatchGetItem of QUOTA#...), claims and marks
     # event markers (PutItem / UpdateItem of EVENTS#<tenant>); it can neither change a counter's numbers
@@ -82,6 +83,11 @@ LATEST_PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # infra.constructs.api): their environment and policy name the usage plan, whose stage deployment holds
 # the methods integrating them, so a reference to the function from those methods would be a cycle.
 NAMED_FUNCTIONS = USAGE_PLAN_KEY_MANAGERS
+
+METRICS_READ_REASON = (
+    "cloudwatch:GetMetricStatistics has no resource-level permissions (AWS documents '*' as its only "
+    "resource); the action reads metrics, it changes nothing"
+)
 
 XRAY_REASON = (
     "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not support "
@@ -219,6 +225,9 @@ class Functions(Construct):
             env[spec.sqs_source.queue.env_var] = self._data.queue(spec.sqs_source.queue).queue_url
         for bus in spec.publishes_to:
             env[bus.env_var] = self._events.bus.event_bus_name
+        for queue_spec in spec.observes:
+            env[queue_spec.env_var] = self._data.queue(queue_spec).queue_url
+            env[queue_spec.dlq_env_var] = self._data.dead_letter_queue(queue_spec).queue_url
         if spec.needs_stripe_secrets:
             env.update(stripe.environment)
         env.update(spec.extra_env)
@@ -240,6 +249,16 @@ class Functions(Construct):
             self._events.grant_publish(role)
         if spec.needs_stripe_secrets:
             stripe.grant_read(role)
+        observed = [self._data.queue(q).queue_arn for q in spec.observes]
+        observed += [self._data.dead_letter_queue(q).queue_arn for q in spec.observes]
+        if observed:
+            # Depths only: no receive, no delete, no send.
+            role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:GetQueueAttributes"], resources=observed))
+        if spec.reads_metrics:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+            )
+            acknowledge(role, "AwsSolutions-IAM5[Resource::*]", METRICS_READ_REASON)
 
     def _item_scoped_statement(self, role: iam.Role, spec: TableSpec, access: ItemScopedAccess) -> None:
         role.add_to_principal_policy(

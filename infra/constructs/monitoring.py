@@ -28,6 +28,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from billing_platform import resources
+from billing_platform.freshness import models as freshness
 from billing_platform.metering import metrics as meter_metrics
 
 PERIOD = Duration.minutes(5)
@@ -40,13 +41,11 @@ USAGE_METRICS = ("UsageRecordsAccepted", "UsageRecordsRejected", "UsageRecordsWr
 WEBHOOK_METRIC = "StripeEventReceived"
 RESOURCE_DIMENSION = "resource_type"
 WEBHOOK_DIMENSIONS = ("event_type", "outcome")
-# A usage message older than this in the queue means the consumer is not draining it.
-QUEUE_AGE_THRESHOLD_SECONDS = 15 * 60
-# The reporter runs every METER_REPORTER.schedule_minutes; usage unreported for this long pages someone.
-METER_LAG_THRESHOLD_SECONDS = 2 * 3600
+# The thresholds `billing-admin freshness` and the operator console judge the same figures by.
+QUEUE_AGE_THRESHOLD_SECONDS = freshness.QUEUE_AGE_THRESHOLD_SECONDS
+METER_LAG_THRESHOLD_SECONDS = freshness.METER_LAG_THRESHOLD_SECONDS
 METER_PERIOD = Duration.hours(1)
-# The aggregator must keep up with the usage stream; records older than this mean it is falling behind.
-ITERATOR_AGE_THRESHOLD_MS = 5 * 60 * 1000
+ITERATOR_AGE_THRESHOLD_MS = freshness.ITERATOR_AGE_THRESHOLD_SECONDS * 1000
 
 
 @dataclass
@@ -135,7 +134,7 @@ class Monitoring(Construct):
         self._alarm(
             f"{name}Depth",
             queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
-            1,
+            freshness.DLQ_DEPTH_THRESHOLD,
             f"{name}: messages are waiting in a dead-letter / on-failure queue",
         )
 

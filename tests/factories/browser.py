@@ -73,9 +73,12 @@ class PageProblems:
 
 
 @contextmanager
-def watched_page(browser: Browser, *allowed_origins: str) -> Iterator[tuple[Page, PageProblems]]:
-    """A fresh page (own context: no storage shared between tests) with its problems recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def watched_page(
+    browser: Browser, *allowed_origins: str, width: int = 1280, height: int = 900, bypass_csp: bool = False
+) -> Iterator[tuple[Page, PageProblems]]:
+    """A fresh page (own context: no storage shared between tests) with its problems recorded.
+    `bypass_csp` only for tests that inject a checker script (axe-core) into a page whose policy forbids it."""
+    context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
     page = context.new_page()
     problems = PageProblems(("data:", "about:", *allowed_origins))
     page.on("console", problems.on_console)

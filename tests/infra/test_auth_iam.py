@@ -21,6 +21,9 @@ from billing_platform.auth.caller import Actor
 from billing_platform.auth.repository import ApiKeyRepository
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
+from billing_platform.portal.models import MintPortalToken
+from billing_platform.portal.repository import PortalTokenRepository
+from billing_platform.portal.service import PortalTokenService
 from billing_platform.resources import FunctionSpec
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.infra.cfn import Synthesized, as_list, function_specs, references, render, statements_of_role
@@ -52,20 +55,26 @@ def _statements(synthesized: Synthesized, spec: FunctionSpec, service: str) -> l
 
 def _authorizer_calls(moto_aws: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     """Every DynamoDB request of the authorizer for: a key's first use, a second use within a minute, a
-    revoked key, an unknown key."""
+    revoked key, an unknown key; a portal token's use."""
     created = ApiKeyService().create("t_a", name="ci", actor=OPERATOR)
+    portal = PortalTokenService().mint(MintPortalToken("t_a"), actor=OPERATOR)
     calls: list[tuple[str, dict[str, Any]]] = []
     client = boto3.client("dynamodb", region_name=REGION)
     client.meta.events.register(
         "before-parameter-build.dynamodb.*", lambda params, model, **_: calls.append((model.name, dict(params)))
     )
-    authorizer = TenantKeyAuthorizer(service=ApiKeyService(repository=ApiKeyRepository(client=client)))
+    authorizer = TenantKeyAuthorizer(
+        service=ApiKeyService(repository=ApiKeyRepository(client=client)),
+        portal=PortalTokenService(repository=PortalTokenRepository(client=client)),
+    )
 
     def authorize(secret: str, now: datetime) -> None:
         event = APIGatewayAuthorizerRequestEvent(authorizer_event("POST", "/v1/usage", authorization=bearer(secret)))
         authorizer.authorize(event, now=now)
 
     now = datetime.now(UTC)
+    authorize(portal.secret, now)
+    assert calls[-1][1]["Key"]["pk"]["S"].startswith("PORTALTOKEN#")
     authorize(created.secret, now)
     authorize(created.secret, now + timedelta(seconds=5))
     ApiKeyService().revoke("t_a", created.key.key_id, actor=OPERATOR)
@@ -76,7 +85,9 @@ def _authorizer_calls(moto_aws: dict[str, str]) -> list[tuple[str, dict[str, Any
     return calls
 
 
-def test_authorizer_may_get_and_update_api_key_items_only(synthesized: Synthesized, moto_aws: dict[str, str]) -> None:
+def test_authorizer_may_get_and_update_api_key_and_portal_token_items_only(
+    synthesized: Synthesized, moto_aws: dict[str, str]
+) -> None:
     calls = _authorizer_calls(moto_aws)
     assert {name for name, _ in calls} == {"GetItem", "UpdateItem"}  # the test saw the whole code path
     (statement,) = _statements(synthesized, resources.AUTHORIZER, "dynamodb")

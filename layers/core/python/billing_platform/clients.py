@@ -52,7 +52,7 @@ _CONFIG = Config(
 
 
 # Every service this module makes a client for (the factories below).
-SERVICES = ("dynamodb", "dynamodbstreams", "sqs", "secretsmanager", "events", "apigateway")
+SERVICES = ("dynamodb", "dynamodbstreams", "sqs", "secretsmanager", "events", "apigateway", "cloudwatch")
 
 
 ENDPOINTS_FILE = Path(__file__).with_name("botocore_endpoints.json")
@@ -173,6 +173,12 @@ def events() -> Any:
 def apigateway() -> Any:
     # Tenant usage-plan keys (auth.usage_plans); no type stubs are installed for this service.
     return _client("apigateway")
+
+
+@lru_cache(maxsize=1)
+def cloudwatch() -> Any:
+    """CloudWatch (metric reads of the freshness figures); none of the hot paths makes one."""
+    return _client("cloudwatch")
 
 
 def reset() -> None:

@@ -236,6 +236,10 @@ class FunctionSpec:
     sends_to: tuple[QueueSpec, ...] = ()
     publishes_to: tuple[EventBusSpec, ...] = ()
     needs_stripe_secrets: bool = False
+    # Queues (and their DLQs) whose depth the function reads (GetQueueAttributes), with their URLs.
+    observes: tuple[QueueSpec, ...] = ()
+    # Reads CloudWatch metrics (GetMetricStatistics: no resource-level permissions exist for it).
+    reads_metrics: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     # The local stack runs at most this many containers (worker processes) of the function at once: Lambda's
     # per-function concurrency on one machine (`make dev CONCURRENCY=n` sets every function's). 2 cores
@@ -281,6 +285,7 @@ ENTITLEMENTS = FunctionSpec(
         RouteSpec("POST", "/v1/entitlements/consume", T),
         RouteSpec("POST", "/v1/entitlements/release", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/events", T),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
@@ -298,6 +303,7 @@ RESERVATIONS = FunctionSpec(
         RouteSpec("POST", "/v1/entitlements/reservations/{reservation_id}/settle", T),
         RouteSpec("DELETE", "/v1/entitlements/reservations/{reservation_id}", T),
         RouteSpec("GET", "/v1/entitlements/reservations/{reservation_id}", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/reservations", T),
     ),
     writes=(BILLING_TABLE,),
     sends_to=(USAGE_QUEUE,),
@@ -366,8 +372,11 @@ METER_REPORTER = FunctionSpec(
 
 API_KEYS = FunctionSpec(
     name="api_keys",
-    description="Operator API to create, list and revoke tenant API keys, and read the audit log",
+    description="Operator API for tenant API keys, portal tokens and the audit log",
     routes=(
+        RouteSpec("POST", "/v1/tenants/{tenant_id}/portal-tokens", OP),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/portal-tokens", OP),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/portal-tokens/{token_id}", OP),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/api-keys", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/api-keys", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}", OP),
@@ -430,6 +439,36 @@ WEBHOOK_DELIVERY = FunctionSpec(
     writes=(BILLING_TABLE,),
 )
 
+# The tenant portal, the operator console and the `<billing-usage>` widget: bundled static assets (built
+# by `make setup` into functions/portal/static), served from the API's own origin so the pages' CSP can
+# say 'self' for everything. Public: the pages hold no data; every number comes from the API with a token.
+PORTAL = FunctionSpec(
+    name="portal",
+    description="Serves the tenant portal, the operator console and the usage widget (static assets)",
+    memory_mb=256,
+    timeout_seconds=5,
+    routes=(
+        RouteSpec("GET", "/portal", P),
+        RouteSpec("GET", "/console", P),
+        RouteSpec("GET", "/portal/assets/{asset}", P),
+    ),
+)
+
+# The operator console's reads: the pipeline's freshness (billing_platform.freshness: queue and DLQ depths,
+# the alarms' CloudWatch metrics, the meter reporter's last run) and the tenant directory.
+OPERATIONS = FunctionSpec(
+    name="operations",
+    description="Operator reads: usage pipeline freshness and the tenant directory with plans",
+    timeout_seconds=15,
+    routes=(
+        RouteSpec("GET", "/v1/ops/freshness", OP),
+        RouteSpec("GET", "/v1/tenants", OP),
+    ),
+    reads=(BILLING_TABLE,),
+    observes=(USAGE_QUEUE, WEBHOOK_QUEUE),
+    reads_metrics=True,
+)
+
 HEALTH = FunctionSpec(
     name="health",
     description="Liveness probe",
@@ -456,6 +495,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     EVENT_SWEEPER,
     WEBHOOK_ENDPOINTS,
     WEBHOOK_DELIVERY,
+    PORTAL,
+    OPERATIONS,
 )
 
 # Secrets Manager holds the Stripe keys; functions get the secret ARNs, never the values.
@@ -464,6 +505,9 @@ STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 
 # CloudWatch namespace of every function's Powertools metrics (POWERTOOLS_METRICS_NAMESPACE) and of the dashboard.
 METRICS_NAMESPACE = "Billing"
+
+# The usage aggregator's deployed function name (the dimension of its IteratorAge metric), for freshness.
+AGGREGATOR_FUNCTION_NAME_ENV = "AGGREGATOR_FUNCTION_NAME"
 
 TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
 # Environment every deployed function gets (infra/constructs/functions.py adds tables, queues and secrets).

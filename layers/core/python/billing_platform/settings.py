@@ -55,6 +55,9 @@ class Settings(BaseModel):
     # The EventBridge bus billing events go to (resources.EVENT_BUS); the webhook delivery queue.
     event_bus_name: str = resources.EVENT_BUS.local_name
     webhook_queue_url: str | None = None
+    webhook_dlq_url: str | None = None
+    # The deployed name of the usage aggregator: the `FunctionName` of its Lambda IteratorAge metric.
+    aggregator_function_name: str = "usage_aggregator"
 
     @property
     def is_production(self) -> bool:
@@ -110,6 +113,8 @@ class Settings(BaseModel):
             "usage_plan_id": resources.USAGE_PLAN_ID_ENV,
             "event_bus_name": resources.EVENT_BUS.env_var,
             "webhook_queue_url": resources.WEBHOOK_QUEUE.env_var,
+            "webhook_dlq_url": resources.WEBHOOK_QUEUE.dlq_env_var,
+            "aggregator_function_name": resources.AGGREGATOR_FUNCTION_NAME_ENV,
         }
         values = {field: env[var] for field, var in pairs.items() if env.get(var) not in (None, "")}
         return cls.model_validate(values)

@@ -13,9 +13,16 @@ from billing_platform.observability import logger
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
 
 
+def _caller(app: APIGatewayRestResolver) -> Caller:
+    """The request's caller; a read-only credential is refused here for anything but a read."""
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller.require_method(app.current_event.http_method)
+    return caller
+
+
 def current_caller(app: APIGatewayRestResolver) -> Caller:
     """The authenticated caller of the current request (401 when the authorizer left none)."""
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller = _caller(app)
     if caller.tenant_id:
         logger.append_keys(tenant_id=caller.tenant_id)
     return caller
@@ -23,7 +30,7 @@ def current_caller(app: APIGatewayRestResolver) -> Caller:
 
 def tenant_caller(app: APIGatewayRestResolver, tenant_id: str) -> Caller:
     """The caller, allowed to act for `tenant_id` (its own tenant, or an operator); 403 otherwise."""
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller = _caller(app)
     caller.require_tenant(tenant_id)
     logger.append_keys(tenant_id=tenant_id)
     return caller
@@ -42,6 +49,6 @@ def actor_of(app: APIGatewayRestResolver, caller: Caller) -> Actor:
 
 def operator_actor(app: APIGatewayRestResolver) -> Actor:
     """The operator behind the current request (403 for a tenant key)."""
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller = _caller(app)
     caller.require_operator()
     return actor_of(app, caller)

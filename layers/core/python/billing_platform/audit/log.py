@@ -58,6 +58,7 @@ _FORBIDDEN_PARTS = {"secret", "password", "passwd", "cvc", "cvv", "token", "auth
 # webhook signing secrets, the platform's own API keys, bearer headers.
 _SECRET_VALUE = re.compile(
     r"(?:\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{4,}|\bwhsec_[A-Za-z0-9_]{4,}|\bbk_(?:live|test)_[A-Za-z0-9_-]{8,}"
+    r"|\bbpt_[0-9a-f]{16}_[A-Za-z0-9_-]{8,}"
     r"|\bBearer\s+[A-Za-z0-9._~+/=-]{8,})"
 )
 # 13-19 digits, optionally separated by spaces or dashes, not part of a longer word (so ids such as
@@ -114,6 +115,8 @@ def actor_from_caller(caller: Caller) -> str:
     `tenant:<tenant>:key:<key id>` (a key id, never key material)."""
     if caller.is_operator:
         return f"operator:{caller.principal_id}"
+    if caller.is_portal:
+        return f"tenant:{caller.tenant_id}:portal:{caller.principal_id}"
     return f"tenant:{caller.tenant_id}:key:{caller.principal_id}"
 
 

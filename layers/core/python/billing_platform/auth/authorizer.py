@@ -31,6 +31,8 @@ from billing_platform import resources
 from billing_platform.auth.caller import PrincipalType
 from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
+from billing_platform.portal.models import PortalToken, is_portal_token
+from billing_platform.portal.service import PortalTokenService
 from billing_platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -76,18 +78,49 @@ def operator_token_matches(presented: str | None, settings: Settings | None = No
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
-class TenantKeyAuthorizer:
-    """Turns an authorizer REQUEST event into an IAM policy response, or raises `UnauthorizedError`."""
+def portal_route_resources(token: PortalToken) -> list[tuple[str, str]]:
+    """(method, resource) a portal token may call: the GET tenant routes of its own tenant, with the tenant
+    id written into the resource (so the cached policy cannot reach another tenant), every other path
+    parameter wildcarded. An entity-scoped token gets only the routes that name an entity, written in too."""
+    allowed: list[tuple[str, str]] = []
+    for route, _fn in resources.routes():
+        if route.auth is not resources.Auth.TENANT or route.method != "GET" or "{tenant_id}" not in route.path:
+            continue
+        if token.entity_id is not None and "{entity_id}" not in route.path:
+            continue
+        path = route.path.replace("{tenant_id}", token.tenant_id)
+        if token.entity_id is not None:
+            path = path.replace("{entity_id}", token.entity_id)
+        allowed.append((route.method, re.sub(r"\{[^}/]+\}", "*", path)))
+    return allowed
 
-    def __init__(self, service: ApiKeyService | None = None, settings: Settings | None = None) -> None:
+
+class TenantKeyAuthorizer:
+    """Turns an authorizer REQUEST event into an IAM policy response, or raises `UnauthorizedError`.
+    Tenant API keys get every tenant route; portal tokens (`bpt_...`) get their tenant's reads only."""
+
+    def __init__(
+        self,
+        service: ApiKeyService | None = None,
+        settings: Settings | None = None,
+        portal: PortalTokenService | None = None,
+    ) -> None:
         self._settings = settings or get_settings()
         self._service = service or ApiKeyService(self._settings)
+        self._portal = portal
+
+    def _portal_tokens(self) -> PortalTokenService:
+        if self._portal is None:
+            self._portal = PortalTokenService(self._settings)
+        return self._portal
 
     def authorize(self, event: APIGatewayAuthorizerRequestEvent, now: datetime | None = None) -> dict[str, Any]:
         presented = bearer_token(event.headers)
         if presented is None:
             logger.info("authorizer denied", extra={"reason": "no bearer credential"})
             raise UnauthorizedError()
+        if is_portal_token(presented):
+            return self._authorize_portal(event, presented, now)
         key = self._service.authenticate(presented, now=now)
         if key is None:
             # Never log the presented value; its (non-secret) id part is enough to trace a leaked key.
@@ -108,4 +141,34 @@ class TenantKeyAuthorizer:
         # extra, not append_keys: this child logger's parent may not exist yet (Powertools raises then), and
         # a logging quirk must never turn into an authorizer failure (a 500 for every tenant request).
         logger.info("authorizer allowed", extra={"key_id": key.key_id, "tenant_id": key.tenant_id})
+        return response.asdict()
+
+    def _authorize_portal(
+        self, event: APIGatewayAuthorizerRequestEvent, presented: str, now: datetime | None
+    ) -> dict[str, Any]:
+        token = self._portal_tokens().authenticate(presented, now=now)
+        if token is None:
+            logger.info("authorizer denied", extra={"reason": "unknown, revoked or expired portal token"})
+            raise UnauthorizedError()
+        context: dict[str, Any] = {
+            "principal_type": PrincipalType.PORTAL.value,
+            "tenant_id": token.tenant_id,
+            "token_id": token.token_id,
+        }
+        if token.entity_id is not None:
+            context["entity_id"] = token.entity_id
+        response = APIGatewayAuthorizerResponse.from_route_arn(
+            event.method_arn,
+            principal_id=token.token_id,
+            context=context,
+            usage_identifier_key=usage_identifier_key(token.tenant_id),
+        )
+        allowed = portal_route_resources(token)
+        for method, resource in allowed:
+            response.allow_route(http_method=method, resource=resource)
+        if not allowed:
+            # An entity token before any entity route exists: a policy with no statement is malformed, so
+            # deny explicitly (API Gateway answers 403).
+            response.deny_all_routes()
+        logger.info("authorizer allowed portal token", extra={"token_id": token.token_id, "tenant_id": token.tenant_id})
         return response.asdict()

@@ -18,6 +18,8 @@ from billing_platform.errors import AuthenticationError, TenantAccessDenied
 class PrincipalType(StrEnum):
     OPERATOR = "operator"
     TENANT = "tenant"
+    # A portal token: reads one tenant's (or one entity's) data, never writes (billing_platform.portal).
+    PORTAL = "portal"
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,22 @@ class Caller:
     principal_type: PrincipalType
     principal_id: str
     tenant_id: str | None = None
+    entity_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.principal_type is PrincipalType.OPERATOR
+
+    @property
+    def is_portal(self) -> bool:
+        return self.principal_type is PrincipalType.PORTAL
+
+    def require_method(self, http_method: str) -> None:
+        """Raise `TenantAccessDenied` when a read-only credential (a portal token) asks for anything but a
+        read. The authorizer's policy already allows such a token GET routes only; this keeps a handler
+        from ever acting on one if a policy were widened by mistake."""
+        if self.is_portal and http_method.upper() != "GET":
+            raise TenantAccessDenied("a portal token is read-only")
 
     def require_tenant(self, tenant_id: str) -> None:
         """Raise `TenantAccessDenied` unless this caller may act for `tenant_id`."""
@@ -63,6 +77,13 @@ def caller_from_request_context(request_context: dict[str, Any] | None) -> Calle
             PrincipalType.TENANT,
             str(authorizer.get("principalId") or authorizer.get("key_id") or authorizer["tenant_id"]),
             str(authorizer["tenant_id"]),
+        )
+    if principal_type == PrincipalType.PORTAL and authorizer.get("tenant_id"):
+        return Caller(
+            PrincipalType.PORTAL,
+            str(authorizer.get("principalId") or authorizer.get("token_id")),
+            str(authorizer["tenant_id"]),
+            str(authorizer["entity_id"]) if authorizer.get("entity_id") else None,
         )
     if principal_type == PrincipalType.OPERATOR:
         return Caller(PrincipalType.OPERATOR, str(authorizer.get("principalId") or "operator"))

@@ -14,6 +14,7 @@ from typing import Any
 from billing_platform.auth.models import ApiKey, ApiKeyPage
 from billing_platform.conditions import applied, transact_write_items
 from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
+from billing_platform.tenants.repository import directory_put
 
 # last_used_at is refreshed at most this often per key, so the authorizer does not write on every call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -49,7 +50,8 @@ class ApiKeyRepository(BillingTable):
     """DynamoDB access for API keys (the billing table). The only code here that speaks boto3."""
 
     def create(self, key: ApiKey, key_hash: str, audit_put: dict[str, Any]) -> None:
-        """Key item, id -> hash pointer and audit entry in one transaction (all or nothing)."""
+        """Key item, id -> hash pointer, audit entry and the tenant's directory entry in one transaction
+        (all or nothing)."""
         item: dict[str, Any] = {
             "pk": {"S": f"APIKEY#{key_hash}"},
             "sk": {"S": "KEY"},
@@ -79,6 +81,7 @@ class ApiKeyRepository(BillingTable):
                 {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
                 {"Put": {"TableName": self.table, "Item": pointer, "ConditionExpression": "attribute_not_exists(pk)"}},
                 audit_put,
+                directory_put(self.table, key.tenant_id),
             ],
         )
 

@@ -23,6 +23,8 @@ OUTPUT_ENV: dict[str, str] = {
     **{f"{spec.logical_id}Name": spec.env_var for spec in resources.TABLES},
     "UsageQueueUrl": resources.USAGE_QUEUE.env_var,
     "UsageDlqUrl": resources.USAGE_QUEUE.dlq_env_var,
+    "WebhookDlqUrl": resources.WEBHOOK_QUEUE.dlq_env_var,
+    "UsageAggregatorFunctionName": resources.AGGREGATOR_FUNCTION_NAME_ENV,
     "StripeApiKeySecretArn": resources.STRIPE_API_KEY_SECRET_ENV,
     "StripeWebhookSecretArn": resources.STRIPE_WEBHOOK_SECRET_ENV,
 }
@@ -97,6 +99,8 @@ def resolve_target(
         source = "local" if not stack_name else source
     if sqs_endpoint:
         env["AWS_ENDPOINT_URL_SQS"] = sqs_endpoint
+        # The local stack's moto also serves the CloudWatch metrics it publishes for the queues and streams.
+        env.setdefault("AWS_ENDPOINT_URL_CLOUDWATCH", sqs_endpoint)
         source = "local" if not stack_name else source
     if source == "local":
         # The local stack's emulators accept any credentials and live in its one region; an operator's
@@ -114,6 +118,10 @@ def resolve_target(
     if settings.usage_queue_url is None and env.get("AWS_ENDPOINT_URL_SQS"):
         settings = settings.model_copy(update={"usage_queue_url": _queue_url(resources.USAGE_QUEUE.local_name)})
         env[resources.USAGE_QUEUE.env_var] = settings.usage_queue_url or ""
+    if settings.webhook_dlq_url is None and env.get("AWS_ENDPOINT_URL_SQS"):
+        url = _queue_url(resources.WEBHOOK_QUEUE.dlq_local_name)
+        settings = settings.model_copy(update={"webhook_dlq_url": url})
+        env[resources.WEBHOOK_QUEUE.dlq_env_var] = url or ""
     return Target(settings=settings, source=source)
 
 

@@ -7,6 +7,7 @@
     billing-admin [target options] stripe replay --since WHEN [--until WHEN] [--type T ...] [--dry-run]
     billing-admin [target options] meter run [--lookback-days N]
     billing-admin [target options] meter drop-claim TENANT RESOURCE HOUR
+    billing-admin [target options] freshness [--tenant TENANT]
     billing-admin [target options] config show
 
 Target: `--stack-name NAME` reads a deployed stack's CloudFormation outputs (tables, queues, Stripe
@@ -145,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("hour", help="the hour bucket, e.g. 2026-11-25T10")
     drop.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who, for the audit log")
 
+    fresh = commands.add_parser(
+        "freshness", help="how far behind each usage pipeline stage is (the figures the alarms watch)"
+    )
+    fresh.add_argument("--tenant", dest="tenant_id", help="also the tenant's last hours reported to Stripe")
     config = commands.add_parser("config", help="where the CLI points").add_subparsers(dest="action", required=True)
     config.add_parser("show", help="the resolved target")
     return parser
@@ -244,6 +249,20 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         )
         ok = reconciled.in_sync or reconciled.applied
         return (EXIT_OK if ok else EXIT_PROBLEMS), reconciled.to_dict()
+
+    if args.command == "freshness":
+        from billing_platform.freshness.service import FreshnessService
+
+        freshness = FreshnessService(settings).report(args.tenant_id, now=deps.clock())
+        figures = (
+            freshness.usage_queue_oldest_message_age,
+            freshness.aggregator_iterator_age,
+            freshness.meter_reporter_lag,
+            freshness.usage_dlq_depth,
+            freshness.webhook_dlq_depth,
+        )
+        late = any(f.level == "late" for f in figures)
+        return (EXIT_PROBLEMS if late else EXIT_OK), freshness.model_dump()
 
     if args.command == "dlq":
         from billing_platform.cli.dlq import QueueRepository, redrive

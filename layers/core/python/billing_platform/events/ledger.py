@@ -146,6 +146,23 @@ class EventLedger(BillingTable):
         ).get("Item")
         return (item["status"]["S"], _event_from_item(item)) if item else None
 
+    def recent(self, tenant_id: str, *, limit: int) -> list[tuple[str, BillingEvent]]:
+        """(status, event) of the tenant's remembered events, newest first by `occurred_at`. The partition
+        holds one marker per threshold, quota and period (and per grant depletion / expiry), dropped by TTL
+        after the period, so reading it whole stays small."""
+        found = [
+            (item["status"]["S"], _event_from_item(item))
+            for item in query_items(
+                self.client,
+                TableName=self.table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"EVENTS#{tenant_id}"}},
+            )
+            if "detail" in item and "event_id" in item
+        ]
+        found.sort(key=lambda pair: (str(pair[1].detail.get("occurred_at", "")), pair[1].event_id), reverse=True)
+        return found[:limit]
+
     # --- what detection reads -----------------------------------------------------------------
 
     def quota_used(self, tenant_id: str, resource_type: str, shards: int, period_start: datetime) -> Decimal:

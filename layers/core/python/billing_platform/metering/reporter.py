@@ -231,6 +231,7 @@ class MeterReporter:
         if oldest_unreported is not None:
             report.lag_seconds = max(0, int((now - oldest_unreported).total_seconds()))
         logger.info("meter report run finished", extra={"report": report.to_dict()})
+        self._watermarks.record_run(report.started_at, report.lag_seconds, report.events_sent, report.events_failed)
         return report
 
     def _tenants(self, tenant_ids: set[str]) -> dict[str, _Tenant]:

@@ -41,6 +41,9 @@ def meter_key(tenant_id: str, resource_type: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": meter_pk(tenant_id, resource_type)}, "sk": {"S": sk}}
 
 
+# The last run's summary (MeterWatermarkRepository.record_run).
+LAST_RUN_KEY = {"pk": {"S": "METERRUN"}, "sk": {"S": "LAST"}}
+
 # What a claim writes on an hour's watermark (besides tenant_id and resource_type), and commit and drop remove.
 CLAIM_FIELDS = "pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
 
@@ -232,6 +235,36 @@ class MeterWatermarkRepository(BillingTable):
                 },
             }
         }
+
+    def record_run(self, started_at: datetime, lag_seconds: int, events_sent: int, events_failed: int) -> None:
+        """Keep what the last run found (`METERRUN` / `LAST`), for the freshness figures: one write a run."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **LAST_RUN_KEY,
+                "started_at": {"S": started_at.isoformat()},
+                "lag_seconds": {"N": str(lag_seconds)},
+                "events_sent": {"N": str(events_sent)},
+                "events_failed": {"N": str(events_failed)},
+            },
+        )
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The item `record_run` last wrote, or None before any run."""
+        item: dict[str, Any] | None = self.client.get_item(TableName=self.table, Key=LAST_RUN_KEY).get("Item")
+        return item
+
+    def latest_hour(self, tenant_id: str, resource_type: str) -> HourWatermark | None:
+        """The newest hour of a tenant's resource the reporter claimed or committed, or None."""
+        response = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :h)",
+            ExpressionAttributeValues={":p": {"S": meter_pk(tenant_id, resource_type)}, ":h": {"S": "H#"}},
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return _hour_from_item(items[0]) if items else None
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         # A lost race (condition failed, or a concurrent transaction on the same item) changes

@@ -322,6 +322,34 @@ class ReservationRepository(TableAccess):
                 return found
             request["ExclusiveStartKey"] = start
 
+    def open_for_tenant(self, tenant_id: str, *, limit: int) -> list[Reservation]:
+        """The tenant's held reservations, soonest due first. Reads the open-work index (every partition,
+        filtered by tenant): its cost follows the platform's open holds, which live minutes, not the
+        tenant's history. Eventually consistent, like every index read."""
+        found: list[Reservation] = []
+        for partition in range(DUE_PARTITIONS):
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": DUE_INDEX,
+                "KeyConditionExpression": "gsi1pk = :p",
+                "FilterExpression": "tenant_id = :t AND #state = :held",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {
+                    ":p": string_attr(f"RSVDUE#{partition:02d}"),
+                    ":t": string_attr(tenant_id),
+                    ":held": string_attr(ReservationState.HELD.value),
+                },
+            }
+            while True:
+                response = self.client.query(**request)
+                found.extend(reservation_from_item(item) for item in response.get("Items", []))
+                start = response.get("LastEvaluatedKey")
+                if not start:
+                    break
+                request["ExclusiveStartKey"] = start
+        found.sort(key=lambda r: (r.due_at, r.reservation_id))
+        return found[:limit]
+
     def grant_key_of(self, reservation: Reservation, grant_id: str) -> Item:
         return grant_key(reservation.tenant_id, reservation.resource_type, grant_id)
 

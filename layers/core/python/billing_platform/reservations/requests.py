@@ -63,3 +63,11 @@ class ReservationOut(BaseModel):
     expires_at: str
     resolved_at: str | None
     replayed: bool = Field(default=False, description="true: a repeat of a request already applied")
+
+
+class OpenReservationsOut(BaseModel):
+    """`GET /v1/tenants/{tenant_id}/reservations`: the tenant's held reservations, soonest expiry first."""
+
+    tenant_id: str
+    items: list[ReservationOut]
+    truncated: bool = Field(description="true: more are open than one answer lists (100)")

@@ -19,6 +19,9 @@ from billing_platform.reservations.reserve import reserve
 from billing_platform.reservations.sweep import SweepReport, sweep_due
 from billing_platform.settings import Settings, get_settings
 
+# The open reservations one read lists at most (a portal shows them; a tenant with more sees the first ones).
+MAX_OPEN_LISTED = 100
+
 
 class ReservationService:
     """Reserve, settle, cancel, read and expire reservations.
@@ -77,6 +80,10 @@ class ReservationService:
         if found is None:
             raise NotFoundError(f"no reservation {reservation_id!r}", code="unknown_reservation")
         return found
+
+    def open(self, tenant_id: str) -> list[Reservation]:
+        """The tenant's held reservations, soonest expiry first, at most `MAX_OPEN_LISTED`."""
+        return self._ctx.repo.open_for_tenant(tenant_id, limit=MAX_OPEN_LISTED)
 
     def sweep(self, *, should_continue: Callable[[], bool] = lambda: True) -> SweepReport:
         """Expire what is due and send usage a crashed settle left unsent."""

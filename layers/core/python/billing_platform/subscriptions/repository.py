@@ -18,6 +18,7 @@ from billing_platform.conditions import applied, lost_race, transact_write_items
 from billing_platform.dynamodb import BillingTable, string_attr, utc_now
 from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord
+from billing_platform.tenants.repository import directory_put
 
 # Stripe retries a failed delivery for up to three days; the ledger remembers an event for 30.
 EVENT_TTL_SECONDS = 30 * 86_400
@@ -117,6 +118,7 @@ class SubscriptionRepository(BillingTable):
                 }
             },
         ]
+        items.append(directory_put(self.table, tenant_id))
         if audit is not None:
             items.append(self._audit.put_item_request(audit))
         return applied(lambda: transact_write_items(self.client, items))

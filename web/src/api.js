@@ -1,0 +1,57 @@
+// The platform's API, from a page served on its own origin (or, for the widget, the URL it is given).
+// The token travels only in the Authorization header; nothing is logged or stored beyond the tab.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+
+  get signedOut() {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+export class Api {
+  constructor(base, token) {
+    this.base = base.endsWith("/") ? base : `${base}/`;
+    this.token = token;
+  }
+
+  async get(path, query = {}) {
+    const url = new URL(path.replace(/^\//, ""), this.base);
+    for (const [name, value] of Object.entries(query)) {
+      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    }
+    const response = await fetch(url, {
+      headers: { Authorization: `Bearer ${this.token}`, Accept: "application/json" },
+      credentials: "omit",
+      cache: "no-store",
+    });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, body?.code, body?.message);
+    return body;
+  }
+
+  // A route that may not exist on this deployment yet: null on 404 (route unknown), the answer otherwise.
+  async optional(path, query) {
+    try {
+      return await this.get(path, query);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null;
+      throw error;
+    }
+  }
+}
+
+// The API's base URL for a page served by the platform: the folder the page is in (the stage's root on
+// API Gateway, `/` locally), so `v1/...` resolves under the same stage as the page.
+export function platformBase() {
+  return new URL(".", window.location.href).toString();
+}

@@ -1,0 +1,65 @@
+// Numbers arrive from the API as exact decimal strings; they are shown digit for digit (grouped by
+// thousands, never rounded), so what the page says equals what the API said.
+
+export function groupDigits(decimal) {
+  if (decimal === null || decimal === undefined) return "—";
+  const text = String(decimal);
+  const match = /^(-?)(\d+)(\.\d+)?$/.exec(text);
+  if (!match) return text;
+  const [, sign, whole, fraction = ""] = match;
+  return sign + whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + fraction;
+}
+
+// A number cell: the exact API string in data-value, grouped digits as text.
+export function amount(el, decimal, cls = "num") {
+  return el("span", { class: cls, dataset: { value: decimal ?? "" }, text: groupDigits(decimal) });
+}
+
+export function ratio(used, limit) {
+  const u = Number(used);
+  const l = Number(limit);
+  if (!Number.isFinite(u) || !Number.isFinite(l) || l <= 0) return 0;
+  return Math.max(0, Math.min(1, u / l));
+}
+
+const DATE = new Intl.DateTimeFormat("en", { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
+const DATETIME = new Intl.DateTimeFormat("en", {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  timeZone: "UTC",
+  hourCycle: "h23",
+});
+
+export function day(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : DATE.format(d);
+}
+
+export function moment(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : `${DATETIME.format(d)} UTC`;
+}
+
+export function relative(iso, now = Date.now()) {
+  if (!iso) return "";
+  const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+  const abs = Math.abs(seconds);
+  const [value, unit] =
+    abs < 90 ? [seconds, "second"] : abs < 5400 ? [Math.round(seconds / 60), "minute"]
+      : abs < 172800 ? [Math.round(seconds / 3600), "hour"] : [Math.round(seconds / 86400), "day"];
+  return new Intl.RelativeTimeFormat("en", { numeric: "auto" }).format(value, unit);
+}
+
+const ACRONYMS = new Set(["api", "mb", "gb", "kb", "sso", "id", "url"]);
+
+// `api_calls` -> "API calls", `storage_mb` -> "Storage MB": a label only; the raw name stays beside it.
+export function humanize(name) {
+  const words = String(name ?? "").split("_").filter(Boolean);
+  return words
+    .map((w, i) => (ACRONYMS.has(w) ? w.toUpperCase() : i === 0 ? w.charAt(0).toUpperCase() + w.slice(1) : w))
+    .join(" ");
+}
