@@ -86,7 +86,9 @@ def test_mutation_route_writes_an_audit_entry_readable_per_tenant(security_stack
         )
         ctx.endpoint_id = created.json()["id"]
     if rid == "DELETE /v1/tenants/{tenant_id}/portal-tokens/{token_id}":
-        created = sec.call("POST", f"/v1/tenants/{TENANT_A}/portal-tokens", {}, credential=Credential.OPERATOR)
+        created = sec.call(
+            "POST", f"/v1/tenants/{TENANT_A}/portal-tokens", {"ttl_seconds": 600}, credential=Credential.OPERATOR
+        )
         ctx.token_id = created.json()["id"]
     if rid == "DELETE /v1/tenants/{tenant_id}/grants/{grant_id}":
         created = sec.call(

@@ -33,6 +33,7 @@ def test_every_factory_builds_its_client_through_the_platform_loader() -> None:
         clients.secretsmanager(),
         clients.events(),
         clients.apigateway(),
+        clients.cloudwatch(),
     ]
     assert sorted(client.meta.service_model.service_name for client in built) == sorted(clients.SERVICES)
     loader = clients._session().get_component("data_loader")

@@ -25,7 +25,8 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
 }
-_ASSET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}\.(?:js|css)$")
+ASSET_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,40}\.(?:js|css)$"
+_ASSET_NAME = re.compile(ASSET_NAME_PATTERN)
 # Scripts other origins may include (a SaaS embedding the usage widget): readable cross-origin.
 EMBEDDABLE = frozenset({"billing-usage.js"})
 

@@ -13,9 +13,7 @@ from billing_platform.portal.models import ENTITY_ID_PATTERN, MAX_TTL, PortalTok
 class MintPortalTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    ttl_seconds: int = Field(
-        default=3600, ge=60, le=int(MAX_TTL.total_seconds()), description="Lifetime: 60 s to 24 h (86400 s)"
-    )
+    ttl_seconds: int = Field(ge=60, le=int(MAX_TTL.total_seconds()), description="Lifetime: 60 s to 24 h (86400 s)")
     entity_id: str | None = Field(
         default=None,
         min_length=1,
