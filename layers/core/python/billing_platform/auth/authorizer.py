@@ -100,6 +100,9 @@ class TenantKeyAuthorizer:
                 "principal_type": PrincipalType.TENANT.value,
                 "tenant_id": key.tenant_id,
                 "key_id": key.key_id,
+                "scope": key.scope,
+                # Authorizer context values are strings: "" for a key bound to no entity.
+                "entity_id": key.entity_id or "",
             },
             usage_identifier_key=usage_identifier_key(key.tenant_id),
         )
