@@ -208,9 +208,13 @@ class Auth(StrEnum):
 
 @dataclass(frozen=True)
 class RouteSpec:
+    """`scope`: on a tenant route, the API key scope it needs (`admin`: the tenant's own entities, limits,
+    key bindings and webhook endpoints); the authorizer allows a key only the routes of its scope."""
+
     method: Literal["GET", "POST", "PATCH", "DELETE", "PUT"]
     path: str
     auth: Auth
+    scope: Literal["use", "admin"] = "use"
 
 
 class DependencyLayer(StrEnum):
@@ -418,9 +422,9 @@ WEBHOOK_ENDPOINTS = FunctionSpec(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/webhook-endpoints", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}", OP),
         # The same for a tenant's admin-scoped key, on its own tenant.
-        RouteSpec("POST", "/v1/webhook-endpoints", T),
-        RouteSpec("GET", "/v1/webhook-endpoints", T),
-        RouteSpec("DELETE", "/v1/webhook-endpoints/{endpoint_id}", T),
+        RouteSpec("POST", "/v1/webhook-endpoints", T, "admin"),
+        RouteSpec("GET", "/v1/webhook-endpoints", T, "admin"),
+        RouteSpec("DELETE", "/v1/webhook-endpoints/{endpoint_id}", T, "admin"),
     ),
     writes=(BILLING_TABLE,),
 )
@@ -442,7 +446,7 @@ ENTITIES = FunctionSpec(
     name="entities",
     description="A tenant's entities, their limits and key bindings (operators and admin keys), audited",
     routes=tuple(RouteSpec(method, f"/v1/tenants/{{tenant_id}}{path}", OP) for method, path in _ENTITY_ROUTES)
-    + tuple(RouteSpec(method, f"/v1{path}", T) for method, path in _ENTITY_ROUTES),
+    + tuple(RouteSpec(method, f"/v1{path}", T, "admin") for method, path in _ENTITY_ROUTES),
     writes=(BILLING_TABLE,),
 )
 

@@ -101,6 +101,18 @@ class LimitTerms:
 
 
 @dataclass(frozen=True)
+class LimitWrite:
+    """A limit to store: its terms, the period limit they resolve to now, and the period it starts in."""
+
+    tenant_id: str
+    entity_id: str
+    resource_type: str
+    terms: LimitTerms
+    limit: Decimal
+    period_end: datetime
+
+
+@dataclass(frozen=True)
 class EntityLimit:
     """An entity's limit on one resource and its counter for the current period (and windows). `limit` is
     the resolved period amount the counter enforces (for a share: at the time the terms were set)."""

@@ -26,7 +26,7 @@ from billing_platform.dynamodb import (
     number_attr,
     string_attr,
 )
-from billing_platform.entities.models import Entity, EntityLimit, LimitKind, LimitTerms
+from billing_platform.entities.models import Entity, EntityLimit, LimitKind, LimitTerms, LimitWrite
 from billing_platform.entitlements.levels import WINDOWS_ATTRIBUTE, window_attributes
 
 Item = dict[str, Any]
@@ -271,21 +271,13 @@ class EntityRepository(BillingTable):
 
     # --- limits -------------------------------------------------------------------------------
 
-    def put_limit(
-        self,
-        tenant_id: str,
-        entity_id: str,
-        resource_type: str,
-        terms: LimitTerms,
-        limit: Decimal,
-        period_end: datetime,
-        existing: EntityLimit | None,
-        audit_put: Item,
-    ) -> bool:
+    def put_limit(self, write: LimitWrite, existing: EntityLimit | None, audit_put: Item) -> bool:
         """Set an entity's limit on a resource with its audit entry, in one transaction. A new limit starts
         its counter at zero for the current period; a changed one keeps `used` and recomputes
         `remaining = limit - used` atomically with concurrent takes. False when the entity vanished or the
         limit appeared or disappeared meanwhile."""
+        tenant_id, entity_id, resource_type = write.tenant_id, write.entity_id, write.resource_type
+        terms, limit, period_end = write.terms, write.limit, write.period_end
         key = limit_key(tenant_id, entity_id, resource_type)
         marker = window_marker(terms.windows)
         definition: Item = {"kind": string_attr(terms.kind.value), "limit": number_attr(limit)}
@@ -306,11 +298,11 @@ class EntityRepository(BillingTable):
             }
             if marker:
                 item[WINDOWS_ATTRIBUTE] = string_attr(marker)
-            write: Item = {
+            change: Item = {
                 "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
             }
         else:
-            write = {"Update": self._limit_update(key, definition, terms, marker, existing)}
+            change = {"Update": self._limit_update(key, definition, terms, marker, existing)}
         mark = {
             "Update": {
                 "TableName": self.table,
@@ -321,7 +313,7 @@ class EntityRepository(BillingTable):
                 "ExpressionAttributeValues": {":r": {"SS": [resource_type]}},
             }
         }
-        return applied(lambda: transact_write_items(self.client, [write, mark, audit_put]))
+        return applied(lambda: transact_write_items(self.client, [change, mark, audit_put]))
 
     def _limit_update(self, key: Item, definition: Item, terms: LimitTerms, marker: str, existing: EntityLimit) -> Item:
         names = {"#lim": "limit", "#rem": "remaining", "#used": "used", "#kind": "kind", "#win": WINDOWS_ATTRIBUTE}

@@ -6,7 +6,6 @@ above 100 %, a window not shorter than the billing period) is refused before any
 from __future__ import annotations
 
 import builtins
-
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -24,6 +23,7 @@ from billing_platform.entities.models import (
     EntityLimit,
     LimitKind,
     LimitTerms,
+    LimitWrite,
     valid_entity_id,
 )
 from billing_platform.entities.repository import EntityRepository
@@ -108,7 +108,9 @@ class EntityService:
             raise NotFoundError(f"no entity {entity_id!r} for this tenant", code="entity_not_found")
         return entity
 
-    def list(self, tenant_id: str, *, limit: int = 50, cursor: str | None = None) -> tuple[builtins.list[Entity], str | None]:
+    def list(
+        self, tenant_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[builtins.list[Entity], str | None]:
         return self._repo.list(tenant_id, limit=limit, cursor=cursor)
 
     def update(self, tenant_id: str, entity_id: str, *, actor: Actor, kind: str | None, name: str | None) -> Entity:
@@ -177,9 +179,8 @@ class EntityService:
             },
         )
         period_end = plan.period_end
-        written = self._repo.put_limit(
-            tenant_id, entity_id, resource_type, terms, limit, period_end, existing, self._audit.put_item_request(entry)
-        )
+        write = LimitWrite(tenant_id, entity_id, resource_type, terms, limit, period_end)
+        written = self._repo.put_limit(write, existing, self._audit.put_item_request(entry))
         if not written:
             raise ConflictError("the entity or its limit changed meanwhile; try again", code="entity_changed")
         stored = self._repo.get_limit(tenant_id, entity_id, resource_type)
