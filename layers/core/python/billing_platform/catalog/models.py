@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from billing_platform.catalog.prices import PlanPricing
 from billing_platform.errors import CatalogError
 
 DEFAULT_CATALOG = Path(__file__).with_name("plans.json")
@@ -107,6 +108,8 @@ class Plan(BaseModel):
     counter_shards: int = Field(default=1, ge=1, le=64)
     # Usage alerts, in percent of each quota's limit (billing_platform.events): strictly increasing.
     thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_THRESHOLDS, max_length=MAX_THRESHOLDS)
+    # What the plan charges (its fee, each resource's price); None: the plan is not rated in money.
+    pricing: PlanPricing | None = None
 
     @model_validator(mode="after")
     def _windows_fit(self) -> Plan:
@@ -180,6 +183,9 @@ class Catalog(BaseModel):
             for resource in plan.quotas:
                 if resource not in self.resource_types:
                     raise ValueError(f"plan {plan.id!r} grants unknown resource type {resource!r}")
+            for resource in plan.pricing.resources if plan.pricing else ():
+                if resource not in self.resource_types:
+                    raise ValueError(f"plan {plan.id!r} prices unknown resource type {resource!r}")
             for price in plan.prices:
                 if price in seen:
                     raise ValueError(f"price {price!r} is in both {seen[price]!r} and {plan.id!r}")
