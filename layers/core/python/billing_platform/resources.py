@@ -278,13 +278,15 @@ STRIPE_WEBHOOK = FunctionSpec(
 
 ENTITLEMENTS = FunctionSpec(
     name="entitlements",
-    description="Atomic quota check / consume / release, entitlement listing, operator grants",
+    description="Atomic quota check / consume / release, entitlements, cost and invoice preview, operator grants",
     local_concurrency=4,
     routes=(
         RouteSpec("POST", "/v1/entitlements/check", T),
         RouteSpec("POST", "/v1/entitlements/consume", T),
         RouteSpec("POST", "/v1/entitlements/release", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/cost", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/invoice-preview", T),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
