@@ -1,6 +1,7 @@
 """Operator API for tenant credentials and the audit log:
 POST/GET /v1/tenants/{tenant_id}/api-keys, DELETE /v1/tenants/{tenant_id}/api-keys/{key_id},
-POST/GET /v1/tenants/{tenant_id}/portal-tokens, DELETE /v1/tenants/{tenant_id}/portal-tokens/{token_id},
+POST/GET /v1/tenants/{tenant_id}/portal-tokens, DELETE /v1/tenants/{tenant_id}/portal-tokens/{token_id}
+(and /v1/portal-tokens for a tenant's admin key, on its own tenant),
 GET /v1/tenants/{tenant_id}/audit."""
 
 from datetime import timedelta
@@ -13,9 +14,10 @@ from billing_platform.api.app import Path, Query, Response, content_types, creat
 from billing_platform.api.callers import actor_of, current_caller, operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
-from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
+from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.dynamodb import utc_now
+from billing_platform.errors import TenantAccessDenied
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
@@ -47,6 +49,11 @@ class CreateApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
     expires_at: UtcInstant | None = None
+    scope: KeyScope = Field(
+        default="use",
+        description="`use`: consume, check and reserve. `admin`: also manage the tenant's entities, their limits, "
+        "key bindings and webhook endpoints",
+    )
 
 
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
@@ -58,6 +65,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
+        scope=body.scope,
         actor=actor,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)
@@ -88,15 +96,7 @@ def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     return ApiKeyOut.model_validate(key.to_dict())
 
 
-@app.post(
-    "/v1/tenants/<tenant_id>/portal-tokens",
-    status_code=201,
-    summary="Mint a read-only portal token for one tenant",
-    operation_id="mintPortalToken",
-    tags=["Portal"],
-)
-@tracer.capture_method(capture_response=False)
-def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
+def _mint(tenant_id: str, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
     caller = current_caller(app)
     require_minter(caller, tenant_id)
     request = MintPortalToken(
@@ -106,12 +106,48 @@ def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[
     metrics.add_metric(name="PortalTokenMinted", unit="Count", value=1)
     logger.info("portal token minted", extra={"tenant_id": tenant_id, "token_id": created.token.token_id})
     out = PortalTokenOut.of(created.token, created.token.created_at)
+    # The only response that ever carries the token: never cached anywhere on the way.
     return Response(
         status_code=201,
         content_type=content_types.APPLICATION_JSON,
         headers={"Cache-Control": "no-store"},
         body=CreatedPortalTokenOut.model_validate({**out.model_dump(), "token": created.secret}),
     )
+
+
+def _list(tenant_id: str, limit: int, cursor: str | None) -> PortalTokenPageOut:
+    require_minter(current_caller(app), tenant_id)
+    page = portal_tokens().list(tenant_id, limit=limit, cursor=cursor)
+    now = utc_now()
+    return PortalTokenPageOut(items=[PortalTokenOut.of(t, now) for t in page.tokens], next_cursor=page.next_cursor)
+
+
+def _revoke(tenant_id: str, token_id: str) -> PortalTokenOut:
+    caller = current_caller(app)
+    require_minter(caller, tenant_id)
+    token = portal_tokens().revoke(tenant_id, token_id, actor=actor_of(app, caller))
+    logger.info("portal token revoked", extra={"tenant_id": tenant_id, "token_id": token_id})
+    return PortalTokenOut.of(token, utc_now())
+
+
+def _own_tenant() -> str:
+    """The tenant of the admin key calling a `/v1/portal-tokens` route."""
+    caller = current_caller(app)
+    if caller.tenant_id is None:
+        raise TenantAccessDenied("this route is for a tenant's admin API key; operators name the tenant")
+    return caller.tenant_id
+
+
+@app.post(
+    "/v1/tenants/<tenant_id>/portal-tokens",
+    status_code=201,
+    summary="Mint a read-only portal token for one tenant",
+    operation_id="mintPortalToken",
+    tags=["Portal"],
+)
+@tracer.capture_method(capture_response=False)
+def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
+    return _mint(tenant_id, body)
 
 
 @app.get(
@@ -121,10 +157,7 @@ def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[
     tags=["Portal"],
 )
 def list_portal_tokens(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> PortalTokenPageOut:
-    require_minter(current_caller(app), tenant_id)
-    page = portal_tokens().list(tenant_id, limit=limit, cursor=cursor)
-    now = utc_now()
-    return PortalTokenPageOut(items=[PortalTokenOut.of(t, now) for t in page.tokens], next_cursor=page.next_cursor)
+    return _list(tenant_id, limit, cursor)
 
 
 @app.delete(
@@ -134,11 +167,39 @@ def list_portal_tokens(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = 
     tags=["Portal"],
 )
 def revoke_portal_token(tenant_id: TenantId, token_id: TokenId) -> PortalTokenOut:
-    caller = current_caller(app)
-    require_minter(caller, tenant_id)
-    token = portal_tokens().revoke(tenant_id, token_id, actor=actor_of(app, caller))
-    logger.info("portal token revoked", extra={"tenant_id": tenant_id, "token_id": token_id})
-    return PortalTokenOut.of(token, utc_now())
+    return _revoke(tenant_id, token_id)
+
+
+@app.post(
+    "/v1/portal-tokens",
+    status_code=201,
+    summary="Mint a read-only portal token for the admin key's own tenant",
+    operation_id="mintOwnPortalToken",
+    tags=["Portal"],
+)
+@tracer.capture_method(capture_response=False)
+def mint_own_portal_token(body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
+    return _mint(_own_tenant(), body)
+
+
+@app.get(
+    "/v1/portal-tokens",
+    summary="List the admin key's own tenant's portal tokens (metadata only)",
+    operation_id="listOwnPortalTokens",
+    tags=["Portal"],
+)
+def list_own_portal_tokens(limit: Limit = 50, cursor: Cursor = None) -> PortalTokenPageOut:
+    return _list(_own_tenant(), limit, cursor)
+
+
+@app.delete(
+    "/v1/portal-tokens/<token_id>",
+    summary="Revoke a portal token of the admin key's own tenant",
+    operation_id="revokeOwnPortalToken",
+    tags=["Portal"],
+)
+def revoke_own_portal_token(token_id: TokenId) -> PortalTokenOut:
+    return _revoke(_own_tenant(), token_id)
 
 
 @app.get("/v1/tenants/<tenant_id>/audit")

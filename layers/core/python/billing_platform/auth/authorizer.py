@@ -59,12 +59,13 @@ def bearer_token(headers: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def tenant_route_resources() -> list[tuple[str, str]]:
-    """(method, resource pattern) of every tenant route, path parameters replaced by `*`."""
+def tenant_route_resources(scope: str = "admin") -> list[tuple[str, str]]:
+    """(method, resource pattern) of every tenant route a key of `scope` may call (`admin` includes `use`),
+    path parameters replaced by `*`."""
     return [
         (route.method, re.sub(r"\{[^}/]+\}", "*", route.path))
         for route, _fn in resources.routes()
-        if route.auth is resources.Auth.TENANT
+        if route.auth is resources.Auth.TENANT and (route.scope == "use" or scope == "admin")
     ]
 
 
@@ -79,12 +80,14 @@ def operator_token_matches(presented: str | None, settings: Settings | None = No
 
 
 def portal_route_resources(token: PortalToken) -> list[tuple[str, str]]:
-    """(method, resource) a portal token may call: the GET tenant routes of its own tenant, with the tenant
+    """(method, resource) a portal token may call: the `use`-scope GET tenant routes of its own tenant, with the tenant
     id written into the resource (so the cached policy cannot reach another tenant), every other path
     parameter wildcarded. An entity-scoped token gets only the routes that name an entity, written in too."""
     allowed: list[tuple[str, str]] = []
     for route, _fn in resources.routes():
-        if route.auth is not resources.Auth.TENANT or route.method != "GET" or "{tenant_id}" not in route.path:
+        if route.auth is not resources.Auth.TENANT or route.method != "GET" or route.scope != "use":
+            continue
+        if "{tenant_id}" not in route.path:
             continue
         if token.entity_id is not None and "{entity_id}" not in route.path:
             continue
@@ -133,10 +136,13 @@ class TenantKeyAuthorizer:
                 "principal_type": PrincipalType.TENANT.value,
                 "tenant_id": key.tenant_id,
                 "key_id": key.key_id,
+                "scope": key.scope,
+                # Authorizer context values are strings: "" for a key bound to no entity.
+                "entity_id": key.entity_id or "",
             },
             usage_identifier_key=usage_identifier_key(key.tenant_id),
         )
-        for method, resource in tenant_route_resources():
+        for method, resource in tenant_route_resources(key.scope):
             response.allow_route(http_method=method, resource=resource)
         # extra, not append_keys: this child logger's parent may not exist yet (Powertools raises then), and
         # a logging quirk must never turn into an authorizer failure (a 500 for every tenant request).

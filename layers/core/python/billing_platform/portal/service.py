@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from billing_platform.audit.log import AuditEntry, AuditLog
-from billing_platform.auth.caller import Actor, Caller
+from billing_platform.auth.caller import Actor, Caller, PrincipalType
 from billing_platform.dynamodb import utc_now
 from billing_platform.errors import NotFoundError, TenantAccessDenied, ValidationError
 from billing_platform.portal.models import (
@@ -28,10 +28,15 @@ MIN_TTL = timedelta(minutes=1)
 
 
 def require_minter(caller: Caller, tenant_id: str) -> None:
-    """Raise `TenantAccessDenied` unless `caller` may mint or revoke portal tokens of `tenant_id`: the
-    operator, for any tenant. A portal token never may (it is read-only), whatever it names."""
-    if caller.is_portal or not caller.is_operator:
-        raise TenantAccessDenied("minting a portal token needs the operator", details={"tenant_id": tenant_id})
+    """Raise `TenantAccessDenied` unless `caller` may mint, list or revoke portal tokens of `tenant_id`: the
+    operator, for any tenant; a tenant API key with the `admin` scope, for its own tenant. A portal token
+    never may (it is read-only), nor a `use` key."""
+    if caller.is_operator:
+        return
+    if caller.is_portal or caller.principal_type is not PrincipalType.TENANT or caller.scope != "admin":
+        raise TenantAccessDenied(
+            "minting a portal token needs the operator or an admin API key", details={"tenant_id": tenant_id}
+        )
     caller.require_tenant(tenant_id)
 
 
