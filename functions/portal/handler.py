@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Response, create_app
@@ -18,7 +19,9 @@ app = create_app(title="Billing pages")
 pages = StaticPages(FilePath(__file__).parent / "static")
 
 AssetName = Annotated[str, Path(min_length=4, max_length=48, pattern=ASSET_NAME_PATTERN)]
-HTML = {200: {"description": "The page (text/html)", "content": {"text/html": {"schema": {"type": "string"}}}}}
+HTML: dict[int, OpenAPIResponse] = {
+    200: {"description": "The page (text/html)", "content": {"text/html": {"schema": {"type": "string"}}}}
+}
 
 
 def _respond(answer: dict[str, Any]) -> Response[str]:

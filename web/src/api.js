@@ -39,12 +39,13 @@ export class Api {
     return body;
   }
 
-  // A route that may not exist on this deployment yet: null on 404 (route unknown), the answer otherwise.
+  // A route this deployment may not have (API Gateway: 403 for an unknown path, or outside the token's policy;
+  // 404/405 locally): null, so the page leaves its section out; any other failure is thrown.
   async optional(path, query) {
     try {
       return await this.get(path, query);
     } catch (error) {
-      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null;
+      if (error instanceof ApiError && [403, 404, 405].includes(error.status)) return null;
       throw error;
     }
   }

@@ -63,3 +63,16 @@ export function humanize(name) {
     .map((w, i) => (ACRONYMS.has(w) ? w.toUpperCase() : i === 0 ? w.charAt(0).toUpperCase() + w.slice(1) : w))
     .join(" ");
 }
+
+// Money arrives in minor units (integers); shown in the currency's own major unit, exactly.
+export function money(minor, currency) {
+  if (minor === null || minor === undefined) return "—";
+  if (!currency) return groupDigits(String(minor));
+  const format = new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() });
+  const digits = format.resolvedOptions().maximumFractionDigits;
+  const negative = minor < 0;
+  const text = String(Math.abs(minor)).padStart(digits + 1, "0");
+  const major = digits ? `${text.slice(0, -digits)}.${text.slice(-digits)}` : text;
+  const symbol = format.formatToParts(0).find((p) => p.type === "currency")?.value ?? currency.toUpperCase();
+  return `${negative ? "−" : ""}${symbol}${groupDigits(major)}`;
+}

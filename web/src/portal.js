@@ -3,7 +3,7 @@
 import { Api, ApiError, platformBase } from "./api.js";
 import { renderUsageChart } from "./chart.js";
 import { byId, clear, el, stackTable } from "./dom.js";
-import { amount, day, groupDigits, humanize, moment, ratio, relative } from "./format.js";
+import { amount, day, groupDigits, humanize, moment, money, ratio, relative } from "./format.js";
 import * as session from "./session.js";
 
 const SESSION_KEY = "billing-portal";
@@ -177,6 +177,55 @@ function renderEvents(answer) {
   );
 }
 
+function cash(minor, currency, field) {
+  return el("span", { class: "num", "data-field": field, dataset: { value: String(minor) }, text: money(minor, currency) });
+}
+
+function renderMoney(cost, preview) {
+  show("money", Boolean(cost || preview));
+  show("cost", Boolean(cost));
+  show("invoice", Boolean(preview));
+  if (cost) {
+    const box = clear(byId("cost-body"));
+    box.append(el("p", { class: "big" }, cash(cost.amount, cost.currency, "cost-amount")));
+    if (!cost.currency) box.append(el("p", { class: "muted", text: "Your plan has no usage prices." }));
+    else if (cost.lines.length) {
+      box.append(
+        stackTable({
+          id: "cost-table",
+          caption: "Running cost by resource",
+          columns: [{ label: "Resource" }, { label: "Used", num: true }, { label: "Billable", num: true }, { label: "Amount", num: true }],
+          rows: cost.lines.map((l) => ({
+            data: { resource: l.resource_type, value: l.value ?? "" },
+            cells: [l.value ? `${humanize(l.resource_type)} · ${l.value}` : humanize(l.resource_type), amount(el, l.quantity), amount(el, l.billable), cash(l.amount, cost.currency, "line-amount")],
+          })),
+        }),
+      );
+    } else box.append(el("p", { class: "muted", text: "Nothing billable yet this period." }));
+  }
+  if (preview) {
+    const box = clear(byId("invoice-body"));
+    box.append(
+      preview.lines.length ? stackTable({
+        id: "invoice-table",
+        caption: "Invoice preview lines",
+        columns: [{ label: "Line" }, { label: "Quantity", num: true }, { label: "Amount", num: true }],
+        rows: preview.lines.map((l) => ({
+          data: { kind: l.kind },
+          cells: [l.description, l.quantity === null ? "" : amount(el, l.quantity), cash(l.amount, preview.currency, "line-amount")],
+        })),
+      }) : el("p", { class: "muted", text: "No charges this period so far." }),
+      el(
+        "dl",
+        { class: "totals" },
+        el("div", {}, el("dt", { text: "Subtotal" }), el("dd", {}, cash(preview.subtotal, preview.currency, "subtotal"))),
+        el("div", {}, el("dt", { text: "Credit" }), el("dd", {}, cash(-preview.credit, preview.currency, "credit"))),
+        el("div", { class: "total" }, el("dt", { text: "Total if the period closed now" }), el("dd", {}, cash(preview.total, preview.currency, "total"))),
+      ),
+    );
+  }
+}
+
 function failed(error) {
   if (error instanceof ApiError && error.signedOut) {
     signIn("Your portal link has expired or is not valid for this account. Ask for a new link.");
@@ -204,12 +253,16 @@ async function open(credential) {
   byId("session-info").textContent = `Signed in to ${tenant}`;
   renderPlan(ent);
   renderQuotas(ent);
-  const [reservations, events] = await Promise.all([
+  const [reservations, events, cost, preview] = await Promise.all([
     api.get(`v1/tenants/${enc(tenant)}/reservations`),
     api.get(`v1/tenants/${enc(tenant)}/events`, { limit: 20 }),
+    // Deployments without the cost routes answer 403/404 for them: the sections then stay hidden.
+    api.optional(`v1/tenants/${enc(tenant)}/cost`),
+    api.optional(`v1/tenants/${enc(tenant)}/invoice-preview`),
   ]);
   renderReservations(reservations);
   renderEvents(events);
+  renderMoney(cost, preview);
   await renderUsage(api, tenant, ent.quotas.map((q) => q.resource_type));
   document.body.dataset.state = "ready";
 }

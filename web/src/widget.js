@@ -88,7 +88,7 @@ class BillingUsage extends HTMLElement {
   }
 
   show(...nodes) {
-    this.box.replaceChildren(...nodes);
+    this.box.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined));
   }
 
   async refresh() {

@@ -140,6 +140,12 @@ def test_the_portal_shows_exactly_what_the_api_answers(
             cell = table_rows.nth(i).locator("td")
             assert cell.get_attribute("data-value") == point["quantity"], point
         assert page.locator("#usage-chart canvas").count() >= 1
+
+        cost = api(stack, seeded, "cost")
+        preview = api(stack, seeded, "invoice-preview")
+        assert page.locator('[data-field="cost-amount"]').get_attribute("data-value") == str(cost["amount"])
+        assert page.locator('[data-field="total"]').get_attribute("data-value") == str(preview["total"])
+        assert page.locator('[data-field="subtotal"]').get_attribute("data-value") == str(preview["subtotal"])
         assert problems.all() == []
 
 
@@ -206,5 +212,155 @@ def test_axe_finds_no_serious_or_critical_violation_in_the_portal(
             for v in result["violations"]
             if v["impact"] in ("serious", "critical")
         ]
+        assert serious == []
+        assert problems.all() == []
+
+
+def open_console(page: Page, stack: LocalStackProcess, token: str) -> str:
+    page.goto(f"{stack.banner.base_url}/console#token={token}")
+    page.wait_for_selector("body[data-state]", state="attached", timeout=READY_TIMEOUT_MS)
+    return str(page.locator("body").get_attribute("data-state"))
+
+
+def test_the_console_shows_freshness_tenants_top_consumers_and_the_audit_log(
+    stack: LocalStackProcess, browser: Browser, seeded: SeededTenant
+) -> None:
+    operator = stack.banner.operator_token
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        assert open_console(page, stack, operator) == "ready", problems.all()
+        status, freshness = stack.request("GET", "/v1/ops/freshness")
+        assert status == 200, freshness
+        for card, figure in (("fresh-usage-dlq", "usage_dlq_depth"), ("fresh-webhook-dlq", "webhook_dlq_depth")):
+            shown_value = page.locator(f"#{card} [data-field='value']").get_attribute("data-value")
+            assert float(shown_value or "nan") == freshness[figure]["value"], card
+        for card in ("fresh-queue-age", "fresh-aggregator", "fresh-meter", "fresh-usage-dlq", "fresh-webhook-dlq"):
+            assert page.locator(f"#{card}").get_attribute("data-level") in {"ok", "late", "unknown"}
+        status, tenants = stack.request("GET", "/v1/tenants?limit=100")
+        assert status == 200, tenants
+        ours = next(t for t in tenants["items"] if t["tenant_id"] == seeded.tenant_id)
+        row = f'#tenants-table tr[data-tenant-id="{seeded.tenant_id}"]'
+        assert page.locator(f'{row} [data-field="plan"]').inner_text() == ours["plan_id"]
+        assert page.locator(f'{row} [data-field="status"]').inner_text() == ours["status"]
+        status, top = stack.request("GET", "/v1/usage/top?resource_type=api_calls&limit=10")
+        assert status == 200, top
+        mine = next(t for t in top["items"] if t["tenant_id"] == seeded.tenant_id)
+        top_row = f'#top-table tr[data-tenant-id="{seeded.tenant_id}"]'
+        assert shown(page, f'{top_row} [data-field="quantity"] .num') == mine["quantity"]
+
+        page.locator(f"{row} button").click()
+        page.locator("#audit-table tbody tr").first.wait_for()
+        status, audit = stack.request("GET", f"/v1/tenants/{seeded.tenant_id}/audit?limit=25")
+        assert status == 200, audit
+        shown_ids = [
+            page.locator("#audit-table tbody tr").nth(i).get_attribute("data-entry-id")
+            for i in range(page.locator("#audit-table tbody tr").count())
+        ]
+        assert shown_ids == [entry["id"] for entry in audit["items"]]
+        assert page.locator("#meters-table tbody tr").count() == 2  # api_calls and tokens are metered
+        screenshot(page, "console-1280")
+        assert problems.all() == []
+    with watched_page(browser, stack.banner.base_url, width=360, height=800) as (page, problems):
+        assert open_console(page, stack, operator) == "ready"
+        assert page.locator("html").evaluate("e => e.scrollWidth") <= 360
+        screenshot(page, "console-360")
+        assert problems.all() == []
+
+
+def test_the_console_refuses_a_tenant_credential(
+    stack: LocalStackProcess, browser: Browser, seeded: SeededTenant
+) -> None:
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        assert open_console(page, stack, seeded.portal_token) == "signed-out"
+        assert page.locator("#sign-in").is_visible()
+        assert page.locator("#freshness article").count() == 0
+        (line,) = problems.console_errors
+        assert "status of 403" in line, line
+        problems.console_errors.clear()
+        assert problems.all() == []
+
+
+EXAMPLE = ROOT / "examples" / "billing_usage_widget.html"
+EXAMPLE_CSS = ROOT / "examples" / "billing_usage_widget.css"
+
+
+def test_the_widget_embedded_in_the_example_page_shows_the_apis_numbers(
+    stack: LocalStackProcess, browser: Browser, seeded: SeededTenant
+) -> None:
+    base = stack.banner.base_url
+    html = (
+        EXAMPLE.read_text()
+        .replace("{API}", base)
+        .replace("{TENANT}", seeded.tenant_id)
+        .replace("{TOKEN}", seeded.portal_token)
+    )
+    with watched_page(browser, base) as (page, problems):
+        # The SaaS's page, served (here by the browser itself) at a path of the platform's origin: the widget
+        # then calls the API without CORS, which the platform does not answer yet.
+        page.route(f"{base}/example/embed.html", lambda route: route.fulfill(body=html, content_type="text/html"))
+        page.route(
+            f"{base}/example/billing_usage_widget.css",
+            lambda route: route.fulfill(body=EXAMPLE_CSS.read_text(), content_type="text/css"),
+        )
+        page.goto(f"{base}/example/embed.html")
+        widgets = page.locator("billing-usage")
+        assert widgets.count() == 2
+        page.locator("billing-usage[data-state='ready']").nth(1).wait_for(timeout=READY_TIMEOUT_MS)
+        entitlements = api(stack, seeded, "entitlements")
+        full = widgets.nth(0)
+        assert "null" not in full.inner_text()
+        for quota in entitlements["quotas"]:
+            node = full.locator(f'.quota[data-resource="{quota["resource_type"]}"]')
+            assert node.get_attribute("data-used") == quota["used"]
+            assert node.get_attribute("data-limit") == (quota["limit"] or "")
+            assert node.get_attribute("data-remaining") == quota["remaining"]
+        usage = api(stack, seeded, "usage?resource_type=api_calls&days=14")
+        bars = widgets.nth(1).locator("svg rect")
+        assert [bars.nth(i).get_attribute("data-value") for i in range(bars.count())] == [
+            p["quantity"] for p in usage["points"]
+        ]
+        # The host's custom properties reach inside the shadow root.
+        fill = widgets.nth(1).locator(".fill").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        assert fill == "rgb(240, 180, 41)"
+        screenshot(page, "widget-example")
+        assert problems.all() == []
+
+        page.set_content("")  # a refused token: the widget empties itself and tells the host page
+        page.route(
+            f"{base}/example/expired.html",
+            lambda route: route.fulfill(body=html.replace(seeded.portal_token, "bpt_" + "0" * 16 + "_" + "A" * 43)),
+        )
+        page.goto(f"{base}/example/expired.html")
+        page.locator("billing-usage[data-state='signed-out']").first.wait_for(timeout=READY_TIMEOUT_MS)
+        assert "expired" in widgets.first.locator(".message").inner_text()
+        assert widgets.first.locator(".quota").count() == 0
+        problems.console_errors.clear()  # the browser logs the refused calls (401) itself
+        assert problems.all() == []
+
+
+@pytest.mark.parametrize("page_name", ["console", "widget"])
+def test_axe_finds_no_serious_or_critical_violation_in_the_console_and_widget(
+    stack: LocalStackProcess, browser: Browser, seeded: SeededTenant, page_name: str
+) -> None:
+    base = stack.banner.base_url
+    with watched_page(browser, base, bypass_csp=True) as (page, problems):
+        if page_name == "console":
+            assert open_console(page, stack, stack.banner.operator_token) == "ready"
+        else:
+            html = (
+                EXAMPLE.read_text()
+                .replace("{API}", base)
+                .replace("{TENANT}", seeded.tenant_id)
+                .replace("{TOKEN}", seeded.portal_token)
+            )
+            page.route(f"{base}/example/embed.html", lambda route: route.fulfill(body=html, content_type="text/html"))
+            page.route(
+                f"{base}/example/billing_usage_widget.css",
+                lambda route: route.fulfill(body="", content_type="text/css"),
+            )
+            page.goto(f"{base}/example/embed.html")
+            page.locator("billing-usage[data-state='ready']").nth(1).wait_for(timeout=READY_TIMEOUT_MS)
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        serious = [(v["id"], v["impact"]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
         assert serious == []
         assert problems.all() == []
