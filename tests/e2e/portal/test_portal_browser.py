@@ -307,7 +307,7 @@ def test_the_widget_embedded_in_the_example_page_shows_the_apis_numbers(
         page.locator("billing-usage[data-state='ready']").nth(1).wait_for(timeout=READY_TIMEOUT_MS)
         entitlements = api(stack, seeded, "entitlements")
         full = widgets.nth(0)
-        assert "null" not in full.inner_text()
+        assert "null" not in full.locator(".box").inner_text()
         for quota in entitlements["quotas"]:
             node = full.locator(f'.quota[data-resource="{quota["resource_type"]}"]')
             assert node.get_attribute("data-used") == quota["used"]
