@@ -7,41 +7,21 @@ Pure data: importing this module does no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal
 
-KeyType = Literal["S", "N"]
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    name: str
-    type: KeyType = "S"
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    name: str
-    partition_key: KeySpec
-    sort_key: KeySpec | None = None
-    # KEYS_ONLY: an update that changes no key attribute writes nothing to the index (no extra WRU).
-    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A DynamoDB table. `env_var` is how functions learn its name."""
-
-    logical_id: str
-    env_var: str
-    local_name: str
-    partition_key: KeySpec
-    sort_key: KeySpec | None
-    ttl_attribute: str | None = "expires_at"
-    stream: bool = False
-    indexes: tuple[IndexSpec, ...] = ()
-
+# The spec types, re-exported (`resources.FunctionSpec` and the like): `X as X` marks them public.
+from billing_platform.specs import Auth as Auth
+from billing_platform.specs import DependencyLayer as DependencyLayer
+from billing_platform.specs import EventBusSpec as EventBusSpec
+from billing_platform.specs import EventRuleSpec as EventRuleSpec
+from billing_platform.specs import FunctionSpec as FunctionSpec
+from billing_platform.specs import IndexSpec as IndexSpec
+from billing_platform.specs import KeySpec as KeySpec
+from billing_platform.specs import QueueSpec as QueueSpec
+from billing_platform.specs import RouteSpec as RouteSpec
+from billing_platform.specs import SqsSourceSpec as SqsSourceSpec
+from billing_platform.specs import StreamSourceSpec as StreamSourceSpec
+from billing_platform.specs import TableSpec as TableSpec
 
 PK = KeySpec("pk")
 SK = KeySpec("sk")
@@ -88,19 +68,6 @@ AGGREGATES_TABLE = TableSpec(
 TABLES: tuple[TableSpec, ...] = (BILLING_TABLE, USAGE_TABLE, AGGREGATES_TABLE)
 
 
-@dataclass(frozen=True)
-class QueueSpec:
-    logical_id: str
-    env_var: str
-    local_name: str
-    visibility_timeout_seconds: int
-    retention_days: int
-    dlq_local_name: str
-    dlq_env_var: str
-    dlq_retention_days: int = 14
-    max_receive_count: int = 5
-
-
 USAGE_QUEUE = QueueSpec(
     logical_id="UsageQueue",
     env_var="USAGE_QUEUE_URL",
@@ -131,29 +98,6 @@ WEBHOOK_QUEUE = QueueSpec(
 QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, WEBHOOK_QUEUE)
 
 
-@dataclass(frozen=True)
-class EventRuleSpec:
-    """Events of these detail-types on the bus go to `queue` (an EventBridge rule with an SQS target)."""
-
-    logical_id: str
-    local_name: str
-    detail_types: tuple[str, ...]
-    queue: QueueSpec
-
-
-@dataclass(frozen=True)
-class EventBusSpec:
-    """A custom EventBridge bus. Functions that publish get its name in `env_var`; every event carries
-    `source`."""
-
-    logical_id: str
-    env_var: str
-    local_name: str
-    source: str
-    rules: tuple[EventRuleSpec, ...] = ()
-    archive_retention_days: int = 30
-
-
 # Detail-types of the events tenants subscribe to (schemas: billing_platform.events.models).
 QUOTA_THRESHOLD_CROSSED = "billing.quota.threshold_crossed"
 GRANT_DEPLETED = "billing.grant.depleted"
@@ -167,88 +111,6 @@ EVENT_BUS = EventBusSpec(
     source="billing.platform",
     rules=(EventRuleSpec("WebhookDeliveryRule", "billing-webhook-delivery", EVENT_TYPES, WEBHOOK_QUEUE),),
 )
-
-
-@dataclass(frozen=True)
-class SqsSourceSpec:
-    queue: QueueSpec
-    batch_size: int
-    max_batching_window_seconds: int
-    report_batch_item_failures: bool = True
-    # The consumer postpones failed messages itself (ChangeMessageVisibility, a backoff): it gets the
-    # queue's URL in `queue.env_var`.
-    sets_visibility: bool = False
-
-
-@dataclass(frozen=True)
-class StreamSourceSpec:
-    table: TableSpec
-    batch_size: int
-    max_batching_window_seconds: int
-    starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
-    retry_attempts: int = 10
-    bisect_batch_on_error: bool = True
-    report_batch_item_failures: bool = True
-    # 1 keeps a shard's records in order in one invocation at a time: the aggregator's per-row
-    # watermarks (per usage partition key) rely on it.
-    parallelization_factor: int = 1
-    max_record_age_seconds: int = 86_400
-    # Only records whose partition key starts with one of these reach the function (a Lambda event filter
-    # deployed, the same test in the local poller); empty: every record.
-    key_prefixes: tuple[str, ...] = ()
-
-
-class Auth(StrEnum):
-    """Who may call a route: an operator (IAM / operator token), a tenant API key, or anyone."""
-
-    OPERATOR = "operator"
-    TENANT = "tenant"
-    PUBLIC = "public"
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """`scope`: on a tenant route, the API key scope it needs (`admin`: the tenant's own entities, limits,
-    key bindings and webhook endpoints); the authorizer allows a key only the routes of its scope."""
-
-    method: Literal["GET", "POST", "PATCH", "DELETE", "PUT"]
-    path: str
-    auth: Auth
-    scope: Literal["use", "admin"] = "use"
-
-
-class DependencyLayer(StrEnum):
-    """Third-party packages reach Lambda in these layers; stripe only where Stripe is called."""
-
-    CORE = "core"  # powertools, pydantic (boto3 comes with the runtime, but pinned here too)
-    STRIPE = "stripe"
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    name: str  # folder under functions/, and the local stack's name for it
-    description: str
-    memory_mb: int = 512
-    timeout_seconds: int = 10
-    dependency_layers: tuple[DependencyLayer, ...] = (DependencyLayer.CORE,)
-    routes: tuple[RouteSpec, ...] = ()
-    sqs_source: SqsSourceSpec | None = None
-    stream_source: StreamSourceSpec | None = None
-    schedule_minutes: int | None = None
-    reads: tuple[TableSpec, ...] = ()
-    writes: tuple[TableSpec, ...] = ()
-    sends_to: tuple[QueueSpec, ...] = ()
-    publishes_to: tuple[EventBusSpec, ...] = ()
-    needs_stripe_secrets: bool = False
-    # Queues (and their DLQs) whose depth the function reads (GetQueueAttributes), with their URLs.
-    observes: tuple[QueueSpec, ...] = ()
-    # Reads CloudWatch metrics (GetMetricStatistics: no resource-level permissions exist for it).
-    reads_metrics: bool = False
-    extra_env: dict[str, str] = field(default_factory=dict)
-    # The local stack runs at most this many containers (worker processes) of the function at once: Lambda's
-    # per-function concurrency on one machine (`make dev CONCURRENCY=n` sets every function's). 2 cores
-    # gain nothing from more; the hot path's functions get 4 so a slow DynamoDB call does not idle the CPU.
-    local_concurrency: int = 2
 
 
 OP, T, P = Auth.OPERATOR, Auth.TENANT, Auth.PUBLIC
@@ -376,17 +238,17 @@ METER_REPORTER = FunctionSpec(
     needs_stripe_secrets=True,
 )
 
+_PORTAL_TOKEN_ROUTES: tuple[tuple[Literal["POST", "GET", "DELETE"], str], ...] = (
+    ("POST", ""),
+    ("GET", ""),
+    ("DELETE", "/{token_id}"),
+)
 API_KEYS = FunctionSpec(
     name="api_keys",
     description="Operator API for tenant API keys, portal tokens and the audit log",
     routes=(
-        RouteSpec("POST", "/v1/tenants/{tenant_id}/portal-tokens", OP),
-        RouteSpec("GET", "/v1/tenants/{tenant_id}/portal-tokens", OP),
-        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/portal-tokens/{token_id}", OP),
-        # The same for a tenant's admin key, on its own tenant.
-        RouteSpec("POST", "/v1/portal-tokens", T, "admin"),
-        RouteSpec("GET", "/v1/portal-tokens", T, "admin"),
-        RouteSpec("DELETE", "/v1/portal-tokens/{token_id}", T, "admin"),
+        *(RouteSpec(m, f"/v1/tenants/{{tenant_id}}/portal-tokens{p}", OP) for m, p in _PORTAL_TOKEN_ROUTES),
+        *(RouteSpec(m, f"/v1/portal-tokens{p}", T, "admin") for m, p in _PORTAL_TOKEN_ROUTES),  # its own tenant
         RouteSpec("POST", "/v1/tenants/{tenant_id}/api-keys", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/api-keys", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}", OP),
@@ -474,31 +336,21 @@ WEBHOOK_DELIVERY = FunctionSpec(
     writes=(BILLING_TABLE,),
 )
 
-# The tenant portal, the operator console and the `<billing-usage>` widget: bundled static assets (built
-# by `make setup` into functions/portal/static), served from the API's own origin so the pages' CSP can
-# say 'self' for everything. Public: the pages hold no data; every number comes from the API with a token.
+# The pages (portal, console, widget) bundled into functions/portal/static by `make setup`, served from the
+# API's origin (their CSP says 'self'). Public: they hold no data; every number comes from the API with a token.
 PORTAL = FunctionSpec(
     name="portal",
     description="Serves the tenant portal, the operator console and the usage widget (static assets)",
     memory_mb=256,
     timeout_seconds=5,
-    routes=(
-        RouteSpec("GET", "/portal", P),
-        RouteSpec("GET", "/console", P),
-        RouteSpec("GET", "/portal/assets/{asset}", P),
-    ),
+    routes=tuple(RouteSpec("GET", path, P) for path in ("/portal", "/console", "/portal/assets/{asset}")),
 )
-
-# The operator console's reads: the pipeline's freshness (billing_platform.freshness: queue and DLQ depths,
-# the alarms' CloudWatch metrics, the meter reporter's last run) and the tenant directory.
+# The console's reads: pipeline freshness (billing_platform.freshness) and the tenant directory.
 OPERATIONS = FunctionSpec(
     name="operations",
     description="Operator reads: usage pipeline freshness and the tenant directory with plans",
     timeout_seconds=15,
-    routes=(
-        RouteSpec("GET", "/v1/ops/freshness", OP),
-        RouteSpec("GET", "/v1/tenants", OP),
-    ),
+    routes=(RouteSpec("GET", "/v1/ops/freshness", OP), RouteSpec("GET", "/v1/tenants", OP)),
     reads=(BILLING_TABLE,),
     observes=(USAGE_QUEUE, WEBHOOK_QUEUE),
     reads_metrics=True,
@@ -542,9 +394,8 @@ STRIPE_WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_ARN"
 # CloudWatch namespace of every function's Powertools metrics (POWERTOOLS_METRICS_NAMESPACE) and of the dashboard.
 METRICS_NAMESPACE = "Billing"
 
-# The usage aggregator's deployed function name (the dimension of its IteratorAge metric), for freshness.
+# The usage aggregator's deployed name (its IteratorAge metric's dimension), for freshness.
 AGGREGATOR_FUNCTION_NAME_ENV = "AGGREGATOR_FUNCTION_NAME"
-
 TRACE_DISABLED_ENV = "POWERTOOLS_TRACE_DISABLED"
 # Environment every deployed function gets (infra/constructs/functions.py adds tables, queues and secrets).
 FUNCTION_ENVIRONMENT: dict[str, str] = {
