@@ -357,6 +357,9 @@ class LocalStack:
                 f"  billing: {self._billing_line()}",
                 f"  functions: one container pool each, {self._concurrency_line()}",
                 f"  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs",
+                f"  operator console: {url}/console#token={token}",
+                f"  tenant portal: {url}/portal#tenant=<tenant>&token=<portal token>  (mint one with POST "
+                f"{url}/v1/tenants/<tenant>/portal-tokens '{{\"ttl_seconds\": 3600}}')",
                 "The library (an asyncio or FastAPI program beside it) reaches the same tables and queue with:",
                 f"  export {self._library_env()}",
                 "Try:",
