@@ -20,7 +20,7 @@ SOURCES = {
 
 def module_files() -> dict[str, Path]:
     modules: dict[str, Path] = {}
-    for package, folder in SOURCES.items():
+    for folder in SOURCES.values():
         for path in sorted(folder.rglob("*.py")):
             parts = path.relative_to(folder.parent).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
