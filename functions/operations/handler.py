@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Query, create_app
 from billing_platform.api.callers import operator_actor
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.freshness.schemas import FreshnessOut
 from billing_platform.freshness.service import FreshnessService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN

@@ -16,7 +16,7 @@ from billing_platform import resources
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.cli.main import EXIT_OK, EXIT_PROBLEMS, Dependencies, main
-from billing_platform.entitlements import EntitlementService
+from billing_platform.entitlements.service import EntitlementService
 from billing_platform.freshness.models import (
     ITERATOR_AGE_THRESHOLD_SECONDS,
     METER_LAG_THRESHOLD_SECONDS,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from billing_platform.entitlements import EntitlementService
+from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import NotFoundError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.tenants.repository import TenantDirectoryRepository
