@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, current_caller, operator_actor
 from billing_platform.audit.log import AuditLog
+from billing_platform.auth.caller import require_portal_minter
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.container import PerContainer
@@ -28,7 +29,7 @@ from billing_platform.portal.schemas import (
     PortalTokenOut,
     PortalTokenPageOut,
 )
-from billing_platform.portal.service import PortalTokenService, require_minter
+from billing_platform.portal.service import PortalTokenService
 
 app = create_app(title="Billing API keys and audit")
 keys = PerContainer(ApiKeyService)
@@ -98,7 +99,7 @@ def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
 
 def _mint(tenant_id: str, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
     caller = current_caller(app)
-    require_minter(caller, tenant_id)
+    require_portal_minter(caller, tenant_id)
     request = MintPortalToken(
         tenant_id=tenant_id, ttl=timedelta(seconds=body.ttl_seconds), entity_id=body.entity_id, label=body.label
     )
@@ -116,7 +117,7 @@ def _mint(tenant_id: str, body: MintPortalTokenIn) -> Response[CreatedPortalToke
 
 
 def _list(tenant_id: str, limit: int, cursor: str | None) -> PortalTokenPageOut:
-    require_minter(current_caller(app), tenant_id)
+    require_portal_minter(current_caller(app), tenant_id)
     page = portal_tokens().list(tenant_id, limit=limit, cursor=cursor)
     now = utc_now()
     return PortalTokenPageOut(items=[PortalTokenOut.of(t, now) for t in page.tokens], next_cursor=page.next_cursor)
@@ -124,7 +125,7 @@ def _list(tenant_id: str, limit: int, cursor: str | None) -> PortalTokenPageOut:
 
 def _revoke(tenant_id: str, token_id: str) -> PortalTokenOut:
     caller = current_caller(app)
-    require_minter(caller, tenant_id)
+    require_portal_minter(caller, tenant_id)
     token = portal_tokens().revoke(tenant_id, token_id, actor=actor_of(app, caller))
     logger.info("portal token revoked", extra={"tenant_id": tenant_id, "token_id": token_id})
     return PortalTokenOut.of(token, utc_now())

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing_platform.api.app import Query, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.container import PerContainer
+from billing_platform.entitlements.service import EntitlementService
 from billing_platform.freshness.schemas import FreshnessOut
 from billing_platform.freshness.service import FreshnessService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
@@ -20,7 +21,7 @@ from billing_platform.tenants.service import TenantDirectory
 
 app = create_app(title="Billing operations")
 freshness = PerContainer(FreshnessService)
-directory = PerContainer(TenantDirectory)
+directory = PerContainer(lambda: TenantDirectory(EntitlementService().plan_for))
 
 TenantFilter = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=100)]

@@ -6,14 +6,16 @@ limits and error bodies are the API's own."""
 from __future__ import annotations
 
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Response, create_app
 from billing_platform.observability import logger, tracer
 from billing_platform.portal.pages import ASSET_NAME_PATTERN, StaticPages
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 app = create_app(title="Billing pages")
 pages = StaticPages(FilePath(__file__).parent / "static")

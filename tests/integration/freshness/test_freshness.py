@@ -132,12 +132,13 @@ def test_the_cli_prints_the_same_report_and_exits_1_when_a_figure_is_late(queues
 
 
 def test_the_directory_lists_a_tenant_from_its_first_key_with_its_entitlements_plan(queues: dict[str, str]) -> None:
-    assert TenantDirectory().page().items == []
+    directory = TenantDirectory(EntitlementService().plan_for)
+    assert directory.page().items == []
     keys = ApiKeyService()
     keys.create("t_b", name="one", actor=Actor("operator:me"))
     keys.create("t_b", name="two", actor=Actor("operator:me"))
     keys.create("t_a", name="one", actor=Actor("operator:me"))
-    page = TenantDirectory().page(limit=10)
+    page = directory.page(limit=10)
     assert [t.tenant_id for t in page.items] == ["t_a", "t_b"]
     for summary in page.items:
         view = EntitlementService().entitlements(summary.tenant_id).to_dict()
@@ -146,7 +147,7 @@ def test_the_directory_lists_a_tenant_from_its_first_key_with_its_entitlements_p
             view["status"],
             view["subscribed"],
         )
-    first = TenantDirectory().page(limit=1)
+    first = directory.page(limit=1)
     assert [t.tenant_id for t in first.items] == ["t_a"]
     assert first.next_cursor is not None
-    assert [t.tenant_id for t in TenantDirectory().page(limit=1, cursor=first.next_cursor).items] == ["t_b"]
+    assert [t.tenant_id for t in directory.page(limit=1, cursor=first.next_cursor).items] == ["t_b"]

@@ -13,10 +13,10 @@ import boto3
 import pytest
 
 from billing_platform import resources
-from billing_platform.auth.caller import Actor, Caller, PrincipalType
+from billing_platform.auth.caller import Actor, Caller, PrincipalType, require_portal_minter
 from billing_platform.errors import NotFoundError, TenantAccessDenied, ValidationError
 from billing_platform.portal.models import MintPortalToken, hash_token
-from billing_platform.portal.service import PortalTokenService, require_minter
+from billing_platform.portal.service import PortalTokenService
 from tests.factories.authorizer import authorizer_event, bearer, gateway_call, method_arn, policy_allows
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
@@ -96,12 +96,15 @@ def test_authenticate_refuses_revoked_expired_tampered_and_malformed_tokens(toke
     assert tokens.authenticate(live.secret, now=NOW) is None
 
 
-def test_only_the_operator_may_mint() -> None:
-    require_minter(Caller(PrincipalType.OPERATOR, "ops"), "t_a")
+def test_the_operator_or_an_admin_key_of_the_tenant_may_mint() -> None:
+    require_portal_minter(Caller(PrincipalType.OPERATOR, "ops"), "t_a")
+    require_portal_minter(Caller(PrincipalType.TENANT, "key_1", "t_a", scope="admin"), "t_a")
     with pytest.raises(TenantAccessDenied):
-        require_minter(Caller(PrincipalType.TENANT, "key_1", "t_a"), "t_a")
+        require_portal_minter(Caller(PrincipalType.TENANT, "key_1", "t_a", scope="admin"), "t_b")
     with pytest.raises(TenantAccessDenied):
-        require_minter(Caller(PrincipalType.PORTAL, "ptk_1", "t_a"), "t_a")
+        require_portal_minter(Caller(PrincipalType.TENANT, "key_1", "t_a"), "t_a")
+    with pytest.raises(TenantAccessDenied):
+        require_portal_minter(Caller(PrincipalType.PORTAL, "ptk_1", "t_a"), "t_a")
 
 
 def _authorize(token: str, method: str, path: str) -> dict[str, Any]:

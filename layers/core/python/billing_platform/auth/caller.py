@@ -72,6 +72,19 @@ def require_scope(caller: Caller, scope: Scope) -> None:
     raise TenantAccessDenied(f"this API key lacks the `{scope}` scope", details={"scope": scope})
 
 
+def require_portal_minter(caller: Caller, tenant_id: str) -> None:
+    """Raise `TenantAccessDenied` unless `caller` may mint, list or revoke portal tokens of `tenant_id`: the
+    operator, for any tenant; a tenant API key with the `admin` scope, for its own tenant. A portal token
+    never may (it is read-only), nor a `use` key."""
+    if caller.is_operator:
+        return
+    if caller.principal_type is not PrincipalType.TENANT or caller.scope != "admin":
+        raise TenantAccessDenied(
+            "minting a portal token needs the operator or an admin API key", details={"tenant_id": tenant_id}
+        )
+    caller.require_tenant(tenant_id)
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who asks (for the audit log) and under which request (API Gateway request id)."""

@@ -1,15 +1,16 @@
-"""Portal tokens: mint, list, revoke (each audited) and authenticate (the authorizer), and who may mint."""
+"""Portal tokens: mint, list, revoke (each audited) and authenticate (the authorizer). Who may mint is the
+callers' rule: `billing_platform.auth.caller.require_portal_minter`."""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from billing_platform.audit.log import AuditEntry, AuditLog
-from billing_platform.auth.caller import Actor, Caller, PrincipalType
 from billing_platform.dynamodb import utc_now
-from billing_platform.errors import NotFoundError, TenantAccessDenied, ValidationError
+from billing_platform.errors import NotFoundError, ValidationError
 from billing_platform.portal.models import (
     MAX_TTL,
     CreatedPortalToken,
@@ -23,21 +24,11 @@ from billing_platform.portal.models import (
 from billing_platform.portal.repository import PortalTokenRepository
 from billing_platform.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from billing_platform.auth.caller import Actor
+
 # Shorter than this is not a session anyone could use.
 MIN_TTL = timedelta(minutes=1)
-
-
-def require_minter(caller: Caller, tenant_id: str) -> None:
-    """Raise `TenantAccessDenied` unless `caller` may mint, list or revoke portal tokens of `tenant_id`: the
-    operator, for any tenant; a tenant API key with the `admin` scope, for its own tenant. A portal token
-    never may (it is read-only), nor a `use` key."""
-    if caller.is_operator:
-        return
-    if caller.is_portal or caller.principal_type is not PrincipalType.TENANT or caller.scope != "admin":
-        raise TenantAccessDenied(
-            "minting a portal token needs the operator or an admin API key", details={"tenant_id": tenant_id}
-        )
-    caller.require_tenant(tenant_id)
 
 
 class PortalTokenService:

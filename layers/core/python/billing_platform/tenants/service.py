@@ -1,32 +1,39 @@
-"""A page of the tenant directory, each tenant with its plan and status read as the entitlements read them
-(the same `plan_for`, so the console says what the tenant's own entitlements answer says)."""
+"""A page of the tenant directory, each tenant with its plan and status read as the entitlements read them:
+the caller passes `EntitlementService.plan_for` (the same lookup the tenant's entitlements answer uses;
+passed in, so this package does not import the entitlements package that its repository is written from)."""
 
 from __future__ import annotations
 
-from billing_platform.entitlements.service import EntitlementService
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from billing_platform.errors import NotFoundError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.tenants.repository import TenantDirectoryRepository
 from billing_platform.tenants.schemas import TenantPageOut, TenantSummaryOut
 
+if TYPE_CHECKING:
+    from billing_platform.entitlements.models import TenantPlan
+
+PlanLookup = Callable[..., "TenantPlan"]
+
 
 class TenantDirectory:
     def __init__(
         self,
+        plan_for: PlanLookup,
         settings: Settings | None = None,
         repository: TenantDirectoryRepository | None = None,
-        entitlements: EntitlementService | None = None,
     ) -> None:
-        settings = settings or get_settings()
-        self._repository = repository or TenantDirectoryRepository(settings)
-        self._entitlements = entitlements or EntitlementService(settings)
+        self._repository = repository or TenantDirectoryRepository(settings or get_settings())
+        self._plan_for = plan_for
 
     def page(self, *, limit: int = 25, cursor: str | None = None) -> TenantPageOut:
         tenant_ids, next_cursor = self._repository.page(limit=limit, cursor=cursor)
         items: list[TenantSummaryOut] = []
         for tenant_id in tenant_ids:
             try:
-                plan = self._entitlements.plan_for(tenant_id, fresh=True)
+                plan = self._plan_for(tenant_id, fresh=True)
             except NotFoundError:
                 continue  # listed, but its key and customer are gone: nothing to show
             items.append(
