@@ -39,9 +39,7 @@ def test_cfn_lint_reports_a_broken_property(synthesized: Synthesized) -> None:
     # The check above could pass by linting nothing: the same template with one property CloudFormation
     # does not know on a Lambda function must fail it.
     broken = copy.deepcopy(synthesized.template)
-    logical_id, function = next(
-        (k, r) for k, r in broken["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
-    )
+    logical_id, function = next((k, r) for k, r in broken["Resources"].items() if r["Type"] == "AWS::Lambda::Function")
     function["Properties"]["MemorySizeInGigabytes"] = 1
     errors = lint_errors(broken)
     assert any(e.startswith("E3002 ") and logical_id in e and "MemorySizeInGigabytes" in e for e in errors), errors
