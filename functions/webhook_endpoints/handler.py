@@ -5,19 +5,19 @@ DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id} (audited; the sig
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import Path, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
-from billing_platform.tenant_webhooks.models import (
+from billing_platform.tenant_webhooks.schemas import (
     CreatedWebhookEndpointOut,
+    CreateWebhookEndpoint,
     WebhookEndpointListOut,
     WebhookEndpointOut,
 )
-from billing_platform.tenant_webhooks.service import MAX_URL_LENGTH, WebhookEndpointService
+from billing_platform.tenant_webhooks.service import WebhookEndpointService
 
 app = create_app(title="Billing webhook endpoints")
 endpoints = PerContainer(WebhookEndpointService)
@@ -26,17 +26,14 @@ TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pa
 EndpointId = Annotated[str, Path(min_length=19, max_length=19, pattern=r"^we_[0-9a-f]{16}$")]
 
 
-class CreateWebhookEndpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
-    enabled_events: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=lambda: ["*"], max_length=10
-    )
-    description: str | None = Field(default=None, max_length=500)
-
-
-@app.post("/v1/tenants/<tenant_id>/webhook-endpoints", status_code=201)
+@app.post(
+    "/v1/tenants/<tenant_id>/webhook-endpoints",
+    status_code=201,
+    operation_id="createWebhookEndpoint",
+    summary="Register a URL to receive a tenant's events (its signing secret is shown once)",
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
+    responses={201: {"description": "The endpoint, with its signing secret"}},
+)
 @tracer.capture_method(capture_response=False)
 def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
     actor = operator_actor(app)
@@ -58,13 +55,23 @@ def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Respons
     )
 
 
-@app.get("/v1/tenants/<tenant_id>/webhook-endpoints")
+@app.get(
+    "/v1/tenants/<tenant_id>/webhook-endpoints",
+    operation_id="listWebhookEndpoints",
+    summary="List a tenant's webhook endpoints",
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
+)
 def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
     operator_actor(app)
     return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints().endpoints(tenant_id)]})
 
 
-@app.delete("/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>")
+@app.delete(
+    "/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>",
+    operation_id="deleteWebhookEndpoint",
+    summary="Delete a webhook endpoint: nothing more is sent to it",
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
+)
 def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
     actor = operator_actor(app)
     deleted = endpoints().delete(tenant_id, endpoint_id, actor=actor)

@@ -4,9 +4,13 @@ CORS behave the same on every route.
 Also the one place handlers take Powertools' route vocabulary from (`Response`, `content_types`, the
 `Path` / `Query` / `Header` parameter markers): imported through the layer, they come after
 `billing_platform.deferred_imports` is in place, so a handler never loads the resolvers it does not use.
+And the OpenAPI tags: each route names one `ApiTag` (its domain), with a short camelCase `operation_id`
+and a one-line `summary`; clients generated from the document are grouped by these tags.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
@@ -14,7 +18,42 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from billing_platform.api.errors import register_error_handlers
 from billing_platform.api.limits import LimitedRestResolver
 
-__all__ = ["Header", "Path", "Query", "Response", "content_types", "create_app"]
+__all__ = ["ApiTag", "Header", "Path", "Query", "Response", "content_types", "create_app"]
+
+
+class ApiTag(StrEnum):
+    """The OpenAPI tag of each route: one per domain."""
+
+    HEALTH = "health"
+    CUSTOMERS = "customers"
+    SUBSCRIPTIONS = "subscriptions"
+    STRIPE = "stripe"
+    ENTITLEMENTS = "entitlements"
+    GRANTS = "grants"
+    RESERVATIONS = "reservations"
+    USAGE = "usage"
+    API_KEYS = "apiKeys"
+    AUDIT = "audit"
+    WEBHOOK_ENDPOINTS = "webhookEndpoints"
+
+    @property
+    def description(self) -> str:
+        return TAG_DESCRIPTIONS[self]
+
+
+TAG_DESCRIPTIONS = {
+    ApiTag.HEALTH: "Liveness of the API path",
+    ApiTag.CUSTOMERS: "Billing customers in Stripe, each bound to one tenant (operator)",
+    ApiTag.SUBSCRIPTIONS: "Tenants' Stripe subscriptions: create, change price, cancel (operator)",
+    ApiTag.STRIPE: "The target of Stripe's webhook events (signed by Stripe)",
+    ApiTag.ENTITLEMENTS: "Check, consume and release quota; a tenant's plan, quotas and features",
+    ApiTag.GRANTS: "Credit grants: quota given to a tenant on top of its plan (operator)",
+    ApiTag.RESERVATIONS: "Hold an estimate of quota, then settle the actual quantity or cancel",
+    ApiTag.USAGE: "Usage records in, daily trends and top consumers out",
+    ApiTag.API_KEYS: "Tenants' API keys (operator)",
+    ApiTag.AUDIT: "The audit log of a tenant (operator)",
+    ApiTag.WEBHOOK_ENDPOINTS: "Where a tenant receives the platform's signed events (operator)",
+}
 
 
 def create_app(*, title: str) -> APIGatewayRestResolver:
