@@ -43,6 +43,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
+        scope=body.scope,
         actor=actor,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)

@@ -24,17 +24,19 @@ __all__ = ["ApiTag", "Header", "Path", "Query", "Response", "content_types", "cr
 class ApiTag(StrEnum):
     """The OpenAPI tag of each route: one per domain."""
 
-    HEALTH = "health"
-    CUSTOMERS = "customers"
-    SUBSCRIPTIONS = "subscriptions"
-    STRIPE = "stripe"
-    ENTITLEMENTS = "entitlements"
-    GRANTS = "grants"
-    RESERVATIONS = "reservations"
-    USAGE = "usage"
-    API_KEYS = "apiKeys"
-    AUDIT = "audit"
-    WEBHOOK_ENDPOINTS = "webhookEndpoints"
+    HEALTH = "Health"
+    CUSTOMERS = "Customers"
+    SUBSCRIPTIONS = "Subscriptions"
+    STRIPE = "Stripe webhooks"
+    ENTITLEMENTS = "Entitlements"
+    GRANTS = "Grants"
+    RESERVATIONS = "Reservations"
+    COSTS = "Costs"
+    ENTITIES = "Entities"
+    USAGE = "Usage"
+    API_KEYS = "API keys"
+    AUDIT = "Audit log"
+    WEBHOOK_ENDPOINTS = "Webhook endpoints"
 
     @property
     def description(self) -> str:
@@ -49,10 +51,12 @@ TAG_DESCRIPTIONS = {
     ApiTag.ENTITLEMENTS: "Check, consume and release quota; a tenant's plan, quotas and features",
     ApiTag.GRANTS: "Credit grants: quota given to a tenant on top of its plan (operator)",
     ApiTag.RESERVATIONS: "Hold an estimate of quota, then settle the actual quantity or cancel",
+    ApiTag.COSTS: "What a tenant's usage costs so far this period, and the invoice it would close with",
+    ApiTag.ENTITIES: "Users, teams and keys under a tenant, with their own limits (operator or admin key)",
     ApiTag.USAGE: "Usage records in, daily trends and top consumers out",
     ApiTag.API_KEYS: "Tenants' API keys (operator)",
     ApiTag.AUDIT: "The audit log of a tenant (operator)",
-    ApiTag.WEBHOOK_ENDPOINTS: "Where a tenant receives the platform's signed events (operator)",
+    ApiTag.WEBHOOK_ENDPOINTS: "Where a tenant receives the platform's signed events (operator or admin key)",
 }
 
 

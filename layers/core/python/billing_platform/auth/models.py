@@ -9,6 +9,10 @@ from typing import Any, Literal
 from billing_platform.dynamodb import utc_now
 
 KeyStatus = Literal["active", "revoked", "expired"]
+# `use`: consume, check, reserve and read its own tenant's quotas. `admin`: also manage its own tenant's
+# entities, their limits, key bindings and webhook endpoints (billing_platform.auth.caller.require_scope).
+KeyScope = Literal["use", "admin"]
+KEY_SCOPES: tuple[KeyScope, ...] = ("use", "admin")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,9 @@ class ApiKey:
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: KeyScope = "use"
+    # The entity this key's consumes count at when they name none (billing_platform.entities).
+    entity_id: str | None = None
 
     def status(self, now: datetime | None = None) -> KeyStatus:
         if self.revoked_at is not None:
@@ -48,6 +55,8 @@ class ApiKey:
             "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "scope": self.scope,
+            "entity_id": self.entity_id,
         }
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_platform.auth.models import KeyScope
 from billing_platform.instants import UtcInstant
 
 
@@ -20,6 +21,11 @@ class CreateApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
     expires_at: UtcInstant | None = Field(default=None, description="ISO 8601 with a timezone; absent: never")
+    scope: KeyScope = Field(
+        default="use",
+        description="`use`: consume, check and reserve. `admin`: also manage the tenant's entities, their limits, "
+        "key bindings and webhook endpoints",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -33,6 +39,14 @@ class ApiKeyOut(BaseModel):
     last_used_at: datetime | None = Field(default=None, description="Refreshed at most once a minute")
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: KeyScope = Field(
+        default="use",
+        description="`use`: consume, check and reserve for its tenant. `admin`: also manage the tenant's entities, "
+        "their limits, key bindings and webhook endpoints",
+    )
+    entity_id: str | None = Field(
+        default=None, description="The entity this key's consumes count at when they name none (its binding)"
+    )
 
 
 class CreatedApiKeyOut(ApiKeyOut):
