@@ -35,7 +35,7 @@ ResourceType = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za
 KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
-TAGS = [ApiTag.ENTITIES]
+TAGS: list[str] = [ApiTag.ENTITIES]
 
 
 def _own() -> tuple[str, Actor]:

@@ -13,10 +13,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
+from billing_platform.api.app import (
+    ApiTag,
+    OpenAPIResponse,
+    Path,
+    Query,
+    Response,
+    content_types,
+    create_app,
+    refusal,
+)
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
-from billing_platform.api.schemas import ErrorBody
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
@@ -53,14 +61,13 @@ TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pa
 GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PATTERN)]
 ResourceFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 
-CONSUMED = {
+CONSUMED: dict[int, OpenAPIResponse] = {
     200: {"description": "Taken (or, with an idempotency key already used this period, the first take's answer)"},
-    402: {
-        "description": "Refused: the quota and the live grants are short (quota_exceeded), the resource is not "
-        "in the plan (entitlement_not_in_plan) or the subscription is suspended (entitlement_suspended); "
-        "details name the resource, what is left and when it resets",
-        "content": {"application/json": {"model": ErrorBody}},
-    },
+    402: refusal(
+        "Refused: the quota and the live grants are short (quota_exceeded), the resource is not in the plan "
+        "(entitlement_not_in_plan) or the subscription is suspended (entitlement_suspended); details name the "
+        "resource, what is left and when it resets"
+    ),
 }
 
 

@@ -13,9 +13,8 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app, refusal
 from billing_platform.api.container import PerContainer
-from billing_platform.api.schemas import ErrorBody
 from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.errors import UnprocessableError
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
@@ -31,12 +30,8 @@ ReservationId = Annotated[str, Path(min_length=36, max_length=36, pattern=RESERV
 TenantQuery = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
-
-
-NOT_FOUND = _error("No such reservation for this tenant (unknown_reservation)")
-ALREADY_RESOLVED = _error(
+NOT_FOUND = refusal("No such reservation for this tenant (unknown_reservation)")
+ALREADY_RESOLVED = refusal(
     "The reservation was already resolved otherwise: cancelled, settled with another quantity, or expired "
     "(reservation_<state>, reservation_expired); details hold its state"
 )
@@ -64,7 +59,7 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
     tags=[ApiTag.RESERVATIONS],
     responses={
         201: {"description": "The reservation, held"},
-        402: _error("The quota and the live grants cannot cover the estimate (quota_exceeded ...)"),
+        402: refusal("The quota and the live grants cannot cover the estimate (quota_exceeded ...)"),
     },
 )
 @tracer.capture_method(capture_response=False)

@@ -14,11 +14,13 @@ from enum import StrEnum
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from billing_platform.api.errors import register_error_handlers
 from billing_platform.api.limits import LimitedRestResolver
+from billing_platform.api.schemas import ErrorBody
 
-__all__ = ["ApiTag", "Header", "Path", "Query", "Response", "content_types", "create_app"]
+__all__ = ["ApiTag", "Header", "OpenAPIResponse", "Path", "Query", "Response", "content_types", "create_app", "refusal"]
 
 
 class ApiTag(StrEnum):
@@ -58,6 +60,11 @@ TAG_DESCRIPTIONS = {
     ApiTag.AUDIT: "The audit log of a tenant (operator)",
     ApiTag.WEBHOOK_ENDPOINTS: "Where a tenant receives the platform's signed events (operator or admin key)",
 }
+
+
+def refusal(description: str) -> OpenAPIResponse:
+    """A route's own refusal (a 402, 404, 409 ...) for its `responses`, in the platform's error body."""
+    return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
 
 
 def create_app(*, title: str) -> APIGatewayRestResolver:
