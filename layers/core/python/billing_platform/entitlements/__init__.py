@@ -11,7 +11,8 @@ Layout, one module per use case behind the thin `EntitlementService` facade (ser
   a plan's terms, layout switches), plan_changes.py (apply_plan, suspend, revoke).
 - repository.py: `EntitlementRepository`, composed of the data-access pieces in dal/ (items.py:
   keys and codecs; plans.py, counters.py, consume_records.py, layouts.py; table.py: shared plumbing).
-- enforcer.py: the library face for other services; cache.py: the TTL cache.
+- enforcer.py: the library face for other services; cache.py: the TTL cache; schemas.py: the HTTP
+  API's request and response bodies.
 A new use case gets its own module here (and, for new items, its own dal/ module joined to
 `EntitlementRepository`) plus one facade method.
 """
