@@ -8,11 +8,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
-from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
 from billing_platform.audit.schemas import AuditPageOut
 from billing_platform.auth.schemas import ApiKeyOut, ApiKeyPageOut, CreateApiKey, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
+from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 

@@ -24,10 +24,9 @@ from billing_platform.api.app import (
     refusal,
 )
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
-from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
-from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.repository import utc_now
 from billing_platform.entitlements.schemas import (
     EntitlementOut,
@@ -36,6 +35,8 @@ from billing_platform.entitlements.schemas import (
     ReleaseRequest,
     TenantEntitlementsOut,
 )
+from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import QuotaExceededError
 from billing_platform.grants.models import GRANT_ID_PATTERN
 from billing_platform.grants.schemas import CreateGrantRequest, GrantListOut, GrantOut
 from billing_platform.grants.service import GrantService
@@ -44,7 +45,7 @@ from billing_platform.observability import count, logger, metrics, tracer
 
 app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
-grants = PerContainer(GrantService)
+grants = PerContainer(lambda: GrantService(tenant_known=service().tenant_known))
 audit = PerContainer(AuditLog)
 
 

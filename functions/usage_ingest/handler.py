@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import ApiTag, Header, Response, content_types, create_app
 from billing_platform.api.callers import current_caller
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.ingest import UsageIngestService
 from billing_platform.usage.schemas import IngestOut, IngestRequest

@@ -9,8 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import ApiTag, Path, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, admin_caller, operator_actor
-from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import Actor
+from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.tenant_webhooks.schemas import (

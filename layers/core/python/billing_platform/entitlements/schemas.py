@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES, CounterState, DenyReason
+from billing_platform.entitlements.models import CounterState, DenyReason
 from billing_platform.grants.schemas import GrantOut
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 
 Quantity = Annotated[
     Decimal,
-    Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
+    Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
 ]
 
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_platform.entitlements.models import ZERO, decimal_str, from_epoch
+from billing_platform.instants import from_epoch
+from billing_platform.quantities import ZERO, decimal_str
 
 GRANT_ID_PATTERN = r"^grt_[0-9a-f]{16}$"
 DEFAULT_PRIORITY = 50
@@ -138,6 +139,10 @@ class DrawPlan:
     @property
     def grant_total(self) -> Decimal:
         return sum((q for _g, q in self.from_grants), ZERO)
+
+    def drawn(self) -> tuple[tuple[str, Decimal], ...]:
+        """(grant id, quantity) in draw order: what an answer or a reservation records."""
+        return tuple((grant.grant_id, take) for grant, take in self.from_grants)
 
 
 def plan_draw(quota_remaining: Decimal, grants: list[Grant], quantity: Decimal, now: datetime) -> DrawPlan | None:

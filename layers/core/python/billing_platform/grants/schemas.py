@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.schemas import DecimalText, InstantText
-from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.grants.models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, GrantSource
 from billing_platform.instants import UtcInstant
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 
 
 class CreateGrantRequest(BaseModel):
@@ -21,7 +21,7 @@ class CreateGrantRequest(BaseModel):
     resource_type: str = Field(
         min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$", description="A resource type of the catalog"
     )
-    amount: Decimal = Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
+    amount: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
     priority: int = Field(
         default=DEFAULT_PRIORITY,
         ge=MIN_PRIORITY,
