@@ -8,19 +8,18 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import Path, Query, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, current_caller, operator_actor
 from billing_platform.audit.log import AuditLog
+from billing_platform.audit.schemas import AuditPageOut
 from billing_platform.auth.caller import require_portal_minter
-from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
+from billing_platform.auth.schemas import ApiKeyOut, ApiKeyPageOut, CreateApiKey, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.container import PerContainer
 from billing_platform.dynamodb import utc_now
 from billing_platform.errors import TenantAccessDenied
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
-from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.portal.models import TOKEN_ID_PATTERN, MintPortalToken
 from billing_platform.portal.schemas import (
@@ -44,20 +43,14 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-class CreateApiKey(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-    expires_at: UtcInstant | None = None
-    scope: KeyScope = Field(
-        default="use",
-        description="`use`: consume, check and reserve. `admin`: also manage the tenant's entities, their limits, "
-        "key bindings and webhook endpoints",
-    )
-
-
-@app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
+@app.post(
+    "/v1/tenants/<tenant_id>/api-keys",
+    status_code=201,
+    operation_id="createApiKey",
+    summary="Create an API key for a tenant (its secret is shown once)",
+    tags=[ApiTag.API_KEYS],
+    responses={201: {"description": "The key, with its secret"}},
+)
 @tracer.capture_method(capture_response=False)
 def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKeyOut]:
     actor = operator_actor(app)
@@ -80,7 +73,12 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
     )
 
 
-@app.get("/v1/tenants/<tenant_id>/api-keys")
+@app.get(
+    "/v1/tenants/<tenant_id>/api-keys",
+    operation_id="listApiKeys",
+    summary="List a tenant's API keys, a page at a time",
+    tags=[ApiTag.API_KEYS],
+)
 def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyPageOut:
     operator_actor(app)
     page = keys().list(tenant_id, limit=limit, cursor=cursor)
@@ -89,7 +87,12 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
     )
 
 
-@app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
+@app.delete(
+    "/v1/tenants/<tenant_id>/api-keys/<key_id>",
+    operation_id="revokeApiKey",
+    summary="Revoke an API key",
+    tags=[ApiTag.API_KEYS],
+)
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     actor = operator_actor(app)
     key = keys().revoke(tenant_id, key_id, actor=actor)
@@ -144,7 +147,7 @@ def _own_tenant() -> str:
     status_code=201,
     summary="Mint a read-only portal token for one tenant",
     operation_id="mintPortalToken",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 @tracer.capture_method(capture_response=False)
 def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
@@ -155,7 +158,7 @@ def mint_portal_token(tenant_id: TenantId, body: MintPortalTokenIn) -> Response[
     "/v1/tenants/<tenant_id>/portal-tokens",
     summary="List a tenant's portal tokens (metadata only)",
     operation_id="listPortalTokens",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 def list_portal_tokens(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> PortalTokenPageOut:
     return _list(tenant_id, limit, cursor)
@@ -165,7 +168,7 @@ def list_portal_tokens(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = 
     "/v1/tenants/<tenant_id>/portal-tokens/<token_id>",
     summary="Revoke a portal token",
     operation_id="revokePortalToken",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 def revoke_portal_token(tenant_id: TenantId, token_id: TokenId) -> PortalTokenOut:
     return _revoke(tenant_id, token_id)
@@ -176,7 +179,7 @@ def revoke_portal_token(tenant_id: TenantId, token_id: TokenId) -> PortalTokenOu
     status_code=201,
     summary="Mint a read-only portal token for the admin key's own tenant",
     operation_id="mintOwnPortalToken",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 @tracer.capture_method(capture_response=False)
 def mint_own_portal_token(body: MintPortalTokenIn) -> Response[CreatedPortalTokenOut]:
@@ -187,7 +190,7 @@ def mint_own_portal_token(body: MintPortalTokenIn) -> Response[CreatedPortalToke
     "/v1/portal-tokens",
     summary="List the admin key's own tenant's portal tokens (metadata only)",
     operation_id="listOwnPortalTokens",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 def list_own_portal_tokens(limit: Limit = 50, cursor: Cursor = None) -> PortalTokenPageOut:
     return _list(_own_tenant(), limit, cursor)
@@ -197,13 +200,18 @@ def list_own_portal_tokens(limit: Limit = 50, cursor: Cursor = None) -> PortalTo
     "/v1/portal-tokens/<token_id>",
     summary="Revoke a portal token of the admin key's own tenant",
     operation_id="revokeOwnPortalToken",
-    tags=["Portal"],
+    tags=[ApiTag.PORTAL],
 )
 def revoke_own_portal_token(token_id: TokenId) -> PortalTokenOut:
     return _revoke(_own_tenant(), token_id)
 
 
-@app.get("/v1/tenants/<tenant_id>/audit")
+@app.get(
+    "/v1/tenants/<tenant_id>/audit",
+    operation_id="listAuditEntries",
+    summary="List a tenant's audit log, newest first, a page at a time",
+    tags=[ApiTag.AUDIT],
+)
 def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> AuditPageOut:
     operator_actor(app)
     page = audit().page(tenant_id, limit=limit, cursor=cursor)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Query, create_app
+from billing_platform.api.app import ApiTag, Query, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.container import PerContainer
 from billing_platform.entitlements.service import EntitlementService
@@ -32,7 +32,7 @@ Cursor = Annotated[str | None, Query(max_length=2048)]
     "/v1/ops/freshness",
     summary="Read how far behind each stage of the usage pipeline is",
     operation_id="getFreshness",
-    tags=["Operations"],
+    tags=[ApiTag.OPERATIONS],
 )
 def get_freshness(tenant_id: TenantFilter = None) -> FreshnessOut:
     operator_actor(app)
@@ -43,7 +43,7 @@ def get_freshness(tenant_id: TenantFilter = None) -> FreshnessOut:
     "/v1/tenants",
     summary="List tenants with their plan and status",
     operation_id="listTenants",
-    tags=["Operations"],
+    tags=[ApiTag.OPERATIONS],
 )
 def list_tenants(limit: Limit = 25, cursor: Cursor = None) -> TenantPageOut:
     operator_actor(app)

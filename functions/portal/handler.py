@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Path, Response, create_app
+from billing_platform.api.app import ApiTag, Path, Response, create_app
 from billing_platform.observability import logger, tracer
 from billing_platform.portal.pages import ASSET_NAME_PATTERN, StaticPages
 
@@ -37,14 +37,18 @@ def _respond(answer: dict[str, Any]) -> Response[str]:
 
 
 @app.get(
-    "/portal", summary="Serve the tenant portal page", operation_id="getPortalPage", tags=["Pages"], responses=HTML
+    "/portal", summary="Serve the tenant portal page", operation_id="getPortalPage", tags=[ApiTag.PAGES], responses=HTML
 )
 def portal_page() -> Response[str]:
     return _respond(pages.page("/portal"))
 
 
 @app.get(
-    "/console", summary="Serve the operator console page", operation_id="getConsolePage", tags=["Pages"], responses=HTML
+    "/console",
+    summary="Serve the operator console page",
+    operation_id="getConsolePage",
+    tags=[ApiTag.PAGES],
+    responses=HTML,
 )
 def console_page() -> Response[str]:
     return _respond(pages.page("/console"))
@@ -54,7 +58,7 @@ def console_page() -> Response[str]:
     "/portal/assets/<asset>",
     summary="Serve a bundled script or stylesheet of the pages",
     operation_id="getPageAsset",
-    tags=["Pages"],
+    tags=[ApiTag.PAGES],
 )
 def page_asset(asset: AssetName) -> Response[str]:
     return _respond(pages.asset(asset))
