@@ -26,11 +26,12 @@ def test_the_portal_function_can_reach_no_table_queue_or_secret(synthesized: Syn
 
 
 def test_the_portal_function_ships_the_bundled_pages(synthesized: Synthesized) -> None:
-    function = synthesized.resources[synthesized.function_id(resources.PORTAL)]
-    asset = function["Metadata"]["aws:asset:path"]
-    folder = Path(synthesized.app.outdir) / asset
+    # The staged asset folder of the portal function: the one holding its handler and the bundle.
+    staged = [p.parent.parent for p in Path(synthesized.app.outdir).glob("asset.*/static/portal.html")]
+    assert len(staged) == 1, staged
+    assert "StaticPages" in (staged[0] / "handler.py").read_text()
     for name in ("portal.html", "console.html", "portal.js", "console.js", "billing-usage.js", "portal.css"):
-        assert (folder / "static" / name).is_file(), name
+        assert (staged[0] / "static" / name).is_file(), name
 
 
 def test_the_operations_function_reads_depths_and_metrics_and_writes_nothing(synthesized: Synthesized) -> None:
