@@ -88,6 +88,25 @@ def applied(write: Callable[[], object], races: frozenset[str] = CONDITION_FAILE
     return True
 
 
+def item_verdicts(exc: ClientError, count: int) -> list[str] | None:
+    """Per item of a cancelled transaction of `count` items: "race" (its own condition failed), "again"
+    (fine itself, or held by a concurrent transaction: send it again) or "failed"; None when `exc` is not
+    a cancellation with one reason per item (then the whole transaction failed)."""
+    reasons = cancel_reasons(exc)
+    if reasons is None or len(reasons) != count:
+        return None
+    verdicts = []
+    for reason in reasons:
+        code = reason.get("Code")
+        if code in CONDITION_FAILED:
+            verdicts.append("race")
+        elif code in (None, "None") or code in CONFLICT_REASONS:
+            verdicts.append("again")
+        else:
+            verdicts.append("failed")
+    return verdicts
+
+
 def throttled(exc: ClientError) -> bool:
     """True when DynamoDB refused for capacity: a throttled request, or a transaction cancelled because
     any of its items was throttled (whatever the other items' reasons)."""

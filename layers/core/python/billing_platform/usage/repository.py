@@ -1,25 +1,16 @@
-"""DynamoDB access for usage: raw records (usage table) and aggregates + checkpoints (aggregates table).
-
-The only usage code that speaks boto3. Key layout:
+"""DynamoDB access for usage: raw records (usage table), the read model (aggregates table: day items,
+the values registry, progress; layout in `usage.layout`). The only usage code that speaks boto3.
 
 usage table (one item per record, written with BatchWriteItem, TTL `expires_at`)
     pk `USAGE#<nn>`  nn = (h(tenant, resource) + h(record id) mod RAW_SPREAD) mod RAW_PARTITIONS: the
                      records of one tenant x resource land on RAW_SPREAD neighbouring partition keys (so
                      a hot pair gets RAW_SPREAD x ~1,000 writes/s), and the aggregator, which groups a
-                     batch by partition key, finds them together and coalesces them into few rows.
-                     RAW_PARTITIONS also bounds the aggregator's checkpoints.
+                     batch by item, finds them together and coalesces them into few writes. A day item
+                     therefore carries at most RAW_SPREAD watermarks.
     sk `<tenant>#<record id>`
     The key holds no timestamp or quantity, so a redelivered record lands on the same item even if its
     payload changed: the rewrite is a MODIFY, which the aggregator never counts. (A record id reused
     with another resource type is another record.)
-
-aggregates table
-    pk `AGG#<tenant>#<resource>`  sk `H#2026-11-25T10` | `D#2026-11-25` | `M#2026-11`
-        total (N), records (N), top_pk `TOP#<resource>#<H|D|M>#<bucket>`, top_sk = tenant (index `top`,
-        keys only: set once, so adding to the total writes no index entry),
-        `w<stream tag>_<nn>` (S, zero-padded): per usage partition key `USAGE#<nn>`, the last stream
-        sequence number folded into this row (the row's own exactly-once watermark; at most RAW_SPREAD
-        of them per row, since a tenant x resource writes to RAW_SPREAD usage partition keys).
 """
 
 from __future__ import annotations
@@ -28,19 +19,31 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
+from billing_platform.conditions import item_verdicts, lost_race
 from billing_platform.dynamodb import BillingTable, query_items, query_sort_key_range
 from billing_platform.errors import BillingError
 from billing_platform.settings import Settings, get_settings
+from billing_platform.usage.layout import (
+    PROGRESS_PK,
+    DayCells,
+    DayKey,
+    day_pk,
+    day_sk,
+    decode_day,
+    encode_seq,
+    registry_sk,
+    top_pk,
+)
 from billing_platform.usage.models import Granularity, UsageRecord
 
 RAW_PARTITIONS = 64
@@ -48,8 +51,6 @@ RAW_SPREAD = 4
 BATCH_WRITE_MAX = 25
 TRANSACT_MAX = 100
 BATCH_GET_MAX = 100
-# DynamoDB stream sequence numbers have 21 to 40 digits: padded, they compare as strings.
-SEQ_WIDTH = 40
 WRITE_WORKERS = 8
 
 _In = TypeVar("_In")
@@ -89,26 +90,11 @@ def raw_item(record: UsageRecord, ttl: timedelta) -> dict[str, Any]:
     }
     if record.metadata:
         item["metadata"] = {"S": json.dumps(record.metadata, separators=(",", ":"), sort_keys=True)}
+    if record.dimensions:
+        item["dims"] = {"M": {name: {"S": value} for name, value in sorted(record.dimensions.items())}}
+    if record.entity_id is not None:
+        item["entity"] = {"S": record.entity_id}
     return item
-
-
-def pad_seq(sequence_number: str) -> str:
-    return sequence_number.zfill(SEQ_WIDTH)
-
-
-def aggregate_pk(tenant_id: str, resource_type: str) -> str:
-    return f"AGG#{tenant_id}#{resource_type}"
-
-
-def top_pk(resource_type: str, granularity: Granularity, label: str) -> str:
-    return f"TOP#{resource_type}#{granularity.value}#{label}"
-
-
-def watermark_attribute(stream_label: str, usage_pk: str) -> str:
-    """The row attribute holding the last applied sequence number of one usage partition key of one
-    stream: `w<6 hex of the stream label>_<nn>` (a new stream starts new watermarks)."""
-    tag = hashlib.sha256(stream_label.encode()).hexdigest()[:6]
-    return f"w{tag}_{usage_pk.rsplit('#', 1)[-1]}"
 
 
 class UsageRecordRepository:
@@ -162,35 +148,20 @@ class UsageRecordRepository:
         )
 
 
-@dataclass(frozen=True)
-class RowKey:
-    tenant_id: str
-    resource_type: str
-    granularity: Granularity
-    label: str
-
-    def key(self) -> dict[str, Any]:
-        return {
-            "pk": {"S": aggregate_pk(self.tenant_id, self.resource_type)},
-            "sk": {"S": f"{self.granularity.value}#{self.label}"},
-        }
-
-
 @dataclass
-class RowDelta:
-    """What one write adds to one row, and for each usage partition key (watermark attribute) the
-    first and last sequence numbers it covers: the write succeeds only if every such watermark is still
-    below its first, and moves it to its last."""
+class DayDelta:
+    """What one write adds to one day item (attribute -> quantity), and for each usage partition key
+    (watermark attribute) the first and last sequence numbers it covers: the write succeeds only if every
+    such watermark is still below its first, and moves it to its last."""
 
-    row: RowKey
-    quantity: Decimal
-    records: int
+    day: DayKey
+    adds: dict[str, Decimal]
     watermarks: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
 class WriteOutcome:
-    """Indexes into the deltas given to `write_rows`: refused by a watermark (some of it was applied
+    """Indexes into the deltas given to `write_days`: refused by a watermark (some of it was applied
     before), to be sent again as they are (a transaction cancelled by a neighbour), or failed."""
 
     stale: list[int] = field(default_factory=list)
@@ -199,9 +170,19 @@ class WriteOutcome:
     requests: int = 0
 
 
+def _placeholder(i: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        i, rest = divmod(i, 36)
+        out = digits[rest] + out
+        if not i:
+            return out
+
+
 class AggregateRepository(BillingTable):
-    """Aggregate rows with their watermarks, and the reads behind trends and top consumers (the
-    aggregates table)."""
+    """The read model in the aggregates table: day items with their watermarks, the values registry and
+    the progress item; and the reads behind every usage answer."""
 
     def __init__(self, settings: Settings | None = None, client: Any = None) -> None:
         super().__init__(settings, client)
@@ -211,38 +192,35 @@ class AggregateRepository(BillingTable):
     def table(self) -> str:
         return self._settings.aggregates_table_name
 
-    def row_update(
-        self,
-        tenant_id: str,
-        resource_type: str,
-        granularity: Granularity,
-        label: str,
-        quantity: Decimal,
-        count: int,
-        watermarks: Mapping[str, tuple[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        """One write (a transaction item; its "Update" is also an UpdateItem request): add `quantity` and
-        `count` to a bucket row, create its index keys if new, and advance the given watermarks, only if
-        each is still below the first sequence number this write covers for that partition key."""
-        names = {"#total": "total", "#records": "records", "#tpk": "top_pk", "#tsk": "top_sk"}
+    # ------------------------------------------------------------------------------------ writes
+
+    def day_update(self, delta: DayDelta) -> dict[str, Any]:
+        """One write (a transaction item; its "Update" is also an UpdateItem request): add each quantity
+        to its counter, set the index keys, and advance the given watermarks, only if each is still
+        below the first sequence number this write covers for that usage partition key."""
+        names: dict[str, str] = {"#tp": "top_pk", "#ts": "top_sk"}
         values: dict[str, Any] = {
-            ":q": {"N": str(quantity)},
-            ":n": {"N": str(count)},
-            ":tpk": {"S": top_pk(resource_type, granularity, label)},
-            ":tsk": {"S": tenant_id},
+            ":tp": {"S": top_pk(delta.day.resource_type, delta.day.day)},
+            ":ts": {"S": delta.day.tenant_id},
         }
-        sets = ["#tpk = :tpk", "#tsk = :tsk"]
+        adds = []
+        for i, (attribute, quantity) in enumerate(sorted(delta.adds.items())):
+            tag = _placeholder(i)
+            names[f"#{tag}"] = attribute
+            values[f":{tag}"] = {"N": format(quantity, "f")}
+            adds.append(f"#{tag} :{tag}")
+        sets = ["#tp = :tp", "#ts = :ts"]
         conditions = []
-        for i, (attribute, (first, last)) in enumerate(sorted((watermarks or {}).items())):
+        for i, (attribute, (first, last)) in enumerate(sorted(delta.watermarks.items())):
             names[f"#w{i}"] = attribute
-            values[f":f{i}"] = {"S": pad_seq(first)}
-            values[f":l{i}"] = {"S": pad_seq(last)}
+            values[f":f{i}"] = {"B": encode_seq(first)}
+            values[f":l{i}"] = {"B": encode_seq(last)}
             sets.append(f"#w{i} = :l{i}")
             conditions.append(f"(attribute_not_exists(#w{i}) OR #w{i} < :f{i})")
         update: dict[str, Any] = {
             "TableName": self.table,
-            "Key": RowKey(tenant_id, resource_type, granularity, label).key(),
-            "UpdateExpression": "ADD #total :q, #records :n SET " + ", ".join(sets),
+            "Key": delta.day.key(),
+            "UpdateExpression": "ADD " + ", ".join(adds) + " SET " + ", ".join(sets),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
@@ -250,18 +228,13 @@ class AggregateRepository(BillingTable):
             update["ConditionExpression"] = " AND ".join(conditions)
         return {"Update": update}
 
-    def delta_update(self, delta: RowDelta) -> dict[str, Any]:
-        r = delta.row
-        return self.row_update(
-            r.tenant_id, r.resource_type, r.granularity, r.label, delta.quantity, delta.records, delta.watermarks
-        )
-
     def transact(self, items: list[dict[str, Any]]) -> None:
         self.client.transact_write_items(TransactItems=items)
 
-    def write_rows(self, deltas: Sequence[RowDelta]) -> WriteOutcome:
-        """Send the deltas, in parallel, the way settings say (`usage_aggregate_writes`). Each delta stands
-        alone: a refused one never undoes another. Errors other than DynamoDB refusals propagate."""
+    def write_days(self, deltas: Sequence[DayDelta]) -> WriteOutcome:
+        """Send the deltas (one per item), in parallel, the way settings say (`usage_aggregate_writes`).
+        Each delta stands alone: a refused one never undoes another. Errors other than DynamoDB refusals
+        propagate."""
         outcome = WriteOutcome()
         if not deltas:
             return outcome
@@ -271,14 +244,14 @@ class AggregateRepository(BillingTable):
         else:
             units = [list(range(s, min(s + TRANSACT_MAX, len(deltas)))) for s in range(0, len(deltas), TRANSACT_MAX)]
             send = self._send_transaction
-        for part in self._parallel(lambda unit: send(unit, deltas), units):
+        for part in self.parallel(lambda unit: send(unit, deltas), units):
             outcome.stale += part.stale
             outcome.again += part.again
             outcome.failed += part.failed
             outcome.requests += part.requests
         return outcome
 
-    def _parallel(self, fn: Callable[[_In], _Out], items: list[_In]) -> list[_Out]:
+    def parallel(self, fn: Callable[[_In], _Out], items: list[_In]) -> list[_Out]:
         """fn over items on the container's worker threads. Every call finishes before the first error
         (if any) is raised, so nothing is still writing when the caller reports or retries."""
         if len(items) <= 1:
@@ -292,47 +265,39 @@ class AggregateRepository(BillingTable):
                 raise error
         return [f.result() for f in futures]
 
-    def _send_single(self, unit: list[int], deltas: Sequence[RowDelta]) -> WriteOutcome:
+    def _send_single(self, unit: list[int], deltas: Sequence[DayDelta]) -> WriteOutcome:
         (index,) = unit
         try:
-            self.client.update_item(**self.delta_update(deltas[index])["Update"])
+            self.client.update_item(**self.day_update(deltas[index])["Update"])
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "ConditionalCheckFailedException":
+            if lost_race(exc):
                 return WriteOutcome(stale=[index], requests=1)
             return WriteOutcome(failed=[index], requests=1)
         return WriteOutcome(requests=1)
 
-    def _send_transaction(self, unit: list[int], deltas: Sequence[RowDelta]) -> WriteOutcome:
+    def _send_transaction(self, unit: list[int], deltas: Sequence[DayDelta]) -> WriteOutcome:
         try:
-            self.transact([self.delta_update(deltas[i]) for i in unit])
+            self.transact([self.day_update(deltas[i]) for i in unit])
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            reasons = exc.response.get("CancellationReasons") or []
-            if error.get("Code") != "TransactionCanceledException" or len(reasons) != len(unit):
+            verdicts = item_verdicts(exc, len(unit))
+            if verdicts is None:
                 return WriteOutcome(failed=list(unit), requests=1)
             out = WriteOutcome(requests=1)
-            for index, reason in zip(unit, reasons, strict=True):
-                code = reason.get("Code")
-                if code == "ConditionalCheckFailed":
-                    out.stale.append(index)
-                elif code in (None, "None", "TransactionConflict"):
-                    out.again.append(index)  # fine itself, or raced a concurrent writer: send again
-                else:
-                    out.failed.append(index)
+            for index, verdict in zip(unit, verdicts, strict=True):
+                {"race": out.stale, "again": out.again}.get(verdict, out.failed).append(index)
             return out
         return WriteOutcome(requests=1)
 
-    def get_watermarks(self, rows: Iterable[RowKey], attributes: Iterable[str]) -> dict[RowKey, dict[str, str]]:
-        """For each row, its watermark attributes among `attributes` (strongly consistent reads)."""
-        wanted = list(dict.fromkeys(rows))
+    def get_watermarks(self, days: Iterable[DayKey], attributes: Iterable[str]) -> dict[DayKey, dict[str, bytes]]:
+        """For each day item, its watermark attributes among `attributes` (strongly consistent reads)."""
+        wanted = list(dict.fromkeys(days))
         names = {f"#w{i}": a for i, a in enumerate(sorted(set(attributes)))}
-        by_key = {(r.key()["pk"]["S"], r.key()["sk"]["S"]): r for r in wanted}
-        found: dict[RowKey, dict[str, str]] = {}
+        by_key = {(d.key()["pk"]["S"], d.key()["sk"]["S"]): d for d in wanted}
+        found: dict[DayKey, dict[str, bytes]] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
             request: dict[str, Any] = {
                 self.table: {
-                    "Keys": [r.key() for r in wanted[start : start + BATCH_GET_MAX]],
+                    "Keys": [d.key() for d in wanted[start : start + BATCH_GET_MAX]],
                     "ConsistentRead": True,
                     "ProjectionExpression": ", ".join(["pk", "sk", *names]),
                     "ExpressionAttributeNames": names,
@@ -341,60 +306,132 @@ class AggregateRepository(BillingTable):
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
-                    row = by_key[(item["pk"]["S"], item["sk"]["S"])]
-                    found[row] = {a: item[a]["S"] for a in names.values() if a in item}
+                    day = by_key[(item["pk"]["S"], item["sk"]["S"])]
+                    found[day] = {a: bytes(item[a]["B"]) for a in names.values() if a in item}
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def bucket_rows(
-        self, tenant_id: str, resource_type: str, granularity: Granularity, first: str, last: str
-    ) -> dict[str, Decimal]:
-        """label -> total for a tenant's buckets of one granularity with first <= label <= last."""
-        out: dict[str, Decimal] = {}
-        rows = query_sort_key_range(
-            self.client,
-            self.table,
-            aggregate_pk(tenant_id, resource_type),
-            f"{granularity.value}#{first}",
-            f"{granularity.value}#{last}",
-            ProjectionExpression="sk, #total",
-            ExpressionAttributeNames={"#total": "total"},
+    def advance_progress(self, stream: str, at: datetime) -> None:
+        """Move the stream's `complete_until` forward to `at` (never back)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": PROGRESS_PK}, "sk": {"S": stream}},
+                UpdateExpression="SET #at = :at",
+                ConditionExpression="attribute_not_exists(#at) OR #at < :at",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":at": {"S": at.isoformat()}},
+            )
+        except ClientError as exc:
+            if not lost_race(exc):
+                raise
+
+    # ------------------------------------------------------------------------------------ values registry
+
+    def registered_values(self, tenant_id: str, resource_type: str, month: str, dimension: str) -> set[str]:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": day_pk(tenant_id, resource_type)}, "sk": {"S": registry_sk(month, dimension)}},
+            ConsistentRead=True,
         )
-        for item in rows:
-            out[item["sk"]["S"].split("#", 1)[1]] = Decimal(item["total"]["N"])
+        return set(response.get("Item", {}).get("v", {}).get("SS", []))
+
+    def register_value(
+        self, tenant_id: str, resource_type: str, month: str, dimension: str, *, value: str, cap: int
+    ) -> bool:
+        """Add `value` to the month's registry unless it already holds `cap` other values; False if full."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": day_pk(tenant_id, resource_type)}, "sk": {"S": registry_sk(month, dimension)}},
+                UpdateExpression="ADD v :v",
+                ConditionExpression="attribute_not_exists(v) OR contains(v, :s) OR size(v) < :cap",
+                ExpressionAttributeValues={":v": {"SS": [value]}, ":s": {"S": value}, ":cap": {"N": str(cap)}},
+            )
+        except ClientError as exc:
+            if lost_race(exc):
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------------------------ reads
+
+    def complete_until(self) -> datetime | None:
+        """The oldest `at` of the streams' progress items (None before anything was aggregated)."""
+        items = list(
+            query_items(
+                self.client,
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": PROGRESS_PK}},
+            )
+        )
+        marks = [datetime.fromisoformat(i["at"]["S"]) for i in items if "at" in i]
+        return min(marks) if marks else None
+
+    def days_of(self, tenant_id: str, resource_type: str, first: str, last: str) -> dict[str, DayCells]:
+        """day -> counters of a tenant's day items with first <= day <= last (one Query)."""
+        out: dict[str, DayCells] = {}
+        for item in query_sort_key_range(
+            self.client, self.table, day_pk(tenant_id, resource_type), day_sk(first), day_sk(last)
+        ):
+            out[item["sk"]["S"][2:]] = decode_day(item)
         return out
 
-    def bucket_totals(self, resource_type: str, granularity: Granularity, label: str) -> dict[str, Decimal]:
-        """tenant -> total for every tenant with usage of `resource_type` in one bucket: the `top` index
-        lists the rows (keys only), their totals are read from the rows (eventually consistent, like the
-        index itself)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "top",
-            "KeyConditionExpression": "top_pk = :g",
-            "ExpressionAttributeValues": {":g": {"S": top_pk(resource_type, granularity, label)}},
-        }
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in query_items(self.client, **kwargs)]
-        out: dict[str, Decimal] = {}
-        for part in self._parallel(
-            self._totals_of, [keys[s : s + BATCH_GET_MAX] for s in range(0, len(keys), BATCH_GET_MAX)]
+    def tenants_of_day(self, resource_type: str, day: str) -> list[str]:
+        """The tenants with usage of `resource_type` on `day` (the `top` index, keys only)."""
+        return [
+            item["top_sk"]["S"]
+            for item in query_items(
+                self.client,
+                TableName=self.table,
+                IndexName="top",
+                KeyConditionExpression="top_pk = :g",
+                ExpressionAttributeValues={":g": {"S": top_pk(resource_type, day)}},
+            )
+        ]
+
+    def day_items(self, resource_type: str, day: str, tenants: Sequence[str]) -> dict[str, DayCells]:
+        """tenant -> counters of one day's items of the given tenants (batch reads, in parallel)."""
+        keys = [DayKey(t, resource_type, day).key() for t in dict.fromkeys(tenants)]
+        out: dict[str, DayCells] = {}
+        for part in self.parallel(
+            self._read_days, [keys[s : s + BATCH_GET_MAX] for s in range(0, len(keys), BATCH_GET_MAX)]
         ):
             out.update(part)
         return out
 
-    def _totals_of(self, keys: list[dict[str, Any]]) -> dict[str, Decimal]:
-        out: dict[str, Decimal] = {}
-        request: dict[str, Any] = {
-            self.table: {
-                "Keys": keys,
-                "ProjectionExpression": "pk, #total",
-                "ExpressionAttributeNames": {"#total": "total"},
-            }
-        }
+    def _read_days(self, keys: list[dict[str, Any]]) -> dict[str, DayCells]:
+        out: dict[str, DayCells] = {}
+        request: dict[str, Any] = {self.table: {"Keys": keys}}
         while request:
             response = self.client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
-                tenant = item["pk"]["S"].split("#")[1]
-                out[tenant] = Decimal(item["total"]["N"])
+                out[item["top_sk"]["S"]] = decode_day(item)
             request = response.get("UnprocessedKeys") or {}
         return out
+
+    def bucket_rows(
+        self, tenant_id: str, resource_type: str, granularity: Granularity, first: str, last: str
+    ) -> dict[str, Decimal]:
+        """label -> total for a tenant's hour or day buckets with first <= label <= last (labels as
+        `models.bucket_label` writes them); buckets without usage are left out."""
+        days = self.days_of(tenant_id, resource_type, first[:10], last[:10])
+        out: dict[str, Decimal] = {}
+        for day, cells in days.items():
+            if granularity is Granularity.DAY:
+                if first <= day <= last:
+                    out[day] = cells.total
+                continue
+            for hour, total in cells.hours.items():
+                label = f"{day}T{hour:02d}"
+                if first <= label <= last:
+                    out[label] = total
+        return out
+
+    def bucket_totals(self, resource_type: str, granularity: Granularity, label: str) -> dict[str, Decimal]:
+        """tenant -> total of one day (`granularity` DAY, label yyyy-mm-dd) for every tenant with usage."""
+        if granularity is not Granularity.DAY:
+            raise ValueError("bucket_totals reads whole days")
+        cells = self.day_items(resource_type, label, self.tenants_of_day(resource_type, label))
+        return {tenant: c.total for tenant, c in cells.items()}
