@@ -91,13 +91,19 @@ class AnswerCheck:
     mismatches: list[str] = field(default_factory=list)
 
 
-def check_series(aggregator: Any, expected: Expected, span: tuple[datetime, datetime], check: AnswerCheck) -> None:
-    """Every tenant x resource of `expected` (or those named), every granularity, ungrouped and grouped by
-    each dimension the records carry and by entity: each point and each group's points."""
+def check_series(
+    aggregator: Any,
+    expected: Expected,
+    span: tuple[datetime, datetime],
+    check: AnswerCheck,
+    tenants: set[str] | None = None,
+) -> None:
+    """Every tenant x resource of `expected` (or of the `tenants` named), every granularity, ungrouped and
+    grouped by each dimension the records carry and by entity: each point and each group's points."""
     from billing_platform.usage.models import GRANULARITY_NAMES, floor_to, next_bucket
 
     start, end = span
-    pairs = sorted({(r.tenant_id, r.resource_type) for r in expected.records})
+    pairs = sorted({(r.tenant_id, r.resource_type) for r in expected.records if not tenants or r.tenant_id in tenants})
     marks: dict[str, set[str]] = defaultdict(set)
     for r in expected.records:
         marks[r.resource_type].update(name for name, _ in r.dimensions)
