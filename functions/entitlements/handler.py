@@ -1,6 +1,6 @@
-"""Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements
-(tenant routes); POST/GET /v1/tenants/{tenant_id}/grants and DELETE /v1/tenants/{tenant_id}/grants/{grant_id}
-(operator routes, audited).
+"""Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements,
+/cost and /invoice-preview (tenant routes); POST/GET /v1/tenants/{tenant_id}/grants and
+DELETE /v1/tenants/{tenant_id}/grants/{grant_id} (operator routes, audited).
 
 The caller's tenant comes from the authorizer context; a tenant key may only act for its own tenant.
 Bodies are validated (pydantic, through Powertools) before the service runs, so bad input writes
@@ -19,6 +19,7 @@ from billing_platform.api.app import Path, Query, Response, content_types, creat
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.entitlements.repository import utc_now
@@ -31,6 +32,16 @@ app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
 grants = PerContainer(GrantService)
 audit = PerContainer(AuditLog)
+
+
+def _cost_service() -> Any:
+    # Imported on first use: consumes (the hot path) never load the cost modules at cold start.
+    from billing_platform.costs.service import CostService
+
+    return CostService(service())
+
+
+costs = PerContainer(_cost_service)
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PATTERN)]
@@ -116,6 +127,28 @@ def release(body: ReleaseRequest) -> dict[str, object]:
 def list_entitlements(tenant_id: TenantId) -> TenantEntitlementsOut:
     tenant_caller(app, tenant_id)
     return TenantEntitlementsOut.model_validate(service().entitlements(tenant_id).to_dict())
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/cost",
+    operation_id="getTenantCost",
+    summary="Rate this period's usage so far, per resource and priced dimension value",
+    tags=["Costs"],
+)
+def tenant_cost(tenant_id: TenantId) -> CostOut:
+    tenant_caller(app, tenant_id)
+    return CostOut.of(costs().cost(tenant_id))
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/invoice-preview",
+    operation_id="previewInvoice",
+    summary="Preview the invoice this period would close with now: fee, usage lines with tiers, credit, total",
+    tags=["Costs"],
+)
+def invoice_preview(tenant_id: TenantId) -> InvoicePreviewOut:
+    tenant_caller(app, tenant_id)
+    return InvoicePreviewOut.of(costs().invoice_preview(tenant_id))
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)

@@ -186,6 +186,38 @@ def invoice(
     return obj
 
 
+def upcoming_invoice(
+    customer_id: str, lines: list[tuple[str, int, int]], *, created: int, currency: str = "usd"
+) -> dict[str, Any]:
+    """Stripe's preview of a customer's next invoice (`POST /v1/invoices/create_preview`): a draft whose id
+    starts `upcoming_`, one line per (price id, amount in minor units, quantity)."""
+    obj = invoice(customer_id, None, created=created, paid=False, billing_reason="upcoming", amount=0)
+    data = []
+    for price_id, amount, quantity in lines:
+        line = invoice_line(price_id, quantity=quantity)
+        line.update(amount=amount, currency=currency, subtotal=amount, invoice=None)
+        line["pricing"]["unit_amount_decimal"] = None
+        data.append(line)
+    total = sum(amount for _price, amount, _quantity in lines)
+    obj.update(
+        id=f"upcoming_{next_id('in')}",
+        object="invoice",
+        status="draft",
+        currency=currency,
+        lines={"object": "list", "data": data, "has_more": False, "url": "/v1/invoices/upcoming/lines"},
+        subtotal=total,
+        subtotal_excluding_tax=total,
+        total=total,
+        total_excluding_tax=total,
+        amount_due=total,
+        amount_remaining=total,
+        amount_paid=0,
+        attempted=False,
+        attempt_count=0,
+    )
+    return obj
+
+
 def checkout_session(
     customer_id: str,
     subscription_id: str | None,
@@ -348,6 +380,7 @@ class FakeStripeApi:
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.line_items: dict[str, list[dict[str, Any]]] = {}  # checkout session / invoice id -> lines
+        self.upcoming: dict[str, dict[str, Any]] = {}  # customer id -> its next invoice's preview
 
     def _now(self) -> int:
         return int(self.clock())
@@ -404,6 +437,19 @@ class FakeStripeApi:
                     end = sub["items"]["data"][0]["current_period_end"]
                     sub.update(cancel_at_period_end=True, cancel_at=end, canceled_at=self._now())
                 return 200, sub
+        if parts == ["invoices", "create_preview"] and method == "post":
+            cus = params.get("customer", "")
+            if cus not in self.customers:
+                return missing("customer", cus)
+            if cus not in self.upcoming:
+                return 404, {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "invoice_upcoming_none",
+                        "message": f"No upcoming invoices for customer: {cus}",
+                    }
+                }
+            return 200, self.upcoming[cus]
         if method == "get" and (
             (len(parts) == 4 and parts[:2] == ["checkout", "sessions"] and parts[3] == "line_items")
             or (len(parts) == 3 and parts[0] == "invoices" and parts[2] == "lines")

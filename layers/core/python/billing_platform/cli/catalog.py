@@ -80,6 +80,7 @@ def _check_rules(catalog: Catalog, report: CatalogReport) -> None:
                 )
     _check_thresholds(catalog, report)
     _check_topups(catalog, report)
+    _check_pricing(catalog, report)
     ranks = sorted((p.rank, p.id) for p in catalog.plans.values())
     for (rank_a, a), (rank_b, b) in itertools.pairwise(ranks):
         if rank_a == rank_b:
@@ -130,3 +131,46 @@ def _check_topups(catalog: Catalog, report: CatalogReport) -> None:
             )
         if topup.expires_after_days is None:
             report.warnings.append(f"top-up {price!r} never expires: its grants stay on the books forever")
+
+
+def _check_pricing(catalog: Catalog, report: CatalogReport) -> None:
+    """Prices: the schema already refused negative amounts, unknown currencies, a price without a currency,
+    tiers with a gap or out of order, a metered price without a meter and a plan priced in two currencies.
+    What remains are prices that Stripe would bill differently from the platform's own rating."""
+    owners: dict[str, str] = {price: f"plan {plan.id!r}" for plan in catalog.plans.values() for price in plan.prices}
+    owners |= {price: "a top-up" for price in catalog.topups}
+    for plan in sorted(catalog.plans.values(), key=lambda p: p.id):
+        pricing = plan.pricing
+        if pricing is None:
+            continue
+        fee = pricing.fee
+        if fee is not None and fee.stripe_price_id is not None and fee.stripe_price_id not in plan.prices:
+            report.errors.append(
+                f"plan {plan.id!r} fee price {fee.stripe_price_id!r} is not one of its prices {list(plan.prices)}"
+            )
+        for resource, priced in sorted(pricing.resources.items()):
+            meter = catalog.resource_types[resource].meter_event_name
+            quota = plan.quota(resource)
+            for price in priced.all_prices():
+                where = f"plan {plan.id!r} {resource!r} price {price.stripe_price_id or '(no Stripe price)'}"
+                if price.meter is not None and price.meter != meter:
+                    report.errors.append(
+                        f"{where} is billed from meter {price.meter!r} but {resource!r} usage is reported to {meter!r}"
+                    )
+                if price.stripe_price_id is not None:
+                    owner = owners.setdefault(price.stripe_price_id, where)
+                    if owner != where:
+                        report.errors.append(f"{where}: the Stripe price is also {owner}")
+                if quota is not None and quota.metered and price.usage_type.value != "metered":
+                    report.warnings.append(f"{where} is licensed but the quota is metered: Stripe bills no usage")
+            included = priced.price.included
+            if (
+                quota is not None
+                and quota.policy is QuotaPolicy.SOFT
+                and quota.limit is not None
+                and included != quota.limit
+            ):
+                report.warnings.append(
+                    f"plan {plan.id!r} {resource!r} includes {included} units but its soft quota is {quota.limit}: "
+                    "the overage billed starts elsewhere than the quota's alerts"
+                )

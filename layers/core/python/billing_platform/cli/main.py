@@ -7,6 +7,7 @@
     billing-admin [target options] stripe replay --since WHEN [--until WHEN] [--type T ...] [--dry-run]
     billing-admin [target options] meter run [--lookback-days N]
     billing-admin [target options] meter drop-claim TENANT RESOURCE HOUR
+    billing-admin [target options] invoice compare TENANT
     billing-admin [target options] config show
 
 Target: `--stack-name NAME` reads a deployed stack's CloudFormation outputs (tables, queues, Stripe
@@ -145,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("hour", help="the hour bucket, e.g. 2026-11-25T10")
     drop.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who, for the audit log")
 
+    invoice = commands.add_parser("invoice", help="invoice previews").add_subparsers(dest="action", required=True)
+    compare = invoice.add_parser("compare", help="the platform's invoice preview beside Stripe's (test mode)")
+    compare.add_argument("tenant_id")
+
     config = commands.add_parser("config", help="where the CLI points").add_subparsers(dest="action", required=True)
     config.add_parser("show", help="the resolved target")
     return parser
@@ -244,6 +249,21 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         )
         ok = reconciled.in_sync or reconciled.applied
         return (EXIT_OK if ok else EXIT_PROBLEMS), reconciled.to_dict()
+
+    if args.command == "invoice":
+        from billing_platform.cli.invoices import compare, require_test_key
+        from billing_platform.costs.service import CostService
+        from billing_platform.entitlements.service import EntitlementService
+        from billing_platform.subscriptions.repository import SubscriptionRepository
+
+        require_test_key(settings.stripe_secret_key)
+        customer_id = SubscriptionRepository(settings).customer_for_tenant(args.tenant_id)
+        if customer_id is None:
+            raise NotFoundError(f"tenant {args.tenant_id} has no Stripe customer")
+        preview = CostService(EntitlementService(settings)).invoice_preview(args.tenant_id)
+        upcoming = deps.stripe_provider(settings).upcoming_invoice(customer_id)
+        compared = compare(args.tenant_id, customer_id, preview, upcoming)
+        return (EXIT_OK if compared.in_sync else EXIT_PROBLEMS), compared.to_dict()
 
     if args.command == "dlq":
         from billing_platform.cli.dlq import QueueRepository, redrive

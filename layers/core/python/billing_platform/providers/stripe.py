@@ -195,6 +195,13 @@ class StripeSyncProvider:
         sub = self._call(lambda: self.client.v1.subscriptions.retrieve(subscription_id))
         return ProviderSubscription.from_stripe(sub.to_dict())
 
+    def upcoming_invoice(self, customer_id: str) -> dict[str, Any]:
+        """Stripe's preview of the customer's next invoice (`POST /v1/invoices/create_preview`), as Stripe
+        shapes it. Not part of `SyncBillingProvider`: only the operator's comparison asks for it."""
+        invoice = self._call(lambda: self.client.v1.invoices.create_preview(params={"customer": customer_id}))
+        result: dict[str, Any] = invoice.to_dict()
+        return result
+
     def list_line_items(
         self, object_type: Literal["checkout_session", "invoice"], object_id: str
     ) -> list[dict[str, Any]]:

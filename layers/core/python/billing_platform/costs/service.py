@@ -1,0 +1,149 @@
+"""The running cost and the invoice preview. `rate_usage`, `tenant_cost` and `invoice_preview` are pure
+(usage in, rated lines out: the same engine rates takes, costs and previews); `CostService` reads the
+period's usage from the quota counters (what the enforcement counted, so what is rated is what was let
+through) and the tenant's grants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from billing_platform.catalog.prices import PlanPricing
+from billing_platform.costs.models import (
+    CostLine,
+    InvoicePreview,
+    LineKind,
+    PreviewLine,
+    TenantCost,
+    UsageQuantity,
+)
+from billing_platform.entitlements.service import EntitlementService, TenantEntitlements
+from billing_platform.grants.models import Grant, draw_order
+from billing_platform.rating.service import rate
+
+_ZERO = Decimal(0)
+
+
+def rate_usage(pricing: PlanPricing, usage: Iterable[UsageQuantity]) -> tuple[CostLine, ...]:
+    """One line per priced resource (its price on the usage no value of its own prices), then one per
+    dimension value with a price of its own; resources the plan does not price are not rated."""
+    lines: list[CostLine] = []
+    for used in sorted(usage, key=lambda u: u.resource_type):
+        priced = pricing.resources.get(used.resource_type)
+        if priced is None:
+            continue
+        own = {value: quantity for value, quantity in used.by_value if value in priced.by_value}
+        rest = used.quantity - sum(own.values(), _ZERO)
+        if rest < 0:
+            raise ValueError(f"{used.resource_type}: the values' usage {sum(own.values())} exceeds the total")
+        resource_price = priced.price
+        lines.append(
+            CostLine(used.resource_type, None, None, resource_price.stripe_price_id, rate(resource_price, rest))
+        )
+        for value in sorted(own):
+            price = priced.by_value[value]
+            lines.append(
+                CostLine(used.resource_type, priced.dimension, value, price.stripe_price_id, rate(price, own[value]))
+            )
+    return tuple(lines)
+
+
+def tenant_cost(
+    entitlements: TenantEntitlements, pricing: PlanPricing | None, usage: Sequence[UsageQuantity]
+) -> TenantCost:
+    """The period's cost so far from its usage."""
+    plan = entitlements.plan
+    lines = rate_usage(pricing, usage) if pricing is not None else ()
+    return TenantCost(
+        tenant_id=plan.tenant_id,
+        plan_id=plan.plan_id,
+        currency=pricing.currency if pricing is not None else None,
+        period_start=plan.period_start,
+        period_end=plan.period_end,
+        lines=lines,
+    )
+
+
+def invoice_preview(
+    cost: TenantCost,
+    pricing: PlanPricing | None,
+    grants: Sequence[Grant],
+    *,
+    credit_balance: Decimal = _ZERO,
+) -> InvoicePreview:
+    """The invoice the period would close with: the plan's fee, each usage line with its tiers, the units
+    grants covered (prepaid, no charge) and money credit applied up to the subtotal."""
+    lines: list[PreviewLine] = []
+    if pricing is not None and pricing.fee is not None:
+        fee = pricing.fee
+        lines.append(
+            PreviewLine(
+                LineKind.FEE,
+                f"{cost.plan_id} plan fee",
+                Decimal(fee.unit_amount),
+                quantity=Decimal(1),
+                stripe_price_id=fee.stripe_price_id,
+            )
+        )
+    for line in cost.lines:
+        rated = line.rated
+        label = line.resource_type if line.value is None else f"{line.resource_type} ({line.dimension}={line.value})"
+        lines.append(
+            PreviewLine(
+                LineKind.USAGE,
+                f"{label}: {rated.quantity} used, {rated.billable} billable",
+                rated.amount,
+                quantity=rated.quantity,
+                resource_type=line.resource_type,
+                value=line.value,
+                stripe_price_id=line.stripe_price_id,
+                tiers=rated.tiers,
+            )
+        )
+    for grant in sorted(grants, key=draw_order):
+        if grant.used > 0:
+            lines.append(
+                PreviewLine(
+                    LineKind.GRANT,
+                    f"{grant.resource_type}: {grant.used} units from grant {grant.grant_id} (prepaid)",
+                    _ZERO,
+                    quantity=grant.used,
+                    resource_type=grant.resource_type,
+                )
+            )
+    subtotal = sum((line.amount for line in lines), _ZERO)
+    applied = min(max(credit_balance, _ZERO), max(subtotal, _ZERO))
+    if applied > 0:
+        lines.append(PreviewLine(LineKind.CREDIT, "money credit applied", -applied))
+    return InvoicePreview(
+        tenant_id=cost.tenant_id,
+        plan_id=cost.plan_id,
+        currency=cost.currency,
+        period_start=cost.period_start,
+        period_end=cost.period_end,
+        lines=tuple(lines),
+    )
+
+
+class CostService:
+    """The running cost and invoice preview of tenants. Thread-safe; one instance per container."""
+
+    def __init__(self, entitlements: EntitlementService | None = None) -> None:
+        self._entitlements = entitlements or EntitlementService()
+
+    def _usage(self, tenant_id: str) -> tuple[TenantEntitlements, PlanPricing | None, list[UsageQuantity]]:
+        view = self._entitlements.entitlements(tenant_id)
+        pricing = self._entitlements.catalog.plan(view.plan.plan_id).pricing
+        return view, pricing, [UsageQuantity(q.resource_type, q.used) for q in view.quotas]
+
+    def cost(self, tenant_id: str) -> TenantCost:
+        """This period's cost so far, per priced resource."""
+        view, pricing, usage = self._usage(tenant_id)
+        return tenant_cost(view, pricing, usage)
+
+    def invoice_preview(self, tenant_id: str) -> InvoicePreview:
+        """The invoice this period would close with if it closed now."""
+        view, pricing, usage = self._usage(tenant_id)
+        cost = tenant_cost(view, pricing, usage)
+        grants = self._entitlements.context.grant_draw.grants.list(tenant_id, consistent=False)
+        return invoice_preview(cost, pricing, grants)
