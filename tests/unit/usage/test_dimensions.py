@@ -73,10 +73,10 @@ def test_a_value_past_the_cap_is_refused_and_the_month_resets_it() -> None:
 def test_entities_have_their_own_cap() -> None:
     registry = MemoryValues()
     t = tracker(registry)
-    for n in range(100):
+    for n in range(60):  # entity_max_values defaults to 60
         t.track("t1", "executions", 1, entity_id=f"user{n}")
     with pytest.raises(DimensionCapReachedError, match="entities"):
-        t.track("t1", "executions", 1, entity_id="user100")
+        t.track("t1", "executions", 1, entity_id="user60")
 
 
 def test_seen_values_cost_no_registry_call() -> None:
@@ -89,7 +89,7 @@ def test_seen_values_cost_no_registry_call() -> None:
 
 @pytest.mark.parametrize(
     ("dimensions", "entity"),
-    [({"model": ""}, None), ({"model": "a|b"}, None), ({"Model": "x"}, None), ({}, "has|pipe"), ({}, "x" * 65)],
+    [({"model": ""}, None), ({"model": "a|b"}, None), ({"Model": "x"}, None), ({}, "has|pipe"), ({}, "x" * 129)],
 )
 def test_bad_dimension_values_and_entity_ids_are_422(dimensions: dict[str, str], entity: str | None) -> None:
     with pytest.raises(UnprocessableError):
@@ -105,7 +105,7 @@ def test_the_catalog_bounds_dimensions() -> None:
         return json.dumps(data)
 
     four = {"dimensions": {n: {"max_values": 5} for n in ("a", "b", "c", "d")}}
-    too_many_values = {"dimensions": {"model": {"max_values": 100}}, "entity_max_values": 100}
+    too_many_values = {"dimensions": {"model": {"max_values": 50}}, "entity_max_values": 60}
     for spec in (four, too_many_values, {"dimensions": {"entity": {}}}):
         with pytest.raises(ValueError, match="dimension|add up"):
             parse_catalog(with_tokens(spec))

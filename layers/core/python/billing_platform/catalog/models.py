@@ -85,9 +85,9 @@ MAX_DIMENSIONS = 3
 DIMENSION_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 ENTITY_DIMENSION = "entity"
 # A tenant x resource x day of the usage read model holds, per hour, one counter per distinct value of
-# each dimension: the caps together bound that item below DynamoDB's 400 KB (24 hours x 150 counters of
-# at most ~100 bytes each).
-MAX_TOTAL_CARDINALITY = 150
+# each dimension and per entity: the caps together bound that item below DynamoDB's 400 KB (24 hours x
+# 100 counters of at most 154 bytes: a 128-character entity id, its mark and hour, a 21-byte number).
+MAX_TOTAL_CARDINALITY = 100
 
 
 class Dimension(BaseModel):
@@ -95,7 +95,7 @@ class Dimension(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_values: int = Field(default=20, ge=1, le=100)
+    max_values: int = Field(default=20, ge=1, le=MAX_TOTAL_CARDINALITY)
 
 
 class ResourceType(BaseModel):
@@ -106,7 +106,7 @@ class ResourceType(BaseModel):
     # Declared dimensions (e.g. tokens: model, region); records may carry only these.
     dimensions: dict[str, Dimension] = Field(default_factory=dict)
     # The entity (user, team, key) is always a dimension; this caps its distinct ids per tenant a month.
-    entity_max_values: int = Field(default=100, ge=1, le=150)
+    entity_max_values: int = Field(default=60, ge=1, le=MAX_TOTAL_CARDINALITY)
 
     @model_validator(mode="after")
     def _bounded_dimensions(self) -> ResourceType:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing_platform.catalog import Catalog
+from billing_platform.entities.models import ENTITY_ID_PATTERN
 from billing_platform.errors import UndeclaredDimensionError, UnprocessableError, ValidationError
 from billing_platform.ids import TENANT_ID_PATTERN, TenantIdLike, tenant_id_str
 from billing_platform.instants import to_utc
@@ -65,7 +66,7 @@ class UsageRecord(BaseModel):
     # Declared dimensions of the resource type (catalog), e.g. {"model": "gpt-4"}; grouped in the answers.
     dimensions: dict[str, str] = Field(default_factory=dict, max_length=3)
     # The user, team or key inside the tenant that used it; always a dimension of every resource type.
-    entity_id: str | None = Field(default=None, pattern=DIMENSION_VALUE_PATTERN)
+    entity_id: str | None = Field(default=None, pattern=ENTITY_ID_PATTERN)
 
     @field_validator("quantity", mode="before")
     @classmethod
