@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -110,7 +111,7 @@ def test_an_item_with_more_counters_than_one_expression_holds_is_written_in_stre
     assert len(parts) > 1
     assert sum(p.adds[TOTAL] for p in parts) == 2_000
     bounds = [(int(p.watermarks["w_00"][0]), int(p.watermarks["w_00"][1])) for p in parts]
-    assert all(a[1] < b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(bounds))
     assert parts[0].adds[group_cell(ENTITY_MARK, 0, "user0")] == 1
     assert parts[0].adds[group_cell("model", 0, "m0")] >= 1
 

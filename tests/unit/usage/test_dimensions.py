@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.catalog.models import parse_catalog
+from billing_platform.catalog.models import DEFAULT_CATALOG, parse_catalog
 from billing_platform.errors import DimensionCapReachedError, UndeclaredDimensionError, UnprocessableError
 from billing_platform.usage.dimensions import DimensionGate
 from billing_platform.usage.models import UsageMessage, build_record
@@ -97,7 +97,7 @@ def test_bad_dimension_values_and_entity_ids_are_422(dimensions: dict[str, str],
 
 
 def test_the_catalog_bounds_dimensions() -> None:
-    base = json.loads(open("layers/core/python/billing_platform/catalog/plans.json").read())
+    base = json.loads(DEFAULT_CATALOG.read_text())
 
     def with_tokens(spec: dict[str, Any]) -> str:
         data = json.loads(json.dumps(base))
@@ -107,6 +107,6 @@ def test_the_catalog_bounds_dimensions() -> None:
     four = {"dimensions": {n: {"max_values": 5} for n in ("a", "b", "c", "d")}}
     too_many_values = {"dimensions": {"model": {"max_values": 50}}, "entity_max_values": 60}
     for spec in (four, too_many_values, {"dimensions": {"entity": {}}}):
-        with pytest.raises(ValueError, match="dimension|add up"):
+        with pytest.raises(ValueError, match=r"dimension|add up"):
             parse_catalog(with_tokens(spec))
     assert parse_catalog(with_tokens({})).resource_types["tokens"].cap("model") == 20

@@ -355,7 +355,7 @@ USAGE_AGGREGATOR = FunctionSpec(
     name="usage_aggregator",
     description="Folds newly inserted usage records into the usage read model's day items, exactly once",
     local_concurrency=1,
-    timeout_seconds=60,
+    timeout_seconds=180,  # a full batch of 8,000 records writes up to a few thousand day items
     # A batch writes each day item it touches once: larger batches coalesce more (8,000 records of at most
     # ~700 bytes each stay inside Lambda's 6 MB event). bench_usage prints the worst invocation time
     # against the timeout.

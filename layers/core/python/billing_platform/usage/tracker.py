@@ -95,7 +95,7 @@ class SyncUsageTracker:
         dimension_gate: DimensionGate | None = None,
     ) -> None:
         self._settings = settings or get_settings()
-        self._gate = dimension_gate
+        self._gate = dimension_gate or DimensionGate(self._settings)  # builds its client on first use
         # Where records go (the document's "usage repository"): the usage queue's URL or a sender.
         target = usage_repository if usage_repository is not None else self._settings.usage_queue_url
         if target is None:
@@ -200,20 +200,14 @@ class SyncUsageTracker:
         check_record(record, self._settings.catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
         return record
 
-    @property
-    def gate(self) -> DimensionGate:
-        if self._gate is None:
-            self._gate = DimensionGate(self._settings)
-        return self._gate
-
     def needs_admission(self, record: UsageRecord) -> bool:
         """True when `admit` would do I/O (a dimension value or entity this process has not seen)."""
-        return bool(record.dimensions or record.entity_id is not None) and self.gate.unknown(record)
+        return bool(record.dimensions or record.entity_id is not None) and self._gate.unknown(record)
 
     def admit(self, record: UsageRecord) -> None:
         """The cardinality caps (`DimensionCapReachedError`); I/O only for values not seen before."""
         if record.dimensions or record.entity_id is not None:
-            self.gate.admit(record)
+            self._gate.admit(record)
 
     def enqueue(self, record: UsageRecord) -> tuple[str, bool]:
         """Buffer an admitted record without sending: the record id, and whether the caller must flush
