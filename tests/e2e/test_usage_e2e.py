@@ -17,8 +17,8 @@ import pytest
 from botocore.config import Config
 
 from billing_platform import resources
-from billing_platform.usage.models import Granularity, floor_to
 from billing_platform.usage.dimensions import DimensionGate
+from billing_platform.usage.models import Granularity, floor_to
 from billing_platform.usage.queue import SqsUsageQueue
 from billing_platform.usage.repository import AggregateRepository
 from billing_platform.usage.tracker import UsageTracker

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import pytest
 
-from billing_platform.errors import BillingError, UnprocessableError
+from billing_platform.errors import BillingError, UnprocessableError, UsageBufferFull, UsageFlushError
 from billing_platform.usage.dimensions import DimensionGate
 from billing_platform.usage.models import SQS_MAX_BYTES, UsageMessage
 from billing_platform.usage.queue import SendFailure, SendOutcome
-from billing_platform.usage.tracker import SyncUsageTracker, UsageBufferFull, UsageFlushError, UsageTracker
+from billing_platform.usage.tracker import SyncUsageTracker, UsageTracker
 from tests.factories.usage import MemoryValues
 
 

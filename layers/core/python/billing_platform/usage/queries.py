@@ -2,8 +2,8 @@
 or by entity), the top tenants of a range across the platform (optionally for one dimension value), and
 the older daily trend and top consumers, all answered from the read model's day items (`usage.layout`).
 
-Two faces, the library's convention (see `billing_platform.entitlements.enforcer`): `UsageAggregator` is
-async (``await aggregator.get_usage(...)``), ``aggregator.sync`` the blocking `SyncUsageAggregator` the
+Two faces, the library's convention (see `billing_platform.enforcer`): `UsageAggregator` is async
+(``await aggregator.get_usage(...)``), ``aggregator.sync`` the blocking `SyncUsageAggregator` the
 `usage_query` Lambda and the CLI call, same methods and parameters."""
 
 from __future__ import annotations

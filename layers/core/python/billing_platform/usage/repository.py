@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
-from billing_platform.conditions import item_verdicts, lost_race
+from billing_platform.conditions import cancellation, condition_failed
 from billing_platform.dynamodb import BillingTable, query_items, query_sort_key_range
-from billing_platform.errors import BillingError
+from billing_platform.errors import UsageWriteIncomplete
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.layout import (
     PROGRESS_PK,
@@ -55,13 +55,6 @@ WRITE_WORKERS = 8
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
-
-
-class UsageWriteIncomplete(BillingError):
-    """Some records could not be written after retries; the message must be redelivered."""
-
-    code = "usage_write_incomplete"
-    http_status = 503
 
 
 def _hash32(text: str) -> int:
@@ -270,7 +263,7 @@ class AggregateRepository(BillingTable):
         try:
             self.client.update_item(**self.day_update(deltas[index])["Update"])
         except ClientError as exc:
-            if lost_race(exc):
+            if condition_failed(exc):
                 return WriteOutcome(stale=[index], requests=1)
             return WriteOutcome(failed=[index], requests=1)
         return WriteOutcome(requests=1)
@@ -279,12 +272,17 @@ class AggregateRepository(BillingTable):
         try:
             self.transact([self.day_update(deltas[i]) for i in unit])
         except ClientError as exc:
-            verdicts = item_verdicts(exc, len(unit))
-            if verdicts is None:
+            refused = cancellation(exc)
+            if refused is None or refused.reasons != len(unit):
                 return WriteOutcome(failed=list(unit), requests=1)
             out = WriteOutcome(requests=1)
-            for index, verdict in zip(unit, verdicts, strict=True):
-                {"race": out.stale, "again": out.again}.get(verdict, out.failed).append(index)
+            for position, index in enumerate(unit):
+                if position in refused.failed:
+                    out.stale.append(index)
+                elif position in refused.fine | refused.conflicted:
+                    out.again.append(index)  # fine itself, or raced a concurrent writer: send again
+                else:
+                    out.failed.append(index)
             return out
         return WriteOutcome(requests=1)
 
@@ -323,7 +321,7 @@ class AggregateRepository(BillingTable):
                 ExpressionAttributeValues={":at": {"S": at.isoformat()}},
             )
         except ClientError as exc:
-            if not lost_race(exc):
+            if not condition_failed(exc):
                 raise
 
     # ------------------------------------------------------------------------------------ values registry
@@ -349,7 +347,7 @@ class AggregateRepository(BillingTable):
                 ExpressionAttributeValues={":v": {"SS": [value]}, ":s": {"S": value}, ":cap": {"N": str(cap)}},
             )
         except ClientError as exc:
-            if lost_race(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
