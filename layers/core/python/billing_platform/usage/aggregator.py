@@ -17,7 +17,8 @@ adds all of its records or none. A refused write (a retried batch, some of it ap
 item's watermarks, drops the records at or below them and is sent again. An item whose records touch
 more counters than one update expression can hold is written in several consecutive writes, each a
 prefix of the rest in stream order (same rule). No checkpoint item is written; one small progress write
-per batch moves `complete_until`.
+per batch moves `complete_until`, and a rebuild's fence records (`usage.rebuild`) get a receipt once
+their batch is folded in.
 
 Failure reporting: an item that could not be written is reported by its lowest unapplied record as the
 batch item failure (the lowest over all such items): Lambda resumes there, every record before it is in
@@ -87,6 +88,7 @@ class ParsedBatch:
     malformed: list[str] = field(default_factory=list)
     newest: datetime | None = None  # creation time of the batch's newest stream record
     stream: str = "unknown"
+    fences: list[tuple[str, str]] = field(default_factory=list)  # (rebuild round, usage pk) passed
 
 
 @dataclass
@@ -136,6 +138,9 @@ def parse_stream_event(event: dict[str, Any]) -> ParsedBatch:
             continue
         try:
             image = change.new_image
+            if "fence" in image:  # a rebuild's marker (usage.rebuild), not usage
+                batch.fences.append((str(image["fence"]), str(change.keys["pk"])))
+                continue
             entity = image.get("entity")
             batch.inserts.append(
                 UsageInsert(
@@ -198,8 +203,10 @@ class UsageAggregationService:
         result.ignored = batch.ignored
         result.malformed = len(batch.malformed)
         if result.failed_from is None and batch.newest is not None:
+            # Everything before a fence on its partition key is folded in now (stream order per key).
+            self._repo.put_fence_receipts(batch.fences)
             self._repo.advance_progress(batch.stream, batch.newest)
-            result.write_requests += 1
+            result.write_requests += 1 + len(batch.fences)
         return result
 
     def apply(self, inserts: list[UsageInsert]) -> AggregationResult:

@@ -1,38 +1,21 @@
-"""DynamoDB access for usage: raw records (usage table), the read model (aggregates table: day items,
-the values registry, progress; layout in `usage.layout`). The only usage code that speaks boto3.
-
-usage table (one item per record, written with BatchWriteItem, TTL `expires_at`)
-    pk `USAGE#<nn>`  nn = (h(tenant, resource) + h(record id) mod RAW_SPREAD) mod RAW_PARTITIONS: the
-                     records of one tenant x resource land on RAW_SPREAD neighbouring partition keys (so
-                     a hot pair gets RAW_SPREAD x ~1,000 writes/s), and the aggregator, which groups a
-                     batch by item, finds them together and coalesces them into few writes. A day item
-                     therefore carries at most RAW_SPREAD watermarks.
-    sk `<tenant>#<record id>`
-    The key holds no timestamp or quantity, so a redelivered record lands on the same item even if its
-    payload changed: the rewrite is a MODIFY, which the aggregator never counts. (A record id reused
-    with another resource type is another record.)
-"""
+"""The read model in the aggregates table (layout: `usage.layout`): day items with their watermarks,
+the values registry, progress, fence receipts; and the reads behind every usage answer."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from billing_platform import clients
 from billing_platform.conditions import cancellation, condition_failed
 from billing_platform.dynamodb import BillingTable, query_items, query_sort_key_range
-from billing_platform.errors import UsageWriteIncomplete
-from billing_platform.settings import Settings, get_settings
+from billing_platform.settings import Settings
 from billing_platform.usage.layout import (
     PROGRESS_PK,
     DayCells,
@@ -44,101 +27,11 @@ from billing_platform.usage.layout import (
     registry_sk,
     top_pk,
 )
-from billing_platform.usage.models import Granularity, UsageRecord
-
-RAW_PARTITIONS = 64
-RAW_SPREAD = 4
-BATCH_WRITE_MAX = 25
-TRANSACT_MAX = 100
-BATCH_GET_MAX = 100
-WRITE_WORKERS = 8
+from billing_platform.usage.models import Granularity
+from billing_platform.usage.repository.raw import BATCH_GET_MAX, TRANSACT_MAX, WRITE_WORKERS
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
-
-
-def _hash32(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
-
-
-def raw_key(tenant_id: str, resource_type: str, record_id: str) -> dict[str, str]:
-    spread = _hash32(f"{tenant_id}#{record_id}") % RAW_SPREAD
-    bucket = (_hash32(f"{tenant_id}#{resource_type}") + spread) % RAW_PARTITIONS
-    return {"pk": f"USAGE#{bucket:02d}", "sk": f"{tenant_id}#{record_id}"}
-
-
-def raw_item(record: UsageRecord, ttl: timedelta) -> dict[str, Any]:
-    """The raw item: a pure function of the record (expiry from the record's own timestamp, no write
-    time), so rewriting it changes nothing and DynamoDB emits no stream record."""
-    key = raw_key(record.tenant_id, record.resource_type, record.record_id)
-    item: dict[str, Any] = {
-        "pk": {"S": key["pk"]},
-        "sk": {"S": key["sk"]},
-        "record_id": {"S": record.record_id},
-        "tenant_id": {"S": record.tenant_id},
-        "resource_type": {"S": record.resource_type},
-        "quantity": {"N": str(record.quantity)},
-        "ts": {"S": record.timestamp.isoformat()},
-        "expires_at": {"N": str(int((record.timestamp + ttl).timestamp()))},
-    }
-    if record.metadata:
-        item["metadata"] = {"S": json.dumps(record.metadata, separators=(",", ":"), sort_keys=True)}
-    if record.dimensions:
-        item["dims"] = {"M": {name: {"S": value} for name, value in sorted(record.dimensions.items())}}
-    if record.entity_id is not None:
-        item["entity"] = {"S": record.entity_id}
-    return item
-
-
-class UsageRecordRepository:
-    """Writes raw usage records. Unprocessed items (throttling) are retried with jittered exponential
-    backoff, which boto3 does not do for BatchWriteItem; what is still unwritten raises."""
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        client: Any = None,
-        *,
-        max_attempts: int = 6,
-        base_delay: float = 0.05,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._settings = settings or get_settings()
-        self._client = client
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._sleep = sleep
-
-    @property
-    def client(self) -> Any:
-        return self._client or clients.dynamodb()
-
-    def put_records(self, records: Sequence[UsageRecord]) -> int:
-        """Write every record (duplicates of one key keep the first). Returns the items written."""
-        ttl = timedelta(days=self._settings.usage_record_ttl_days)
-        items: dict[tuple[str, str], dict[str, Any]] = {}
-        for record in records:
-            key = raw_key(record.tenant_id, record.resource_type, record.record_id)
-            items.setdefault((key["pk"], key["sk"]), raw_item(record, ttl))
-        pending = list(items.values())
-        for start in range(0, len(pending), BATCH_WRITE_MAX):
-            self._write_chunk(pending[start : start + BATCH_WRITE_MAX])
-        return len(pending)
-
-    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
-        table = self._settings.usage_table_name
-        requests: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in chunk]
-        for attempt in range(self._max_attempts):
-            response = self.client.batch_write_item(RequestItems={table: requests})
-            requests = response.get("UnprocessedItems", {}).get(table, [])
-            if not requests:
-                return
-            if attempt + 1 < self._max_attempts:
-                self._sleep(min(2.0, self._base_delay * 2**attempt) * (0.5 + random.random() / 2))
-        raise UsageWriteIncomplete(
-            f"{len(requests)} usage records stayed unprocessed after {self._max_attempts} attempts",
-            details={"unprocessed": len(requests)},
-        )
 
 
 @dataclass
@@ -433,3 +326,90 @@ class AggregateRepository(BillingTable):
             raise ValueError("bucket_totals reads whole days")
         cells = self.day_items(resource_type, label, self.tenants_of_day(resource_type, label))
         return {tenant: c.total for tenant, c in cells.items()}
+
+    # ------------------------------------------------------------------------------------ rebuild
+
+    def fence_receipts(self, round_id: str) -> set[str]:
+        """The usage partition keys whose fence of `round_id` the aggregator has passed."""
+        items = query_items(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"FENCE#{round_id}"}},
+            ConsistentRead=True,
+        )
+        return {item["sk"]["S"] for item in items}
+
+    def put_fence_receipts(self, receipts: Iterable[tuple[str, str]]) -> None:
+        """(round id, usage pk) the aggregator has passed: every record stored on that pk before the fence
+        is in the read model. Kept a day (TTL)."""
+        expires = str(int(time.time()) + 86_400)
+        for round_id, usage_pk in receipts:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"FENCE#{round_id}"}, "sk": {"S": usage_pk}, "expires_at": {"N": expires}},
+            )
+
+    def stream_tags(self) -> set[str]:
+        """The tags of the streams that have folded records into the read model (their progress items)."""
+        items = query_items(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": PROGRESS_PK}},
+        )
+        return {item["sk"]["S"] for item in items}
+
+    def day_items_of(self, tenant_id: str, resource_type: str, first: str, last: str) -> dict[str, dict[str, Any]]:
+        """day -> the whole stored day item (strongly consistent)."""
+        return {
+            item["sk"]["S"][2:]: item
+            for item in query_sort_key_range(
+                self.client,
+                self.table,
+                day_pk(tenant_id, resource_type),
+                day_sk(first),
+                day_sk(last),
+                ConsistentRead=True,
+            )
+        }
+
+    def replace_day(self, day: DayKey, adds: dict[str, Decimal], seen: dict[str, Any] | None, marks: set[str]) -> bool:
+        """Replace a day item's counters with `adds` (delete it when empty), keeping the watermarks it had
+        when read (`seen`, None: it did not exist), only if none of its watermarks among `marks` moved since
+        then; False if one did (a record was folded in meanwhile)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        conditions = []
+        for i, mark in enumerate(sorted(marks)):
+            names[f"#w{i}"] = mark
+            if seen is not None and mark in seen:
+                values[f":w{i}"] = seen[mark]
+                conditions.append(f"#w{i} = :w{i}")
+            else:
+                conditions.append(f"attribute_not_exists(#w{i})")
+        if seen is None:
+            conditions.append("attribute_not_exists(pk)")
+        condition: dict[str, Any] = {"ConditionExpression": " AND ".join(conditions)}
+        if names:
+            condition["ExpressionAttributeNames"] = names
+        if values:
+            condition["ExpressionAttributeValues"] = values
+        try:
+            if not adds:
+                if seen is not None:
+                    self.client.delete_item(TableName=self.table, Key=day.key(), **condition)
+                return True
+            item: dict[str, Any] = {
+                **day.key(),
+                "top_pk": {"S": top_pk(day.resource_type, day.day)},
+                "top_sk": {"S": day.tenant_id},
+                **{name: {"N": format(q, "f")} for name, q in adds.items()},
+                **{m: seen[m] for m in marks if seen is not None and m in seen},
+            }
+            self.client.put_item(TableName=self.table, Item=item, **condition)
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
