@@ -19,7 +19,9 @@ from billing_platform.api.app import Path, Query, Response, content_types, creat
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import Caller
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
+from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.entitlements.repository import utc_now
@@ -59,6 +61,13 @@ class QuotaRequest(BaseModel):
     resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     quantity: Quantity = Decimal(1)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entity_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTITY_ID_MAX_LENGTH,
+        pattern=ENTITY_ID_PATTERN,
+        description="Count at this entity and every limited level above it (default: the calling key's bound entity)",
+    )
 
 
 class TenantEntitlementsOut(BaseModel):
@@ -87,10 +96,15 @@ class ReleaseRequest(QuotaRequest):
     quantity: Quantity | None = None  # type: ignore[assignment]
 
 
+def _entity(body: QuotaRequest, caller: Caller) -> str | None:
+    """The entity a request counts at: the one it names, else the one the calling key is bound to."""
+    return body.entity_id or (caller.entity_id if caller.tenant_id == body.tenant_id else None)
+
+
 @app.post("/v1/entitlements/check")
 def check(body: QuotaRequest) -> dict[str, object]:
-    tenant_caller(app, body.tenant_id)
-    result = service().check(body.tenant_id, body.resource_type, body.quantity)
+    caller = tenant_caller(app, body.tenant_id)
+    result = service().check(body.tenant_id, body.resource_type, body.quantity, entity_id=_entity(body, caller))
     count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
     return result.to_dict()
 
@@ -98,8 +112,14 @@ def check(body: QuotaRequest) -> dict[str, object]:
 @app.post("/v1/entitlements/consume")
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> dict[str, object]:
-    tenant_caller(app, body.tenant_id)
-    result = service().consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    caller = tenant_caller(app, body.tenant_id)
+    result = service().consume(
+        body.tenant_id,
+        body.resource_type,
+        body.quantity,
+        idempotency_key=body.idempotency_key,
+        entity_id=_entity(body, caller),
+    )
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)
@@ -109,7 +129,13 @@ def consume(body: QuotaRequest) -> dict[str, object]:
 @app.post("/v1/entitlements/release")
 def release(body: ReleaseRequest) -> dict[str, object]:
     caller = tenant_caller(app, body.tenant_id)
-    result = service().release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    result = service().release(
+        body.tenant_id,
+        body.resource_type,
+        body.quantity,
+        idempotency_key=body.idempotency_key,
+        entity_id=_entity(body, caller),
+    )
     answer = {**result.to_dict(), "released": result.to_dict()["quantity"]}
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot

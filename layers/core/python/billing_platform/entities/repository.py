@@ -294,6 +294,7 @@ class EntityRepository(BillingTable):
                 "resource_type": string_attr(resource_type),
                 "used": number_attr(0),
                 "remaining": number_attr(limit),
+                "period_start": number_attr(_epoch(write.period_start)),
                 "period_end": number_attr(_epoch(period_end)),
             }
             if marker:
@@ -381,19 +382,26 @@ class EntityRepository(BillingTable):
         ]
         return applied(lambda: transact_write_items(self.client, items))
 
-    def roll_period(self, tenant_id: str, entity_id: str, resource_type: str, seen_end: int, new_end: datetime) -> bool:
+    def roll_period(self, key: Item, seen_end: int, period: tuple[datetime, datetime]) -> bool:
         """Start the entity counter's next period (used = 0), only if it still ends where the caller saw it
         end: of racing callers exactly one applies, so a period is never granted twice."""
         return applied(
             lambda: self.client.update_item(
                 TableName=self.table,
-                Key=limit_key(tenant_id, entity_id, resource_type),
-                UpdateExpression="SET #used = :zero, #rem = #lim, #pe = :new",
+                Key=key,
+                UpdateExpression="SET #used = :zero, #rem = #lim, #ps = :start, #pe = :end",
                 ConditionExpression="#pe = :seen",
-                ExpressionAttributeNames={"#used": "used", "#rem": "remaining", "#lim": "limit", "#pe": "period_end"},
+                ExpressionAttributeNames={
+                    "#used": "used",
+                    "#rem": "remaining",
+                    "#lim": "limit",
+                    "#ps": "period_start",
+                    "#pe": "period_end",
+                },
                 ExpressionAttributeValues={
                     ":zero": number_attr(0),
-                    ":new": number_attr(_epoch(new_end)),
+                    ":start": number_attr(_epoch(period[0])),
+                    ":end": number_attr(_epoch(period[1])),
                     ":seen": number_attr(seen_end),
                 },
             )

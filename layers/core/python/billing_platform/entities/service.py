@@ -27,6 +27,7 @@ from billing_platform.entities.models import (
     valid_entity_id,
 )
 from billing_platform.entities.repository import EntityRepository
+from billing_platform.entitlements.plans import plan_period
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
 from billing_platform.settings import Settings, get_settings
@@ -178,8 +179,8 @@ class EntityService:
                 "windows": {w.value: str(v) for w, v in terms.windows.items()},
             },
         )
-        period_end = plan.period_end
-        write = LimitWrite(tenant_id, entity_id, resource_type, terms, limit, period_end)
+        start, end = plan_period(plan, utc_now())
+        write = LimitWrite(tenant_id, entity_id, resource_type, terms, limit, start, end)
         written = self._repo.put_limit(write, existing, self._audit.put_item_request(entry))
         if not written:
             raise ConflictError("the entity or its limit changed meanwhile; try again", code="entity_changed")

@@ -70,10 +70,12 @@ class QuotaExceededError(EntitlementEnforcementError):
             DenyReason.EXHAUSTED: f"the {check.resource_type} quota is exhausted",
             DenyReason.NOT_IN_PLAN: f"{check.resource_type} is not included in the plan",
             DenyReason.SUSPENDED: "the subscription is suspended",
+            DenyReason.WINDOW: f"the {check.resource_type} window of {check.refused_by} is used up",
         }
+        codes = {DenyReason.EXHAUSTED: "quota_exceeded", DenyReason.WINDOW: "window_exceeded"}
         super().__init__(
             messages[reason],
-            code="quota_exceeded" if reason is DenyReason.EXHAUSTED else f"entitlement_{reason.value}",
+            code=codes.get(reason, f"entitlement_{reason.value}"),
             details={
                 "resource_type": check.resource_type,
                 "requested": decimal_str(check.quantity),
@@ -84,8 +86,16 @@ class QuotaExceededError(EntitlementEnforcementError):
                 "reason": reason.value,
                 # What the tenant's live grants held (they never reset): quota + this was short.
                 "grant_remaining": decimal_str(check.grant_remaining),
+                # A take naming an entity: which level refused, and what each level holds.
+                "entity_id": check.entity_id,
+                "refused_by": check.refused_by,
+                "levels": [level.to_dict() for level in check.levels],
             },
         )
+        if reason is DenyReason.WINDOW:
+            # The period quota has room: this is a rate, answered 429 with Retry-After (the window's end).
+            self.http_status = 429
+            self.details["retry_after_seconds"] = check.retry_after_seconds or 1
         self.check = check
 
     def to_dict(self) -> dict[str, Any]:
