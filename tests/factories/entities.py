@@ -21,6 +21,9 @@ from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entities.service import EntityService
 from billing_platform.entitlements.repository import EntitlementRepository, counter_key
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.reservations.models import Reservation
+from billing_platform.reservations.repository import ReservationRepository
+from billing_platform.reservations.service import ReservationService
 from billing_platform.settings import Settings
 
 CATALOG = """{
@@ -55,6 +58,18 @@ class Clock:
             self._offset += delta
 
 
+class NotedMeter:
+    """A meter that notes each settled reservation's charged amount (once per reservation)."""
+
+    def __init__(self) -> None:
+        self.charged: dict[str, Decimal] = {}
+        self._lock = threading.Lock()
+
+    def send(self, reservation: Reservation) -> None:
+        with self._lock:
+            self.charged[reservation.reservation_id] = reservation.charged
+
+
 @dataclass(frozen=True)
 class OrgLimits:
     """The org's limits on tokens: team-a absolute, team-b a share of the plan quota, users absolute or a
@@ -84,6 +99,7 @@ class Org:
         self.catalog: Catalog = parse_catalog(CATALOG)
         self.clock = Clock()
         self.tenant_id = tenant_id
+        self.meter = NotedMeter()
 
     def entitlements(self, seed: int = 7) -> EntitlementService:
         return EntitlementService(
@@ -92,6 +108,16 @@ class Org:
             catalog=self.catalog,
             clock=self.clock,
             rng=random.Random(seed),
+        )
+
+    def reservations(self, seed: int = 7) -> ReservationService:
+        """Reservations over the same tables; settled usage is noted in `self.metered` (no queue)."""
+        return ReservationService(
+            self.settings,
+            entitlements=self.entitlements(seed),
+            repository=ReservationRepository(self.settings, self.client),
+            meter=self.meter,
+            clock=self.clock,
         )
 
     def entities(self) -> EntityService:

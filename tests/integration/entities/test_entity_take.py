@@ -152,3 +152,27 @@ def test_a_take_naming_no_entity_stays_one_update_and_an_entity_take_one_transac
     requests.clear()
     svc.consume(org.tenant_id, "tokens", D(1), entity_id=KEY)
     assert requests == ["TransactWriteItems"]
+
+
+def test_a_reservation_holds_at_every_level_and_settles_above_and_below_there(org: Org) -> None:
+    reservations = org.reservations()
+    below, _ = reservations.reserve(org.tenant_id, "tokens", D(40), entity_id=KEY)
+    assert below.entities == (KEY, "u0", "team-a")
+    assert used_everywhere(org)[KEY] == 40
+    reservations.settle(org.tenant_id, below.reservation_id, D(25))
+    assert used_everywhere(org) == {"tenant": 25, "team-a": 25, "u0": 25, KEY: 25, "team-b": 0, "u4": 0}
+    above, _ = reservations.reserve(org.tenant_id, "tokens", D(10), entity_id=KEY)
+    settled, _ = reservations.settle(org.tenant_id, above.reservation_id, D(30))
+    assert (settled.charged, settled.uncovered) == (30, 0)
+    assert used_everywhere(org)[KEY] == 55
+    # Past the key's budget (150): a settle takes only what the key has left and reports the rest uncovered.
+    big, _ = reservations.reserve(org.tenant_id, "tokens", D(90), entity_id=KEY)
+    capped, _ = reservations.settle(org.tenant_id, big.reservation_id, D(100))
+    assert (capped.charged, capped.uncovered) == (95, 5)
+    assert used_everywhere(org)[KEY] == 150
+    cancelled, _ = reservations.reserve(org.tenant_id, "tokens", D(5), entity_id="u0")
+    reservations.cancel(org.tenant_id, cancelled.reservation_id)
+    assert used_everywhere(org) == {"tenant": 150, "team-a": 150, "u0": 150, KEY: 150, "team-b": 0, "u4": 0}
+    with pytest.raises(Exception, match="quota is exhausted") as refused:
+        reservations.reserve(org.tenant_id, "tokens", D(1), entity_id=KEY)
+    assert refused.value.check.refused_by == f"entity:{KEY}"  # type: ignore[attr-defined]
