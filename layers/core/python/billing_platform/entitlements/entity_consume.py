@@ -19,6 +19,7 @@ from typing import Any
 
 from billing_platform.entities.models import TENANT_LEVEL
 from billing_platform.entities.repository import limit_key
+from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.consume_records import ConsumeRecord, record_from_item
 from billing_platform.entitlements.entity_take import (
@@ -39,7 +40,13 @@ from billing_platform.errors import NotFoundError, RateLimitedError, Unprocessab
 
 
 def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_key: str | None) -> EntitlementCheck:
-    """Check and record `req.quantity` at every level, atomically; with a key, exactly once."""
+    """Check and record `req.quantity` at every level, atomically; with a key, exactly once. An entity whose
+    chain limits nothing costs nothing: the take is the tenant's own (the hot path's one UpdateItem)."""
+    if not chain_for(ctx, req.tenant_id, req.entity_id, req.resource_type):
+        plain = consume_case.consume(
+            ctx, req.tenant_id, req.resource_type, req.quantity, idempotency_key=idempotency_key
+        )
+        return replace(plain, entity_id=req.entity_id)
     if idempotency_key is None:
         taken = take_at_levels(ctx, req)
         if taken.granted:

@@ -202,7 +202,7 @@ def take_at_levels(ctx: EntitlementContext, req: LevelRequest, companions: Compa
         for index, old in sorted(outcome.refused.items()):
             level = levels[index]
             if index < tenant_count:
-                _tenant_refused(ctx, req, shares, layout, old, now, decision)
+                _tenant_refused(ctx, req, shares, layout, old, now=now, out=decision)
             else:
                 fresh_chain |= _entity_refused(ctx, req, level, old, now, decision)
         if decision.denial is not None:
@@ -225,6 +225,7 @@ def _tenant_refused(
     shares: Shares,
     layout: int,
     old: Item | None,
+    *,
     now: datetime,
     out: _Round,
 ) -> None:

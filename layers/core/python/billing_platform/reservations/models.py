@@ -134,6 +134,7 @@ class Reservation:
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "from_grants": [{"grant_id": g, "quantity": decimal_str(q)} for g, q in self.grants],
             "forfeited": decimal_str(self.forfeited),
+            "entity_id": self.entity_id,
         }
 
 
