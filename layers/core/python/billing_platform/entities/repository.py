@@ -27,7 +27,7 @@ from billing_platform.dynamodb import (
     string_attr,
 )
 from billing_platform.entities.models import Entity, EntityLimit, LimitKind, LimitTerms, LimitWrite
-from billing_platform.entitlements.levels import WINDOWS_ATTRIBUTE, window_attributes
+from billing_platform.levels import WINDOWS_ATTRIBUTE, window_attributes
 
 Item = dict[str, Any]
 ENTITY_SK = "ENTITY"

@@ -31,18 +31,6 @@ from billing_platform.entities.models import TENANT_LEVEL, level_name
 from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.counters import take_item
-from billing_platform.entitlements.levels import (
-    WINDOWS_ATTRIBUTE,
-    Item,
-    Level,
-    align_windows,
-    commit,
-    epoch,
-    needs_alignment,
-    short_window,
-    window_states,
-    with_windows,
-)
 from billing_platform.entitlements.models import (
     ZERO,
     CounterState,
@@ -60,6 +48,18 @@ from billing_platform.entitlements.repository import counter_from_item, counter_
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.entitlements.views import read_quota
 from billing_platform.errors import RateLimitedError, UnprocessableError
+from billing_platform.levels import (
+    WINDOWS_ATTRIBUTE,
+    Item,
+    Level,
+    align_windows,
+    commit,
+    epoch,
+    needs_alignment,
+    short_window,
+    window_states,
+    with_windows,
+)
 
 Shares = tuple[tuple[int, Decimal], ...]
 # Builds the companion items of a take at `now` over these tenant shares of this layout, counted at these
