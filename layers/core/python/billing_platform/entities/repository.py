@@ -3,7 +3,7 @@
 - `ENTITY#<tid>#<eid>` / `ENTITY`: the entity (parent, ancestors, the resources it limits, how many children
   and bound keys it has); listed through gsi1 `TENANT#<tid>#ENTITIES`.
 - `ENTITY#<tid>#<eid>` / `LIMIT#<resource>`: the limit's terms AND its counter (`limit`, `used`, `remaining`,
-  `period_end`, and the window attributes of `entitlements.levels`): one item, so a take updates one item
+  `period_end`, and the window attributes of `billing_platform.levels`): one item, so a take updates one item
   per level, and changing a limit recomputes `remaining = limit - used` atomically with concurrent takes.
 
 Every mutation is one transaction with its audit entry; a child's creation counts in its parent
