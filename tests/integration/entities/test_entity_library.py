@@ -13,8 +13,8 @@ from fastapi import Depends, FastAPI, Header
 from fastapi.testclient import TestClient
 
 from billing_platform import EntitlementEnforcer, require_entitlement
-from billing_platform.entitlements.fastapi_quota import quota_dependency
 from billing_platform.entitlements.models import EntitlementCheck
+from billing_platform.fastapi_quota import quota_dependency
 from tests.factories.entities import KEY, Org
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]

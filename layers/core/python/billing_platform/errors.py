@@ -1,24 +1,31 @@
-"""One error hierarchy for the platform. Each error carries a machine-readable code and the HTTP
-status the API answers with; `billing_platform.api.errors` maps them to responses in one place.
+"""One error hierarchy for the platform, all of it in this file. Each `BillingError` carries a
+machine-readable code and the HTTP status the API answers with; `billing_platform.api.errors` maps them to
+responses in one place.
 
-Domain errors defined beside the code that raises them (all `BillingError`s unless noted):
-
-- `entitlements.enforcer.QuotaExceededError` (EntitlementEnforcementError, 402): a refused consume.
-- `usage.ingest.UsageEnqueueError` (503), `usage.tracker.UsageFlushError` (503),
-  `usage.tracker.UsageBufferFull` (503), `usage.repository.UsageWriteIncomplete` (503): usage that
-  could not be queued or written yet; retrying is safe (records are deduplicated by id).
-- `usage.consumer.PoisonMessageError` (UnprocessableError, 422): a queue message no retry can fix.
-- `cli.environment.ConfigurationError`: the CLI cannot find the stack.
-- Not `BillingError`s, never an API response: `subscriptions.repository.StaleWrite` and
-  `subscriptions.webhooks.EventInProgress` (a concurrent writer or delivery; the webhook answers 409
-  so Stripe retries), `auth.authorizer.UnauthorizedError` (API Gateway's own 401).
-- A refused DynamoDB write is judged in `conditions` (lost race, transient, failure); transient ones
-  reach the API as 429 with Retry-After (`api.errors`).
+- Caller input: `ValidationError` (422) and `UnprocessableError`; `PayloadTooLargeError` (413);
+  `AuthenticationError` (401), `TenantAccessDenied` (403); `NotFoundError` (404), `ConflictError` (409);
+  `RateLimitedError` (429, retry later); `CatalogError` (422); `WebhookSignatureError` (400).
+- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers.
+- The billing provider: `BillingProviderError` (502) and the Stripe-mirroring errors below it.
+- Work not done yet, safe to retry (records and events are deduplicated by id): `UsageEnqueueError`,
+  `UsageFlushError`, `UsageBufferFull`, `UsageWriteIncomplete`, `MeterUnavailable`, `PublishError` (503);
+  `PoisonMessageError` (422): a queue message no retry can fix; `ConfigurationError`: the CLI cannot find
+  the stack.
+- Not `BillingError`s, never an API response: `StaleWrite`, `EventInProgress` and `TopupTenantUnknown` (a
+  concurrent writer or delivery, or an event ahead of the one it needs: the webhook answers 409 / 5xx so
+  Stripe retries), `UnauthorizedError` (API Gateway's own 401).
+- A refused DynamoDB write is judged in `conditions` (lost race, transient, failure); transient ones reach
+  the API as 429 with Retry-After (`api.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from billing_platform.quantities import decimal_str
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.models import EntitlementCheck
 
 
 class BillingError(Exception):
@@ -95,6 +102,52 @@ class EntitlementEnforcementError(BillingError):
 
     code = "entitlement_exceeded"
     http_status = 402
+
+
+class QuotaExceededError(EntitlementEnforcementError):
+    """A consume was refused (402). The body names the resource, what is left and when it resets."""
+
+    _MESSAGES: ClassVar[dict[str, str]] = {
+        "quota_exhausted": "the {} quota is exhausted",
+        "not_in_plan": "{} is not included in the plan",
+        "suspended": "the subscription is suspended",
+        "window_exhausted": "a {} window is used up",
+    }
+    _CODES: ClassVar[dict[str, str]] = {"quota_exhausted": "quota_exceeded", "window_exhausted": "window_exceeded"}
+
+    def __init__(self, check: EntitlementCheck) -> None:
+        reason = str(check.reason or "quota_exhausted")
+        super().__init__(
+            self._MESSAGES[reason].format(check.resource_type),
+            code=self._CODES.get(reason, f"entitlement_{reason}"),
+            details={
+                "resource_type": check.resource_type,
+                "requested": decimal_str(check.quantity),
+                "remaining": decimal_str(check.remaining),
+                "limit": decimal_str(check.limit),
+                "used": decimal_str(check.used),
+                "resets_at": check.resets_at.isoformat() if check.resets_at else None,
+                "reason": reason,
+                # What the tenant's live grants held (they never reset): quota + this was short.
+                "grant_remaining": decimal_str(check.grant_remaining),
+                # A take naming an entity: which level refused, and what each level holds.
+                "entity_id": check.entity_id,
+                "refused_by": check.refused_by,
+                "levels": [level.to_dict() for level in check.levels],
+            },
+        )
+        if reason == "window_exhausted":
+            # The period quota has room: a rate, answered 429 with Retry-After (the window's end).
+            self.http_status = 429
+            self.details["retry_after_seconds"] = check.retry_after_seconds or 1
+        self.check = check
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        # The three facts a client acts on, at the top level as well.
+        for name in ("resource_type", "remaining", "resets_at"):
+            body[name] = self.details[name]
+        return body
 
 
 class CatalogError(BillingError):
@@ -184,3 +237,87 @@ class ProviderUnavailableError(BillingProviderError):
 
     code = "provider_unavailable"
     http_status = 503
+
+
+# --- work not done yet: retrying is safe ---------------------------------------------------------------
+
+
+class UsageEnqueueError(BillingError):
+    """Some accepted records could not be put on the queue. Retrying the request with the same record ids
+    (or the same Idempotency-Key) is safe: records are deduplicated by id downstream."""
+
+    code = "usage_enqueue_failed"
+    http_status = 503
+
+
+class UsageFlushError(BillingError):
+    """Records could not be sent to the usage queue; they are still buffered (see `drain_unsent`)."""
+
+    code = "usage_flush_failed"
+    http_status = 503
+
+
+class UsageBufferFull(BillingError):
+    """The buffer holds `max_buffered` unsent records (the queue has been unreachable for a while):
+    the caller learns it at once instead of the tracker dropping usage or growing without bound."""
+
+    code = "usage_buffer_full"
+    http_status = 503
+
+
+class UsageWriteIncomplete(BillingError):
+    """Some records could not be written after retries; the message must be redelivered."""
+
+    code = "usage_write_incomplete"
+    http_status = 503
+
+
+class MeterUnavailable(BillingError):
+    """The usage queue did not take the record; the sweep sends it again later (same record id)."""
+
+    code = "usage_queue_unavailable"
+    http_status = 503
+
+
+class PublishError(BillingError):
+    """EventBridge refused an event (its entry failed, or the call did): the caller retries later."""
+
+    http_status = 503
+    code = "event_publish_failed"
+
+
+class PoisonMessageError(UnprocessableError):
+    """A message that no retry can make valid. It is reported failed like any other; after the queue's
+    maxReceiveCount SQS moves it to the DLQ, where it waits for a fix and a redrive, never blocking."""
+
+    code = "poison_message"
+
+
+class ConfigurationError(BillingError):
+    """The CLI cannot tell where the stack is, or the stack is not there (exit code 3)."""
+
+    code = "configuration_error"
+
+
+# --- not BillingErrors: never an API response -----------------------------------------------------------
+
+
+class StaleWrite(Exception):
+    """The subscription record changed since it was read (another delivery won the race)."""
+
+
+class EventInProgress(Exception):
+    """Another delivery of the same event holds the claim; Stripe should retry later (409)."""
+
+
+class TopupTenantUnknown(Exception):
+    """A paid top-up whose tenant cannot be told yet (its customer is bound by an event still on its way):
+    raised so the webhook answers 5xx and Stripe delivers it again later. Money paid is never dropped."""
+
+
+class UnauthorizedError(Exception):
+    """Raised to make API Gateway answer 401: a REST authorizer signals it with the error message
+    `Unauthorized` (any other failure becomes a 500)."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")

@@ -32,11 +32,13 @@ from billing_platform.entitlements.entity_take import (
     take_at_levels,
 )
 from billing_platform.entitlements.idempotency import new_record, replay
-from billing_platform.entitlements.models import ZERO, EntitlementCheck, check_from_counter, to_epoch
+from billing_platform.entitlements.models import EntitlementCheck, check_from_counter
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.views import live_counters, read_quota
 from billing_platform.errors import NotFoundError, RateLimitedError, UnprocessableError
+from billing_platform.instants import to_epoch
 from billing_platform.levels import Level, commit, epoch
+from billing_platform.quantities import ZERO
 
 
 def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_key: str | None) -> EntitlementCheck:

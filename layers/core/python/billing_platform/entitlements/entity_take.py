@@ -32,7 +32,6 @@ from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.models import (
-    ZERO,
     CounterState,
     DenyReason,
     EntitlementCheck,
@@ -41,13 +40,13 @@ from billing_platform.entitlements.models import (
     check_from_counter,
     combine_shards,
     layout_live,
-    to_epoch,
 )
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_from_item, counter_key, counter_pk
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.entitlements.views import read_quota
 from billing_platform.errors import RateLimitedError, UnprocessableError
+from billing_platform.instants import to_epoch
 from billing_platform.levels import (
     WINDOWS_ATTRIBUTE,
     Item,
@@ -60,6 +59,7 @@ from billing_platform.levels import (
     window_states,
     with_windows,
 )
+from billing_platform.quantities import ZERO
 
 Shares = tuple[tuple[int, Decimal], ...]
 # Builds the companion items of a take at `now` over these tenant shares of this layout, counted at these

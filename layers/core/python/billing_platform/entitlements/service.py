@@ -25,7 +25,7 @@ from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
 from billing_platform.entitlements import release as release_case
-from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, ONE, EntitlementContext
+from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
 from billing_platform.entitlements.entity_consume import consume_at_levels, release_at_levels
 from billing_platform.entitlements.entity_take import LevelRequest, check_levels
 from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
@@ -34,6 +34,7 @@ from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
 from billing_platform.errors import UnprocessableError
 from billing_platform.grants.repository import GrantRepository
+from billing_platform.quantities import ONE
 from billing_platform.settings import Settings, get_settings
 
 __all__ = ["EntitlementService", "QuotaView", "TenantEntitlements"]
@@ -99,6 +100,10 @@ class EntitlementService:
         """The tenant's plan (cached), or the catalog default plan in calendar months for a known
         tenant without a subscription. NotFoundError for a tenant the platform does not know."""
         return plan_for(self._ctx, tenant_id, fresh=fresh)
+
+    def tenant_known(self, tenant_id: str) -> bool:
+        """Whether the platform knows the tenant: a plan, a billing profile or an API key (not cached)."""
+        return self._repo.tenant_known(tenant_id)
 
     def has_feature(self, tenant_id: str, feature: str) -> bool:
         """Whether the tenant's plan has `feature` (False while suspended); cached with the plan."""

@@ -15,12 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from billing_platform.entitlements.enforcer import (
-    EntitlementEnforcer,
-    QuantityLike,
-    check_entitlement_or_raise,
-    default_enforcer,
-)
+from billing_platform.enforcer import EntitlementEnforcer, QuantityLike, check_entitlement_or_raise, default_enforcer
 from billing_platform.entitlements.models import EntitlementCheck
 
 
