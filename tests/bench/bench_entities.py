@@ -111,7 +111,7 @@ def main() -> None:
         svc = EntitlementService(
             settings, repository=EntitlementRepository(settings, client), catalog=CATALOG, rng=random.Random(1)
         )
-        entities = EntityService(settings, repository=EntityRepository(settings, client), entitlements=svc)
+        entities = EntityService(settings, repository=EntityRepository(settings, client), plans=svc)
         start = datetime.now(UTC) - timedelta(days=1)
         # One tenant per case, so no case's counters contend with another's.
         cases = {"plain": 0, "levels0": 0, "levels1": 1, "levels2": 2, "levels3": 3, "window1": 1}

@@ -122,7 +122,7 @@ class Org:
 
     def entities(self) -> EntityService:
         return EntityService(
-            self.settings, repository=EntityRepository(self.settings, self.client), entitlements=self.entitlements()
+            self.settings, repository=EntityRepository(self.settings, self.client), plans=self.entitlements()
         )
 
     def apply(self, plan: str = "org", *, left: timedelta = timedelta(days=20)) -> None:
