@@ -34,8 +34,9 @@ class QuotaRequest(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="consume: a repeat with the same key in the same period takes nothing and answers the "
-        "first take (replayed: true). check: not used",
+        description="consume: a retry with the same key takes nothing more and answers what the first one "
+        "answered (replayed: true), a refusal included; the same key with another request is a 422. check: not "
+        "used",
     )
     entity_id: str | None = Field(
         default=None,

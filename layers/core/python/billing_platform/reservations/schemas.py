@@ -65,7 +65,7 @@ class ReservationOut(BaseModel):
     estimate: DecimalText = Field(description="What the reserve took from the quota (and grants)")
     actual: DecimalText | None = Field(description="the settled quantity as reported")
     charged: DecimalText = Field(description="what the quota counts and the usage pipeline meters")
-    given_back: DecimalText = Field(description="What the settle, cancel or expiry returned to the quota")
+    given_back: DecimalText = Field(description="What the settle, cancel or expiry gave back of the estimate")
     uncovered: DecimalText = Field(description="extra a hard quota could not cover")
     from_grants: list[GrantPaid] = Field(
         default_factory=list, description="what each credit grant paid past an exhausted hard quota"
