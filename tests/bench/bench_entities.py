@@ -176,7 +176,8 @@ def main() -> None:
             flush=True,
         )
         header = (
-            f"{'case':<34}{'checks/s':>10}{'req/check':>11}{'WRU/check':>11}{'bare/s':>9}{'bare WRU':>10}{'ratio':>7}"
+            f"{'case':<34}{'checks/s':>10}{'req/check':>11}{'WRU/check':>11}{'AWS WRU':>9}{'bare/s':>9}"
+            f"{'bare WRU':>10}{'ratio':>7}"
         )
         print(header, flush=True)
         labels = {
