@@ -97,6 +97,28 @@ class EntitlementEnforcementError(BillingError):
     http_status = 402
 
 
+class SpendCapReachedError(EntitlementEnforcementError):
+    """A take would pass a hard spend cap (402 `spend_cap_reached`): the details carry the cap's scope
+    (`period` or the resource), the cap, the spend counted and what the take would have cost (minor units of
+    `currency`), all as read in the refused write."""
+
+    code = "spend_cap_reached"
+
+    def __init__(self, refused: Any) -> None:
+        super().__init__(
+            f"the take would cost {refused.cost} and the spend is {refused.spend} of a {refused.scope} cap of "
+            f"{refused.cap} ({refused.currency} minor units)",
+            details={
+                "scope": refused.scope,
+                "currency": refused.currency,
+                "cap": format(refused.cap, "f"),
+                "spend": format(refused.spend, "f"),
+                "cost": format(refused.cost, "f"),
+            },
+        )
+        self.refused = refused
+
+
 class CatalogError(BillingError):
     """The plan catalog does not know a price, plan or resource."""
 

@@ -46,16 +46,21 @@ from billing_platform.grants.models import DrawPlan
 
 Shares = tuple[tuple[int, Decimal], ...]
 GrantsPaid = tuple[tuple[str, Decimal], ...]  # (grant id, quantity) in draw order
-# Builds the companion's transaction item for a take at `now` from these shards of this layout and these
-# grants (empty unless the quota was short).
-Companion = Callable[[datetime, Shares, int, GrantsPaid], dict[str, Any]]
+# Builds the companion's transaction item (or items) for a take at `now` from these shards of this layout
+# and these grants (empty unless the quota was short).
+Companion = Callable[[datetime, Shares, int, GrantsPaid], dict[str, Any] | list[dict[str, Any]]]
+
+
+def companion_items(made: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return made if isinstance(made, list) else [made]
 
 
 @dataclass(frozen=True)
 class Taken:
     """`granted`: the quantity was taken and the companion written. Otherwise `existing` is the item the
-    companion's condition found (a retried reserve, an already resolved reservation), or `denial` is the
-    final refusal with the quota's exact numbers."""
+    companion's condition found (a retried reserve, an already resolved reservation; `companion_index`
+    says which of several companion items it is), or `denial` is the final refusal with the quota's exact
+    numbers."""
 
     granted: bool
     shares: Shares = ()
@@ -64,6 +69,7 @@ class Taken:
     taken_at: datetime | None = None
     denial: EntitlementCheck | None = None
     existing: Item | None = None
+    companion_index: int = 0
 
 
 class _Conflict:
@@ -125,16 +131,20 @@ def _commit(
         take_item(repo._table, counter_key(tenant_id, resource_type, shard, layout), part, now, enforce=enforce)
         for shard, part in shares
     ]
-    items.append(companion(now, shares, layout, ()))
+    extra = companion_items(companion(now, shares, layout, ()))
+    first = len(items)
+    items.extend(extra)
     try:
         repo.client.transact_write_items(TransactItems=items)
     except ClientError as err:
         reasons = cancel_reasons(err)
         if reasons is None:
             raise
-        if len(reasons) == len(items) and reasons[-1].get("Code") == "ConditionalCheckFailed":
-            return Taken(granted=False, existing=reasons[-1].get("Item"))
-        for reason in reasons[:-1]:
+        if len(reasons) == len(items):
+            for index in range(first, len(items)):
+                if reasons[index].get("Code") == "ConditionalCheckFailed":
+                    return Taken(granted=False, existing=reasons[index].get("Item"), companion_index=index - first)
+        for reason in reasons[:first]:
             if reason.get("Code") == "ConditionalCheckFailed":
                 found: Item | None = reason.get("Item")
                 return found
@@ -200,8 +210,10 @@ def _past_quota(
             return shards  # a give-back or a rollover meanwhile: the plain take again
         paid: Shares = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
 
-        def companion_put(plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid) -> dict[str, Any]:
-            return companion(at, paid, shards, drawn_from(plan))
+        def companion_put(
+            plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid
+        ) -> list[dict[str, Any]]:
+            return companion_items(companion(at, paid, shards, drawn_from(plan)))
 
         outcome = ctx.grant_draw.take(counters, quantity, now, record_put=companion_put)
         if outcome.short:
@@ -211,7 +223,7 @@ def _past_quota(
             grants = drawn_from(outcome.plan)
             return Taken(granted=True, shares=paid, grants=grants, layout=shards, taken_at=now)
         if outcome.existing_record and outcome.existing_item is not None:
-            return Taken(granted=False, existing=outcome.existing_item)
+            return Taken(granted=False, existing=outcome.existing_item, companion_index=outcome.record_index)
         counters = None
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))

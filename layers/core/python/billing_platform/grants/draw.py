@@ -47,6 +47,7 @@ class DrawOutcome:
     conflict: bool = False
     existing_record: bool = False  # the idempotent consume's record exists: its key was used already
     existing_item: Item | None = None  # that record's item, when its put asked for it (ALL_OLD)
+    record_index: int = 0  # which of the record items failed, when `record_put` gave several
 
 
 class GrantDraw:
@@ -66,7 +67,7 @@ class GrantDraw:
         quantity: Decimal,
         now: datetime,
         *,
-        record_put: Callable[[DrawPlan, Decimal], dict[str, Any]] | None = None,
+        record_put: Callable[[DrawPlan, Decimal], dict[str, Any] | list[dict[str, Any]]] | None = None,
     ) -> DrawOutcome:
         """Take `quantity` from `counters` (every shard of one hard quota, as just read) and the tenant's
         live grants, all or nothing. `record_put(plan, grant_balance)` gives the idempotent consume's
@@ -83,22 +84,26 @@ class GrantDraw:
             return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True)
         items = [self._counter_request(c, now) for c in counters]
         items += [self._grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
+        records_from = len(items)
         if record_put is not None:
-            items.append(record_put(plan, balance))
+            made = record_put(plan, balance)
+            items.extend(made if isinstance(made, list) else [made])
         try:
             self._grants.client.transact_write_items(TransactItems=items)
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             reasons = err.response.get("CancellationReasons") or []
-            reused = record_put is not None and len(reasons) == len(items) and _failed(reasons[-1])
+            failed = [i for i in range(records_from, len(items)) if len(reasons) == len(items) and _failed(reasons[i])]
+            reused = record_put is not None and bool(failed)
             return DrawOutcome(
                 granted=False,
                 plan=plan,
                 grant_balance=balance,
                 conflict=True,
                 existing_record=reused,
-                existing_item=dict(reasons[-1].get("Item") or {}) or None if reused else None,
+                existing_item=dict(reasons[failed[0]].get("Item") or {}) or None if reused else None,
+                record_index=failed[0] - records_from if reused else 0,
             )
         return DrawOutcome(granted=True, plan=plan, grant_balance=balance)
 
