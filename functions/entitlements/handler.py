@@ -1,10 +1,11 @@
 """Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements,
-/cost and /invoice-preview (tenant routes); POST/GET /v1/tenants/{tenant_id}/grants and
-DELETE /v1/tenants/{tenant_id}/grants/{grant_id} (operator routes, audited).
+/cost, /invoice-preview and PUT/GET/DELETE /spend-cap (tenant routes; cap changes audited); POST/GET
+/v1/tenants/{tenant_id}/grants and DELETE /v1/tenants/{tenant_id}/grants/{grant_id} (operator routes, audited).
 
 The caller's tenant comes from the authorizer context; a tenant key may only act for its own tenant.
 Bodies are validated (pydantic, through Powertools) before the service runs, so bad input writes
-nothing. An exhausted quota answers 402 with the resource, what is left and when it resets.
+nothing. An exhausted quota answers 402 with the resource, what is left and when it resets; a hard spend
+cap 402 `spend_cap_reached` with the cap, the spend and the take's cost.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from billing_platform.grants.models import GRANT_ID_PATTERN, CreateGrantRequest
 from billing_platform.grants.service import GrantService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
+from billing_platform.spend.models import SpendCapRequest
+from billing_platform.spend.schemas import SpendCapOut
 
 app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
@@ -149,6 +152,49 @@ def tenant_cost(tenant_id: TenantId) -> CostOut:
 def invoice_preview(tenant_id: TenantId) -> InvoicePreviewOut:
     tenant_caller(app, tenant_id)
     return InvoicePreviewOut.of(costs().invoice_preview(tenant_id))
+
+
+def _spend_cap(tenant_id: str) -> SpendCapOut:
+    caps = service().spend_caps
+    period_end, state = caps.state(tenant_id)
+    return SpendCapOut.of(tenant_id, caps.repo.get_cap(tenant_id), period_end, state)
+
+
+@app.put(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="setSpendCap",
+    summary="Set the tenant's spend cap for each period, in the plan's currency (hard or soft)",
+    tags=["Costs"],
+)
+def set_spend_cap(tenant_id: TenantId, body: SpendCapRequest) -> SpendCapOut:
+    caller = tenant_caller(app, tenant_id)
+    cap = service().spend_caps.set_cap(tenant_id, body, actor=actor_of(app, caller))
+    audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.set", "spend-cap", after=cap.to_dict()))
+    return _spend_cap(tenant_id)
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="getSpendCap",
+    summary="Show the tenant's spend cap and this period's spend so far",
+    tags=["Costs"],
+)
+def get_spend_cap(tenant_id: TenantId) -> SpendCapOut:
+    tenant_caller(app, tenant_id)
+    return _spend_cap(tenant_id)
+
+
+@app.delete(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="removeSpendCap",
+    summary="Remove the tenant's spend cap",
+    tags=["Costs"],
+)
+def remove_spend_cap(tenant_id: TenantId) -> SpendCapOut:
+    caller = tenant_caller(app, tenant_id)
+    service().spend_caps.remove_cap(tenant_id)
+    audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.remove", "spend-cap"))
+    return _spend_cap(tenant_id)
 
 
 @app.post("/v1/tenants/<tenant_id>/grants", status_code=201)

@@ -106,17 +106,23 @@ class SpendCapReachedError(EntitlementEnforcementError):
 
     def __init__(self, refused: Any) -> None:
         super().__init__(
-            f"the take would cost {refused.cost} and the spend is {refused.spend} of a {refused.scope} cap of "
-            f"{refused.cap} ({refused.currency} minor units)",
+            f"the take would cost {_plain(refused.cost)} and the spend is {_plain(refused.spend)} of a "
+            f"{refused.scope} cap of {_plain(refused.cap)} ({refused.currency} minor units)",
             details={
                 "scope": refused.scope,
                 "currency": refused.currency,
-                "cap": format(refused.cap, "f"),
-                "spend": format(refused.spend, "f"),
-                "cost": format(refused.cost, "f"),
+                "cap": _plain(refused.cap),
+                "spend": _plain(refused.spend),
+                "cost": _plain(refused.cost),
             },
         )
         self.refused = refused
+
+
+def _plain(amount: Any) -> str:
+    """A Decimal as plain text without trailing zeros (`200.0000` -> `200`)."""
+    text = format(amount.normalize(), "f")
+    return "0" if text == "-0" else text
 
 
 class CatalogError(BillingError):

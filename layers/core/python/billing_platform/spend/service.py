@@ -119,7 +119,14 @@ class SpendCaps:
             priced: list[tuple[Decimal, Decimal]] = []  # (units counted, spend delta) of the last build
 
             def companion(
-                at: datetime, shares: Shares, layout: int, _grants: GrantsPaid, seen: SpendState = seen
+                at: datetime,
+                shares: Shares,
+                layout: int,
+                _grants: GrantsPaid,
+                seen: SpendState = seen,
+                priced: list[tuple[Decimal, Decimal]] = priced,
+                key: dict[str, object] = key,
+                period_end: datetime = period_end,
             ) -> list[dict[str, object]]:
                 counted = sum((part for _shard, part in shares), ZERO)  # units grants paid are prepaid
                 step = spend_step(price, seen.used_of(resource_type), counted)
