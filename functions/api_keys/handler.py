@@ -11,7 +11,7 @@ from billing_platform.api.app import Path, Query, Response, content_types, creat
 from billing_platform.api.callers import operator_actor
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
-from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut
+from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.instants import UtcInstant
@@ -34,6 +34,11 @@ class CreateApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
     expires_at: UtcInstant | None = None
+    scope: KeyScope = Field(
+        default="use",
+        description="`use`: consume, check and reserve. `admin`: also manage the tenant's entities, their limits, "
+        "key bindings and webhook endpoints",
+    )
 
 
 @app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
@@ -45,6 +50,7 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
         name=body.name,
         description=body.description,
         expires_at=body.expires_at,
+        scope=body.scope,
         actor=actor,
     )
     metrics.add_metric(name="ApiKeyCreated", unit="Count", value=1)

@@ -1,6 +1,7 @@
-"""Operator API for tenants' webhook endpoints: POST/GET /v1/tenants/{tenant_id}/webhook-endpoints,
-DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id} (audited; the signing secret is in the
-201 only)."""
+"""Tenants' webhook endpoints, audited, the signing secret in the 201 only. Operators:
+POST/GET /v1/tenants/{tenant_id}/webhook-endpoints, DELETE /v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id};
+a tenant's admin-scoped key, for its own tenant: POST/GET /v1/webhook-endpoints,
+DELETE /v1/webhook-endpoints/{endpoint_id}."""
 
 from typing import Annotated, Any
 
@@ -8,8 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Path, Response, content_types, create_app
-from billing_platform.api.callers import operator_actor
+from billing_platform.api.callers import actor_of, admin_caller, operator_actor
 from billing_platform.api.container import PerContainer
+from billing_platform.auth.caller import Actor
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.tenant_webhooks.models import (
@@ -36,10 +38,32 @@ class CreateWebhookEndpoint(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
-@app.post("/v1/tenants/<tenant_id>/webhook-endpoints", status_code=201)
+@app.post(
+    "/v1/tenants/<tenant_id>/webhook-endpoints",
+    status_code=201,
+    operation_id="createWebhookEndpoint",
+    summary="Register a webhook endpoint for a tenant (operator)",
+    tags=["Webhook endpoints"],
+)
 @tracer.capture_method(capture_response=False)
 def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
-    actor = operator_actor(app)
+    return _create(tenant_id, body, operator_actor(app))
+
+
+@app.post(
+    "/v1/webhook-endpoints",
+    status_code=201,
+    operation_id="createOwnWebhookEndpoint",
+    summary="Register a webhook endpoint for the calling admin key's tenant",
+    tags=["Webhook endpoints"],
+)
+@tracer.capture_method(capture_response=False)
+def create_own_endpoint(body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
+    caller = admin_caller(app)
+    return _create(str(caller.tenant_id), body, actor_of(app, caller))
+
+
+def _create(tenant_id: str, body: CreateWebhookEndpoint, actor: Actor) -> Response[CreatedWebhookEndpointOut]:
     created = endpoints().create(
         tenant_id,
         url=body.url,
@@ -58,15 +82,50 @@ def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Respons
     )
 
 
-@app.get("/v1/tenants/<tenant_id>/webhook-endpoints")
+@app.get(
+    "/v1/tenants/<tenant_id>/webhook-endpoints",
+    operation_id="listWebhookEndpoints",
+    summary="List a tenant's webhook endpoints (operator)",
+    tags=["Webhook endpoints"],
+)
 def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
     operator_actor(app)
     return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints().endpoints(tenant_id)]})
 
 
-@app.delete("/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>")
+@app.get(
+    "/v1/webhook-endpoints",
+    operation_id="listOwnWebhookEndpoints",
+    summary="List the webhook endpoints of the calling admin key's tenant",
+    tags=["Webhook endpoints"],
+)
+def list_own_endpoints() -> WebhookEndpointListOut:
+    tenant_id = str(admin_caller(app).tenant_id)
+    return WebhookEndpointListOut.model_validate({"items": [e.to_dict() for e in endpoints().endpoints(tenant_id)]})
+
+
+@app.delete(
+    "/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>",
+    operation_id="deleteWebhookEndpoint",
+    summary="Delete a tenant's webhook endpoint (operator)",
+    tags=["Webhook endpoints"],
+)
 def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
-    actor = operator_actor(app)
+    return _delete(tenant_id, endpoint_id, operator_actor(app))
+
+
+@app.delete(
+    "/v1/webhook-endpoints/<endpoint_id>",
+    operation_id="deleteOwnWebhookEndpoint",
+    summary="Delete a webhook endpoint of the calling admin key's tenant",
+    tags=["Webhook endpoints"],
+)
+def delete_own_endpoint(endpoint_id: EndpointId) -> WebhookEndpointOut:
+    caller = admin_caller(app)
+    return _delete(str(caller.tenant_id), endpoint_id, actor_of(app, caller))
+
+
+def _delete(tenant_id: str, endpoint_id: str, actor: Actor) -> WebhookEndpointOut:
     deleted = endpoints().delete(tenant_id, endpoint_id, actor=actor)
     logger.info("webhook endpoint deleted", extra={"tenant_id": tenant_id, "endpoint_id": endpoint_id})
     return WebhookEndpointOut.model_validate(deleted.to_dict())

@@ -61,6 +61,8 @@ def expected(route: RouteSpec, credential: Credential, planned: PlannedRequest) 
     # Tenant routes: only a live tenant key passes the authorizer; the handler then checks the tenant.
     if credential in (Credential.NONE, Credential.REVOKED, Credential.OPERATOR):
         return UNAUTHENTICATED
+    if route.scope == "admin":
+        return FORBIDDEN  # the matrix's tenant keys have the `use` scope: admin routes are not theirs
     if credential is Credential.OTHER and planned.names_tenant:
         return FORBIDDEN
     return ALLOWED
@@ -97,7 +99,8 @@ def _render(matrix: dict[str, dict[Credential, Cell]]) -> str:
     legend = (
         f"\nTarget tenant `{TENANT_A}`; other tenant `{TENANT_B}`. Expected: no credential -> 401 on operator and "
         "tenant routes; operator token -> allowed on operator routes, 401 on tenant routes (not a tenant key); "
-        "tenant keys -> 403 on operator routes; own key -> allowed on tenant routes; other tenant's key naming "
+        "tenant keys -> 403 on operator routes and on admin-scoped tenant routes (the keys are `use` keys); "
+        "own key -> allowed on other tenant routes; other tenant's key naming "
         f"`{TENANT_A}` -> 403; revoked key -> 401 (403 on operator routes). ✗ = not as expected.\n"
     )
     return "\n".join(lines) + "\n" + legend + ("\nUnexpected cells:\n" + "\n".join(failures) + "\n" if failures else "")

@@ -126,9 +126,19 @@ def test_authorizer_handler_allows_every_tenant_route_for_a_live_key_and_401s_th
     )
     assert policy["context"]["tenant_id"] == "t_a"
     assert policy["principalId"] == live.key.key_id
-    for method, resource in tenant_route_resources():
+    for method, resource in tenant_route_resources("use"):
         assert policy_allows(policy, method_arn(method, resource.replace("*", "t_a")))
     assert not policy_allows(policy, method_arn("GET", "/v1/usage/top"))  # an operator route
+    assert (policy["context"]["scope"], policy["context"]["entity_id"]) == ("use", "")
+    assert not policy_allows(policy, method_arn("POST", "/v1/entities"))  # an admin route
+
+    admin = keys.create("t_a", name="admin", actor=ME, scope="admin")
+    admin_policy = handler(
+        authorizer_event("POST", "/v1/entities", authorization=bearer(admin.secret)), LambdaContext()
+    )
+    assert admin_policy["context"]["scope"] == "admin"
+    for method, resource in tenant_route_resources("admin"):
+        assert policy_allows(admin_policy, method_arn(method, resource.replace("*", "t_a")))
 
     for authorization in (bearer(revoked.secret), None, "Basic abc", bearer("bk_test_0123456789abcdef_" + "x" * 43)):
         with pytest.raises(Exception, match=r"^Unauthorized$"):

@@ -49,6 +49,16 @@ def cancel_reasons(exc: ClientError) -> list[dict[str, Any]] | None:
     return list(reasons)
 
 
+def failed_conditions(exc: ClientError) -> dict[int, dict[str, Any] | None] | None:
+    """Which items of a cancelled transaction failed their condition: item index -> the item as it was
+    (when the item asked for it with `ReturnValuesOnConditionCheckFailure`, else None). Empty when the
+    transaction was cancelled for other reasons only (a conflict, throttling); None for any other error."""
+    reasons = cancel_reasons(exc)
+    if reasons is None:
+        return None
+    return {index: reason.get("Item") for index, reason in enumerate(reasons) if reason.get("Code") in CONDITION_FAILED}
+
+
 def _reason_codes(exc: ClientError) -> set[str | None] | None:
     reasons = cancel_reasons(exc)
     return None if reasons is None else {reason.get("Code") for reason in reasons}

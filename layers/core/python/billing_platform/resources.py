@@ -208,9 +208,13 @@ class Auth(StrEnum):
 
 @dataclass(frozen=True)
 class RouteSpec:
+    """`scope`: on a tenant route, the API key scope it needs (`admin`: the tenant's own entities, limits,
+    key bindings and webhook endpoints); the authorizer allows a key only the routes of its scope."""
+
     method: Literal["GET", "POST", "PATCH", "DELETE", "PUT"]
     path: str
     auth: Auth
+    scope: Literal["use", "admin"] = "use"
 
 
 class DependencyLayer(StrEnum):
@@ -417,12 +421,37 @@ EVENT_SWEEPER = FunctionSpec(
 
 WEBHOOK_ENDPOINTS = FunctionSpec(
     name="webhook_endpoints",
-    description="Operator API for tenants' webhook endpoints (signing secret shown once)",
+    description="Tenants' webhook endpoints, by operators and admin keys (signing secret shown once)",
     routes=(
         RouteSpec("POST", "/v1/tenants/{tenant_id}/webhook-endpoints", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/webhook-endpoints", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}", OP),
+        # The same for a tenant's admin-scoped key, on its own tenant.
+        RouteSpec("POST", "/v1/webhook-endpoints", T, "admin"),
+        RouteSpec("GET", "/v1/webhook-endpoints", T, "admin"),
+        RouteSpec("DELETE", "/v1/webhook-endpoints/{endpoint_id}", T, "admin"),
     ),
+    writes=(BILLING_TABLE,),
+)
+
+# A tenant's entities and their limits: by operators under /v1/tenants/{tenant_id}, and by the tenant's own
+# admin-scoped key without the tenant in the path (it acts for its own tenant only).
+_ENTITY_ROUTES: tuple[tuple[Literal["GET", "POST", "PATCH", "DELETE", "PUT"], str], ...] = (
+    ("POST", "/entities"),
+    ("GET", "/entities"),
+    ("GET", "/entities/{entity_id}"),
+    ("PATCH", "/entities/{entity_id}"),
+    ("DELETE", "/entities/{entity_id}"),
+    ("GET", "/entities/{entity_id}/limits"),
+    ("PUT", "/entities/{entity_id}/limits/{resource_type}"),
+    ("DELETE", "/entities/{entity_id}/limits/{resource_type}"),
+    ("PUT", "/api-keys/{key_id}/entity"),
+)
+ENTITIES = FunctionSpec(
+    name="entities",
+    description="A tenant's entities, their limits and key bindings (operators and admin keys), audited",
+    routes=tuple(RouteSpec(method, f"/v1/tenants/{{tenant_id}}{path}", OP) for method, path in _ENTITY_ROUTES)
+    + tuple(RouteSpec(method, f"/v1{path}", T, "admin") for method, path in _ENTITY_ROUTES),
     writes=(BILLING_TABLE,),
 )
 
@@ -461,6 +490,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     EVENT_SWEEPER,
     WEBHOOK_ENDPOINTS,
     WEBHOOK_DELIVERY,
+    ENTITIES,
 )
 
 # Secrets Manager holds the Stripe keys; functions get the secret ARNs, never the values.

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from billing_platform.audit.log import actor_from_caller, request_id_from_context
-from billing_platform.auth.caller import Actor, Caller, caller_from_request_context
+from billing_platform.auth.caller import Actor, Caller, caller_from_request_context, require_scope
+from billing_platform.errors import TenantAccessDenied
 from billing_platform.observability import logger
 
 # Longest Idempotency-Key passed on to Stripe (its own limit is 255).
@@ -45,3 +46,13 @@ def operator_actor(app: APIGatewayRestResolver) -> Actor:
     caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
     caller.require_operator()
     return actor_of(app, caller)
+
+
+def admin_caller(app: APIGatewayRestResolver) -> Caller:
+    """A tenant key with the `admin` scope, acting for its own tenant (`Caller.tenant_id`); 403 otherwise.
+    Operators manage a tenant through the `/v1/tenants/{tenant_id}/...` routes instead."""
+    caller = current_caller(app)
+    require_scope(caller, "admin")
+    if caller.tenant_id is None:
+        raise TenantAccessDenied("this route acts for the calling key's own tenant; operators name the tenant")
+    return caller

@@ -57,12 +57,13 @@ def bearer_token(headers: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def tenant_route_resources() -> list[tuple[str, str]]:
-    """(method, resource pattern) of every tenant route, path parameters replaced by `*`."""
+def tenant_route_resources(scope: str = "admin") -> list[tuple[str, str]]:
+    """(method, resource pattern) of every tenant route a key of `scope` may call (`admin` includes `use`),
+    path parameters replaced by `*`."""
     return [
         (route.method, re.sub(r"\{[^}/]+\}", "*", route.path))
         for route, _fn in resources.routes()
-        if route.auth is resources.Auth.TENANT
+        if route.auth is resources.Auth.TENANT and (route.scope == "use" or scope == "admin")
     ]
 
 
@@ -100,10 +101,13 @@ class TenantKeyAuthorizer:
                 "principal_type": PrincipalType.TENANT.value,
                 "tenant_id": key.tenant_id,
                 "key_id": key.key_id,
+                "scope": key.scope,
+                # Authorizer context values are strings: "" for a key bound to no entity.
+                "entity_id": key.entity_id or "",
             },
             usage_identifier_key=usage_identifier_key(key.tenant_id),
         )
-        for method, resource in tenant_route_resources():
+        for method, resource in tenant_route_resources(key.scope):
             response.allow_route(http_method=method, resource=resource)
         # extra, not append_keys: this child logger's parent may not exist yet (Powertools raises then), and
         # a logging quirk must never turn into an authorizer failure (a 500 for every tenant request).

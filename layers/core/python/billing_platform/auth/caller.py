@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from billing_platform.errors import AuthenticationError, TenantAccessDenied
 
@@ -20,11 +20,18 @@ class PrincipalType(StrEnum):
     TENANT = "tenant"
 
 
+Scope = Literal["use", "admin"]
+
+
 @dataclass(frozen=True)
 class Caller:
+    """`scope` and `entity_id` are a tenant key's (an operator has every scope and no entity)."""
+
     principal_type: PrincipalType
     principal_id: str
     tenant_id: str | None = None
+    scope: Scope = "use"
+    entity_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -42,6 +49,14 @@ class Caller:
     def require_operator(self) -> None:
         if not self.is_operator:
             raise TenantAccessDenied("this route needs an operator credential")
+
+
+def require_scope(caller: Caller, scope: Scope) -> None:
+    """Raise `TenantAccessDenied` unless `caller` holds `scope`: an operator holds every scope, a tenant
+    key its own (`admin` includes `use`). Which tenant it may act for is `Caller.require_tenant`'s."""
+    if caller.is_operator or caller.scope == scope or caller.scope == "admin":
+        return
+    raise TenantAccessDenied(f"this API key lacks the `{scope}` scope", details={"scope": scope})
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ def caller_from_request_context(request_context: dict[str, Any] | None) -> Calle
             PrincipalType.TENANT,
             str(authorizer.get("principalId") or authorizer.get("key_id") or authorizer["tenant_id"]),
             str(authorizer["tenant_id"]),
+            # Fail closed: only an exact "admin" grants it.
+            scope="admin" if authorizer.get("scope") == "admin" else "use",
+            entity_id=str(authorizer["entity_id"]) if authorizer.get("entity_id") else None,
         )
     if principal_type == PrincipalType.OPERATOR:
         return Caller(PrincipalType.OPERATOR, str(authorizer.get("principalId") or "operator"))

@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 from billing_platform.dynamodb import utc_now
 
 KeyStatus = Literal["active", "revoked", "expired"]
+# `use`: consume, check, reserve and read its own tenant's quotas. `admin`: also manage its own tenant's
+# entities, their limits, key bindings and webhook endpoints (billing_platform.auth.caller.require_scope).
+KeyScope = Literal["use", "admin"]
+KEY_SCOPES: tuple[KeyScope, ...] = ("use", "admin")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class ApiKey:
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: KeyScope = "use"
+    # The entity this key's consumes count at when they name none (billing_platform.entities).
+    entity_id: str | None = None
 
     def status(self, now: datetime | None = None) -> KeyStatus:
         if self.revoked_at is not None:
@@ -53,6 +60,8 @@ class ApiKey:
             "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "scope": self.scope,
+            "entity_id": self.entity_id,
         }
 
 
@@ -81,6 +90,14 @@ class ApiKeyOut(BaseModel):
     last_used_at: datetime | None = Field(default=None, description="Refreshed at most once a minute")
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: KeyScope = Field(
+        default="use",
+        description="`use`: consume, check and reserve for its tenant. `admin`: also manage the tenant's entities, "
+        "their limits, key bindings and webhook endpoints",
+    )
+    entity_id: str | None = Field(
+        default=None, description="The entity this key's consumes count at when they name none (its binding)"
+    )
 
 
 class CreatedApiKeyOut(ApiKeyOut):

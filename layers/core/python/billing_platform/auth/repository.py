@@ -42,6 +42,8 @@ def _from_item(item: dict[str, Any]) -> ApiKey:
         expires_at=_opt_time(item, "key_expires_at"),
         last_used_at=_opt_time(item, "last_used_at"),
         revoked_at=_opt_time(item, "revoked_at"),
+        scope="admin" if item.get("scope", {}).get("S") == "admin" else "use",
+        entity_id=item.get("entity_id", {}).get("S"),
     )
 
 
@@ -60,7 +62,10 @@ class ApiKeyRepository(BillingTable):
             "name": {"S": key.name},
             "display_prefix": {"S": key.display_prefix},
             "created_at": {"S": _iso(key.created_at)},
+            "scope": {"S": key.scope},
         }
+        if key.entity_id:
+            item["entity_id"] = {"S": key.entity_id}
         if key.description:
             item["description"] = {"S": key.description}
         if key.expires_at:
@@ -160,3 +165,28 @@ class ApiKeyRepository(BillingTable):
                 },
             )
         )
+
+    def binding_update(self, key_hash: str, tenant_id: str, seen: str | None, entity_id: str | None) -> dict[str, Any]:
+        """The transaction item moving a key's binding from `seen` (as read) to `entity_id` (None: unbound):
+        only for a live key of `tenant_id` still bound as seen."""
+        values: dict[str, Any] = {":t": {"S": tenant_id}}
+        condition = "tenant_id = :t AND attribute_not_exists(revoked_at)"
+        if seen is None:
+            condition += " AND attribute_not_exists(entity_id)"
+        else:
+            condition += " AND entity_id = :seen"
+            values[":seen"] = {"S": seen}
+        if entity_id is None:
+            update = "REMOVE entity_id"
+        else:
+            update = "SET entity_id = :e"
+            values[":e"] = {"S": entity_id}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "KEY"}},
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+            }
+        }

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.keys import generate_key, hash_key, key_id_of
-from billing_platform.auth.models import ApiKey, ApiKeyPage, CreatedApiKey
+from billing_platform.auth.models import ApiKey, ApiKeyPage, CreatedApiKey, KeyScope
 from billing_platform.auth.repository import LAST_USED_RESOLUTION, ApiKeyRepository
 from billing_platform.auth.usage_plans import UsagePlanKeys
 from billing_platform.dynamodb import utc_now
@@ -50,6 +50,7 @@ class ApiKeyService:
         actor: Actor,
         description: str | None = None,
         expires_at: datetime | None = None,
+        scope: KeyScope = "use",
         now: datetime | None = None,
     ) -> CreatedApiKey:
         """A new active key for `tenant_id`; the full key is returned here once and never again."""
@@ -68,6 +69,7 @@ class ApiKeyService:
             display_prefix=secret[: len("bk_test_") + 16],
             created_at=moment,
             expires_at=expires_at.astimezone(UTC) if expires_at else None,
+            scope=scope,
         )
         entry = AuditEntry.by(actor, tenant_id, "api_key.created", key_id, after=key.to_dict(moment), at=moment)
         if self._usage_plan is not None:
