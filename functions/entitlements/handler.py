@@ -20,6 +20,7 @@ from billing_platform.api.app import Path, Query, Response, content_types, creat
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import require_scope
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
 from billing_platform.entitlements import EntitlementService, QuotaExceededError
 from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
@@ -168,6 +169,7 @@ def _spend_cap(tenant_id: str) -> SpendCapOut:
 )
 def set_spend_cap(tenant_id: TenantId, body: SpendCapRequest) -> SpendCapOut:
     caller = tenant_caller(app, tenant_id)
+    require_scope(caller, "admin")
     cap = service().spend_caps.set_cap(tenant_id, body, actor=actor_of(app, caller))
     audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.set", "spend-cap", after=cap.to_dict()))
     return _spend_cap(tenant_id)
@@ -192,6 +194,7 @@ def get_spend_cap(tenant_id: TenantId) -> SpendCapOut:
 )
 def remove_spend_cap(tenant_id: TenantId) -> SpendCapOut:
     caller = tenant_caller(app, tenant_id)
+    require_scope(caller, "admin")
     service().spend_caps.remove_cap(tenant_id)
     audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.remove", "spend-cap"))
     return _spend_cap(tenant_id)

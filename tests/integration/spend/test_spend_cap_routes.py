@@ -29,8 +29,12 @@ def api(moto_aws: dict[str, str]) -> ModuleType:
     return module
 
 
-def call(module: ModuleType, method: str, path: str, body: Any = None, tenant_id: str = "acme") -> tuple[int, Any]:
-    response = module.handler(api_event(method, path, body, tenant_id=tenant_id), LambdaContext())
+def call(
+    module: ModuleType, method: str, path: str, body: Any = None, tenant_id: str = "acme", scope: str = "admin"
+) -> tuple[int, Any]:
+    authorizer = {"principalId": f"key_{tenant_id}", "principal_type": "tenant", "tenant_id": tenant_id}
+    authorizer |= {"key_id": f"key_{tenant_id}", "scope": scope}
+    response = module.handler(api_event(method, path, body, authorizer=authorizer), LambdaContext())
     return response["statusCode"], json_body(response)
 
 
@@ -83,6 +87,14 @@ def test_removing_the_cap_lets_takes_through_again(api: ModuleType) -> None:
     status, shown = call(api, "DELETE", CAP_PATH)
     assert (status, shown["capped"]) == (200, False)
     assert consume(api, 2_500_000)[0] == 200
+
+
+def test_a_use_key_reads_the_cap_but_only_an_admin_key_or_the_operator_sets_it(api: ModuleType) -> None:
+    assert call(api, "PUT", CAP_PATH, {"currency": "usd", "amount": 5}, scope="use")[0] == 403
+    assert call(api, "DELETE", CAP_PATH, scope="use")[0] == 403
+    assert call(api, "GET", CAP_PATH, scope="use")[0] == 200
+    event = api_event("PUT", CAP_PATH, {"currency": "usd", "amount": 5}, operator=True)
+    assert api.handler(event, LambdaContext())["statusCode"] == 200
 
 
 def test_a_tenant_key_cannot_read_or_set_another_tenants_cap(api: ModuleType) -> None:

@@ -287,9 +287,10 @@ ENTITLEMENTS = FunctionSpec(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/cost", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/invoice-preview", T),
-        RouteSpec("PUT", "/v1/tenants/{tenant_id}/spend-cap", T),
+        # A cap is set by the operator or by the tenant's admin-scoped key; any of its keys may read it.
+        RouteSpec("PUT", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/spend-cap", T),
-        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/spend-cap", T),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
