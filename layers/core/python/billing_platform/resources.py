@@ -158,7 +158,8 @@ class EventBusSpec:
 QUOTA_THRESHOLD_CROSSED = "billing.quota.threshold_crossed"
 GRANT_DEPLETED = "billing.grant.depleted"
 GRANT_EXPIRED = "billing.grant.expired"
-EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED)
+SPEND_THRESHOLD_CROSSED = "billing.spend.threshold_crossed"
+EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED, SPEND_THRESHOLD_CROSSED)
 
 EVENT_BUS = EventBusSpec(
     logical_id="BillingEventBus",

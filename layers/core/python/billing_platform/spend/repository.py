@@ -70,7 +70,7 @@ def spend_update(
     at (its piece, or exactly) and, for a hard cap, on the spend staying within the period's cap and the
     resource's. Returns the item as it was when the condition fails (the caller prices again or refuses)."""
     names = {"#u": f"u_{resource}", "#s": f"s_{resource}", "#sp": "spend", "#cap": "cap", "#th": "thresholds"}
-    names |= {"#exp": "expires_at", "#pe": "period_end"}
+    names |= {"#exp": "expires_at", "#pe": "period_end", "#cur": "currency"}
     values: dict[str, Any] = {
         ":zero": number_attr(ZERO),
         ":q": number_attr(step.quantity),
@@ -79,6 +79,7 @@ def spend_update(
         ":th": string_attr(",".join(str(t) for t in cap.thresholds)),
         ":exp": number_attr(to_epoch(period_end + timedelta(days=SPEND_ITEM_DAYS))),
         ":pe": number_attr(to_epoch(period_end)),
+        ":cur": string_attr(cap.currency),
     }
     conditions = [_usage_condition(step, values)]
     if cap.hard and step.delta > 0:
@@ -92,7 +93,7 @@ def spend_update(
             "Key": key,
             "UpdateExpression": (
                 "SET #u = if_not_exists(#u, :zero) + :q, #s = if_not_exists(#s, :zero) + :d, "
-                "#sp = if_not_exists(#sp, :zero) + :d, #cap = :cap, #th = :th, #exp = :exp, #pe = :pe"
+                "#sp = if_not_exists(#sp, :zero) + :d, #cap = :cap, #th = :th, #exp = :exp, #pe = :pe, #cur = :cur"
             ),
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
