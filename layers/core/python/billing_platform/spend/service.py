@@ -123,6 +123,7 @@ class SpendCaps:
                 shares: Shares,
                 layout: int,
                 _grants: GrantsPaid,
+                *,
                 seen: SpendState = seen,
                 priced: list[tuple[Decimal, Decimal]] = priced,
                 key: dict[str, object] = key,
