@@ -117,6 +117,28 @@ class FunctionThrottled(Exception):
 
 
 @dataclass
+class LocalLambdaContext:
+    """The attributes of Lambda's context object that Powertools and handlers read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local/[$LATEST]local"
+    function_version: str = "$LATEST"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
 class ContainerConfig:
     """What a container needs to become the function: the module to import and its environment."""
 
@@ -135,8 +157,6 @@ def _container_main(conn: Connection, config: ContainerConfig) -> None:
     os.environ.clear()
     os.environ.update(config.env)
     import importlib
-
-    from local_stack.runtime import LocalLambdaContext
 
     try:
         if config.setup is not None:

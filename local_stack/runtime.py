@@ -15,11 +15,8 @@ import importlib
 import logging
 import os
 import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -30,28 +27,6 @@ log = logging.getLogger("local_stack.runtime")
 
 # API Gateway's maximum integration timeout for REST APIs.
 INTEGRATION_TIMEOUT_SECONDS = 29.0
-
-
-@dataclass
-class LocalLambdaContext:
-    """The attributes of Lambda's context object that Powertools and handlers read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    timeout_seconds: int
-    invoked_function_arn: str
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = ""
-    log_stream_name: str = "local/[$LATEST]local"
-    function_version: str = "$LATEST"
-    _deadline: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class FunctionRuntime:

@@ -41,7 +41,7 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AW
 def reset_caches() -> None:
     """Forget settings and clients so the next use reads the environment the test set."""
     # Imported here: the layer's Powertools objects must be created after the environment above is set.
-    from billing_platform.entitlements.enforcer import shared_service
+    from billing_platform.enforcer import shared_service
 
     get_settings.cache_clear()
     clients.reset()

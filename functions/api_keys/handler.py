@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
-from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditLog
 from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
 from billing_platform.auth.service import ApiKeyService
+from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer

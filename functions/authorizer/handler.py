@@ -11,8 +11,9 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.container import PerContainer
-from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
+from billing_platform.auth.authorizer import TenantKeyAuthorizer
+from billing_platform.container import PerContainer
+from billing_platform.errors import UnauthorizedError
 from billing_platform.observability import logger, metrics, tracer
 
 authorizer = PerContainer(TenantKeyAuthorizer)

@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Query, create_app
 from billing_platform.api.callers import actor_of, admin_caller, operator_actor
-from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.models import ApiKeyOut
+from billing_platform.container import PerContainer
 from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
 from billing_platform.entities.schemas import (
     BindKeyIn,

@@ -18,23 +18,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
-from billing_platform.api.container import PerContainer
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.auth.caller import require_scope
+from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
-from billing_platform.entitlements import EntitlementService, QuotaExceededError
-from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.entitlements.repository import utc_now
+from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import QuotaExceededError
 from billing_platform.grants.models import GRANT_ID_PATTERN, CreateGrantRequest
 from billing_platform.grants.service import GrantService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.spend.models import SpendCapRequest
 from billing_platform.spend.schemas import SpendCapOut
 
 app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
-grants = PerContainer(GrantService)
+grants = PerContainer(lambda: GrantService(tenant_known=service().tenant_known))
 audit = PerContainer(AuditLog)
 
 
@@ -52,7 +53,7 @@ GrantId = Annotated[str, Path(min_length=20, max_length=20, pattern=GRANT_ID_PAT
 ResourceFilter = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Quantity = Annotated[
     Decimal,
-    Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
+    Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False),
 ]
 
 

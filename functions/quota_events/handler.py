@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.events.stream import QuotaEventProcessor
 from billing_platform.observability import logger, metrics, tracer
 

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
-from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import caller_from_request_context
+from billing_platform.container import PerContainer
 from billing_platform.errors import UnprocessableError
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer

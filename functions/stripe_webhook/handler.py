@@ -15,14 +15,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Response, content_types, create_app
-from billing_platform.api.container import PerContainer
 from billing_platform.api.errors import error_response
-from billing_platform.errors import BillingProviderError, CatalogError
-from billing_platform.grants.topups import TopupTenantUnknown
+from billing_platform.container import PerContainer
+from billing_platform.errors import BillingProviderError, CatalogError, EventInProgress, TopupTenantUnknown
 from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.providers.factory import ProviderOnCall
 from billing_platform.providers.stripe_signature import verify_webhook, webhook_secret
-from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProcessor, parse_event
+from billing_platform.subscriptions.webhooks import WebhookProcessor, parse_event
 
 app = create_app(title="Stripe webhook target")
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.providers.factory import get_billing_provider
 from billing_platform.subscriptions.models import (

@@ -9,9 +9,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
+from billing_platform.errors import PoisonMessageError
 from billing_platform.observability import logger, metrics, tracer
-from billing_platform.usage.consumer import PoisonMessageError, UsageConsumerService
+from billing_platform.usage.consumer import UsageConsumerService
 
 # A batch whose every message failed is still a partial response (all failed), not a function error:
 # one poison message alone in a batch should not look like a crashing consumer.

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Header, Response, content_types, create_app
 from billing_platform.api.callers import current_caller
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.ingest import MAX_RECORDS_PER_REQUEST, UsageIngestService
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import Path, Query, create_app
 from billing_platform.api.callers import operator_actor, tenant_caller
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, requested_hours

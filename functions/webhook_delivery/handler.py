@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.settings import get_settings
 from billing_platform.tenant_webhooks.delivery import WebhookDeliveryService, retry_delay

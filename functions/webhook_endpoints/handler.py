@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.app import Path, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, admin_caller, operator_actor
-from billing_platform.api.container import PerContainer
 from billing_platform.auth.caller import Actor
+from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.tenant_webhooks.models import (

@@ -244,7 +244,7 @@ def _ingest_direct(ingest: Any, caller: Any, records: Callable[[], bytes], _thre
 
 def main() -> None:
     from billing_platform.auth.caller import caller_from_request_context
-    from billing_platform.entitlements import EntitlementEnforcer
+    from billing_platform.enforcer import EntitlementEnforcer
     from billing_platform.usage.ingest import UsageIngestService
 
     with LocalStackProcess.start("--log-level", "ERROR", "--no-pollers", "--no-hooks") as stack:

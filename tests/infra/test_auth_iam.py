@@ -16,11 +16,12 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from billing_platform import resources
-from billing_platform.auth.authorizer import TenantKeyAuthorizer, UnauthorizedError
+from billing_platform.auth.authorizer import TenantKeyAuthorizer
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.repository import ApiKeyRepository
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.auth.usage_plans import UsagePlanKeys
+from billing_platform.errors import UnauthorizedError
 from billing_platform.resources import FunctionSpec
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.infra.cfn import Synthesized, as_list, function_specs, references, render, statements_of_role

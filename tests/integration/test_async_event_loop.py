@@ -18,7 +18,7 @@ import pytest
 
 from billing_platform import EntitlementEnforcer, UsageAggregator
 from billing_platform.clients import dynamodb
-from billing_platform.entitlements.enforcer import shared_service
+from billing_platform.enforcer import shared_service
 from billing_platform.entitlements.models import EntitlementCheck
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]

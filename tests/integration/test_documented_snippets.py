@@ -29,7 +29,7 @@ from fastapi import Depends
 from fastapi.testclient import TestClient
 
 from billing_platform import EntitlementEnforcer, MockBillingProvider, StripeBillingProvider, UsageTracker
-from billing_platform.entitlements.enforcer import shared_service
+from billing_platform.enforcer import shared_service
 from billing_platform.errors import BillingProviderError, EntitlementEnforcementError, WebhookSignatureError
 from billing_platform.usage.aggregator import UsageAggregationService, UsageInsert
 from billing_platform.usage.models import UsageMessage

@@ -19,10 +19,11 @@ import pytest
 from botocore.config import Config
 
 from billing_platform.catalog.models import Catalog, parse_catalog
-from billing_platform.entitlements import EntitlementEnforcer, QuotaExceededError, require_entitlement
+from billing_platform.enforcer import EntitlementEnforcer, require_entitlement
 from billing_platform.entitlements.models import EntitlementCheck, add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import QuotaExceededError
 from billing_platform.settings import Settings
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]

@@ -14,16 +14,10 @@ import pytest
 
 from billing_platform import clients
 from billing_platform.api.app import create_app
-from billing_platform.entitlements import (
-    EntitlementEnforcementError,
-    EntitlementEnforcer,
-    EntitlementService,
-    QuotaExceededError,
-    check_entitlement_or_raise,
-    require_entitlement,
-)
+from billing_platform.enforcer import EntitlementEnforcer, check_entitlement_or_raise, require_entitlement
 from billing_platform.entitlements.models import add_months
-from billing_platform.errors import UnprocessableError
+from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import EntitlementEnforcementError, QuotaExceededError, UnprocessableError
 from billing_platform.settings import get_settings
 from billing_platform.subscriptions.webhooks import EntitlementEffects
 from tests.factories.apigw import api_event, json_body

@@ -24,7 +24,7 @@ from billing_platform import (
     get_entitlement_enforcer,
     require_entitlement,
 )
-from billing_platform.entitlements.enforcer import shared_service
+from billing_platform.enforcer import shared_service
 from tests.factories.apigw import api_event, json_body
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext

@@ -25,8 +25,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.entitlements import QuotaExceededError
-from billing_platform.errors import ConflictError
+from billing_platform.errors import ConflictError, QuotaExceededError
 from billing_platform.reservations import Reservation, ReservationService, ReservationState
 from billing_platform.reservations.meter import QueueMeter
 from billing_platform.reservations.models import usage_record_id

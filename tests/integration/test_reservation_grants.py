@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from billing_platform.audit.log import AuditEntry
-from billing_platform.entitlements import QuotaExceededError
+from billing_platform.errors import QuotaExceededError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.reservations import ReservationState
 from tests.factories.grants import add_grant, grants_of

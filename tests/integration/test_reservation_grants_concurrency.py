@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.entitlements import QuotaExceededError
-from billing_platform.errors import ConflictError, RateLimitedError
+from billing_platform.errors import ConflictError, QuotaExceededError, RateLimitedError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.reservations import Reservation, ReservationState
 from billing_platform.reservations import repository as reservation_repository

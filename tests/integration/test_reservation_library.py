@@ -13,14 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from billing_platform.entitlements import (
-    EntitlementEnforcer,
-    EntitlementService,
-    QuotaExceededError,
-    require_entitlement,
-)
+from billing_platform.enforcer import EntitlementEnforcer, require_entitlement
 from billing_platform.entitlements.models import add_months
-from billing_platform.errors import ConflictError
+from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import ConflictError, QuotaExceededError
 from billing_platform.reservations import ReservationState
 from billing_platform.reservations.models import usage_record_id
 from billing_platform.settings import get_settings

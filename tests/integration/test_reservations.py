@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.entitlements import QuotaExceededError
-from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
+from billing_platform.errors import ConflictError, NotFoundError, QuotaExceededError, UnprocessableError
 from billing_platform.reservations import ReservationState
 from billing_platform.reservations.models import usage_record_id
 from tests.factories.reservations import Harness, used

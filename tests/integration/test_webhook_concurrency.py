@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from billing_platform.errors import BillingError
+from billing_platform.errors import BillingError, EventInProgress
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings
 from billing_platform.subscriptions.repository import SubscriptionRepository
-from billing_platform.subscriptions.webhooks import EventInProgress, WebhookProcessor, parse_event
+from billing_platform.subscriptions.webhooks import WebhookProcessor, parse_event
 from tests.factories import stripe as sf
 from tests.integration.test_webhook_stripe import RecordingEntitlements
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.entitlements import EntitlementService
+from billing_platform.entitlements.service import EntitlementService
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
 from billing_platform.settings import get_settings

@@ -1,8 +1,8 @@
-"""`PerContainer`: what a Lambda container builds once (billing_platform.api.container)."""
+"""`PerContainer`: what a Lambda container builds once (billing_platform.container)."""
 
 from __future__ import annotations
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 
 
 class Built:

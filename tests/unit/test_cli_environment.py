@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from billing_platform import resources
-from billing_platform.cli.environment import ConfigurationError, resolve_target, stack_outputs
+from billing_platform.cli.environment import resolve_target, stack_outputs
 from billing_platform.cli.main import _print, parse_when
 from billing_platform.cli.progress import Progress
+from billing_platform.errors import ConfigurationError
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

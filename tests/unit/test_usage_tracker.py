@@ -12,10 +12,10 @@ from decimal import Decimal
 
 import pytest
 
-from billing_platform.errors import BillingError, UnprocessableError
+from billing_platform.errors import BillingError, UnprocessableError, UsageBufferFull, UsageFlushError
 from billing_platform.usage.models import SQS_MAX_BYTES, UsageMessage
 from billing_platform.usage.queue import SendFailure, SendOutcome
-from billing_platform.usage.tracker import SyncUsageTracker, UsageBufferFull, UsageFlushError, UsageTracker
+from billing_platform.usage.tracker import SyncUsageTracker, UsageTracker
 
 
 class RecordingSender:

@@ -7,7 +7,7 @@ that one's modules: importing `UsageTracker` never loads `stripe`, and nothing h
 
 Each of the four library objects has an async face (the class named here, ``await obj.method(...)``)
 and a blocking face with the same methods (``obj.sync.method(...)``) for Lambda handlers; see
-`billing_platform.entitlements.enforcer` for the convention.
+`billing_platform.enforcer` for the convention.
 """
 
 from __future__ import annotations
@@ -22,18 +22,24 @@ from billing_platform.deferred_imports import defer_package_inits
 # the resolvers and event classes in use (billing_platform.deferred_imports).
 defer_package_inits()
 logs.configure()  # silent outside Lambda unless the host configures logging; structured inside (logs.py)
+if logs.in_lambda():
+    import billing_platform.observability  # noqa: F401  (builds the Logger and routes the records to it)
 
 if TYPE_CHECKING:
-    from billing_platform.entitlements.enforcer import (
+    from billing_platform.enforcer import (
         EntitlementEnforcer,
-        QuotaExceededError,
         SyncEntitlementEnforcer,
         check_entitlement_or_raise,
         get_entitlement_enforcer,
         require_entitlement,
     )
     from billing_platform.entitlements.models import EntitlementCheck
-    from billing_platform.errors import BillingError, BillingProviderError, EntitlementEnforcementError
+    from billing_platform.errors import (
+        BillingError,
+        BillingProviderError,
+        EntitlementEnforcementError,
+        QuotaExceededError,
+    )
     from billing_platform.providers.base import BillingProvider, SyncBillingProvider
     from billing_platform.providers.mock import MockBillingProvider
     from billing_platform.providers.stripe import StripeBillingProvider
@@ -46,12 +52,12 @@ _LAZY = {
     "SyncBillingProvider": "billing_platform.providers.base",
     "StripeBillingProvider": "billing_platform.providers.stripe",
     "MockBillingProvider": "billing_platform.providers.mock",
-    "EntitlementEnforcer": "billing_platform.entitlements.enforcer",
-    "SyncEntitlementEnforcer": "billing_platform.entitlements.enforcer",
-    "QuotaExceededError": "billing_platform.entitlements.enforcer",
-    "require_entitlement": "billing_platform.entitlements.enforcer",
-    "get_entitlement_enforcer": "billing_platform.entitlements.enforcer",
-    "check_entitlement_or_raise": "billing_platform.entitlements.enforcer",
+    "EntitlementEnforcer": "billing_platform.enforcer",
+    "SyncEntitlementEnforcer": "billing_platform.enforcer",
+    "QuotaExceededError": "billing_platform.errors",
+    "require_entitlement": "billing_platform.enforcer",
+    "get_entitlement_enforcer": "billing_platform.enforcer",
+    "check_entitlement_or_raise": "billing_platform.enforcer",
     "EntitlementCheck": "billing_platform.entitlements.models",
     "UsageTracker": "billing_platform.usage.tracker",
     "SyncUsageTracker": "billing_platform.usage.tracker",

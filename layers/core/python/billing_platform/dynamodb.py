@@ -17,9 +17,8 @@ from typing import Any
 
 from billing_platform import clients
 from billing_platform.errors import ValidationError
+from billing_platform.quantities import ZERO
 from billing_platform.settings import Settings, get_settings
-
-ZERO = Decimal(0)
 
 
 class BillingTable:

@@ -1,24 +1,32 @@
-"""One error hierarchy for the platform. Each error carries a machine-readable code and the HTTP
-status the API answers with; `billing_platform.api.errors` maps them to responses in one place.
+"""One error hierarchy for the platform, all of it in this file. Each `BillingError` carries a
+machine-readable code and the HTTP status the API answers with; `billing_platform.api.errors` maps them to
+responses in one place.
 
-Domain errors defined beside the code that raises them (all `BillingError`s unless noted):
-
-- `entitlements.enforcer.QuotaExceededError` (EntitlementEnforcementError, 402): a refused consume.
-- `usage.ingest.UsageEnqueueError` (503), `usage.tracker.UsageFlushError` (503),
-  `usage.tracker.UsageBufferFull` (503), `usage.repository.UsageWriteIncomplete` (503): usage that
-  could not be queued or written yet; retrying is safe (records are deduplicated by id).
-- `usage.consumer.PoisonMessageError` (UnprocessableError, 422): a queue message no retry can fix.
-- `cli.environment.ConfigurationError`: the CLI cannot find the stack.
-- Not `BillingError`s, never an API response: `subscriptions.repository.StaleWrite` and
-  `subscriptions.webhooks.EventInProgress` (a concurrent writer or delivery; the webhook answers 409
-  so Stripe retries), `auth.authorizer.UnauthorizedError` (API Gateway's own 401).
-- A refused DynamoDB write is judged in `conditions` (lost race, transient, failure); transient ones
-  reach the API as 429 with Retry-After (`api.errors`).
+- Caller input: `ValidationError` (422) and `UnprocessableError`; `PayloadTooLargeError` (413);
+  `AuthenticationError` (401), `TenantAccessDenied` (403); `NotFoundError` (404), `ConflictError` (409);
+  `RateLimitedError` (429, retry later); `CatalogError` (422); `WebhookSignatureError` (400).
+- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers;
+  `SpendCapReachedError` (402 `spend_cap_reached`), a take a hard spend cap refused, with cap, spend and cost.
+- The billing provider: `BillingProviderError` (502) and the Stripe-mirroring errors below it.
+- Work not done yet, safe to retry (records and events are deduplicated by id): `UsageEnqueueError`,
+  `UsageFlushError`, `UsageBufferFull`, `UsageWriteIncomplete`, `MeterUnavailable`, `PublishError` (503);
+  `PoisonMessageError` (422): a queue message no retry can fix; `ConfigurationError`: the CLI cannot find
+  the stack.
+- Not `BillingError`s, never an API response: `StaleWrite`, `EventInProgress` and `TopupTenantUnknown` (a
+  concurrent writer or delivery, or an event ahead of the one it needs: the webhook answers 409 / 5xx so
+  Stripe retries), `UnauthorizedError` (API Gateway's own 401).
+- A refused DynamoDB write is judged in `conditions` (lost race, transient, failure); transient ones reach
+  the API as 429 with Retry-After (`api.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from billing_platform.quantities import decimal_str
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.models import EntitlementCheck
 
 
 class BillingError(Exception):
@@ -97,6 +105,42 @@ class EntitlementEnforcementError(BillingError):
     http_status = 402
 
 
+class QuotaExceededError(EntitlementEnforcementError):
+    """A consume was refused (402). The body names the resource, what is left and when it resets."""
+
+    _MESSAGES: ClassVar[dict[str, str]] = {
+        "quota_exhausted": "the {} quota is exhausted",
+        "not_in_plan": "{} is not included in the plan",
+        "suspended": "the subscription is suspended",
+    }
+
+    def __init__(self, check: EntitlementCheck) -> None:
+        reason = str(check.reason or "quota_exhausted")
+        super().__init__(
+            self._MESSAGES[reason].format(check.resource_type),
+            code="quota_exceeded" if reason == "quota_exhausted" else f"entitlement_{reason}",
+            details={
+                "resource_type": check.resource_type,
+                "requested": decimal_str(check.quantity),
+                "remaining": decimal_str(check.remaining),
+                "limit": decimal_str(check.limit),
+                "used": decimal_str(check.used),
+                "resets_at": check.resets_at.isoformat() if check.resets_at else None,
+                "reason": reason,
+                # What the tenant's live grants held (they never reset): quota + this was short.
+                "grant_remaining": decimal_str(check.grant_remaining),
+            },
+        )
+        self.check = check
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        # The three facts a client acts on, at the top level as well.
+        for name in ("resource_type", "remaining", "resets_at"):
+            body[name] = self.details[name]
+        return body
+
+
 class SpendCapReachedError(EntitlementEnforcementError):
     """A take would pass a hard spend cap (402 `spend_cap_reached`): the details carry the cap's scope
     (`period` or the resource), the cap, the spend counted and what the take would have cost (minor units of
@@ -106,23 +150,17 @@ class SpendCapReachedError(EntitlementEnforcementError):
 
     def __init__(self, refused: Any) -> None:
         super().__init__(
-            f"the take would cost {_plain(refused.cost)} and the spend is {_plain(refused.spend)} of a "
-            f"{refused.scope} cap of {_plain(refused.cap)} ({refused.currency} minor units)",
+            f"the take would cost {decimal_str(refused.cost)} and the spend is {decimal_str(refused.spend)} of a "
+            f"{refused.scope} cap of {decimal_str(refused.cap)} ({refused.currency} minor units)",
             details={
                 "scope": refused.scope,
                 "currency": refused.currency,
-                "cap": _plain(refused.cap),
-                "spend": _plain(refused.spend),
-                "cost": _plain(refused.cost),
+                "cap": decimal_str(refused.cap),
+                "spend": decimal_str(refused.spend),
+                "cost": decimal_str(refused.cost),
             },
         )
         self.refused = refused
-
-
-def _plain(amount: Any) -> str:
-    """A Decimal as plain text without trailing zeros (`200.0000` -> `200`)."""
-    text = format(amount.normalize(), "f")
-    return "0" if text == "-0" else text
 
 
 class CatalogError(BillingError):
@@ -212,3 +250,87 @@ class ProviderUnavailableError(BillingProviderError):
 
     code = "provider_unavailable"
     http_status = 503
+
+
+# --- work not done yet: retrying is safe ---------------------------------------------------------------
+
+
+class UsageEnqueueError(BillingError):
+    """Some accepted records could not be put on the queue. Retrying the request with the same record ids
+    (or the same Idempotency-Key) is safe: records are deduplicated by id downstream."""
+
+    code = "usage_enqueue_failed"
+    http_status = 503
+
+
+class UsageFlushError(BillingError):
+    """Records could not be sent to the usage queue; they are still buffered (see `drain_unsent`)."""
+
+    code = "usage_flush_failed"
+    http_status = 503
+
+
+class UsageBufferFull(BillingError):
+    """The buffer holds `max_buffered` unsent records (the queue has been unreachable for a while):
+    the caller learns it at once instead of the tracker dropping usage or growing without bound."""
+
+    code = "usage_buffer_full"
+    http_status = 503
+
+
+class UsageWriteIncomplete(BillingError):
+    """Some records could not be written after retries; the message must be redelivered."""
+
+    code = "usage_write_incomplete"
+    http_status = 503
+
+
+class MeterUnavailable(BillingError):
+    """The usage queue did not take the record; the sweep sends it again later (same record id)."""
+
+    code = "usage_queue_unavailable"
+    http_status = 503
+
+
+class PublishError(BillingError):
+    """EventBridge refused an event (its entry failed, or the call did): the caller retries later."""
+
+    http_status = 503
+    code = "event_publish_failed"
+
+
+class PoisonMessageError(UnprocessableError):
+    """A message that no retry can make valid. It is reported failed like any other; after the queue's
+    maxReceiveCount SQS moves it to the DLQ, where it waits for a fix and a redrive, never blocking."""
+
+    code = "poison_message"
+
+
+class ConfigurationError(BillingError):
+    """The CLI cannot tell where the stack is, or the stack is not there (exit code 3)."""
+
+    code = "configuration_error"
+
+
+# --- not BillingErrors: never an API response -----------------------------------------------------------
+
+
+class StaleWrite(Exception):
+    """The subscription record changed since it was read (another delivery won the race)."""
+
+
+class EventInProgress(Exception):
+    """Another delivery of the same event holds the claim; Stripe should retry later (409)."""
+
+
+class TopupTenantUnknown(Exception):
+    """A paid top-up whose tenant cannot be told yet (its customer is bound by an event still on its way):
+    raised so the webhook answers 5xx and Stripe delivers it again later. Money paid is never dropped."""
+
+
+class UnauthorizedError(Exception):
+    """Raised to make API Gateway answer 401: a REST authorizer signals it with the error message
+    `Unauthorized` (any other failure becomes a 500)."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")

@@ -9,6 +9,7 @@ handler would let through as a 502. `UtcInstant` turns that into a validation er
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
@@ -28,6 +29,18 @@ def to_utc(value: datetime, name: str = "time") -> datetime:
     if utc >= LATEST:
         raise ValueError(f"{name} must be before {LATEST.date().isoformat()}")
     return utc
+
+
+def to_epoch(moment: datetime) -> int:
+    """Whole seconds since the epoch (how items store instants); refuses naive datetimes."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times are timezone-aware UTC")
+    return int(moment.timestamp())
+
+
+def from_epoch(seconds: int | Decimal) -> datetime:
+    """The UTC datetime of an epoch second."""
+    return datetime.fromtimestamp(int(seconds), UTC)
 
 
 def _field_to_utc(value: datetime) -> datetime:

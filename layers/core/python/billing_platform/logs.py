@@ -65,9 +65,8 @@ def route_to(structured: Logger) -> None:
 
 
 def configure() -> None:
-    """Called when the package is imported: a NullHandler always; inside Lambda, the structured route."""
+    """Called when the package is imported: a NullHandler always (inside Lambda the package then imports
+    `observability`, which routes the records through its Logger)."""
     library = logging.getLogger(LIBRARY_LOGGER)
     if not any(isinstance(h, logging.NullHandler) for h in library.handlers):
         library.addHandler(logging.NullHandler())
-    if in_lambda():
-        import billing_platform.observability  # noqa: F401  (builds the Logger and routes to it)

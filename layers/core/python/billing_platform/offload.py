@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 
 P = ParamSpec("P")
 R = TypeVar("R")

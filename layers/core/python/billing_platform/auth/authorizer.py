@@ -31,6 +31,7 @@ from billing_platform import resources
 from billing_platform.auth.caller import PrincipalType
 from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
+from billing_platform.errors import UnauthorizedError
 from billing_platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ logger = logging.getLogger(__name__)
 _BEARER = re.compile(r"^\s*Bearer\s+(\S+)\s*$", re.IGNORECASE)
 # A platform key is 68 characters; anything much longer is not worth hashing.
 _MAX_CREDENTIAL_LENGTH = 256
-
-
-class UnauthorizedError(Exception):
-    """Raised to make API Gateway answer 401: a REST authorizer signals it with the error message
-    `Unauthorized` (any other failure becomes a 500)."""
-
-    def __init__(self) -> None:
-        super().__init__("Unauthorized")
 
 
 def bearer_token(headers: Any) -> str | None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing_platform.catalog.prices import PlanPricing
 from billing_platform.errors import CatalogError
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 
 DEFAULT_CATALOG = Path(__file__).with_name("plans.json")
 
@@ -149,7 +150,7 @@ class TopupPrice(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     resource_type: str
-    amount: Decimal = Field(gt=0, lt=Decimal("1e15"), decimal_places=6, allow_inf_nan=False)
+    amount: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
     priority: int = Field(default=50, ge=0, le=100)
     expires_after_days: int | None = Field(default=None, ge=1, le=36_500)
 

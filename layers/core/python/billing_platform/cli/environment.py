@@ -15,7 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from billing_platform import clients, resources
-from billing_platform.errors import BillingError
+from billing_platform.errors import ConfigurationError
 from billing_platform.settings import Settings, get_settings
 
 # CloudFormation output key (infra/stack.py `_outputs`) -> the environment variable the layer reads.
@@ -29,12 +29,6 @@ OUTPUT_ENV: dict[str, str] = {
 
 
 LOCAL_REGION = "us-east-1"  # local_stack.stack.REGION
-
-
-class ConfigurationError(BillingError):
-    """The CLI cannot tell where the stack is, or the stack is not there (exit code 3)."""
-
-    code = "configuration_error"
 
 
 @dataclass(frozen=True)

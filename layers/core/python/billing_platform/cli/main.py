@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None, deps: Dependencies | None = None) ->
         deps.stderr.write(f"billing-admin: aws_error: {exc}\n")
         return EXIT_PROBLEMS
     except BillingError as exc:
-        from billing_platform.cli.environment import ConfigurationError
+        from billing_platform.errors import ConfigurationError
 
         deps.stderr.write(f"billing-admin: {exc.code}: {exc.message}\n")
         if isinstance(exc, ConfigurationError):

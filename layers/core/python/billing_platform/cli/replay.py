@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticError
 
-from billing_platform.errors import BillingError
+from billing_platform.errors import BillingError, EventInProgress
 from billing_platform.providers.meter_events import StripeEventSource
 from billing_platform.subscriptions.models import StripeEvent
 from billing_platform.subscriptions.repository import SubscriptionRepository
-from billing_platform.subscriptions.webhooks import HANDLED_EVENTS, EventInProgress, WebhookProcessor
+from billing_platform.subscriptions.webhooks import HANDLED_EVENTS, WebhookProcessor
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The library's faces for cost and preview: `CostReader` (async: ``await reader.cost(tenant)``) and its
 blocking twin ``reader.sync`` (`SyncCostReader`), the library's one convention (see
-`billing_platform.entitlements.enforcer`)."""
+`billing_platform.enforcer`)."""
 
 from __future__ import annotations
 

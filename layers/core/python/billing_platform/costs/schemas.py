@@ -9,7 +9,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.costs.models import CostLine, InvoicePreview, LineKind, PreviewLine, TenantCost
-from billing_platform.entitlements.models import decimal_str
+from billing_platform.quantities import decimal_str
 from billing_platform.rating.models import TierCharge
 
 

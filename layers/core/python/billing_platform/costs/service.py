@@ -19,9 +19,8 @@ from billing_platform.costs.models import (
 )
 from billing_platform.entitlements.service import EntitlementService, TenantEntitlements
 from billing_platform.grants.models import Grant, draw_order
+from billing_platform.quantities import ZERO
 from billing_platform.rating.service import rate
-
-_ZERO = Decimal(0)
 
 
 def rate_usage(pricing: PlanPricing, usage: Iterable[UsageQuantity]) -> tuple[CostLine, ...]:
@@ -33,7 +32,7 @@ def rate_usage(pricing: PlanPricing, usage: Iterable[UsageQuantity]) -> tuple[Co
         if priced is None:
             continue
         own = {value: quantity for value, quantity in used.by_value if value in priced.by_value}
-        rest = used.quantity - sum(own.values(), _ZERO)
+        rest = used.quantity - sum(own.values(), ZERO)
         if rest < 0:
             raise ValueError(f"{used.resource_type}: the values' usage {sum(own.values())} exceeds the total")
         resource_price = priced.price
@@ -69,7 +68,7 @@ def invoice_preview(
     pricing: PlanPricing | None,
     grants: Sequence[Grant],
     *,
-    credit_balance: Decimal = _ZERO,
+    credit_balance: Decimal = ZERO,
 ) -> InvoicePreview:
     """The invoice the period would close with: the plan's fee, each usage line with its tiers, the units
     grants covered (prepaid, no charge) and money credit applied up to the subtotal."""
@@ -106,13 +105,13 @@ def invoice_preview(
                 PreviewLine(
                     LineKind.GRANT,
                     f"{grant.resource_type}: {grant.used} units from grant {grant.grant_id} (prepaid)",
-                    _ZERO,
+                    ZERO,
                     quantity=grant.used,
                     resource_type=grant.resource_type,
                 )
             )
-    subtotal = sum((line.amount for line in lines), _ZERO)
-    applied = min(max(credit_balance, _ZERO), max(subtotal, _ZERO))
+    subtotal = sum((line.amount for line in lines), ZERO)
+    applied = min(max(credit_balance, ZERO), max(subtotal, ZERO))
     if applied > 0:
         lines.append(PreviewLine(LineKind.CREDIT, "money credit applied", -applied))
     return InvoicePreview(
@@ -145,5 +144,5 @@ class CostService:
         """The invoice this period would close with if it closed now."""
         view, pricing, usage = self._usage(tenant_id)
         cost = tenant_cost(view, pricing, usage)
-        grants = self._entitlements.context.grant_draw.grants.list(tenant_id, consistent=False)
+        grants = self._entitlements.context.tenant_grants.list(tenant_id, consistent=False)
         return invoice_preview(cost, pricing, grants)

@@ -6,13 +6,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.entitlements.models import (
-    ZERO,
-    DenyReason,
-    EntitlementCheck,
-    QuotaCounter,
-    check_from_counter,
-)
+from billing_platform.entitlements.models import DenyReason, EntitlementCheck, QuotaCounter, check_from_counter
+from billing_platform.quantities import ZERO
 
 
 def granted(

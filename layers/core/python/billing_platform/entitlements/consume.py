@@ -13,12 +13,13 @@ from dataclasses import replace
 from decimal import Decimal
 
 from billing_platform.entitlements.answers import granted
-from billing_platform.entitlements.context import MAX_ROUNDS, ONE, EntitlementContext
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.idempotency import answer_keyed, consume_keyed, new_record, remember, replay
 from billing_platform.entitlements.models import EntitlementCheck
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.slow_path import slow_path
 from billing_platform.errors import RateLimitedError
+from billing_platform.quantities import ONE
 
 
 def consume(

@@ -7,20 +7,17 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from billing_platform.catalog.models import Catalog
 from billing_platform.entitlements.cache import TTLCache
 from billing_platform.entitlements.models import QuotaCounter, TenantPlan
 from billing_platform.entitlements.repository import EntitlementRepository
-from billing_platform.grants.draw import GrantDraw
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
 
 DEFAULT_CACHE_TTL_SECONDS = 60.0
 # Slow-path rounds before giving up with a retryable 429 rather than a denial that might be wrong.
 MAX_ROUNDS = 24
-ONE = Decimal(1)
 
 
 @dataclass
@@ -40,15 +37,14 @@ class EntitlementContext:
     # Counter pk -> the state this container last saw it in. Never an answer by itself: an idempotent
     # consume pins it in its condition (idempotency.consume_keyed), so a stale entry only costs a retry.
     counters: TTLCache[str, QuotaCounter] = field(init=False)
-    grant_draw: GrantDraw = field(init=False)  # takes past a hard quota, drawn from grants
+    tenant_grants: GrantRepository = field(init=False)  # `grants`, or the billing table's
 
     def __post_init__(self) -> None:
         self.plans = TTLCache(self.cache_ttl_seconds)
         self.layouts = TTLCache(self.cache_ttl_seconds)
         self.counters = TTLCache(self.cache_ttl_seconds)
         # The injected client only: `repo.client` would create the container's client at import (cold start).
-        grants = self.grants or GrantRepository(self.settings, self.repo.injected_client)
-        self.grant_draw = GrantDraw(grants, self.settings.billing_table_name)
+        self.tenant_grants = self.grants or GrantRepository(self.settings, self.repo.injected_client)
 
     @property
     def enforcing(self) -> bool:

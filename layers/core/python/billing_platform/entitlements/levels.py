@@ -27,10 +27,10 @@ from botocore.exceptions import ClientError
 from billing_platform.catalog.models import Window, parse_window_marker, window_marker
 from billing_platform.conditions import applied, failed_conditions, transient
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
+from billing_platform.quantities import ZERO
 
 Item = dict[str, Any]
 WINDOWS_ATTRIBUTE = "windows"
-ZERO = Decimal(0)
 
 
 def window_attributes(window: Window) -> tuple[str, str, str]:

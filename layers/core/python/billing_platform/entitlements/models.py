@@ -14,11 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str
 
-ZERO = Decimal(0)
-# Quantities the API and the library accept: positive, finite, at most 6 decimal places, below 1e15.
-MAX_QUANTITY = Decimal("1e15")
-QUANTITY_PLACES = 6
 # Two periods whose ends are this close are the same billing period (a lazy rollover and the renewal
 # webhook computing the same end by different routes must not grant the period twice).
 SAME_PERIOD_TOLERANCE = timedelta(hours=1)
@@ -52,24 +49,12 @@ def validate_quantity(quantity: Decimal) -> Decimal:
         raise ValueError("quantity must be finite")
     if quantity <= 0:
         raise ValueError("quantity must be positive")
-    if quantity >= MAX_QUANTITY:
+    if quantity > MAX_QUANTITY:
         raise ValueError("quantity is too large")
     exponent = quantity.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -QUANTITY_PLACES:
         raise ValueError(f"quantity has more than {QUANTITY_PLACES} decimal places")
     return quantity
-
-
-def to_epoch(moment: datetime) -> int:
-    """Whole seconds since the epoch; refuses naive datetimes."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: times are timezone-aware UTC")
-    return int(moment.timestamp())
-
-
-def from_epoch(seconds: int | Decimal) -> datetime:
-    """The UTC datetime of an epoch second."""
-    return datetime.fromtimestamp(int(seconds), UTC)
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -292,16 +277,6 @@ class EntitlementCheck:
             grants_used=tuple((str(g["grant_id"]), Decimal(str(g["quantity"]))) for g in drawn if isinstance(g, dict)),
             grant_remaining=dec("grant_remaining"),
         )
-
-
-def decimal_str(value: Decimal | None) -> str | None:
-    """A Decimal as plain positional text (`1E+3` -> `1000`, `2.500` -> `2.5`)."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
 
 
 def check_from_counter(

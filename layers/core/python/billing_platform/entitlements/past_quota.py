@@ -1,5 +1,5 @@
 """A take the hard quota alone cannot cover: the period quota, then the tenant's live grants, as one
-transaction (`billing_platform.grants.draw`).
+transaction (`draw`).
 
 Reached only from the slow path, after the hot path's single UpdateItem was refused and the quota (every
 shard of it) was seen short, so a take the quota covers never pays for this. Each round reads what it
@@ -7,6 +7,17 @@ needs (the counters, unless the caller just read them, and the grants), plans an
 transaction changed nothing and the round starts over. A denial is given only when the quota and the live
 grants read in the same round are together short of the quantity. Anything other than plain exhaustion
 (a period over, a suspension, a layout change) goes back to the caller's loop, which knows those.
+
+The draw reads the tenant's grants for the resource (strongly consistent), plans the take with
+`plan_draw` (everything the quota still has, then live grants in draw order) and commits ONE
+`TransactWriteItems`:
+
+* every counter shard the plan saw is conditioned on being exactly as seen (`remaining = :seen`, still
+  active, period not over) and gives all it had: so a grant is never drawn while the quota still holds
+  something (a release or a rollover meanwhile cancels the plan, and the retry finds the quota again);
+* every grant drawn is conditioned on being active, unexpired at `now` and holding its take: an expired
+  grant stops counting at its expiry instant, and `remaining` never goes below zero;
+* an idempotent consume's record, or a reservation (`take`), goes in the same transaction, last.
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -31,10 +43,71 @@ from billing_platform.entitlements.models import (
 )
 from billing_platform.entitlements.repository import ConsumeRecord
 from billing_platform.errors import RateLimitedError
-from billing_platform.grants.draw import drawn_from
-from billing_platform.grants.models import DrawPlan
+from billing_platform.grants.models import DrawPlan, live_balance, plan_draw
+from billing_platform.quantities import ZERO
 
 logger = logging.getLogger(__name__)
+# Builds the item (or items) written with a draw (a consume record, a reservation, a spend item) once the
+# plan is known.
+RecordPut = Callable[[DrawPlan, Decimal], dict[str, Any] | list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class DrawOutcome:
+    """`granted`: committed per `plan`. `short`: quota + live grants cannot cover the take (deny).
+    `conflict`: the transaction was cancelled (something changed, or a concurrent transaction held an
+    item): nothing was written, plan again. `grant_balance`: the live grants' balance read (before)."""
+
+    granted: bool
+    plan: DrawPlan | None
+    grant_balance: Decimal
+    short: bool = False
+    conflict: bool = False
+    existing_record: bool = False  # the item written with the draw exists: its key was used already
+    existing_item: dict[str, Any] | None = None  # that item, when its put asked for it (ALL_OLD)
+    record_index: int = 0  # which of the items `record_put` gave failed its condition
+
+
+def draw(
+    ctx: EntitlementContext,
+    counters: list[QuotaCounter],
+    quantity: Decimal,
+    now: datetime,
+    *,
+    record_put: RecordPut | None = None,
+) -> DrawOutcome:
+    """Take `quantity` from `counters` (every shard of one hard quota, as just read) and the tenant's live
+    grants, all or nothing (see the module docstring). `record_put(plan, grant_balance)` gives the item to
+    commit last in the same transaction."""
+    first = counters[0]
+    grants = ctx.tenant_grants.list(first.tenant_id, first.resource_type)
+    balance = live_balance(grants, now)
+    quota_left = sum((max(ZERO, c.remaining) for c in counters), ZERO)
+    plan = plan_draw(quota_left, grants, quantity, now)
+    if plan is None:
+        return DrawOutcome(granted=False, plan=None, grant_balance=balance, short=True)
+    if not plan.from_grants:
+        # The quota covers the take after all (a release or a rollover since the caller read it).
+        return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True)
+    items = [ctx.repo.drain_request(c, now) for c in counters]
+    items += [ctx.tenant_grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
+    records_from = len(items)
+    if record_put is not None:
+        made = record_put(plan, balance)
+        items.extend(made if isinstance(made, list) else [made])
+    refused = ctx.repo.commit(items)
+    if refused is None:
+        return DrawOutcome(granted=True, plan=plan, grant_balance=balance)
+    failed = sorted(i for i in refused.failed if i >= records_from)
+    return DrawOutcome(
+        granted=False,
+        plan=plan,
+        grant_balance=balance,
+        conflict=True,
+        existing_record=bool(failed),
+        existing_item=refused.item(failed[0]) if failed else None,
+        record_index=failed[0] - records_from if failed else 0,
+    )
 
 
 def take_past_quota(
@@ -64,7 +137,7 @@ def take_past_quota(
         if idempotency_key is not None:
             record = new_record(tenant_id, resource_type, quantity, now, paid, shards, idempotency_key)
             record_put = partial(_record_put, ctx, record, answer_of)
-        outcome = ctx.grant_draw.take(counters, quantity, now, record_put=record_put)
+        outcome = draw(ctx, counters, quantity, now, record_put=record_put)
         if outcome.short:
             logger.info(
                 "quota and grants exhausted",
@@ -103,7 +176,7 @@ def _granted_answer(
     return replace(
         check_from_counter(after, quantity, allowed=True, idempotency_key=idempotency_key),
         shards_used=paid,
-        grants_used=drawn_from(plan),
+        grants_used=plan.drawn(),
         grant_remaining=balance - plan.grant_total,
     )
 

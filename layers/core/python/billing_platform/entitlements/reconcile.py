@@ -11,7 +11,6 @@ from enum import Enum
 from billing_platform.catalog.models import QuotaPolicy, ResourceQuota
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.models import (
-    ZERO,
     CounterState,
     QuotaCounter,
     TenantPlan,
@@ -23,6 +22,7 @@ from billing_platform.entitlements.models import (
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.errors import RateLimitedError
+from billing_platform.quantities import ZERO
 
 logger = logging.getLogger(__name__)
 

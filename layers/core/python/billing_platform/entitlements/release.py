@@ -10,16 +10,11 @@ from decimal import Decimal
 
 from billing_platform.entitlements.answers import not_in_plan
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.models import (
-    ZERO,
-    EntitlementCheck,
-    QuotaCounter,
-    check_from_counter,
-    same_period,
-)
+from billing_platform.entitlements.models import EntitlementCheck, QuotaCounter, check_from_counter, same_period
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.views import live_counters, read_quota
 from billing_platform.errors import NotFoundError, UnprocessableError
+from billing_platform.quantities import ZERO
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
 from billing_platform.entitlements import release as release_case
-from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, ONE, EntitlementContext
+from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
 from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
 from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
 from billing_platform.errors import ConflictError, UnprocessableError
 from billing_platform.grants.repository import GrantRepository
+from billing_platform.quantities import ONE
 from billing_platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -102,6 +103,10 @@ class EntitlementService:
         """The tenant's plan (cached), or the catalog default plan in calendar months for a known
         tenant without a subscription. NotFoundError for a tenant the platform does not know."""
         return plan_for(self._ctx, tenant_id, fresh=fresh)
+
+    def tenant_known(self, tenant_id: str) -> bool:
+        """Whether the platform knows the tenant: a plan, a billing profile or an API key (not cached)."""
+        return self._repo.tenant_known(tenant_id)
 
     def has_feature(self, tenant_id: str, feature: str) -> bool:
         """Whether the tenant's plan has `feature` (False while suspended); cached with the plan."""

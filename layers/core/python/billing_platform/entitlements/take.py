@@ -9,7 +9,7 @@ change, deny with exact numbers), the same shard choice (`plan_shares`) when a s
 shard cannot cover it. One request when the first shard covers it.
 
 A HARD quota (all shards together) short of the quantity goes on to the tenant's live grants, as a consume
-does (`grants.draw`): the counters give all they have, the grants the rest in draw order, and the companion
+does (`past_quota.draw`): the counters give all they have, the grants the rest in draw order, and the companion
 is the last item of that same transaction, told which grants paid how much. So a hold never exists without
 its draw, nor a draw without the hold that must give it back.
 """
@@ -23,12 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.conditions import cancel_reasons
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.models import (
     CounterState,
     DenyReason,
@@ -38,10 +34,10 @@ from billing_platform.entitlements.models import (
     combine_shards,
     layout_live,
 )
+from billing_platform.entitlements.past_quota import draw
 from billing_platform.entitlements.repository import Item, counter_from_item, counter_key
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.errors import RateLimitedError
-from billing_platform.grants.draw import drawn_from
 from billing_platform.grants.models import DrawPlan
 
 Shares = tuple[tuple[int, Decimal], ...]
@@ -126,30 +122,22 @@ def _commit(
 ) -> Taken | Item | _Conflict | None:
     """One transaction: every share's take, then the companion. Returns the outcome, the counter item
     whose condition failed (None: no counter yet), or _CONFLICT."""
-    repo = ctx.repo
     items = [
-        take_item(repo._table, counter_key(tenant_id, resource_type, shard, layout), part, now, enforce=enforce)
+        ctx.repo.take_request(counter_key(tenant_id, resource_type, shard, layout), part, now, enforce=enforce)
         for shard, part in shares
     ]
     extra = companion_items(companion(now, shares, layout, ()))
     first = len(items)
     items.extend(extra)
-    try:
-        repo.client.transact_write_items(TransactItems=items)
-    except ClientError as err:
-        reasons = cancel_reasons(err)
-        if reasons is None:
-            raise
-        if len(reasons) == len(items):
-            for index in range(first, len(items)):
-                if reasons[index].get("Code") == "ConditionalCheckFailed":
-                    return Taken(granted=False, existing=reasons[index].get("Item"), companion_index=index - first)
-        for reason in reasons[:first]:
-            if reason.get("Code") == "ConditionalCheckFailed":
-                found: Item | None = reason.get("Item")
-                return found
-        return _CONFLICT
-    return Taken(granted=True, shares=shares, layout=layout, taken_at=now)
+    refused = ctx.repo.commit(items)
+    if refused is None:
+        return Taken(granted=True, shares=shares, layout=layout, taken_at=now)
+    for index in range(first, len(items)):
+        if index in refused.failed:
+            return Taken(granted=False, existing=refused.item(index), companion_index=index - first)
+    if refused.failed:
+        return refused.item(min(refused.failed))  # a counter's condition failed: the item says why
+    return _CONFLICT
 
 
 def _spread(
@@ -196,7 +184,7 @@ def _past_quota(
     companion: Companion,
 ) -> Taken | int:
     """The quota (every shard) is short: what it has left plus live grants, with the companion, in one
-    transaction (`GrantDraw.take`). The final denial carries `grant_remaining`. An int is the layout for
+    transaction (`past_quota.draw`). The final denial carries `grant_remaining`. An int is the layout for
     the caller's loop (a period over, a suspension, a new layout, or the quota covering it after all)."""
     counters = seen
     for round_ in range(MAX_ROUNDS):
@@ -213,14 +201,14 @@ def _past_quota(
         def companion_put(
             plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid
         ) -> list[dict[str, Any]]:
-            return companion_items(companion(at, paid, shards, drawn_from(plan)))
+            return companion_items(companion(at, paid, shards, plan.drawn()))
 
-        outcome = ctx.grant_draw.take(counters, quantity, now, record_put=companion_put)
+        outcome = draw(ctx, counters, quantity, now, record_put=companion_put)
         if outcome.short:
             denial = check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
             return Taken(granted=False, denial=replace(denial, grant_remaining=outcome.grant_balance))
         if outcome.granted and outcome.plan is not None:
-            grants = drawn_from(outcome.plan)
+            grants = outcome.plan.drawn()
             return Taken(granted=True, shares=paid, grants=grants, layout=shards, taken_at=now)
         if outcome.existing_record and outcome.existing_item is not None:
             return Taken(granted=False, existing=outcome.existing_item, companion_index=outcome.record_index)

@@ -10,9 +10,8 @@ from decimal import Decimal
 
 from billing_platform.catalog.models import QuotaPolicy, ResourceQuota
 from billing_platform.entitlements.answers import not_in_plan, suspended_answer
-from billing_platform.entitlements.context import ONE, EntitlementContext
+from billing_platform.entitlements.context import EntitlementContext
 from billing_platform.entitlements.models import (
-    ZERO,
     CounterState,
     DenyReason,
     EntitlementCheck,
@@ -21,11 +20,11 @@ from billing_platform.entitlements.models import (
     advance_period,
     check_from_counter,
     combine_shards,
-    decimal_str,
 )
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.grants.models import draw_order, live_balance
+from billing_platform.quantities import ONE, ZERO, decimal_str
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def check(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity:
     grant_remaining = None
     if not allowed and view.policy is QuotaPolicy.HARD and view.state is CounterState.ACTIVE:
         # Short on the quota alone: a consume would go on to the tenant's live grants.
-        grant_remaining = live_balance(ctx.grant_draw.grants.list(tenant_id, resource_type), now)
+        grant_remaining = live_balance(ctx.tenant_grants.list(tenant_id, resource_type), now)
         allowed = max(ZERO, view.remaining) + grant_remaining >= quantity
     answer = check_from_counter(
         view,
@@ -175,7 +174,7 @@ def entitlements(ctx: EntitlementContext, tenant_id: str) -> TenantEntitlements:
     catalog_plan = ctx.catalog.plan(plan.plan_id)
     views: list[QuotaView] = []
     now = ctx.clock()
-    grants = sorted(ctx.grant_draw.grants.list(tenant_id, consistent=False), key=draw_order)
+    grants = sorted(ctx.tenant_grants.list(tenant_id, consistent=False), key=draw_order)
     for resource_type in sorted(catalog_plan.quotas):
         counter = read_quota(ctx, tenant_id, resource_type)
         if counter is None:

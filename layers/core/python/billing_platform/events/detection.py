@@ -26,11 +26,11 @@ from typing import Any
 from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 
 from billing_platform.events.models import GrantSnapshot, SpendCrossing
+from billing_platform.quantities import ZERO
 
 _deserializer = TypeDeserializer()
 COUNTER_SK = "COUNTER"
 GRANT_ENTITY = "GRANT"
-ZERO = Decimal(0)
 
 
 def plain_image(image: dict[str, Any] | None) -> dict[str, Any] | None:

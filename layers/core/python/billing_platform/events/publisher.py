@@ -8,16 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from billing_platform import clients, resources
-from billing_platform.errors import BillingError
+from billing_platform.errors import PublishError
 from billing_platform.events.models import BillingEvent
 from billing_platform.settings import Settings
-
-
-class PublishError(BillingError):
-    """EventBridge refused an event (its entry failed, or the call did): the caller retries later."""
-
-    http_status = 503
-    code = "event_publish_failed"
 
 
 class EventPublisher:

@@ -18,8 +18,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.entitlements.models import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str, from_epoch
-from billing_platform.instants import UtcInstant
+from billing_platform.instants import UtcInstant, from_epoch
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str
 
 GRANT_ID_PATTERN = r"^grt_[0-9a-f]{16}$"
 DEFAULT_PRIORITY = 50
@@ -142,6 +142,10 @@ class DrawPlan:
     def grant_total(self) -> Decimal:
         return sum((q for _g, q in self.from_grants), ZERO)
 
+    def drawn(self) -> tuple[tuple[str, Decimal], ...]:
+        """(grant id, quantity) in draw order: what an answer or a reservation records."""
+        return tuple((grant.grant_id, take) for grant, take in self.from_grants)
+
 
 def plan_draw(quota_remaining: Decimal, grants: list[Grant], quantity: Decimal, now: datetime) -> DrawPlan | None:
     """Serve `quantity` from the quota's `remaining` first, then live grants in draw order. None when the
@@ -181,7 +185,7 @@ class CreateGrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-    amount: Decimal = Field(gt=0, lt=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
+    amount: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
     priority: int = Field(default=DEFAULT_PRIORITY, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     expires_at: UtcInstant | None = Field(default=None, description="ISO 8601 with a timezone; absent: never")
     reason: str | None = Field(default=None, max_length=500)

@@ -22,7 +22,6 @@ from botocore.exceptions import ClientError
 from billing_platform import clients
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.conditions import lost_race
-from billing_platform.entitlements.models import ZERO, to_epoch
 from billing_platform.grants.models import (
     Grant,
     GrantSource,
@@ -30,6 +29,8 @@ from billing_platform.grants.models import (
     epoch_or_none,
     expiry_bucket,
 )
+from billing_platform.instants import to_epoch
+from billing_platform.quantities import ZERO
 from billing_platform.settings import Settings, get_settings
 
 Item = dict[str, Any]

@@ -40,12 +40,14 @@ class GrantService:
         self,
         settings: Settings | None = None,
         *,
+        tenant_known: Callable[[str], bool],
         repository: GrantRepository | None = None,
-        tenant_known: Callable[[str], bool] | None = None,
     ) -> None:
+        """`tenant_known(tenant_id)`: whether the platform knows the tenant (the entitlements' own
+        `EntitlementService.tenant_known`: grants never read the entitlement items themselves)."""
         self._settings = settings or get_settings()
         self._repo = repository or GrantRepository(self._settings)
-        self._tenant_known = tenant_known or _default_tenant_known(self._settings)
+        self._tenant_known = tenant_known
 
     def create(self, tenant_id: str, request: CreateGrantRequest, *, actor: Actor) -> Grant:
         """Grant `request.amount` of a resource to a known tenant on top of its plan."""
@@ -115,9 +117,3 @@ class GrantService:
                 )
                 return voided
         raise ConflictError(f"grant {grant_id} is being drawn too fast to void; retry", code="grant_busy")
-
-
-def _default_tenant_known(settings: Settings) -> Callable[[str], bool]:
-    from billing_platform.entitlements.repository import EntitlementRepository
-
-    return EntitlementRepository(settings).tenant_known

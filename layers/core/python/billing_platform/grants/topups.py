@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Catalog, TopupPrice
+from billing_platform.errors import TopupTenantUnknown
 from billing_platform.grants.models import Grant, GrantSource, GrantState, grant_id_for_source
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.ids import TENANT_ID_PATTERN
@@ -40,11 +41,6 @@ class LineItemSource(Protocol):
     """The part of the billing provider that lists a Stripe object's line items (raw Stripe dicts)."""
 
     def list_line_items(self, object_type: LineSource, object_id: str) -> list[dict[str, Any]]: ...
-
-
-class TopupTenantUnknown(Exception):
-    """A paid top-up whose tenant cannot be told yet (its customer is bound by an event still on its way):
-    raised so the webhook answers 5xx and Stripe delivers it again later. Money paid is never dropped."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingProviderError, ProviderRateLimitError, ProviderUnavailableError
 from billing_platform.metering.repository import HourWatermark, MeterWatermarkRepository, PendingReport
 from billing_platform.providers.meter_events import MeterEvent, MeterEventSender
+from billing_platform.quantities import ZERO
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.usage.models import Granularity, bucket_label, bucket_start
@@ -61,7 +62,6 @@ OLDEST_EVENT_AGE = timedelta(days=35) - timedelta(hours=1)
 MAX_CONSECUTIVE_OUTAGES = 3
 # Subscription statuses whose usage is reported (past_due / unpaid usage is still owed).
 REPORTED_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
-ZERO = Decimal(0)
 
 
 def meter_identifier(tenant_id: str, resource_type: str, hour: str, cumulative: Decimal) -> str:

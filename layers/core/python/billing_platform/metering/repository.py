@@ -23,13 +23,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.conditions import applied
+from billing_platform.conditions import CONDITION_OR_CONFLICT, applied
 from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, query_sort_key_range, utc_now
+from billing_platform.quantities import ZERO
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.subscriptions.repository import subscription_key
 
 BATCH_GET_MAX = 100
-ZERO = Decimal(0)
 
 
 def meter_pk(tenant_id: str, resource_type: str) -> str:
@@ -43,9 +43,6 @@ def meter_key(tenant_id: str, resource_type: str, sk: str) -> dict[str, Any]:
 
 # What a claim writes on an hour's watermark (besides tenant_id and resource_type), and commit and drop remove.
 CLAIM_FIELDS = "pending_from, pending_to, identifier, event_name, customer_id, event_ts, claimed_at"
-
-# A claim or commit losing to a concurrent run: another transaction on the same items also counts.
-LOST_RACES = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
 @dataclass(frozen=True)
@@ -236,7 +233,7 @@ class MeterWatermarkRepository(BillingTable):
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         # A lost race (condition failed, or a concurrent transaction on the same item) changes
         # nothing; the caller re-reads on its next run.
-        return applied(lambda: self.client.transact_write_items(TransactItems=items), LOST_RACES)
+        return applied(lambda: self.client.transact_write_items(TransactItems=items), CONDITION_OR_CONFLICT)
 
 
 def _hour_from_item(item: dict[str, Any]) -> HourWatermark:

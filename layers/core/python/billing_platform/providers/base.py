@@ -8,7 +8,7 @@ Two faces of one provider:
 Concrete providers implement the blocking face once; `AsyncBillingProvider` derives the async face from
 it by running each call on the library's worker pool (`billing_platform.offload`), so the event loop
 never blocks on network I/O and there is exactly one implementation of every Stripe call to test. This
-is the convention of all four library objects (see `billing_platform.entitlements.enforcer`).
+is the convention of all four library objects (see `billing_platform.enforcer`).
 
 One answer differs between the faces, as the design document has it: the async `create_customer`
 returns the new customer's id (``customer_id = await provider.create_customer(...)``); the blocking one

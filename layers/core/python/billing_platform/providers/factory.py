@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from billing_platform.api.container import PerContainer
+from billing_platform.container import PerContainer
 from billing_platform.providers.base import BillingProvider, ProviderCustomer, ProviderSubscription
 from billing_platform.settings import Settings, get_settings
 

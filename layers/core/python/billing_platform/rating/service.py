@@ -17,9 +17,9 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from billing_platform.catalog.prices import BillingScheme, PriceTier, Round, TiersMode, UsagePrice
+from billing_platform.quantities import ZERO
 from billing_platform.rating.models import Cost, LinearPiece, RatedLine, TierCharge
 
-_ZERO = Decimal(0)
 _WHOLE = Decimal(1)
 
 
@@ -32,20 +32,20 @@ def rate(price: UsagePrice, quantity: Decimal) -> RatedLine:
     """The period's `quantity` of one line rated under `price`: its tiers, exact and rounded amounts."""
     if not quantity.is_finite() or quantity < 0:
         raise ValueError(f"a quantity to rate must be finite and >= 0, got {quantity}")
-    billable = max(_ZERO, quantity - price.included)
+    billable = max(ZERO, quantity - price.included)
     charges: tuple[TierCharge, ...]
     if price.billing_scheme is BillingScheme.PER_UNIT:
-        unit = price.unit() or _ZERO
+        unit = price.unit() or ZERO
         if price.transform_quantity is not None:
             rounding = ROUND_CEILING if price.transform_quantity.round is Round.UP else ROUND_FLOOR
             billable = (billable / price.transform_quantity.divide_by).quantize(_WHOLE, rounding=rounding)
         raw = billable * unit
-        charges = (TierCharge(1, _ZERO, None, billable, unit, _ZERO, raw),) if billable else ()
+        charges = (TierCharge(1, ZERO, None, billable, unit, ZERO, raw),) if billable else ()
     elif price.tiers_mode is TiersMode.VOLUME:
         charges = _volume(price.tiers, billable)
     else:
         charges = _graduated(price.tiers, billable)
-    raw = sum((c.raw for c in charges), _ZERO)
+    raw = sum((c.raw for c in charges), ZERO)
     return RatedLine(price.currency, quantity, billable, charges, raw, round_minor(raw))
 
 
@@ -65,16 +65,16 @@ def cost(price: UsagePrice, used_before: Decimal, quantity: Decimal) -> Cost:
 
 
 def _tier_unit(tier: PriceTier) -> Decimal:
-    return tier.unit() or _ZERO
+    return tier.unit() or ZERO
 
 
 def _tier_flat(tier: PriceTier) -> Decimal:
-    return tier.flat() or _ZERO
+    return tier.flat() or ZERO
 
 
 def _graduated(tiers: tuple[PriceTier, ...], billable: Decimal) -> tuple[TierCharge, ...]:
     charges: list[TierCharge] = []
-    low = _ZERO
+    low = ZERO
     for index, tier in enumerate(tiers, start=1):
         if billable <= low:
             break
@@ -91,7 +91,7 @@ def _graduated(tiers: tuple[PriceTier, ...], billable: Decimal) -> tuple[TierCha
 def _volume(tiers: tuple[PriceTier, ...], billable: Decimal) -> tuple[TierCharge, ...]:
     if billable <= 0:
         return ()
-    low = _ZERO
+    low = ZERO
     for index, tier in enumerate(tiers, start=1):
         if tier.up_to is None or billable <= tier.up_to:
             unit, flat = _tier_unit(tier), _tier_flat(tier)
@@ -105,14 +105,14 @@ def _pieces(price: UsagePrice) -> list[LinearPiece]:
     amount is affine, in order. Bounds where the amount jumps (a flat amount, a new package, a volume
     tier) are open on the side that does not share the value."""
     if price.billing_scheme is BillingScheme.PER_UNIT:
-        unit = price.unit() or _ZERO
+        unit = price.unit() or ZERO
         if price.transform_quantity is None:
-            return [LinearPiece(_ZERO, True, None, False, unit)]
+            return [LinearPiece(ZERO, True, None, False, unit)]
         # Packages: a step function; only takes inside one step are priced without reading usage.
         return []
     pieces: list[LinearPiece] = []
-    low = _ZERO
-    previous_end = _ZERO  # the amount at `low`
+    low = ZERO
+    previous_end = ZERO  # the amount at `low`
     for tier in price.tiers:
         unit, flat = _tier_unit(tier), _tier_flat(tier)
         if price.tiers_mode is TiersMode.GRADUATED:
@@ -140,7 +140,7 @@ def linear_piece(price: UsagePrice, used_before: Decimal, quantity: Decimal) -> 
     included = price.included
     candidates: list[LinearPiece] = []
     if included > 0:
-        candidates.append(LinearPiece(_ZERO, True, included, True, _ZERO))
+        candidates.append(LinearPiece(ZERO, True, included, True, ZERO))
     for piece in _pieces(price):
         high = None if piece.high is None else piece.high + included
         # Billable zero is usage `included`: closed there only if the amount does not jump.

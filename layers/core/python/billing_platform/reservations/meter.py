@@ -6,18 +6,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from billing_platform.catalog import Catalog
-from billing_platform.errors import BillingError
+from billing_platform.errors import MeterUnavailable
 from billing_platform.reservations.models import Reservation, usage_record_id
 from billing_platform.settings import Settings
 from billing_platform.usage.models import build_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
-
-
-class MeterUnavailable(BillingError):
-    """The usage queue did not take the record; the sweep sends it again later (same record id)."""
-
-    code = "usage_queue_unavailable"
-    http_status = 503
 
 
 class Meter(Protocol):

@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
-from billing_platform.entitlements.models import ZERO, decimal_str
+from billing_platform.quantities import ZERO, decimal_str
 
 Holder = TypeVar("Holder")  # what a share belongs to: a shard number or a grant id
 

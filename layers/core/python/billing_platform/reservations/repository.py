@@ -24,13 +24,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import cancel_reasons, lost_race
+from billing_platform.conditions import Cancellation, cancellation, lost_race
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess
-from billing_platform.entitlements.models import CounterState, QuotaCounter, from_epoch, to_epoch
+from billing_platform.entitlements.models import CounterState, QuotaCounter
 from billing_platform.grants.models import GrantState
 from billing_platform.grants.repository import grant_key
+from billing_platform.instants import from_epoch, to_epoch
 from billing_platform.reservations.models import (
     METER_RETRY_AFTER,
     RESOLVED_RETENTION,
@@ -194,27 +195,27 @@ class ReservationRepository(TableAccess):
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
-            reasons = cancel_reasons(err)
-            if reasons is None:
+            refused = cancellation(err)
+            if refused is None:
                 raise
-            return self._classify(reasons, before, len(changes))
+            return self._classify(refused, before, len(changes))
         return Resolution(applied=True, reservation=after)
 
-    def _classify(self, reasons: list[dict[str, Any]], before: Reservation, changes: int) -> Resolution:
-        codes = [r.get("Code") for r in reasons]
-        if codes and codes[0] == "ConditionalCheckFailed":
-            item = reasons[0].get("Item")
+    def _classify(self, refused: Cancellation, before: Reservation, changes: int) -> Resolution:
+        # Item 0 is the reservation, then one per counter change, then the grant refills.
+        if 0 in refused.failed:
+            item = refused.item(0)
             current = reservation_from_item(item) if item else self.get(before.tenant_id, before.reservation_id)
             return Resolution(applied=False, reservation=current)
-        for index, reason in enumerate(reasons[1:]):
-            if reason.get("Code") == "ConditionalCheckFailed" and index >= changes:
-                return Resolution(applied=False, refill_index=index - changes)
-            if reason.get("Code") == "ConditionalCheckFailed":
-                item = reason.get("Item")
-                return Resolution(applied=False, counter_index=index, counter=counter_from_item(item) if item else None)
-        if any(code in ("TransactionConflict", "ThrottlingError") for code in codes) or not reasons:
+        for index in sorted(refused.failed):
+            position = index - 1
+            if position >= changes:
+                return Resolution(applied=False, refill_index=position - changes)
+            item = refused.item(index)
+            return Resolution(applied=False, counter_index=position, counter=counter_from_item(item) if item else None)
+        if refused.contended:
             return Resolution(applied=False, conflict=True)
-        raise RuntimeError(f"reservation transaction cancelled: {codes}")
+        raise RuntimeError(f"reservation transaction cancelled: {list(refused.codes)}")
 
     def transition_item(self, before: Reservation, after: Reservation, now: datetime) -> dict[str, Any]:
         """The reservation's update inside a resolution transaction: `before` (held) becomes `after`."""

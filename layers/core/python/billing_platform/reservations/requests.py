@@ -7,10 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.entitlements.models import QUANTITY_PLACES
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.reservations.models import DEFAULT_TTL, MAX_TTL, MIN_TTL
-from billing_platform.usage.models import MAX_QUANTITY
 
 Amount = Annotated[Decimal, Field(le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)]
 

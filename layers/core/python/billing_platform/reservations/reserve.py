@@ -10,9 +10,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.entitlements.enforcer import QuotaExceededError
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
-from billing_platform.errors import UnprocessableError
+from billing_platform.errors import QuotaExceededError, UnprocessableError
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.models import (
     MAX_TTL,
@@ -22,16 +21,8 @@ from billing_platform.reservations.models import (
     reservation_id_for,
 )
 from billing_platform.reservations.repository import reservation_from_item
-from billing_platform.usage.models import MAX_QUANTITY as MAX_METERED_QUANTITY
 
 logger = logging.getLogger(__name__)
-
-
-def validate_amount(ctx: ReservationContext, resource_type: str, quantity: Decimal, *, name: str) -> None:
-    """422 unless the amount is one the quota and the usage pipeline both accept."""
-    ctx.entitlements.validate(resource_type, quantity)
-    if quantity > MAX_METERED_QUANTITY:
-        raise UnprocessableError(f"{name}: at most {MAX_METERED_QUANTITY}", code="invalid_quantity")
 
 
 def reserve(
@@ -45,7 +36,7 @@ def reserve(
 ) -> tuple[Reservation, bool]:
     """Hold `estimate` until settled, cancelled or `ttl` has passed. Returns (reservation, replayed).
     Raises QuotaExceededError (402) when the quota cannot cover it: nothing is then held or recorded."""
-    validate_amount(ctx, resource_type, estimate, name="estimate")
+    ctx.entitlements.validate(resource_type, estimate)
     if not MIN_TTL <= ttl <= MAX_TTL:
         raise UnprocessableError(
             f"ttl must be between {int(MIN_TTL.total_seconds())} and {int(MAX_TTL.total_seconds())} seconds",

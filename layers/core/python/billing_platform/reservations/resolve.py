@@ -24,12 +24,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter
+from billing_platform.entitlements.models import CounterState, QuotaCounter
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.entitlements.views import live_counters
-from billing_platform.errors import ConflictError, NotFoundError, RateLimitedError, UnprocessableError
+from billing_platform.errors import ConflictError, MeterUnavailable, NotFoundError, RateLimitedError, UnprocessableError
+from billing_platform.quantities import ZERO
 from billing_platform.reservations.context import ReservationContext
-from billing_platform.reservations.meter import MeterUnavailable
 from billing_platform.reservations.models import (
     Reservation,
     ReservationState,
@@ -38,7 +38,6 @@ from billing_platform.reservations.models import (
     split_refill,
 )
 from billing_platform.reservations.repository import CounterChange, GrantRefill, Resolution
-from billing_platform.reservations.reserve import validate_amount
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def settle(ctx: ReservationContext, tenant_id: str, reservation_id: str, actual:
     """Charge `actual` for the reservation. Returns (reservation, replayed)."""
     reservation = _load(ctx, tenant_id, reservation_id)
     if actual != 0:
-        validate_amount(ctx, reservation.resource_type, actual, name="quantity")
+        ctx.entitlements.validate(reservation.resource_type, actual)
     elif not actual.is_finite():
         raise UnprocessableError("quantity must be finite", code="invalid_quantity")
     outcome, replayed = _resolve(ctx, reservation, ReservationState.SETTLED, actual)

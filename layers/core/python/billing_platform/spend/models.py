@@ -22,10 +22,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing_platform.catalog.prices import Currency, UsagePrice
+from billing_platform.quantities import ZERO
 from billing_platform.rating.models import LinearPiece
 from billing_platform.rating.service import cost, linear_piece
 
-ZERO = Decimal(0)
 DEFAULT_SPEND_THRESHOLDS: tuple[Decimal, ...] = (Decimal(50), Decimal(80), Decimal(100))
 MAX_CAP = 10**12  # Stripe's bound on an amount, in minor units
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.entitlements.models import decimal_str
+from billing_platform.quantities import decimal_str
 from billing_platform.spend.models import SpendCap, SpendState
 
 

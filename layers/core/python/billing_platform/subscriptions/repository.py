@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.conditions import applied, lost_race, transact_write_items
 from billing_platform.dynamodb import BillingTable, string_attr, utc_now
+from billing_platform.errors import StaleWrite
 from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord
 
@@ -44,10 +45,6 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # this delivery processes the event
     DONE = "done"  # already applied: acknowledge and ignore
     IN_PROGRESS = "in_progress"  # another delivery holds a live lease
-
-
-class StaleWrite(Exception):
-    """The subscription record changed since it was read (another delivery won the race)."""
 
 
 class SubscriptionRepository(BillingTable):

@@ -30,7 +30,7 @@ from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog import Plan
 from billing_platform.dynamodb import utc_now
-from billing_platform.errors import ProviderNotFoundError, ValidationError
+from billing_platform.errors import EventInProgress, ProviderNotFoundError, StaleWrite, ValidationError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.grants.topups import TopupGrants
 from billing_platform.providers.base import (
@@ -41,7 +41,7 @@ from billing_platform.providers.base import (
 )
 from billing_platform.settings import Settings, get_settings
 from billing_platform.subscriptions.models import StripeEvent, SubscriptionRecord, WebhookOutcome, subscription_terms
-from billing_platform.subscriptions.repository import Claim, StaleWrite, SubscriptionRepository
+from billing_platform.subscriptions.repository import Claim, SubscriptionRepository
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ CHECKOUT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.asy
 HANDLED_EVENTS = SUBSCRIPTION_EVENTS | CUSTOMER_EVENTS | INVOICE_EVENTS | CHECKOUT_EVENTS
 ACTOR = "stripe:webhook"
 MAX_RACE_RETRIES = 5
-
-
-class EventInProgress(Exception):
-    """Another delivery of the same event holds the claim; Stripe should retry later (409)."""
 
 
 class EntitlementEffects(Protocol):

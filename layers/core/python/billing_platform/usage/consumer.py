@@ -8,17 +8,10 @@ from datetime import datetime
 from pydantic import ValidationError as PydanticError
 
 from billing_platform.dynamodb import utc_now
-from billing_platform.errors import BillingError, UnprocessableError
+from billing_platform.errors import BillingError, PoisonMessageError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import UsageMessage, check_record
 from billing_platform.usage.repository import UsageRecordRepository
-
-
-class PoisonMessageError(UnprocessableError):
-    """A message that no retry can make valid. It is reported failed like any other; after the queue's
-    maxReceiveCount SQS moves it to the DLQ, where it waits for a fix and a redrive, never blocking."""
-
-    code = "poison_message"
 
 
 class UsageConsumerService:

@@ -11,21 +11,13 @@ from typing import Any
 
 from billing_platform.auth.caller import Caller
 from billing_platform.dynamodb import utc_now
-from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError
+from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError, UsageEnqueueError
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import UsageRecord, check_record, new_record_id, parse_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
 
 MAX_RECORDS_PER_REQUEST = 1000
 _FIELDS = {"record_id", "tenant_id", "resource_type", "quantity", "timestamp", "metadata"}
-
-
-class UsageEnqueueError(BillingError):
-    """Some accepted records could not be put on the queue. Retrying the request with the same record ids
-    (or the same Idempotency-Key) is safe: records are deduplicated by id downstream."""
-
-    code = "usage_enqueue_failed"
-    http_status = 503
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,13 @@ from billing_platform.catalog import Catalog
 from billing_platform.errors import UnprocessableError, ValidationError
 from billing_platform.ids import TENANT_ID_PATTERN, TenantIdLike, tenant_id_str
 from billing_platform.instants import to_utc
+from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,127}$"
 TENANT_PATTERN = TENANT_ID_PATTERN
 METADATA_MAX_KEYS = 10
 METADATA_MAX_VALUE_CHARS = 256
 METADATA_MAX_BYTES = 1024
-# Quantities are exact decimals: at most 12 integer and 6 fractional digits, so that sums of many
-# records stay far inside DynamoDB's 38 significant digits.
-MAX_QUANTITY = Decimal(10) ** 12
-QUANTITY_DECIMAL_PLACES = 6
 # A record may come a little from the future (client clocks drift), never much.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MESSAGE_VERSION = 1
@@ -55,7 +52,7 @@ class UsageRecord(BaseModel):
     tenant_id: str = Field(pattern=TENANT_PATTERN)
     resource_type: str = Field(min_length=1, max_length=64)
     # > 0: a zero record changes no total but costs a write at every hop.
-    quantity: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_DECIMAL_PLACES, allow_inf_nan=False)
+    quantity: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
     timestamp: datetime
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 

@@ -1,6 +1,6 @@
 """Read side: usage trends per tenant and top consumers over a range of whole hours.
 
-Two faces, the library's convention (see `billing_platform.entitlements.enforcer`): `UsageAggregator` is
+Two faces, the library's convention (see `billing_platform.enforcer`): `UsageAggregator` is
 async (``await aggregator.get_usage_trends(...)``), ``aggregator.sync`` the blocking
 `SyncUsageAggregator` the `usage_query` Lambda and the CLI call."""
 

@@ -38,8 +38,9 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 
 from billing_platform import clients
+from billing_platform.conditions import cancellation, condition_failed
 from billing_platform.dynamodb import BillingTable, query_items, query_sort_key_range
-from billing_platform.errors import BillingError
+from billing_platform.errors import UsageWriteIncomplete
 from billing_platform.settings import Settings, get_settings
 from billing_platform.usage.models import Granularity, UsageRecord
 
@@ -54,13 +55,6 @@ WRITE_WORKERS = 8
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
-
-
-class UsageWriteIncomplete(BillingError):
-    """Some records could not be written after retries; the message must be redelivered."""
-
-    code = "usage_write_incomplete"
-    http_status = 503
 
 
 def _hash32(text: str) -> int:
@@ -297,8 +291,7 @@ class AggregateRepository(BillingTable):
         try:
             self.client.update_item(**self.delta_update(deltas[index])["Update"])
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return WriteOutcome(stale=[index], requests=1)
             return WriteOutcome(failed=[index], requests=1)
         return WriteOutcome(requests=1)
@@ -307,16 +300,14 @@ class AggregateRepository(BillingTable):
         try:
             self.transact([self.delta_update(deltas[i]) for i in unit])
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            reasons = exc.response.get("CancellationReasons") or []
-            if error.get("Code") != "TransactionCanceledException" or len(reasons) != len(unit):
+            refused = cancellation(exc)
+            if refused is None or refused.reasons != len(unit):
                 return WriteOutcome(failed=list(unit), requests=1)
             out = WriteOutcome(requests=1)
-            for index, reason in zip(unit, reasons, strict=True):
-                code = reason.get("Code")
-                if code == "ConditionalCheckFailed":
+            for position, index in enumerate(unit):
+                if position in refused.failed:
                     out.stale.append(index)
-                elif code in (None, "None", "TransactionConflict"):
+                elif position in refused.fine | refused.conflicted:
                     out.again.append(index)  # fine itself, or raced a concurrent writer: send again
                 else:
                     out.failed.append(index)

@@ -8,7 +8,7 @@ and retried by the next flush; `stop()` raises `UsageFlushError` if any are left
 `drain_unsent()` hands them over for another way out. Downstream deduplicates by record id, so a
 message that SQS accepted but reported as failed (and is therefore sent again) is not counted twice.
 
-Two faces, the library's convention (see `billing_platform.entitlements.enforcer`): `UsageTracker` is
+Two faces, the library's convention (see `billing_platform.enforcer`): `UsageTracker` is
 async (``await tracker.track(...)``, ``async with UsageTracker(...)``), ``tracker.sync`` is the blocking
 `SyncUsageTracker` for Lambda (``tracker.sync.track(...)``, ``@tracker.sync.flush_after``). Both share
 one buffer and one background flush thread. Tracking only validates and buffers (no I/O), so the async
@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from billing_platform.dynamodb import utc_now
-from billing_platform.errors import BillingError
+from billing_platform.errors import UsageBufferFull, UsageFlushError
 from billing_platform.ids import TenantIdLike
 from billing_platform.offload import run_blocking
 from billing_platform.settings import Settings, get_settings
@@ -44,21 +44,6 @@ R = TypeVar("R")
 # A full SendMessageBatch holds 10 messages: flush on our own once that many are buffered.
 MESSAGES_PER_AUTO_FLUSH = 10
 DEFAULT_MAX_BUFFERED = 100_000
-
-
-class UsageFlushError(BillingError):
-    """Records could not be sent to the usage queue; they are still buffered (see `drain_unsent`)."""
-
-    code = "usage_flush_failed"
-    http_status = 503
-
-
-class UsageBufferFull(BillingError):
-    """The buffer holds `max_buffered` unsent records (the queue has been unreachable for a while):
-    the caller learns it at once instead of the tracker dropping usage or growing without bound."""
-
-    code = "usage_buffer_full"
-    http_status = 503
 
 
 class TrackerStats(TypedDict):

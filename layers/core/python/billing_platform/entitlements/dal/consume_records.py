@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import applied, cancel_reasons, transact_write_items
+from billing_platform.conditions import Cancellation, applied, cancellation, transact_write_items
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.dal.items import (
@@ -23,13 +23,8 @@ from billing_platform.entitlements.dal.items import (
     counter_key,
 )
 from billing_platform.entitlements.dal.table import TableAccess, update_item
-from billing_platform.entitlements.models import (
-    CounterState,
-    EntitlementCheck,
-    QuotaCounter,
-    from_epoch,
-    to_epoch,
-)
+from billing_platform.entitlements.models import CounterState, EntitlementCheck, QuotaCounter
+from billing_platform.instants import from_epoch, to_epoch
 
 
 @dataclass(frozen=True)
@@ -142,10 +137,10 @@ class ConsumeRecordAccess(TableAccess):
         try:
             self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
         except ClientError as err:
-            reasons = cancel_reasons(err)
-            if reasons is None:
+            refused = cancellation(err)
+            if refused is None:
                 raise
-            return self._keyed_failure(reasons, record, counter_index=0, key=key)
+            return self._keyed_failure(refused, record, counter_index=0, key=key)
         return KeyedTake(granted=True)
 
     def get_counter_and_record(
@@ -186,31 +181,30 @@ class ConsumeRecordAccess(TableAccess):
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
-            reasons = cancel_reasons(err)
-            if reasons is None:
+            refused = cancellation(err)
+            if refused is None:
                 raise
             if record is not None:
-                outcome = self._keyed_failure(reasons, record, counter_index=0, key=None)
+                outcome = self._keyed_failure(refused, record, counter_index=0, key=None)
                 if outcome.existing_record is not None:
                     return outcome
             return KeyedTake(granted=False, conflict=True)
         return KeyedTake(granted=True)
 
     def _keyed_failure(
-        self, reasons: list[dict[str, Any]], record: ConsumeRecord, *, counter_index: int, key: Item | None
+        self, refused: Cancellation, record: ConsumeRecord, *, counter_index: int, key: Item | None
     ) -> KeyedTake:
-        codes = [r.get("Code") for r in reasons]
-        record_reason = reasons[-1] if reasons else {}
-        if record_reason.get("Code") == "ConditionalCheckFailed":
-            existing = record_reason.get("Item") or self.get_consume_record_item(
+        # The record is the transaction's last item.
+        record_index = refused.reasons - 1
+        if record_index >= 0 and record_index in refused.failed:
+            existing = refused.item(record_index) or self.get_consume_record_item(
                 record.tenant_id, record.idempotency_key
             )
             return KeyedTake(granted=False, existing_record=record_from_item(existing) if existing else None)
-        if "TransactionConflict" in codes or not reasons:
+        if refused.conflicted or refused.reasons == 0:
             return KeyedTake(granted=False, conflict=True)
-        counter_reason = reasons[counter_index] if len(reasons) > counter_index else {}
-        if counter_reason.get("Code") == "ConditionalCheckFailed":
-            item = counter_reason.get("Item") or (self.get_item(key) if key else None)
+        if counter_index in refused.failed:
+            item = refused.item(counter_index) or (self.get_item(key) if key else None)
             return KeyedTake(granted=False, counter_item=item)
         return KeyedTake(granted=False, conflict=True)
 

@@ -9,11 +9,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.conditions import lost_race
+from billing_platform.conditions import Cancellation, cancellation, lost_race
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import Item, counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess, update_item
-from billing_platform.entitlements.models import CounterState, QuotaCounter, to_epoch
+from billing_platform.entitlements.models import CounterState, QuotaCounter
+from billing_platform.instants import to_epoch
+from billing_platform.quantities import ZERO
 
 
 def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
@@ -52,7 +54,49 @@ def take_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforc
 
 
 class CounterAccess(TableAccess):
-    """Reads of counters and the writes that move `used` of one counter."""
+    """Reads of counters, the writes that move `used` of one counter, and the transactions that take
+    from counters together with other items (a reservation, grants, a consume record)."""
+
+    # --- transactions a use case assembles ----------------------------------------------------
+
+    def take_request(self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+        """A consume of the counter at `key` as one item of a transaction."""
+        return take_item(self._table, key, quantity, now, enforce=enforce)
+
+    def drain_request(self, counter: QuotaCounter, now: datetime) -> dict[str, Any]:
+        """Give everything the shard has (a grant draw drains the quota before any grant), or just check
+        it is still as seen when it has nothing: conditioned on the counter being exactly as seen, still
+        active, its period not over."""
+        take = max(ZERO, counter.remaining)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards),
+            "ConditionExpression": "#st = :active AND #pe > :now AND #rem = :seen",
+            "ExpressionAttributeNames": {"#st": "state", "#pe": "period_end", "#rem": "remaining"},
+            "ExpressionAttributeValues": {
+                ":active": string_attr(CounterState.ACTIVE.value),
+                ":now": number_attr(to_epoch(now)),
+                ":seen": number_attr(counter.remaining),
+            },
+        }
+        if take <= 0:
+            return {"ConditionCheck": request}
+        request["UpdateExpression"] = "SET #rem = #rem - :q, #used = #used + :q"
+        request["ExpressionAttributeNames"]["#used"] = "used"
+        request["ExpressionAttributeValues"][":q"] = number_attr(take)
+        return {"Update": request}
+
+    def commit(self, items: list[dict[str, Any]]) -> Cancellation | None:
+        """One TransactWriteItems, sent once: None when it applied, else what DynamoDB said of each item
+        (the caller decides whether to plan again). Any other failure is raised."""
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            refused = cancellation(err)
+            if refused is None:
+                raise
+            return refused
+        return None
 
     # --- reads --------------------------------------------------------------------------------
 

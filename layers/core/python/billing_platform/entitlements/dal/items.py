@@ -17,13 +17,8 @@ from typing import Any
 
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
-from billing_platform.entitlements.models import (
-    CounterState,
-    QuotaCounter,
-    TenantPlan,
-    from_epoch,
-    to_epoch,
-)
+from billing_platform.entitlements.models import CounterState, QuotaCounter, TenantPlan
+from billing_platform.instants import from_epoch, to_epoch
 
 Item = dict[str, Any]
 COUNTER_SK = "COUNTER"

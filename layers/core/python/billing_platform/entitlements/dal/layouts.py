@@ -15,7 +15,9 @@ from billing_platform.conditions import applied, transact_write_items
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import NAMES, counter_key, counter_to_item
 from billing_platform.entitlements.dal.table import TableAccess, update_item
-from billing_platform.entitlements.models import ZERO, CounterState, QuotaCounter, to_epoch
+from billing_platform.entitlements.models import CounterState, QuotaCounter
+from billing_platform.instants import to_epoch
+from billing_platform.quantities import ZERO
 
 
 class LayoutAccess(TableAccess):

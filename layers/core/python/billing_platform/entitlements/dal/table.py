@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import error_code
+from billing_platform.conditions import transaction_conflict
 from billing_platform.dynamodb import BillingTable
 from billing_platform.entitlements.dal.items import Item
 from billing_platform.settings import Settings
@@ -25,7 +25,7 @@ def update_item(client: Any, **kwargs: Any) -> Any:
         try:
             return client.update_item(**kwargs)
         except ClientError as err:
-            if error_code(err) != "TransactionConflictException" or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
+            if not transaction_conflict(err) or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
     raise AssertionError("unreachable")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
-from billing_platform.entitlements.enforcer import QuotaExceededError
 from billing_platform.entitlements.models import EntitlementCheck
+from billing_platform.errors import QuotaExceededError
 
 
 class QuotaExceededHTTPException(QuotaExceededError, HTTPException):

@@ -32,17 +32,17 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeAlias, TypeVar, cast
 from uuid import UUID
 
-from billing_platform.api.container import PerContainer
-from billing_platform.entitlements.models import DenyReason, EntitlementCheck, decimal_str
+from billing_platform.container import PerContainer
+from billing_platform.entitlements.models import EntitlementCheck
 from billing_platform.entitlements.service import EntitlementService
-from billing_platform.errors import EntitlementEnforcementError, UnprocessableError
+from billing_platform.errors import EntitlementEnforcementError, QuotaExceededError, UnprocessableError
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.offload import run_blocking
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    # Imported where used: the reservation modules import the entitlement package themselves.
+    # Imported where used: a caller that never reserves does not load them.
     from billing_platform.reservations.handles import AsyncReservation, ReservationHold
     from billing_platform.reservations.models import Reservation
     from billing_platform.reservations.service import ReservationService
@@ -61,41 +61,6 @@ class _Resolver(Protocol):
     def current_event(self) -> Any: ...
 
 
-class QuotaExceededError(EntitlementEnforcementError):
-    """A consume was refused (402). The body names the resource, what is left and when it resets."""
-
-    def __init__(self, check: EntitlementCheck) -> None:
-        reason = check.reason or DenyReason.EXHAUSTED
-        messages = {
-            DenyReason.EXHAUSTED: f"the {check.resource_type} quota is exhausted",
-            DenyReason.NOT_IN_PLAN: f"{check.resource_type} is not included in the plan",
-            DenyReason.SUSPENDED: "the subscription is suspended",
-        }
-        super().__init__(
-            messages[reason],
-            code="quota_exceeded" if reason is DenyReason.EXHAUSTED else f"entitlement_{reason.value}",
-            details={
-                "resource_type": check.resource_type,
-                "requested": decimal_str(check.quantity),
-                "remaining": decimal_str(check.remaining),
-                "limit": decimal_str(check.limit),
-                "used": decimal_str(check.used),
-                "resets_at": check.resets_at.isoformat() if check.resets_at else None,
-                "reason": reason.value,
-                # What the tenant's live grants held (they never reset): quota + this was short.
-                "grant_remaining": decimal_str(check.grant_remaining),
-            },
-        )
-        self.check = check
-
-    def to_dict(self) -> dict[str, Any]:
-        body = super().to_dict()
-        # The three facts a client acts on, at the top level as well.
-        for name in ("resource_type", "remaining", "resets_at"):
-            body[name] = self.details[name]
-        return body
-
-
 def check_entitlement_or_raise(check: EntitlementCheck) -> EntitlementCheck:
     """Return `check` when allowed; raise `QuotaExceededError` (an `EntitlementEnforcementError`,
     answered with 402 by every `create_app` API) when not.
@@ -105,7 +70,7 @@ def check_entitlement_or_raise(check: EntitlementCheck) -> EntitlementCheck:
     `QuotaExceededError` for ``except`` clauses. FastAPI is never imported here: a Lambda pays nothing."""
     if not check.allowed:
         if "fastapi" in sys.modules:
-            from billing_platform.entitlements.http_exception import quota_http_exception
+            from billing_platform.enforcer_fastapi import quota_http_exception
 
             raise quota_http_exception(check)
         raise QuotaExceededError(check)
