@@ -15,7 +15,8 @@ from typing import Any
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.dal.table import TableAccess
 from billing_platform.instants import from_epoch, to_epoch
-from billing_platform.spend.models import ZERO, CapKind, SpendCap, SpendState, SpendStep
+from billing_platform.quantities import ZERO
+from billing_platform.spend.models import CapKind, SpendCap, SpendState, SpendStep
 
 Item = dict[str, Any]
 SPEND_ITEM_DAYS = 400

@@ -29,8 +29,8 @@ from billing_platform.entitlements.models import EntitlementCheck
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.errors import RateLimitedError, SpendCapReachedError, UnprocessableError
+from billing_platform.quantities import ZERO
 from billing_platform.spend.models import (
-    ZERO,
     SpendCap,
     SpendCapRequest,
     SpendState,
