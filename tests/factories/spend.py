@@ -27,6 +27,8 @@ class SpendHarness:
             "dynamodb",
             endpoint_url=endpoint_url,
             region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
             config=Config(max_pool_connections=threads + 8, retries={"mode": "standard", "max_attempts": 8}),
         )
         self.settings = Settings(
