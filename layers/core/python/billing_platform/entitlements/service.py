@@ -37,7 +37,7 @@ from billing_platform.quantities import ONE
 from billing_platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from billing_platform.spend.service import SpendCaps
+    from billing_platform.entitlements.capped import SpendCaps
 
 __all__ = ["EntitlementService", "QuotaView", "TenantEntitlements"]
 
@@ -124,7 +124,7 @@ class EntitlementService:
     ) -> EntitlementCheck:
         """Check and record `quantity` atomically. Denied checks consume nothing. With an
         idempotency key every retry gets the first answer, a denial included. A tenant with a spend cap
-        takes priced resources with the period's spend in the same transaction (`spend.service`);
+        takes priced resources with the period's spend in the same transaction (`capped`);
         `SpendCapReachedError` when a hard cap refuses."""
         self.validate(resource_type, quantity)
         # A resource no plan prices costs nothing: no cap can concern it, and its hot path looks nothing up.
@@ -144,8 +144,8 @@ class EntitlementService:
     def spend_caps(self) -> SpendCaps:
         """The tenants' spend caps (cached per container like plans) and the capped consume."""
         if self._spend is None:
-            # Imported on first use: the spend modules build on this package's take.
-            from billing_platform.spend.service import SpendCaps
+            # Imported on first use: a tenant without caps never loads the capped take's modules.
+            from billing_platform.entitlements.capped import SpendCaps
 
             self._spend = SpendCaps(self._ctx)
         return self._spend

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.dynamodb import decimal_of, number_attr, string_attr
-from billing_platform.entitlements.dal.table import TableAccess
+from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, string_attr
 from billing_platform.instants import from_epoch, to_epoch
 from billing_platform.quantities import ZERO
 from billing_platform.spend.models import CapKind, SpendCap, SpendState, SpendStep
@@ -123,8 +122,13 @@ def _usage_condition(step: SpendStep, values: dict[str, Any]) -> str:
     return f"({inside})"
 
 
-class SpendRepository(TableAccess):
+class SpendRepository(BillingTable):
     """Caps and spend items (reads and the cap's writes; the spend item is written inside takes)."""
+
+    def get_item(self, key: Item) -> Item | None:
+        """One item, strongly consistent."""
+        item: Item | None = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return item
 
     def get_cap(self, tenant_id: str) -> SpendCap | None:
         item = self.get_item(cap_key(tenant_id))
@@ -141,10 +145,10 @@ class SpendRepository(TableAccess):
             "set_by": string_attr(cap.set_by),
             "set_at": number_attr(to_epoch(now)),
         }
-        self.client.put_item(TableName=self._table, Item=item)
+        self.client.put_item(TableName=self.table, Item=item)
 
     def delete_cap(self, tenant_id: str) -> None:
-        self.client.delete_item(TableName=self._table, Key=cap_key(tenant_id))
+        self.client.delete_item(TableName=self.table, Key=cap_key(tenant_id))
 
     def get_state(self, tenant_id: str, period_end: datetime) -> SpendState:
         return state_from_item(self.get_item(spend_key(tenant_id, period_end)))

@@ -1,4 +1,4 @@
-"""Spend caps: setting them, and the capped consume.
+"""Spend caps (billing_platform.spend): setting them, and the capped consume, a take use case of this package.
 
 A tenant without a cap (the container remembers it for the plan cache's TTL) consumes on the hot path
 as before: one request. A tenant with a cap consumes through `entitlements.take` (the quota take with
