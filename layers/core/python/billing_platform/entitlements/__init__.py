@@ -17,4 +17,5 @@ own module, and the repository is split by kind of item (dal/).
 - repository.py: `EntitlementRepository`, the only module of the package that reaches DynamoDB, composed
   of dal/ (items.py: keys and codecs; plans.py, counters.py, consume_records.py, layouts.py; table.py:
   shared plumbing).
+- schemas.py: the HTTP API's request and response bodies.
 """
