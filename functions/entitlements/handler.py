@@ -113,7 +113,8 @@ def consume(body: QuotaRequest) -> EntitlementOut:
     summary="Give back quota a consume took (work that failed)",
     tags=[ApiTag.ENTITLEMENTS],
     responses={
-        409: refusal("A priced resource of a tenant with a spend cap cannot be released (spend_cap_unsupported)")
+        200: {"description": "Given back: `released` is what was"},
+        409: refusal("A priced resource of a tenant with a spend cap cannot be released (spend_cap_unsupported)"),
     },
 )
 def release(body: ReleaseRequest) -> ReleaseOut:
