@@ -27,6 +27,8 @@ from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
+from billing_platform.entitlements.entity_consume import consume_at_levels, release_at_levels
+from billing_platform.entitlements.entity_take import LevelRequest, check_levels
 from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
 from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository
@@ -121,23 +123,34 @@ class EntitlementService:
         quantity: Decimal = ONE,
         *,
         idempotency_key: str | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
         """Check and record `quantity` atomically. Denied checks consume nothing. With an
-        idempotency key every retry gets the first answer, a denial included. A tenant with a spend cap
-        takes priced resources with the period's spend in the same transaction (`capped`);
-        `SpendCapReachedError` when a hard cap refuses."""
+        idempotency key every retry gets the first answer, a denial included. With `entity_id`, counted
+        at every level from that entity up to the tenant's quota, all or nothing (`entity_take`). A tenant
+        with a spend cap takes priced resources with the period's spend in the same transaction
+        (`capped`); `SpendCapReachedError` when a hard cap refuses."""
         self.validate(resource_type, quantity)
         # A resource no plan prices costs nothing: no cap can concern it, and its hot path looks nothing up.
         cap = self.spend_caps.cap_for(tenant_id) if resource_type in self._ctx.catalog.priced_resources else None
         if cap is not None:
+            if entity_id is not None:
+                self.refuse_under_cap(tenant_id, resource_type, "a take for an entity")
             capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, idempotency_key)
             if capped is not None:
                 return capped
+        if entity_id is not None:
+            request = LevelRequest(tenant_id, resource_type, quantity, entity_id)
+            return consume_at_levels(self._ctx, request, idempotency_key)
         return consume_case.consume(self._ctx, tenant_id, resource_type, quantity, idempotency_key=idempotency_key)
 
-    def check(self, tenant_id: str, resource_type: str, quantity: Decimal = ONE) -> EntitlementCheck:
-        """Would `quantity` be granted now? Reads the counters (strongly consistent); writes nothing."""
+    def check(
+        self, tenant_id: str, resource_type: str, quantity: Decimal = ONE, *, entity_id: str | None = None
+    ) -> EntitlementCheck:
+        """Would `quantity` be granted now (at every level, with `entity_id`)? Reads; writes nothing."""
         self.validate(resource_type, quantity)
+        if entity_id is not None:
+            return check_levels(self._ctx, LevelRequest(tenant_id, resource_type, quantity, entity_id))
         return views.check(self._ctx, tenant_id, resource_type, quantity)
 
     @property
@@ -170,13 +183,17 @@ class EntitlementService:
         *,
         idempotency_key: str | None = None,
         period_end: datetime | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
         """Give quota back (work that failed). With `idempotency_key`, exactly what that consume took,
         once, and only within its period. Without, up to `quantity`, never below zero used (and with
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
-        amount actually given back."""
+        amount actually given back. With `entity_id`, at every level of that entity's takes too."""
         self.validate(resource_type, quantity)
         self.refuse_under_cap(tenant_id, resource_type, "a release")
+        if entity_id is not None:
+            request = LevelRequest(tenant_id, resource_type, quantity or ONE, entity_id)
+            return release_at_levels(self._ctx, request, quantity, idempotency_key)
         return release_case.release(self._ctx, tenant_id, resource_type, quantity, idempotency_key, period_end)
 
     def release_taken(
