@@ -5,7 +5,9 @@ requests and WRU per check (ConsumedCapacity, as DynamoDB Local reports it) and 
 write (goal: >= 0.9x).
 
 Run: `.venv/bin/python -m tests.bench bench_entities`. Numbers from DynamoDB Local on a shared 2-core machine
-measure the client's work and request count, not DynamoDB's own latency.
+measure the client's work and request count, not DynamoDB's own latency. DynamoDB Local's ConsumedCapacity
+does not charge a transaction's items at the 2x transactional rate; the `AWS WRU` column prices the same
+writes as DynamoDB does (UpdateItem: 1 per item under 1 KB; TransactWriteItems: 2 per item).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Window, parse_catalog
+from billing_platform.conditions import failed_conditions
 from billing_platform.entities.models import LimitKind, LimitTerms
 from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entities.service import EntityService
@@ -33,6 +37,7 @@ from billing_platform.entitlements.entity_take import entity_item
 from billing_platform.entitlements.models import add_months
 from billing_platform.entitlements.repository import EntitlementRepository, counter_key
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.levels import align_windows
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
@@ -150,7 +155,18 @@ def main() -> None:
                     entity_item(table, limit_key(tenant, e, "tokens"), one, now, enforce=True, marker=marker)
                     for e in chains[tenant]
                 ]
-                client.transact_write_items(TransactItems=items)
+                try:
+                    client.transact_write_items(TransactItems=items)
+                except ClientError as err:
+                    # A minute window rolled over: start it (as the take does), then the same write again.
+                    failed = failed_conditions(err) or {}
+                    for index, old in failed.items():
+                        if old is not None and index > 0:
+                            key = items[index]["Update"]["Key"]
+                            align_windows(client, table, key, old, {Window.MINUTE: BIG}, datetime.now(UTC))
+                    if not failed:
+                        raise
+                    client.transact_write_items(TransactItems=items)
 
             return call
 
@@ -160,7 +176,8 @@ def main() -> None:
             flush=True,
         )
         header = (
-            f"{'case':<34}{'checks/s':>10}{'req/check':>11}{'WRU/check':>11}{'bare/s':>9}{'bare WRU':>10}{'ratio':>7}"
+            f"{'case':<34}{'checks/s':>10}{'req/check':>11}{'WRU/check':>11}{'AWS WRU':>9}{'bare/s':>9}"
+            f"{'bare WRU':>10}{'ratio':>7}"
         )
         print(header, flush=True)
         labels = {
@@ -171,7 +188,10 @@ def main() -> None:
             "levels3": "entity, 3 limited levels",
             "window1": "entity, 1 level + minute window",
         }
+        only = set(filter(None, os.environ.get("BENCH_ENTITY_CASES", "").split(",")))  # e.g. "plain,window1"
         for tenant, label in labels.items():
+            if only and tenant not in only:
+                continue
             entity = None if tenant == "plain" else "key"
             take = lambda i, t=tenant, e=entity: svc.consume(t, "tokens", one, entity_id=e)  # noqa: E731
             best: tuple[float, float, float, str] | None = None
@@ -183,8 +203,11 @@ def main() -> None:
                 best_bare = got_bare if best_bare is None or got_bare[0] > best_bare[0] else best_bare
             assert best is not None
             assert best_bare is not None
+            levels = len(chains[tenant])
+            aws_wru = 2 * (levels + 1) if levels else 1
             print(
-                f"{label:<34}{best[0]:>10.0f}{best[1]:>11.2f}{best[2]:>11.2f}{best_bare[0]:>9.0f}{best_bare[2]:>10.2f}"
+                f"{label:<34}{best[0]:>10.0f}{best[1]:>11.2f}{best[2]:>11.2f}{aws_wru:>9}{best_bare[0]:>9.0f}"
+                f"{best_bare[2]:>10.2f}"
                 f"{best[0] / best_bare[0]:>7.2f}   ({best[3]})",
                 flush=True,
             )

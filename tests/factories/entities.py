@@ -32,8 +32,6 @@ CATALOG = """{
   "default_plan": "org",
   "plans": {
     "org": {"name": "Org", "quotas": {"tokens": {"limit": "4000", "policy": "hard"}}},
-    "windowed": {"name": "Windowed",
-                 "quotas": {"tokens": {"limit": "4000", "policy": "hard", "windows": {"minute": "300"}}}},
     "open": {"name": "Open", "quotas": {"tokens": {"policy": "unlimited"}}}
   }
 }"""

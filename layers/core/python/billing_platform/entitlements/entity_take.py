@@ -1,7 +1,8 @@
 """The take that names an entity: one `TransactWriteItems` over every level that carries a limit, from the
 entity up through its ancestors to the tenant's quota counter, all or nothing (`levels.commit`).
 
-- Levels: the tenant's counter (the consume path's own update, `dal.counters.take_item`, with its windows),
+- Levels: the tenant's counter (the consume path's own update, `dal.counters.take_item`; windows too if its
+  item ever carries a window marker: plans set none today, windows are set on entity limits),
   then each entity of the chain with a limit on the resource (its limit item: `remaining >= q`, period
   live, windows live with room), then the caller's companions (an idempotent consume's record, a
   reservation, a spend cap) last. Entities without a limit on the resource cost nothing.
