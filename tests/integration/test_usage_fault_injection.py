@@ -208,7 +208,9 @@ class TransactFaults:
         self.countdown: int | None = None
         self.crash = False
         self.fired = 0
-        client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
+        # Whichever way the aggregator sends its writes (USAGE_AGGREGATE_WRITES: UpdateItem by default).
+        for operation in ("TransactWriteItems", "UpdateItem"):
+            client.meta.events.register(f"before-call.dynamodb.{operation}", self)
 
     def arm(self, after: int, *, crash: bool) -> None:
         self.countdown, self.crash = after, crash
