@@ -20,6 +20,7 @@ from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
+from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.repository import utc_now
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import QuotaExceededError
@@ -100,7 +101,8 @@ def check(body: QuotaRequest) -> dict[str, object]:
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> dict[str, object]:
     tenant_caller(app, body.tenant_id)
-    result = service().consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    request = ConsumeRequest(body.tenant_id, body.resource_type, body.quantity, body.idempotency_key)
+    result = service().consume_request(request)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)

@@ -21,6 +21,33 @@ from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, dec
 SAME_PERIOD_TOLERANCE = timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumeRequest:
+    """One take of quota, as the use cases pass it down: who takes, what, how much, and the key that
+    makes every retry of it the same take (None: each call is a new take). `entity_id` names the entity
+    (user, team, key) under the tenant the take counts for; None counts for the tenant alone."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal
+    idempotency_key: str | None = None
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """Quota given back. With `idempotency_key`: exactly what that consume took, once, within its period
+    (`quantity`, when given, must match it). Without: up to `quantity`, never below zero used, and with
+    `period_end` only while the quota is still in that period."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal | None = None
+    idempotency_key: str | None = None
+    period_end: datetime | None = None
+    entity_id: str | None = None
+
+
 class CounterState(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"  # past due beyond grace / unpaid: denied, usage still visible

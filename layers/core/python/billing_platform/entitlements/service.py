@@ -1,17 +1,6 @@
-"""`EntitlementService`: the one entry point of the entitlement use cases, a thin facade.
-
-Each public method validates its input (422 before any I/O) and hands over to the module of its use
-case; the modules share one `EntitlementContext` (settings, repository, catalog, clock, caches):
-
-- `consume.py` (hot path) and `slow_path.py` (why a condition failed: provision, roll, spread);
-  `past_quota.py` for a take the hard quota alone cannot cover (quota + grants, one transaction);
-  `idempotency.py` for keyed consumes and replays;
-- `views.py`: `check`, the quota read model and `entitlements`;
-- `release.py`: giving quota back;
-- `reconcile.py`: counters brought to a plan's terms (provisioning, layout switches);
-- `plan_changes.py`: `apply_plan`, `suspend`, `revoke`;
-- `take.py`: a take committed with a companion write (reservations hold and settle through it).
-"""
+"""`EntitlementService`: the one entry point of the entitlement use cases, a thin facade. Each public
+method validates its input (422 before any I/O) and hands one request value and the shared
+`EntitlementContext` to the module of its use case (the package docstring maps them)."""
 
 from __future__ import annotations
 
@@ -23,10 +12,16 @@ from decimal import Decimal
 from billing_platform.catalog.models import Catalog
 from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
-from billing_platform.entitlements import plan_changes, views
+from billing_platform.entitlements import idempotency, plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
-from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
+from billing_platform.entitlements.models import (
+    ConsumeRequest,
+    EntitlementCheck,
+    ReleaseRequest,
+    TenantPlan,
+    validate_quantity,
+)
 from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
@@ -116,16 +111,24 @@ class EntitlementService:
         quantity: Decimal = ONE,
         *,
         idempotency_key: str | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
-        """Check and record `quantity` atomically. Denied checks consume nothing. With an
-        idempotency key every retry gets the first answer, a denial included."""
-        self.validate(resource_type, quantity)
-        return consume_case.consume(self._ctx, tenant_id, resource_type, quantity, idempotency_key=idempotency_key)
+        """Check and record `quantity` atomically: `consume_request` with these values."""
+        return self.consume_request(ConsumeRequest(tenant_id, resource_type, quantity, idempotency_key, entity_id))
+
+    def consume_request(self, request: ConsumeRequest) -> EntitlementCheck:
+        """Check and record the request's quantity atomically. Denied checks consume nothing. With an
+        idempotency key every retry gets the first answer, a denial included (`idempotency`); without,
+        each call is a take of its own (`consume`)."""
+        self.validate(request.resource_type, request.quantity)
+        if request.idempotency_key is None:
+            return consume_case.consume(self._ctx, request)
+        return idempotency.consume(self._ctx, request)
 
     def check(self, tenant_id: str, resource_type: str, quantity: Decimal = ONE) -> EntitlementCheck:
         """Would `quantity` be granted now? Reads the counters (strongly consistent); writes nothing."""
         self.validate(resource_type, quantity)
-        return views.check(self._ctx, tenant_id, resource_type, quantity)
+        return views.check(self._ctx, ConsumeRequest(tenant_id, resource_type, quantity))
 
     def release(
         self,
@@ -141,7 +144,8 @@ class EntitlementService:
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
         amount actually given back."""
         self.validate(resource_type, quantity)
-        return release_case.release(self._ctx, tenant_id, resource_type, quantity, idempotency_key, period_end)
+        request = ReleaseRequest(tenant_id, resource_type, quantity, idempotency_key, period_end)
+        return release_case.release(self._ctx, request)
 
     def release_taken(
         self,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.errors import QuotaExceededError, UnprocessableError
 from billing_platform.reservations.context import ReservationContext
@@ -60,7 +61,7 @@ def reserve(
         built[:] = [held]
         return ctx.repo.hold_put(held)
 
-    taken = take(ctx.entitlements.context, tenant_id, resource_type, estimate, companion)
+    taken = take(ctx.entitlements.context, ConsumeRequest(tenant_id, resource_type, estimate), companion)
     if taken.granted:
         logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
         return built[0], False

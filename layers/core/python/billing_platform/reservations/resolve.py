@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.entitlements.models import CounterState, QuotaCounter
+from billing_platform.entitlements.models import ConsumeRequest, CounterState, QuotaCounter
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, MeterUnavailable, NotFoundError, RateLimitedError, UnprocessableError
@@ -234,7 +234,8 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             built[:] = [after]
             return ctx.repo.transition_item(current, after, now)
 
-        taken = take(ctx.entitlements.context, current.tenant_id, current.resource_type, wanted, companion)
+        request = ConsumeRequest(current.tenant_id, current.resource_type, wanted)
+        taken = take(ctx.entitlements.context, request, companion)
         if taken.granted:
             _log(built[-1])
             return built[-1]

@@ -213,6 +213,7 @@ class AggregateRepository(BillingTable):
         label: str,
         quantity: Decimal,
         count: int,
+        *,
         watermarks: Mapping[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """One write (a transaction item; its "Update" is also an UpdateItem request): add `quantity` and
@@ -247,7 +248,13 @@ class AggregateRepository(BillingTable):
     def delta_update(self, delta: RowDelta) -> dict[str, Any]:
         r = delta.row
         return self.row_update(
-            r.tenant_id, r.resource_type, r.granularity, r.label, delta.quantity, delta.records, delta.watermarks
+            r.tenant_id,
+            r.resource_type,
+            r.granularity,
+            r.label,
+            delta.quantity,
+            delta.records,
+            watermarks=delta.watermarks,
         )
 
     def transact(self, items: list[dict[str, Any]]) -> None:
