@@ -20,7 +20,7 @@ from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
-from billing_platform.entitlements.models import ConsumeRequest
+from billing_platform.entitlements.models import SUBSCRIBED, ConsumeRequest
 from billing_platform.entitlements.repository import utc_now
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import QuotaExceededError
@@ -72,12 +72,7 @@ class TenantEntitlementsOut(BaseModel):
         description="active, trialing, past_due (within the plan's grace), suspended (unpaid, paused or past "
         "due beyond grace: quotas deny, features off) or canceled (the subscription ended: default plan)"
     )
-    subscribed: bool = Field(
-        description="True while the tenant holds a subscription that has not ended: trialing, active, past_due "
-        "or suspended, including one set to cancel at its period's end (until then); exactly when POST "
-        "/v1/subscriptions would answer 409 subscription_exists. False on the default plan: never subscribed, "
-        "or the subscription ended (canceled immediately or at its period's end)"
-    )
+    subscribed: bool = Field(description=SUBSCRIBED)
     period_start: str = Field(description="ISO 8601 UTC")
     period_end: str = Field(description="ISO 8601 UTC")
     features: dict[str, bool]

@@ -17,8 +17,8 @@ EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 
 
 # The API's request and response models are built on first use (defer_build): the Stripe webhook imports
-# this module for its event and record models and never uses these five; building them cost its cold
-# start ~15 ms of CPU (tests/unit/test_cold_start_imports.py checks they stay unbuilt there).
+# this module for its event and record models and never uses these five; building them would add to its
+# cold start (tests/unit/test_cold_start_imports.py checks they stay unbuilt there).
 API_MODELS = (
     "CreateCustomerRequest",
     "CustomerOut",

@@ -1,4 +1,4 @@
-"""Reports metered usage to Stripe Billing meters, every unit exactly once (issue 7).
+"""Reports metered usage to Stripe Billing meters, every unit exactly once.
 
 What is reported: for each tenant whose plan marks a resource `metered`, the hourly usage aggregates of
 that resource, as meter events (customer id, value, timestamp = the hour's start) under the resource
