@@ -21,7 +21,9 @@ BEARER_SCHEME = "bearerAuth"
 def merged_openapi(runtime: FunctionRuntime, server_url: str) -> dict[str, Any]:
     """Paths and components of every API function whose handler module has an `app` resolver.
     Placeholders without one are skipped (their routes appear once their owners land them)."""
-    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server, Tag
+
+    from billing_platform.api.app import ApiTag
 
     # Every route but /health and the Stripe webhook is behind the authorizer, which reads a bearer token
     # (a tenant key or the operator token): declared so Swagger UI's "Authorize" sends it.
@@ -31,6 +33,7 @@ def merged_openapi(runtime: FunctionRuntime, server_url: str) -> dict[str, Any]:
         servers=[Server(url=server_url)],
         security_schemes={BEARER_SCHEME: HTTPBearer(description="A tenant API key or the operator token")},
         security=[{BEARER_SCHEME: []}],
+        tags=[Tag(name=tag.value, description=tag.description) for tag in ApiTag],
         on_conflict="warn",
     )
     for spec in resources.FUNCTIONS:

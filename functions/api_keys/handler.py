@@ -5,16 +5,15 @@ GET /v1/tenants/{tenant_id}/audit."""
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import Path, Query, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.audit.log import AuditLog
-from billing_platform.auth.models import ApiKeyOut, ApiKeyPageOut, AuditPageOut, CreatedApiKeyOut, KeyScope
+from billing_platform.audit.schemas import AuditPageOut
+from billing_platform.auth.schemas import ApiKeyOut, ApiKeyPageOut, CreateApiKey, CreatedApiKeyOut
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
-from billing_platform.instants import UtcInstant
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing API keys and audit")
@@ -28,20 +27,14 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-class CreateApiKey(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-    expires_at: UtcInstant | None = None
-    scope: KeyScope = Field(
-        default="use",
-        description="`use`: consume, check and reserve. `admin`: also manage the tenant's entities, their limits, "
-        "key bindings and webhook endpoints",
-    )
-
-
-@app.post("/v1/tenants/<tenant_id>/api-keys", status_code=201)
+@app.post(
+    "/v1/tenants/<tenant_id>/api-keys",
+    status_code=201,
+    operation_id="createApiKey",
+    summary="Create an API key for a tenant (its secret is shown once)",
+    tags=[ApiTag.API_KEYS],
+    responses={201: {"description": "The key, with its secret"}},
+)
 @tracer.capture_method(capture_response=False)
 def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKeyOut]:
     actor = operator_actor(app)
@@ -64,7 +57,12 @@ def create_key(tenant_id: TenantId, body: CreateApiKey) -> Response[CreatedApiKe
     )
 
 
-@app.get("/v1/tenants/<tenant_id>/api-keys")
+@app.get(
+    "/v1/tenants/<tenant_id>/api-keys",
+    operation_id="listApiKeys",
+    summary="List a tenant's API keys, a page at a time",
+    tags=[ApiTag.API_KEYS],
+)
 def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> ApiKeyPageOut:
     operator_actor(app)
     page = keys().list(tenant_id, limit=limit, cursor=cursor)
@@ -73,7 +71,12 @@ def list_keys(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> 
     )
 
 
-@app.delete("/v1/tenants/<tenant_id>/api-keys/<key_id>")
+@app.delete(
+    "/v1/tenants/<tenant_id>/api-keys/<key_id>",
+    operation_id="revokeApiKey",
+    summary="Revoke an API key",
+    tags=[ApiTag.API_KEYS],
+)
 def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     actor = operator_actor(app)
     key = keys().revoke(tenant_id, key_id, actor=actor)
@@ -81,7 +84,12 @@ def revoke_key(tenant_id: TenantId, key_id: KeyId) -> ApiKeyOut:
     return ApiKeyOut.model_validate(key.to_dict())
 
 
-@app.get("/v1/tenants/<tenant_id>/audit")
+@app.get(
+    "/v1/tenants/<tenant_id>/audit",
+    operation_id="listAuditEntries",
+    summary="List a tenant's audit log, newest first, a page at a time",
+    tags=[ApiTag.AUDIT],
+)
 def list_audit(tenant_id: TenantId, limit: Limit = 50, cursor: Cursor = None) -> AuditPageOut:
     operator_actor(app)
     page = audit().page(tenant_id, limit=limit, cursor=cursor)

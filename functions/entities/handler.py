@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Path, Query, create_app
+from billing_platform.api.app import ApiTag, Path, Query, create_app
 from billing_platform.api.callers import actor_of, admin_caller, operator_actor
 from billing_platform.auth.caller import Actor
-from billing_platform.auth.models import ApiKeyOut
+from billing_platform.auth.schemas import ApiKeyOut
 from billing_platform.container import PerContainer
 from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
 from billing_platform.entities.schemas import (
@@ -35,7 +35,7 @@ ResourceType = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za
 KeyId = Annotated[str, Path(min_length=20, max_length=20, pattern=r"^key_[0-9a-f]{16}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
-TAGS = ["Entities"]
+TAGS: list[str] = [ApiTag.ENTITIES]
 
 
 def _own() -> tuple[str, Actor]:

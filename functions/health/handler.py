@@ -6,15 +6,16 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import create_app
+from billing_platform.api.app import ApiTag, create_app
+from billing_platform.api.schemas import HealthOut
 from billing_platform.observability import logger, tracer
 
 app = create_app(title="Billing health")
 
 
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+@app.get("/health", operation_id="getHealth", summary="Check that the API answers", tags=[ApiTag.HEALTH])
+def health() -> HealthOut:
+    return HealthOut(status="ok")
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

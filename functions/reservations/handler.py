@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Path, Query, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app, refusal
 from billing_platform.auth.caller import caller_from_request_context
 from billing_platform.container import PerContainer
 from billing_platform.errors import UnprocessableError
@@ -21,13 +21,20 @@ from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.reservations import Reservation, ReservationService
 from billing_platform.reservations.models import RESERVATION_ID_PATTERN
-from billing_platform.reservations.requests import ReservationOut, ReserveRequest, SettleRequest
+from billing_platform.reservations.schemas import ReservationOut, ReserveRequest, SettleRequest
 
 app = create_app(title="Billing reservations")
 service = PerContainer(ReservationService)
 
 ReservationId = Annotated[str, Path(min_length=36, max_length=36, pattern=RESERVATION_ID_PATTERN)]
 TenantQuery = Annotated[str | None, Query(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
+
+
+NOT_FOUND = refusal("No such reservation for this tenant (unknown_reservation)")
+ALREADY_RESOLVED = refusal(
+    "The reservation was already resolved otherwise: cancelled, settled with another quantity, or expired "
+    "(reservation_<state>, reservation_expired); details hold its state"
+)
 
 
 def _tenant(named: str | None) -> str:
@@ -45,7 +52,16 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
     return ReservationOut.model_validate({**reservation.to_dict(), "replayed": replayed})
 
 
-@app.post("/v1/entitlements/reservations", responses={201: {"description": "The reservation, held"}})
+@app.post(
+    "/v1/entitlements/reservations",
+    operation_id="reserve",
+    summary="Hold an estimate of quota until the work's actual quantity is known",
+    tags=[ApiTag.RESERVATIONS],
+    responses={
+        201: {"description": "The reservation, held"},
+        402: refusal("The quota and the live grants cannot cover the estimate (quota_exceeded ...)"),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def reserve(body: ReserveRequest) -> Response[ReservationOut]:
     tenant_id = _tenant(body.tenant_id)
@@ -64,20 +80,38 @@ def reserve(body: ReserveRequest) -> Response[ReservationOut]:
     )
 
 
-@app.post("/v1/entitlements/reservations/<reservation_id>/settle")
+@app.post(
+    "/v1/entitlements/reservations/<reservation_id>/settle",
+    operation_id="settle",
+    summary="Settle a reservation with the actual quantity: the rest is given back, an extra is taken",
+    tags=[ApiTag.RESERVATIONS],
+    responses={200: {"description": "The reservation, settled"}, 404: NOT_FOUND, 409: ALREADY_RESOLVED},
+)
 @tracer.capture_method(capture_response=False)
 def settle(reservation_id: ReservationId, body: SettleRequest) -> ReservationOut:
     reservation, replayed = service().settle(_tenant(body.tenant_id), reservation_id, body.quantity)
     return _out(reservation, replayed)
 
 
-@app.delete("/v1/entitlements/reservations/<reservation_id>")
+@app.delete(
+    "/v1/entitlements/reservations/<reservation_id>",
+    operation_id="cancelReservation",
+    summary="Cancel a reservation: its whole estimate is given back",
+    tags=[ApiTag.RESERVATIONS],
+    responses={200: {"description": "The reservation, cancelled"}, 404: NOT_FOUND, 409: ALREADY_RESOLVED},
+)
 def cancel(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
     reservation, replayed = service().cancel(_tenant(tenant_id), reservation_id)
     return _out(reservation, replayed)
 
 
-@app.get("/v1/entitlements/reservations/<reservation_id>")
+@app.get(
+    "/v1/entitlements/reservations/<reservation_id>",
+    operation_id="getReservation",
+    summary="Get a reservation and its state",
+    tags=[ApiTag.RESERVATIONS],
+    responses={200: {"description": "The reservation"}, 404: NOT_FOUND},
+)
 def get_reservation(reservation_id: ReservationId, tenant_id: TenantQuery = None) -> ReservationOut:
     return _out(service().get(_tenant(tenant_id), reservation_id), False)
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Response, content_types, create_app
 from billing_platform.api.errors import error_response
 from billing_platform.container import PerContainer
 from billing_platform.errors import BillingProviderError, CatalogError, EventInProgress, TopupTenantUnknown
 from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.providers.factory import ProviderOnCall
 from billing_platform.providers.stripe_signature import verify_webhook, webhook_secret
+from billing_platform.subscriptions.schemas import StripeEventReceivedOut
 from billing_platform.subscriptions.webhooks import WebhookProcessor, parse_event
 
 app = create_app(title="Stripe webhook target")
@@ -31,9 +32,15 @@ app = create_app(title="Stripe webhook target")
 processor = PerContainer(lambda: WebhookProcessor(ProviderOnCall()))
 
 
-@app.post("/v1/webhooks/stripe", responses={200: {"description": "Event received (applied or ignored)"}})
+@app.post(
+    "/v1/webhooks/stripe",
+    operation_id="receiveStripeEvent",
+    summary="Apply a Stripe webhook event (called by Stripe, signed)",
+    tags=[ApiTag.STRIPE],
+    responses={200: {"description": "Event received (applied or ignored)"}},
+)
 @tracer.capture_method(capture_response=False)
-def receive() -> dict[str, Any]:
+def receive() -> StripeEventReceivedOut:
     raw = app.current_event.decoded_body or ""
     signature = app.current_event.headers.get("Stripe-Signature")
     verify_webhook(raw, signature, webhook_secret())
@@ -43,7 +50,7 @@ def receive() -> dict[str, Any]:
     if outcome.tenant_id:
         logger.append_keys(tenant_id=outcome.tenant_id)
     count("StripeEventReceived", event_type=event.type, outcome=outcome.outcome)
-    return {"received": True, **outcome.model_dump()}
+    return StripeEventReceivedOut(**outcome.model_dump())
 
 
 @app.exception_handler(EventInProgress)

@@ -11,12 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Path, Query, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Query, Response, content_types, create_app
 from billing_platform.api.callers import operator_actor
 from billing_platform.container import PerContainer
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.providers.factory import get_billing_provider
-from billing_platform.subscriptions.models import (
+from billing_platform.subscriptions.schemas import (
     CreateCustomerRequest,
     CreateSubscriptionRequest,
     CustomerOut,
@@ -45,7 +45,13 @@ def _created(body: CreatedT) -> Response[CreatedT]:
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.post("/v1/customers", responses={201: {"description": "The billing customer, bound to the tenant"}})
+@app.post(
+    "/v1/customers",
+    operation_id="createCustomer",
+    summary="Create the Stripe customer that pays for a tenant",
+    tags=[ApiTag.CUSTOMERS],
+    responses={201: {"description": "The billing customer, bound to the tenant"}},
+)
 @tracer.capture_method(capture_response=False)
 def create_customer(body: CreateCustomerRequest) -> Response[CustomerOut]:
     actor = operator_actor(app)
@@ -56,14 +62,25 @@ def create_customer(body: CreateCustomerRequest) -> Response[CustomerOut]:
     return _created(customer)
 
 
-@app.get("/v1/customers/<customer_id>")
+@app.get(
+    "/v1/customers/<customer_id>",
+    operation_id="getCustomer",
+    summary="Get a billing customer",
+    tags=[ApiTag.CUSTOMERS],
+)
 @tracer.capture_method(capture_response=False)
 def get_customer(customer_id: CustomerId) -> CustomerOut:
     operator_actor(app)
     return service().get_customer(customer_id)
 
 
-@app.post("/v1/subscriptions", responses={201: {"description": "The subscription as Stripe created it"}})
+@app.post(
+    "/v1/subscriptions",
+    operation_id="createSubscription",
+    summary="Subscribe a tenant to a catalog price",
+    tags=[ApiTag.SUBSCRIPTIONS],
+    responses={201: {"description": "The subscription as Stripe created it"}},
+)
 @tracer.capture_method(capture_response=False)
 def create_subscription(body: CreateSubscriptionRequest) -> Response[SubscriptionOut]:
     actor = operator_actor(app)
@@ -74,14 +91,24 @@ def create_subscription(body: CreateSubscriptionRequest) -> Response[Subscriptio
     return _created(sub)
 
 
-@app.get("/v1/subscriptions/<subscription_id>")
+@app.get(
+    "/v1/subscriptions/<subscription_id>",
+    operation_id="getSubscription",
+    summary="Get a subscription",
+    tags=[ApiTag.SUBSCRIPTIONS],
+)
 @tracer.capture_method(capture_response=False)
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionOut:
     operator_actor(app)
     return service().get_subscription(subscription_id)
 
 
-@app.patch("/v1/subscriptions/<subscription_id>")
+@app.patch(
+    "/v1/subscriptions/<subscription_id>",
+    operation_id="updateSubscription",
+    summary="Move a subscription to another price (prorated)",
+    tags=[ApiTag.SUBSCRIPTIONS],
+)
 @tracer.capture_method(capture_response=False)
 def change_price(subscription_id: SubscriptionId, body: UpdateSubscriptionRequest) -> SubscriptionOut:
     actor = operator_actor(app)
@@ -90,7 +117,12 @@ def change_price(subscription_id: SubscriptionId, body: UpdateSubscriptionReques
     return sub
 
 
-@app.delete("/v1/subscriptions/<subscription_id>")
+@app.delete(
+    "/v1/subscriptions/<subscription_id>",
+    operation_id="cancelSubscription",
+    summary="Cancel a subscription now or at the end of its period",
+    tags=[ApiTag.SUBSCRIPTIONS],
+)
 @tracer.capture_method(capture_response=False)
 def cancel_subscription(subscription_id: SubscriptionId, immediate: Immediate = False) -> SubscriptionOut:
     actor = operator_actor(app)

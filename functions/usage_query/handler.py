@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing_platform.api.app import Path, Query, create_app
+from billing_platform.api.app import ApiTag, Path, Query, create_app
 from billing_platform.api.callers import operator_actor, tenant_caller
 from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.usage.queries import MAX_TOP_LIMIT, MAX_TREND_DAYS, UsageAggregator, requested_hours
+from billing_platform.usage.schemas import TopConsumersOut, UsageTrendOut
 
 app = create_app(title="Usage queries")
 aggregator = PerContainer(lambda: UsageAggregator().sync)
@@ -24,27 +25,39 @@ Limit = Annotated[int, Query(ge=1, le=MAX_TOP_LIMIT)]
 Instant = Annotated[datetime | None, Query(description="ISO 8601 with a timezone, on the hour, from year 2000")]
 
 
-@app.get("/v1/tenants/<tenant_id>/usage")
+@app.get(
+    "/v1/tenants/<tenant_id>/usage",
+    operation_id="getUsageTrend",
+    summary="Get the tenant's daily usage of a resource over the last days",
+    tags=[ApiTag.USAGE],
+)
 @tracer.capture_method(capture_response=False)
-def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 30) -> dict[str, Any]:
+def usage_trend(tenant_id: TenantId, resource_type: ResourceType, days: Days = 30) -> UsageTrendOut:
     tenant_caller(app, tenant_id)
-    return aggregator().get_usage_trends(tenant_id, resource_type, days).to_dict()
+    return UsageTrendOut.model_validate(aggregator().get_usage_trends(tenant_id, resource_type, days).to_dict())
 
 
-@app.get("/v1/usage/top")
+@app.get(
+    "/v1/usage/top",
+    operation_id="listTopConsumers",
+    summary="List the tenants that used a resource most over a range of whole hours",
+    tags=[ApiTag.USAGE],
+)
 @tracer.capture_method(capture_response=False)
 def top_consumers(
     resource_type: ResourceType, start: Instant = None, end: Instant = None, limit: Limit = 10
-) -> dict[str, Any]:
+) -> TopConsumersOut:
     operator_actor(app)
     start_at, end_at = requested_hours(start, end, datetime.now(UTC))  # 422 unless whole hours, in range
     top = aggregator().get_top_consumers(resource_type, start_at, end_at, limit)
-    return {
-        "resource_type": resource_type,
-        "start": start_at.isoformat(),
-        "end": end_at.isoformat(),
-        "items": [t.to_dict() for t in top],
-    }
+    return TopConsumersOut.model_validate(
+        {
+            "resource_type": resource_type,
+            "start": start_at.isoformat(),
+            "end": end_at.isoformat(),
+            "items": [t.to_dict() for t in top],
+        }
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

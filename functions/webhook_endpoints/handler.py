@@ -6,20 +6,20 @@ DELETE /v1/webhook-endpoints/{endpoint_id}."""
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.api.app import Path, Response, content_types, create_app
+from billing_platform.api.app import ApiTag, Path, Response, content_types, create_app
 from billing_platform.api.callers import actor_of, admin_caller, operator_actor
 from billing_platform.auth.caller import Actor
 from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
-from billing_platform.tenant_webhooks.models import (
+from billing_platform.tenant_webhooks.schemas import (
     CreatedWebhookEndpointOut,
+    CreateWebhookEndpoint,
     WebhookEndpointListOut,
     WebhookEndpointOut,
 )
-from billing_platform.tenant_webhooks.service import MAX_URL_LENGTH, WebhookEndpointService
+from billing_platform.tenant_webhooks.service import WebhookEndpointService
 
 app = create_app(title="Billing webhook endpoints")
 endpoints = PerContainer(WebhookEndpointService)
@@ -28,22 +28,13 @@ TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pa
 EndpointId = Annotated[str, Path(min_length=19, max_length=19, pattern=r"^we_[0-9a-f]{16}$")]
 
 
-class CreateWebhookEndpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH)
-    enabled_events: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=lambda: ["*"], max_length=10
-    )
-    description: str | None = Field(default=None, max_length=500)
-
-
 @app.post(
     "/v1/tenants/<tenant_id>/webhook-endpoints",
     status_code=201,
     operation_id="createWebhookEndpoint",
-    summary="Register a webhook endpoint for a tenant (operator)",
-    tags=["Webhook endpoints"],
+    summary="Register a webhook endpoint for a tenant (operator); its signing secret is shown once",
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
+    responses={201: {"description": "The endpoint, with its signing secret"}},
 )
 @tracer.capture_method(capture_response=False)
 def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
@@ -54,8 +45,9 @@ def create_endpoint(tenant_id: TenantId, body: CreateWebhookEndpoint) -> Respons
     "/v1/webhook-endpoints",
     status_code=201,
     operation_id="createOwnWebhookEndpoint",
-    summary="Register a webhook endpoint for the calling admin key's tenant",
-    tags=["Webhook endpoints"],
+    summary="Register a webhook endpoint for the calling admin key's tenant; its signing secret is shown once",
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
+    responses={201: {"description": "The endpoint, with its signing secret"}},
 )
 @tracer.capture_method(capture_response=False)
 def create_own_endpoint(body: CreateWebhookEndpoint) -> Response[CreatedWebhookEndpointOut]:
@@ -86,7 +78,7 @@ def _create(tenant_id: str, body: CreateWebhookEndpoint, actor: Actor) -> Respon
     "/v1/tenants/<tenant_id>/webhook-endpoints",
     operation_id="listWebhookEndpoints",
     summary="List a tenant's webhook endpoints (operator)",
-    tags=["Webhook endpoints"],
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
 )
 def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
     operator_actor(app)
@@ -97,7 +89,7 @@ def list_endpoints(tenant_id: TenantId) -> WebhookEndpointListOut:
     "/v1/webhook-endpoints",
     operation_id="listOwnWebhookEndpoints",
     summary="List the webhook endpoints of the calling admin key's tenant",
-    tags=["Webhook endpoints"],
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
 )
 def list_own_endpoints() -> WebhookEndpointListOut:
     tenant_id = str(admin_caller(app).tenant_id)
@@ -108,7 +100,7 @@ def list_own_endpoints() -> WebhookEndpointListOut:
     "/v1/tenants/<tenant_id>/webhook-endpoints/<endpoint_id>",
     operation_id="deleteWebhookEndpoint",
     summary="Delete a tenant's webhook endpoint (operator)",
-    tags=["Webhook endpoints"],
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
 )
 def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndpointOut:
     return _delete(tenant_id, endpoint_id, operator_actor(app))
@@ -118,7 +110,7 @@ def delete_endpoint(tenant_id: TenantId, endpoint_id: EndpointId) -> WebhookEndp
     "/v1/webhook-endpoints/<endpoint_id>",
     operation_id="deleteOwnWebhookEndpoint",
     summary="Delete a webhook endpoint of the calling admin key's tenant",
-    tags=["Webhook endpoints"],
+    tags=[ApiTag.WEBHOOK_ENDPOINTS],
 )
 def delete_own_endpoint(endpoint_id: EndpointId) -> WebhookEndpointOut:
     caller = admin_caller(app)

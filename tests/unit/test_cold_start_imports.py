@@ -147,10 +147,11 @@ def test_with_the_xray_sdk_on_every_handler_is_traced() -> None:
 
 
 def test_the_webhook_leaves_the_subscription_api_models_unbuilt() -> None:
-    # defer_build on the subscription API's models: the webhook imports their module but never uses them.
+    # defer_build on the subscription API's models: the webhook imports their module (for its own answer)
+    # but never uses them.
     code = (
-        "import json, handler\nfrom billing_platform.subscriptions import models\n"
-        "print(json.dumps({n: getattr(models, n).__pydantic_complete__ for n in models.API_MODELS}))"
+        "import json, handler\nfrom billing_platform.subscriptions import schemas\n"
+        "print(json.dumps({n: getattr(schemas, n).__pydantic_complete__ for n in schemas.API_MODELS}))"
     )
     built = json.loads(run_fresh(resources.STRIPE_WEBHOOK, code))
     assert len(built) == 5
@@ -159,8 +160,8 @@ def test_the_webhook_leaves_the_subscription_api_models_unbuilt() -> None:
 
 def test_the_subscription_api_models_still_validate_when_first_used() -> None:
     code = (
-        "import json\nfrom billing_platform.subscriptions import models\n"
-        "try:\n    models.CreateCustomerRequest.model_validate({'tenant_id': 't_1', 'email': 'x', 'extra': 1})\n"
+        "import json\nfrom billing_platform.subscriptions import schemas\n"
+        "try:\n    schemas.CreateCustomerRequest.model_validate({'tenant_id': 't_1', 'email': 'x', 'extra': 1})\n"
         "except Exception as exc:\n    print(json.dumps(sorted(e['type'] for e in exc.errors())))"
     )
     assert json.loads(run_fresh(resources.SUBSCRIPTIONS, code)) == ["extra_forbidden", "string_pattern_mismatch"]

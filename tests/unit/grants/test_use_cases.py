@@ -10,7 +10,8 @@ import pytest
 
 from billing_platform.auth.caller import Actor
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
-from billing_platform.grants.models import CreateGrantRequest, GrantState
+from billing_platform.grants.models import GrantState
+from billing_platform.grants.schemas import CreateGrantRequest
 from billing_platform.grants.service import GrantService
 from billing_platform.settings import Settings
 from tests.factories.fake_repositories import FakeGrantRepository

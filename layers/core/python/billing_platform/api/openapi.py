@@ -17,18 +17,10 @@ from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, Schema
 from aws_lambda_powertools.event_handler.openapi.models import Response as OpenAPIResponse
 
 from billing_platform import resources
+from billing_platform.api.schemas import ErrorBody
 
 ERROR_BODY = "ErrorBody"
-_ERROR_SCHEMA: dict[str, Any] = {
-    "title": ERROR_BODY,
-    "type": "object",
-    "required": ["code", "message"],
-    "properties": {
-        "code": {"type": "string", "title": "Code", "description": "machine-readable error code"},
-        "message": {"type": "string", "title": "Message", "description": "what went wrong, for a human"},
-        "details": {"title": "Details", "description": "structured context (field errors, limits ...)"},
-    },
-}
+_ERROR_SCHEMA: dict[str, Any] = ErrorBody.model_json_schema()
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _DESCRIPTIONS = {
     400: "Stripe refused the request the platform made (provider_invalid_request), or the Stripe webhook's "

@@ -5,9 +5,9 @@
 Departure from models / repository / service: the use cases fill more than ~400 lines, so each has its
 own module, and the repository is split by kind of item (dal/).
 
-- models.py: pure models and quota arithmetic; context.py: what the use cases share (settings,
-  repository, catalog, clock, caches); cache.py: the TTL cache; plans.py: the tenant's plan;
-  answers.py: counter -> answer.
+- models.py: pure models and quota arithmetic, the request values; schemas.py: the HTTP bodies;
+  context.py: what the use cases share (settings, repository, catalog, clock, caches); cache.py: the TTL
+  cache; plans.py: the tenant's plan; answers.py: counter -> answer.
 - consume.py: a consume without a key, the hot path (one UpdateItem); idempotency.py: a consume with a
   key, its states in order; records.py: the keyed take's record (made, answered, replayed); slow_path.py:
   why a condition failed (provision, roll the period, spread over shards); past_quota.py: a take the hard
@@ -21,4 +21,5 @@ own module, and the repository is split by kind of item (dal/).
 - repository.py: `EntitlementRepository`, the only module of the package that reaches DynamoDB, composed
   of dal/ (items.py: keys and codecs; plans.py, counters.py, consume_records.py, layouts.py; table.py:
   shared plumbing).
+- schemas.py: the HTTP API's request and response bodies.
 """

@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from billing_platform.instants import UtcInstant, from_epoch
-from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str
+from billing_platform.instants import from_epoch
+from billing_platform.quantities import ZERO, decimal_str
 
 GRANT_ID_PATTERN = r"^grt_[0-9a-f]{16}$"
 DEFAULT_PRIORITY = 50
@@ -177,15 +175,3 @@ def utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: times are timezone-aware UTC")
     return moment.astimezone(UTC)
-
-
-class CreateGrantRequest(BaseModel):
-    """`POST /v1/tenants/{tenant_id}/grants` (operator)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    resource_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-    amount: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=MIN_PRIORITY, le=MAX_PRIORITY)
-    expires_at: UtcInstant | None = Field(default=None, description="ISO 8601 with a timezone; absent: never")
-    reason: str | None = Field(default=None, max_length=500)

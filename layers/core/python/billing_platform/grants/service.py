@@ -16,14 +16,9 @@ from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
 from billing_platform.dynamodb import utc_now
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
-from billing_platform.grants.models import (
-    CreateGrantRequest,
-    Grant,
-    GrantSource,
-    GrantState,
-    new_grant_id,
-)
+from billing_platform.grants.models import Grant, GrantSource, GrantState, new_grant_id
 from billing_platform.grants.repository import GrantRepository
+from billing_platform.grants.schemas import CreateGrantRequest
 from billing_platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ cancel or let it expire. Public API: `ReservationService`, `Reservation`, `Reser
   ~400 lines: reserve.py (hold an estimate through `entitlements.take`), resolve.py (settle, cancel,
   expire), sweep.py (the scheduled expiry); context.py: what they share;
 - meter.py: the usage record a settle sends to the usage queue; handles.py: what the library's
-  `reserve` hands back (a hold that settles itself); requests.py: the HTTP bodies.
+  `reserve` hands back (a hold that settles itself); schemas.py: the HTTP bodies.
 
 Names load on first use: the entitlement library imports `reservations.handles` without pulling in the
 service (and its import of the entitlement service) until a reservation is made.

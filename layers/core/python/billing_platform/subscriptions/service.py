@@ -15,14 +15,14 @@ from billing_platform.auth.caller import Actor
 from billing_platform.errors import CatalogError, ConflictError, NotFoundError
 from billing_platform.providers.base import ENDED_STATUSES, ProviderSubscription, SyncBillingProvider
 from billing_platform.settings import Settings, get_settings
-from billing_platform.subscriptions.models import (
+from billing_platform.subscriptions.repository import SubscriptionRepository
+from billing_platform.subscriptions.schemas import (
     CreateCustomerRequest,
     CreateSubscriptionRequest,
     CustomerOut,
     SubscriptionOut,
     UpdateSubscriptionRequest,
 )
-from billing_platform.subscriptions.repository import SubscriptionRepository
 
 
 class SubscriptionService:

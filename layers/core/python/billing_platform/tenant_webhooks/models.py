@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 ALL_EVENTS = "*"
 
 
@@ -42,22 +40,3 @@ class WebhookEndpoint:
 class CreatedEndpoint:
     endpoint: WebhookEndpoint
     secret: str
-
-
-class WebhookEndpointOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    tenant_id: str
-    url: str
-    description: str | None
-    enabled_events: list[str]
-    created_at: str
-
-
-class CreatedWebhookEndpointOut(WebhookEndpointOut):
-    secret: str
-
-
-class WebhookEndpointListOut(BaseModel):
-    items: list[WebhookEndpointOut]

@@ -7,14 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
-from billing_platform.reservations.models import DEFAULT_TTL, MAX_TTL, MIN_TTL
+from billing_platform.reservations.models import DEFAULT_TTL, MAX_TTL, MIN_TTL, ReservationState
 
 Amount = Annotated[Decimal, Field(le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)]
 
 
 class ReserveRequest(BaseModel):
+    """`POST /v1/entitlements/reservations`."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     tenant_id: str = Field(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)
@@ -28,6 +31,8 @@ class ReserveRequest(BaseModel):
 
 
 class SettleRequest(BaseModel):
+    """`POST /v1/entitlements/reservations/{reservation_id}/settle`."""
+
     model_config = ConfigDict(extra="forbid")
 
     quantity: Annotated[Amount, Field(ge=0)]
@@ -39,26 +44,28 @@ class SettleRequest(BaseModel):
 
 class GrantPaid(BaseModel):
     grant_id: str
-    quantity: str
+    quantity: DecimalText
 
 
 class ReservationOut(BaseModel):
-    """A reservation as the API returns it (quantities as decimal strings, times ISO 8601 UTC)."""
+    """A reservation as the API returns it (quantities as decimal text, times ISO 8601 UTC)."""
 
     reservation_id: str
     tenant_id: str
     resource_type: str
-    state: str = Field(description="held, settled, cancelled or expired")
-    estimate: str
-    actual: str | None = Field(description="the settled quantity as reported")
-    charged: str = Field(description="what the quota counts and the usage pipeline meters")
-    given_back: str
-    uncovered: str = Field(description="extra a hard quota could not cover")
+    state: ReservationState = Field(description="held, settled, cancelled or expired")
+    estimate: DecimalText = Field(description="What the reserve took from the quota (and grants)")
+    actual: DecimalText | None = Field(description="the settled quantity as reported")
+    charged: DecimalText = Field(description="what the quota counts and the usage pipeline meters")
+    given_back: DecimalText = Field(description="What the settle, cancel or expiry returned to the quota")
+    uncovered: DecimalText = Field(description="extra a hard quota could not cover")
     from_grants: list[GrantPaid] = Field(
         default_factory=list, description="what each credit grant paid past an exhausted hard quota"
     )
-    forfeited: str = Field(default="0", description="grant units not given back: the grant expired or was voided")
-    reserved_at: str
-    expires_at: str
-    resolved_at: str | None
+    forfeited: DecimalText = Field(
+        default="0", description="grant units not given back: the grant expired or was voided"
+    )
+    reserved_at: InstantText
+    expires_at: InstantText = Field(description="Unsettled by then, the reservation expires and gives back")
+    resolved_at: InstantText | None = Field(description="When it was settled, cancelled or expired")
     replayed: bool = Field(default=False, description="true: a repeat of a request already applied")
