@@ -25,6 +25,7 @@ from billing_platform.api.app import (
 )
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import Caller
 from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
 from billing_platform.entitlements.models import ConsumeRequest
@@ -73,6 +74,11 @@ CONSUMED: dict[int, OpenAPIResponse] = {
 }
 
 
+def _entity(body: QuotaRequest, caller: Caller) -> str | None:
+    """The entity a request counts at: the one it names, else the one the calling key is bound to."""
+    return body.entity_id or (caller.entity_id if caller.tenant_id == body.tenant_id else None)
+
+
 @app.post(
     "/v1/entitlements/check",
     operation_id="check",
@@ -80,8 +86,8 @@ CONSUMED: dict[int, OpenAPIResponse] = {
     tags=[ApiTag.ENTITLEMENTS],
 )
 def check(body: QuotaRequest) -> EntitlementOut:
-    tenant_caller(app, body.tenant_id)
-    result = service().check(body.tenant_id, body.resource_type, body.quantity)
+    caller = tenant_caller(app, body.tenant_id)
+    result = service().check(body.tenant_id, body.resource_type, body.quantity, entity_id=_entity(body, caller))
     count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
     return EntitlementOut.model_validate(result.to_dict())
 
@@ -95,8 +101,10 @@ def check(body: QuotaRequest) -> EntitlementOut:
 )
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> EntitlementOut:
-    tenant_caller(app, body.tenant_id)
-    request = ConsumeRequest(body.tenant_id, body.resource_type, body.quantity, body.idempotency_key)
+    caller = tenant_caller(app, body.tenant_id)
+    request = ConsumeRequest(
+        body.tenant_id, body.resource_type, body.quantity, body.idempotency_key, _entity(body, caller)
+    )
     result = service().consume_request(request)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
@@ -112,7 +120,13 @@ def consume(body: QuotaRequest) -> EntitlementOut:
 )
 def release(body: ReleaseRequest) -> ReleaseOut:
     caller = tenant_caller(app, body.tenant_id)
-    result = service().release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    result = service().release(
+        body.tenant_id,
+        body.resource_type,
+        body.quantity,
+        idempotency_key=body.idempotency_key,
+        entity_id=_entity(body, caller),
+    )
     answer = ReleaseOut.model_validate({**result.to_dict(), "released": result.to_dict()["quantity"]})
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot

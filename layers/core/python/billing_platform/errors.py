@@ -111,13 +111,15 @@ class QuotaExceededError(EntitlementEnforcementError):
         "quota_exhausted": "the {} quota is exhausted",
         "not_in_plan": "{} is not included in the plan",
         "suspended": "the subscription is suspended",
+        "window_exhausted": "a {} window is used up",
     }
+    _CODES: ClassVar[dict[str, str]] = {"quota_exhausted": "quota_exceeded", "window_exhausted": "window_exceeded"}
 
     def __init__(self, check: EntitlementCheck) -> None:
         reason = str(check.reason or "quota_exhausted")
         super().__init__(
             self._MESSAGES[reason].format(check.resource_type),
-            code="quota_exceeded" if reason == "quota_exhausted" else f"entitlement_{reason}",
+            code=self._CODES.get(reason, f"entitlement_{reason}"),
             details={
                 "resource_type": check.resource_type,
                 "requested": decimal_str(check.quantity),
@@ -128,8 +130,16 @@ class QuotaExceededError(EntitlementEnforcementError):
                 "reason": reason,
                 # What the tenant's live grants held (they never reset): quota + this was short.
                 "grant_remaining": decimal_str(check.grant_remaining),
+                # A take naming an entity: which level refused, and what each level holds.
+                "entity_id": check.entity_id,
+                "refused_by": check.refused_by,
+                "levels": [level.to_dict() for level in check.levels],
             },
         )
+        if reason == "window_exhausted":
+            # The period quota has room: a rate, answered 429 with Retry-After (the window's end).
+            self.http_status = 429
+            self.details["retry_after_seconds"] = check.retry_after_seconds or 1
         self.check = check
 
     def to_dict(self) -> dict[str, Any]:

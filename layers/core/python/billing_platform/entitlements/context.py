@@ -18,6 +18,7 @@ from billing_platform.settings import Settings
 DEFAULT_CACHE_TTL_SECONDS = 60.0
 # Slow-path rounds before giving up with a retryable 429 rather than a denial that might be wrong.
 MAX_ROUNDS = 24
+WINDOW_MARKER_TTL_SECONDS = 86_400.0
 
 
 @dataclass
@@ -38,11 +39,20 @@ class EntitlementContext:
     # consume pins it in its condition (idempotency), so a stale entry only costs a retry.
     counters: TTLCache[str, QuotaCounter] = field(init=False)
     tenant_grants: GrantRepository = field(init=False)  # `grants`, or the billing table's
+    # (tenant, entity, resource) -> the entities of that chain limiting the resource, nearest first, each
+    # with the window marker its limit item had (entitlements.entity_take). A limit added to a level not
+    # cached here counts from the next read (within the TTL); any other change fails a take's condition.
+    entity_chains: TTLCache[tuple[str, str, str], tuple[tuple[str, str], ...]] = field(init=False)
+    # Counter pk -> the window marker its item carries, as last seen ("": none). Kept long: a stale entry
+    # makes a take's condition fail once, and the failure brings the item's marker back.
+    windows: TTLCache[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.plans = TTLCache(self.cache_ttl_seconds)
         self.layouts = TTLCache(self.cache_ttl_seconds)
         self.counters = TTLCache(self.cache_ttl_seconds)
+        self.entity_chains = TTLCache(self.cache_ttl_seconds)
+        self.windows = TTLCache(WINDOW_MARKER_TTL_SECONDS)
         # The injected client only: `repo.client` would create the container's client at import (cold start).
         self.tenant_grants = self.grants or GrantRepository(self.settings, self.repo.injected_client)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
 from billing_platform.entitlements.models import SUBSCRIBED, CounterState, DenyReason
 from billing_platform.grants.schemas import GrantOut
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
@@ -33,8 +34,17 @@ class QuotaRequest(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="consume: a repeat with the same key in the same period takes nothing and answers the "
-        "first take (replayed: true). check: not used",
+        description="consume: a retry with the same key takes nothing more and answers what the first one "
+        "answered (replayed: true), a refusal included; the same key with another request is a 422. check: not "
+        "used",
+    )
+    entity_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTITY_ID_MAX_LENGTH,
+        pattern=ENTITY_ID_PATTERN,
+        description="Count at this entity and every limited level above it too, all or nothing (default: the "
+        "entity the calling key is bound to, if any)",
     )
 
 
@@ -52,6 +62,17 @@ class ReleaseRequest(QuotaRequest):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="The key of a consume: gives back exactly what it took, once, within its period",
     )
+
+
+class LevelOut(BaseModel):
+    """One level of a take naming an entity, as read for a refusal (a period, or one of its windows)."""
+
+    level: str = Field(description="`tenant` (the plan quota) or `entity:<id>`")
+    window: str | None = Field(description="null: the billing period; else the window (minute, hour, day, week)")
+    limit: DecimalText | None = Field(description="null for an unlimited quota")
+    used: DecimalText
+    remaining: DecimalText | None = Field(description="Never below 0; null for an unlimited quota")
+    resets_at: InstantText | None = Field(description="The period's or the window's end")
 
 
 class GrantDrawOut(BaseModel):
@@ -89,6 +110,16 @@ class EntitlementOut(BaseModel):
         "reads grants only when the quota is short)"
     )
     from_grants: list[GrantDrawOut] = Field(description="What this take drew from each grant, in draw order")
+    entity_id: str | None = Field(default=None, description="The entity the take was counted at, with its ancestors")
+    refused_by: str | None = Field(
+        default=None, description="The level that refused (`tenant` or `entity:<id>`); null when allowed"
+    )
+    levels: list[LevelOut] = Field(
+        default_factory=list, description="A refusal naming an entity: what every level and window holds"
+    )
+    retry_after_seconds: int | None = Field(
+        default=None, description="A window refusal (reason window_exhausted): seconds until that window ends"
+    )
 
 
 class ReleaseOut(EntitlementOut):

@@ -15,6 +15,8 @@ from billing_platform.entitlements import consume as consume_case
 from billing_platform.entitlements import idempotency, plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
+from billing_platform.entitlements.entity_consume import consume_at_levels, release_at_levels
+from billing_platform.entitlements.entity_take import LevelRequest, check_levels
 from billing_platform.entitlements.models import (
     ConsumeRequest,
     EntitlementCheck,
@@ -119,15 +121,23 @@ class EntitlementService:
     def consume_request(self, request: ConsumeRequest) -> EntitlementCheck:
         """Check and record the request's quantity atomically. Denied checks consume nothing. With an
         idempotency key every retry gets the first answer, a denial included (`idempotency`); without,
-        each call is a take of its own (`consume`)."""
+        each call is a take of its own (`consume`). With `entity_id`, counted at every level from that
+        entity up to the tenant's quota, all or nothing (`entity_consume`)."""
         self.validate(request.resource_type, request.quantity)
+        if request.entity_id is not None:
+            levels = LevelRequest(request.tenant_id, request.resource_type, request.quantity, request.entity_id)
+            return consume_at_levels(self._ctx, levels, request.idempotency_key)
         if request.idempotency_key is None:
             return consume_case.consume(self._ctx, request)
         return idempotency.consume(self._ctx, request)
 
-    def check(self, tenant_id: str, resource_type: str, quantity: Decimal = ONE) -> EntitlementCheck:
-        """Would `quantity` be granted now? Reads the counters (strongly consistent); writes nothing."""
+    def check(
+        self, tenant_id: str, resource_type: str, quantity: Decimal = ONE, *, entity_id: str | None = None
+    ) -> EntitlementCheck:
+        """Would `quantity` be granted now (at every level, with `entity_id`)? Reads; writes nothing."""
         self.validate(resource_type, quantity)
+        if entity_id is not None:
+            return check_levels(self._ctx, LevelRequest(tenant_id, resource_type, quantity, entity_id))
         return views.check(self._ctx, ConsumeRequest(tenant_id, resource_type, quantity))
 
     def release(
@@ -138,13 +148,17 @@ class EntitlementService:
         *,
         idempotency_key: str | None = None,
         period_end: datetime | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
         """Give quota back (work that failed). With `idempotency_key`, exactly what that consume took,
         once, and only within its period. Without, up to `quantity`, never below zero used (and with
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
-        amount actually given back."""
+        amount actually given back. With `entity_id`, at every level of that entity's takes too."""
         self.validate(resource_type, quantity)
-        request = ReleaseRequest(tenant_id, resource_type, quantity, idempotency_key, period_end)
+        if entity_id is not None:
+            levels = LevelRequest(tenant_id, resource_type, quantity or ONE, entity_id)
+            return release_at_levels(self._ctx, levels, quantity, idempotency_key)
+        request = ReleaseRequest(tenant_id, resource_type, quantity, idempotency_key, period_end, entity_id)
         return release_case.release(self._ctx, request)
 
     def release_taken(
