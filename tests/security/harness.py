@@ -278,6 +278,7 @@ class RequestContext:
     reservation_id: str = "rsv_" + "0" * 32  # well-formed, held by no one
     price_id: str = "price_pro_monthly"
     grant_id: str = "grt_0000000000000000"
+    entity_id: str = "ent_unknown"
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,8 @@ def plan_request(
         "endpoint_id": ctx.endpoint_id,
         "grant_id": ctx.grant_id,
         "reservation_id": ctx.reservation_id,
+        "entity_id": ctx.entity_id,
+        "resource_type": "api_calls",
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path

@@ -5,7 +5,8 @@ responses in one place.
 - Caller input: `ValidationError` (422) and `UnprocessableError`; `PayloadTooLargeError` (413);
   `AuthenticationError` (401), `TenantAccessDenied` (403); `NotFoundError` (404), `ConflictError` (409);
   `RateLimitedError` (429, retry later); `CatalogError` (422); `WebhookSignatureError` (400).
-- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers.
+- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers;
+  `SpendCapReachedError` (402 `spend_cap_reached`), a take a hard spend cap refused, with cap, spend and cost.
 - The billing provider: `BillingProviderError` (502) and the Stripe-mirroring errors below it.
 - Work not done yet, safe to retry (records and events are deduplicated by id): `UsageEnqueueError`,
   `UsageFlushError`, `UsageBufferFull`, `UsageWriteIncomplete`, `MeterUnavailable`, `PublishError` (503);
@@ -148,6 +149,28 @@ class QuotaExceededError(EntitlementEnforcementError):
         for name in ("resource_type", "remaining", "resets_at"):
             body[name] = self.details[name]
         return body
+
+
+class SpendCapReachedError(EntitlementEnforcementError):
+    """A take would pass a hard spend cap (402 `spend_cap_reached`): the details carry the cap's scope
+    (`period` or the resource), the cap, the spend counted and what the take would have cost (minor units of
+    `currency`), all as read in the refused write."""
+
+    code = "spend_cap_reached"
+
+    def __init__(self, refused: Any) -> None:
+        super().__init__(
+            f"the take would cost {decimal_str(refused.cost)} and the spend is {decimal_str(refused.spend)} of a "
+            f"{refused.scope} cap of {decimal_str(refused.cap)} ({refused.currency} minor units)",
+            details={
+                "scope": refused.scope,
+                "currency": refused.currency,
+                "cap": decimal_str(refused.cap),
+                "spend": decimal_str(refused.spend),
+                "cost": decimal_str(refused.cost),
+            },
+        )
+        self.refused = refused
 
 
 class CatalogError(BillingError):

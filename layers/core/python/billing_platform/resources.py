@@ -158,7 +158,8 @@ class EventBusSpec:
 QUOTA_THRESHOLD_CROSSED = "billing.quota.threshold_crossed"
 GRANT_DEPLETED = "billing.grant.depleted"
 GRANT_EXPIRED = "billing.grant.expired"
-EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED)
+SPEND_THRESHOLD_CROSSED = "billing.spend.threshold_crossed"
+EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED, SPEND_THRESHOLD_CROSSED)
 
 EVENT_BUS = EventBusSpec(
     logical_id="BillingEventBus",
@@ -287,6 +288,10 @@ ENTITLEMENTS = FunctionSpec(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/entitlements", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/cost", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/invoice-preview", T),
+        # A cap is set by the operator or by the tenant's admin-scoped key; any of its keys may read it.
+        RouteSpec("PUT", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/spend-cap", T),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),

@@ -209,6 +209,11 @@ class Catalog(BaseModel):
             ) from None
 
     @property
+    def priced_resources(self) -> frozenset[str]:
+        """Resources some plan prices (a take of any other resource costs nothing on every plan)."""
+        return frozenset(r for plan in self.plans.values() if plan.pricing for r in plan.pricing.resources)
+
+    @property
     def default(self) -> Plan:
         return self.plans[self.default_plan]
 

@@ -12,6 +12,7 @@ own module, and the repository is split by kind of item (dal/).
   key, its states in order; records.py: the keyed take's record (made, answered, replayed); slow_path.py:
   why a condition failed (provision, roll the period, spread over shards); past_quota.py: a take the hard
   quota alone cannot cover (quota + grants, one transaction).
+- capped.py: a take of a priced resource under a spend cap, the spend counted in the same transaction;
 - take.py: a take committed with a companion write (reservations hold and settle through it);
   levels.py: the levels of one atomic take (the tenant's counter, its entities' limits, companions),
   which builds and commits its own transaction items (a departure from repository.py being the only

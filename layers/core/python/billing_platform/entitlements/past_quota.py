@@ -48,8 +48,9 @@ from billing_platform.grants.models import DrawPlan, live_balance, plan_draw
 from billing_platform.quantities import ZERO
 
 logger = logging.getLogger(__name__)
-# Builds the item written with a draw (a consume record, a reservation) once the plan is known.
-RecordPut = Callable[[DrawPlan, Decimal], dict[str, Any]]
+# Builds the item (or items) written with a draw (a consume record, a reservation, a spend item) once the
+# plan is known.
+RecordPut = Callable[[DrawPlan, Decimal], dict[str, Any] | list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class DrawOutcome:
     conflict: bool = False
     existing_record: bool = False  # the item written with the draw exists: its key was used already
     existing_item: dict[str, Any] | None = None  # that item, when its put asked for it (ALL_OLD)
+    record_index: int = 0  # which of the items `record_put` gave failed its condition
 
 
 def draw(
@@ -90,20 +92,22 @@ def draw(
         return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True)
     items = [ctx.repo.drain_request(c, now) for c in counters]
     items += [ctx.tenant_grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
+    records_from = len(items)
     if record_put is not None:
-        items.append(record_put(plan, balance))
+        made = record_put(plan, balance)
+        items.extend(made if isinstance(made, list) else [made])
     refused = ctx.repo.commit(items)
     if refused is None:
         return DrawOutcome(granted=True, plan=plan, grant_balance=balance)
-    last = len(items) - 1
-    reused = record_put is not None and last in refused.failed
+    failed = sorted(i for i in refused.failed if i >= records_from)
     return DrawOutcome(
         granted=False,
         plan=plan,
         grant_balance=balance,
         conflict=True,
-        existing_record=reused,
-        existing_item=refused.item(last) if reused else None,
+        existing_record=bool(failed),
+        existing_item=refused.item(failed[0]) if failed else None,
+        record_index=failed[0] - records_from if failed else 0,
     )
 
 

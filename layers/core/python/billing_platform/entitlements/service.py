@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from billing_platform.catalog.models import Catalog
 from billing_platform.dynamodb import utc_now
@@ -27,10 +28,13 @@ from billing_platform.entitlements.models import (
 from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
-from billing_platform.errors import UnprocessableError
+from billing_platform.errors import ConflictError, UnprocessableError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.quantities import ONE
 from billing_platform.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.capped import SpendCaps
 
 __all__ = ["EntitlementService", "QuotaView", "TenantEntitlements"]
 
@@ -65,6 +69,7 @@ class EntitlementService:
             grants=grants,
         )
         self._repo = self._ctx.repo
+        self._spend: SpendCaps | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -122,10 +127,21 @@ class EntitlementService:
         """Check and record the request's quantity atomically. Denied checks consume nothing. With an
         idempotency key every retry gets the first answer, a denial included (`idempotency`); without,
         each call is a take of its own (`consume`). With `entity_id`, counted at every level from that
-        entity up to the tenant's quota, all or nothing (`entity_consume`)."""
-        self.validate(request.resource_type, request.quantity)
+        entity up to the tenant's quota, all or nothing (`entity_consume`). A tenant with a spend cap takes
+        priced resources with the period's spend in the same transaction (`capped`);
+        `SpendCapReachedError` when a hard cap refuses."""
+        tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
+        self.validate(resource_type, quantity)
+        # A resource no plan prices costs nothing: no cap can concern it, and its hot path looks nothing up.
+        cap = self.spend_caps.cap_for(tenant_id) if resource_type in self._ctx.catalog.priced_resources else None
+        if cap is not None:
+            if request.entity_id is not None:
+                self.refuse_under_cap(tenant_id, resource_type, "a take for an entity")
+            capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
+            if capped is not None:
+                return capped
         if request.entity_id is not None:
-            levels = LevelRequest(request.tenant_id, request.resource_type, request.quantity, request.entity_id)
+            levels = LevelRequest(tenant_id, resource_type, quantity, request.entity_id)
             return consume_at_levels(self._ctx, levels, request.idempotency_key)
         if request.idempotency_key is None:
             return consume_case.consume(self._ctx, request)
@@ -139,6 +155,28 @@ class EntitlementService:
         if entity_id is not None:
             return check_levels(self._ctx, LevelRequest(tenant_id, resource_type, quantity, entity_id))
         return views.check(self._ctx, ConsumeRequest(tenant_id, resource_type, quantity))
+
+    @property
+    def spend_caps(self) -> SpendCaps:
+        """The tenants' spend caps (cached per container like plans) and the capped consume."""
+        if self._spend is None:
+            # Imported on first use: a tenant without caps never loads the capped take's modules.
+            from billing_platform.entitlements.capped import SpendCaps
+
+            self._spend = SpendCaps(self._ctx)
+        return self._spend
+
+    def refuse_under_cap(self, tenant_id: str, resource_type: str, what: str) -> None:
+        """409 for a write that would move a priced resource's usage of a capped tenant outside the
+        spend's transaction (its spend would no longer be the rating of its usage)."""
+        if resource_type not in self._ctx.catalog.priced_resources:
+            return
+        cap = self.spend_caps.cap_for(tenant_id)
+        if cap is not None and self.spend_caps.price_of(tenant_id, resource_type) is not None:
+            raise ConflictError(
+                f"{what} of {resource_type} is not available while tenant {tenant_id} has a spend cap",
+                code="spend_cap_unsupported",
+            )
 
     def release(
         self,
@@ -155,6 +193,7 @@ class EntitlementService:
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
         amount actually given back. With `entity_id`, at every level of that entity's takes too."""
         self.validate(resource_type, quantity)
+        self.refuse_under_cap(tenant_id, resource_type, "a release")
         if entity_id is not None:
             levels = LevelRequest(tenant_id, resource_type, quantity or ONE, entity_id)
             return release_at_levels(self._ctx, levels, quantity, idempotency_key)

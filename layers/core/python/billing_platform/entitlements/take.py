@@ -43,16 +43,21 @@ from billing_platform.grants.models import DrawPlan
 
 Shares = tuple[tuple[int, Decimal], ...]
 GrantsPaid = tuple[tuple[str, Decimal], ...]  # (grant id, quantity) in draw order
-# Builds the companion's transaction item for a take at `now` from these shards of this layout and these
-# grants (empty unless the quota was short).
-Companion = Callable[[datetime, Shares, int, GrantsPaid], dict[str, Any]]
+# Builds the companion's transaction item (or items) for a take at `now` from these shards of this layout
+# and these grants (empty unless the quota was short).
+Companion = Callable[[datetime, Shares, int, GrantsPaid], dict[str, Any] | list[dict[str, Any]]]
+
+
+def companion_items(made: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return made if isinstance(made, list) else [made]
 
 
 @dataclass(frozen=True)
 class Taken:
     """`granted`: the quantity was taken and the companion written. Otherwise `existing` is the item the
-    companion's condition found (a retried reserve, an already resolved reservation), or `denial` is the
-    final refusal with the quota's exact numbers."""
+    companion's condition found (a retried reserve, an already resolved reservation; `companion_index`
+    says which of several companion items it is), or `denial` is the final refusal with the quota's exact
+    numbers."""
 
     granted: bool
     shares: Shares = ()
@@ -61,6 +66,7 @@ class Taken:
     taken_at: datetime | None = None
     denial: EntitlementCheck | None = None
     existing: Item | None = None
+    companion_index: int = 0
 
 
 class _Conflict:
@@ -122,13 +128,15 @@ def _commit(
         )
         for shard, part in shares
     ]
-    items.append(companion(now, shares, layout, ()))
+    extra = companion_items(companion(now, shares, layout, ()))
+    first = len(items)
+    items.extend(extra)
     refused = ctx.repo.commit(items)
     if refused is None:
         return Taken(granted=True, shares=shares, layout=layout, taken_at=now)
-    last = len(items) - 1
-    if last in refused.failed:
-        return Taken(granted=False, existing=refused.item(last))
+    for index in range(first, len(items)):
+        if index in refused.failed:
+            return Taken(granted=False, existing=refused.item(index), companion_index=index - first)
     if refused.failed:
         return refused.item(min(refused.failed))  # a counter's condition failed: the item says why
     return _CONFLICT
@@ -185,8 +193,10 @@ def _past_quota(
             return shards  # a give-back or a rollover meanwhile: the plain take again
         paid: Shares = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
 
-        def companion_put(plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid) -> dict[str, Any]:
-            return companion(at, paid, shards, plan.drawn())
+        def companion_put(
+            plan: DrawPlan, _balance: Decimal, at: datetime = now, paid: Shares = paid
+        ) -> list[dict[str, Any]]:
+            return companion_items(companion(at, paid, shards, plan.drawn()))
 
         outcome = draw(ctx, counters, quantity, now, record_put=companion_put)
         if outcome.short:
@@ -196,7 +206,7 @@ def _past_quota(
             grants = outcome.plan.drawn()
             return Taken(granted=True, shares=paid, grants=grants, layout=shards, taken_at=now)
         if outcome.existing_record and outcome.existing_item is not None:
-            return Taken(granted=False, existing=outcome.existing_item)
+            return Taken(granted=False, existing=outcome.existing_item, companion_index=outcome.record_index)
         counters = None
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))

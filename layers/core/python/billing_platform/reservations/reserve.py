@@ -47,6 +47,7 @@ def reserve(
             f"ttl must be between {int(MIN_TTL.total_seconds())} and {int(MAX_TTL.total_seconds())} seconds",
             code="invalid_ttl",
         )
+    ctx.entitlements.refuse_under_cap(tenant_id, resource_type, "a reservation")
     reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
     built: list[Reservation] = []
 
