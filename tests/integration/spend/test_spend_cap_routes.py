@@ -100,3 +100,14 @@ def test_a_use_key_reads_the_cap_but_only_an_admin_key_or_the_operator_sets_it(a
 def test_a_tenant_key_cannot_read_or_set_another_tenants_cap(api: ModuleType) -> None:
     assert call(api, "GET", CAP_PATH, tenant_id="globex")[0] == 403
     assert call(api, "PUT", CAP_PATH, {"currency": "usd", "amount": 5}, tenant_id="globex")[0] == 403
+
+
+def test_a_cap_set_after_usage_counts_that_usage_from_the_start(api: ModuleType) -> None:
+    assert consume(api, 2_500_000)[0] == 200  # 500,000 past the included 2M: 100 cents before any cap
+    status, shown = call(api, "PUT", CAP_PATH, {"currency": "usd", "amount": 150})
+    assert (status, shown["spend"], shown["spend_by_resource"]) == (200, "100", {"tokens": "100"})
+    assert consume(api, 250_000)[0] == 200  # 50 cents: 150, exactly the cap
+    status, refused = consume(api, 5)
+    assert (status, refused["details"]["spend"]) == (402, "150")
+    status, preview = call(api, "GET", "/v1/tenants/acme/invoice-preview")
+    assert preview["total"] == 2900 + 150

@@ -66,6 +66,21 @@ class UnprocessableError(ValidationError):
     http_status = 422
 
 
+class UndeclaredDimensionError(UnprocessableError):
+    """A usage record names a dimension its resource type does not declare in the catalog (422)."""
+
+    code = "undeclared_dimension"
+    http_status = 422
+
+
+class DimensionCapReachedError(UnprocessableError):
+    """A usage record carries a new value of a dimension (or a new entity) whose distinct values this
+    month already reached the catalog's cap for the tenant (422)."""
+
+    code = "dimension_cap_reached"
+    http_status = 422
+
+
 class NotFoundError(BillingError):
     code = "not_found"
     http_status = 404

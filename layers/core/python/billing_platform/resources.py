@@ -331,14 +331,18 @@ USAGE_INGEST = FunctionSpec(
     local_concurrency=4,
     routes=(RouteSpec("POST", "/v1/usage", T),),
     sends_to=(USAGE_QUEUE,),
+    # The values registry behind the catalog's cardinality caps on dimension values and entities.
+    writes=(AGGREGATES_TABLE,),
 )
 
 USAGE_QUERY = FunctionSpec(
     name="usage_query",
-    description="Usage trends per tenant and top consumers",
+    description="Usage per tenant (by hour, day, month, dimension, entity) and top tenants",
     routes=(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/usage", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/usage/series", T),
         RouteSpec("GET", "/v1/usage/top", OP),
+        RouteSpec("GET", "/v1/usage/top-tenants", OP),
     ),
     reads=(AGGREGATES_TABLE,),
 )
@@ -354,12 +358,13 @@ USAGE_CONSUMER = FunctionSpec(
 
 USAGE_AGGREGATOR = FunctionSpec(
     name="usage_aggregator",
-    description="Folds newly inserted usage records into hour / day / month aggregates, exactly once",
+    description="Folds newly inserted usage records into the usage read model's day items, exactly once",
     local_concurrency=1,
-    timeout_seconds=60,
-    # A batch writes each row it touches once: larger batches coalesce more (2,000 x ~500-byte records stay
-    # well inside Lambda's 6 MB event). bench_usage prints the worst invocation time against the timeout.
-    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=2000, max_batching_window_seconds=5),
+    timeout_seconds=180,  # a full batch of 8,000 records writes up to a few thousand day items
+    # A batch writes each day item it touches once: larger batches coalesce more (8,000 records of at most
+    # ~700 bytes each stay inside Lambda's 6 MB event). bench_usage prints the worst invocation time
+    # against the timeout.
+    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=8000, max_batching_window_seconds=5),
     writes=(AGGREGATES_TABLE,),
 )
 

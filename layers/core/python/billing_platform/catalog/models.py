@@ -77,11 +77,57 @@ class ResourceQuota(BaseModel):
         return self
 
 
+# Usage of a resource type can be grouped by up to this many declared dimensions (plus the entity).
+MAX_DIMENSIONS = 3
+DIMENSION_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+ENTITY_DIMENSION = "entity"
+# A tenant x resource x day of the usage read model holds, per hour, one counter per distinct value of
+# each dimension and per entity: the caps together bound that item below DynamoDB's 400 KB (24 hours x
+# 100 counters of at most 154 bytes: a 128-character entity id, its mark and hour, a 21-byte number).
+MAX_TOTAL_CARDINALITY = 100
+
+
+class Dimension(BaseModel):
+    """One declared dimension: at most `max_values` distinct values per tenant and calendar month."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_values: int = Field(default=20, ge=1, le=MAX_TOTAL_CARDINALITY)
+
+
 class ResourceType(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     unit: str
     meter_event_name: str
+    # Declared dimensions (e.g. tokens: model, region); records may carry only these.
+    dimensions: dict[str, Dimension] = Field(default_factory=dict)
+    # The entity (user, team, key) is always a dimension; this caps its distinct ids per tenant a month.
+    entity_max_values: int = Field(default=60, ge=1, le=MAX_TOTAL_CARDINALITY)
+
+    @model_validator(mode="after")
+    def _bounded_dimensions(self) -> ResourceType:
+        import re
+
+        if len(self.dimensions) > MAX_DIMENSIONS:
+            raise ValueError(f"a resource type declares at most {MAX_DIMENSIONS} dimensions")
+        for name in self.dimensions:
+            if not re.match(DIMENSION_NAME_PATTERN, name) or name == ENTITY_DIMENSION:
+                raise ValueError(
+                    f"dimension {name!r} must match {DIMENSION_NAME_PATTERN} and must not be {ENTITY_DIMENSION!r}"
+                )
+        total = self.entity_max_values + sum(d.max_values for d in self.dimensions.values())
+        if total > MAX_TOTAL_CARDINALITY:
+            raise ValueError(
+                f"the dimensions' max_values and entity_max_values add up to {total}, above {MAX_TOTAL_CARDINALITY}"
+            )
+        return self
+
+    def cap(self, dimension: str) -> int:
+        """The cardinality cap of a declared dimension or of the entity."""
+        if dimension == ENTITY_DIMENSION:
+            return self.entity_max_values
+        return self.dimensions[dimension].max_values
 
 
 # Percent of a quota's limit at which `billing.quota.threshold_crossed` is published, once per period.

@@ -28,8 +28,10 @@ from billing_platform.entitlements.models import ConsumeRequest, EntitlementChec
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.records import new_record, replay
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
+from billing_platform.entitlements.views import read_quota
 from billing_platform.errors import RateLimitedError, SpendCapReachedError, UnprocessableError
 from billing_platform.quantities import ZERO
+from billing_platform.rating.service import rate
 from billing_platform.spend.models import (
     SpendCap,
     SpendCapRequest,
@@ -86,6 +88,16 @@ class SpendCaps:
             set_at=now,
         )
         self.repo.put_cap(cap, now)
+        # The period's usage so far is counted from the start: the spend item begins at its rating.
+        _start, period_end = plan_period(plan, now)
+        used: dict[str, Decimal] = {}
+        spent: dict[str, Decimal] = {}
+        for resource, priced in pricing.resources.items():
+            counter = read_quota(self._ctx, tenant_id, resource)
+            if counter is not None and counter.used > 0:
+                used[resource] = counter.used
+                spent[resource] = rate(priced.price, counter.used).raw
+        self.repo.seed(tenant_id, period_end, used, spent, cap)
         self._caps.put(tenant_id, (cap,))
         return cap
 

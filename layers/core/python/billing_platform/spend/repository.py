@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from billing_platform.conditions import applied
 from billing_platform.dynamodb import BillingTable, decimal_of, number_attr, string_attr
 from billing_platform.instants import from_epoch, to_epoch
 from billing_platform.quantities import ZERO
@@ -146,6 +147,28 @@ class SpendRepository(BillingTable):
             "set_at": number_attr(to_epoch(now)),
         }
         self.client.put_item(TableName=self.table, Item=item)
+
+    def seed(
+        self, tenant_id: str, period_end: datetime, used: dict[str, Decimal], spent: dict[str, Decimal], cap: SpendCap
+    ) -> bool:
+        """Start the period's spend item at the usage already counted and its rated amount (a cap set after
+        usage in the period), unless the item exists. False: it existed (left as it is)."""
+        item: Item = {
+            **spend_key(tenant_id, period_end),
+            **{f"u_{r}": number_attr(q) for r, q in used.items()},
+            **{f"s_{r}": number_attr(a) for r, a in spent.items()},
+            "spend": number_attr(sum(spent.values(), ZERO)),
+            "cap": number_attr(cap.amount),
+            "thresholds": string_attr(",".join(str(t) for t in cap.thresholds)),
+            "currency": string_attr(cap.currency),
+            "period_end": number_attr(to_epoch(period_end)),
+            "expires_at": number_attr(to_epoch(period_end + timedelta(days=SPEND_ITEM_DAYS))),
+        }
+        return applied(
+            lambda: self.client.put_item(
+                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        )
 
     def delete_cap(self, tenant_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key=cap_key(tenant_id))
