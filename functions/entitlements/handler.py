@@ -29,6 +29,7 @@ from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.auth.caller import Caller, require_scope
 from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
+from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.repository import utc_now
 from billing_platform.entitlements.schemas import (
     EntitlementOut,
@@ -105,13 +106,10 @@ def check(body: QuotaRequest) -> EntitlementOut:
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> EntitlementOut:
     caller = tenant_caller(app, body.tenant_id)
-    result = service().consume(
-        body.tenant_id,
-        body.resource_type,
-        body.quantity,
-        idempotency_key=body.idempotency_key,
-        entity_id=_entity(body, caller),
+    request = ConsumeRequest(
+        body.tenant_id, body.resource_type, body.quantity, body.idempotency_key, _entity(body, caller)
     )
+    result = service().consume_request(request)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)

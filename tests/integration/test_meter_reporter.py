@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from billing_platform.catalog import load_catalog
-from billing_platform.metering.reporter import MeterReporter, meter_identifier
 from billing_platform.metering.repository import MeterWatermarkRepository
+from billing_platform.metering.service import MeterReporter, meter_identifier
 from billing_platform.providers.meter_events import StripeMeterEvents
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository

@@ -43,14 +43,14 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # Imported where used: a caller that never reserves does not load them.
-    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.handles import ReservationHold, SyncReservationHold
     from billing_platform.reservations.models import Reservation
     from billing_platform.reservations.service import ReservationService
 
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
-ReservationLike: TypeAlias = "ReservationHold | Reservation"
+ReservationLike: TypeAlias = "SyncReservationHold | Reservation"
 TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
@@ -175,12 +175,12 @@ class SyncEntitlementEnforcer:
         ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
         entity: str | None = None,
-    ) -> ReservationHold:
+    ) -> SyncReservationHold:
         """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
         settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
         quota cannot cover it; an unresolved hold is given back once `ttl` has passed. With `entity`, held
         (and settled) at every limited level of that entity too."""
-        from billing_platform.reservations.handles import ReservationHold
+        from billing_platform.reservations.handles import SyncReservationHold
         from billing_platform.reservations.models import DEFAULT_TTL
 
         reservation, _replayed = self.reservations.reserve(
@@ -191,7 +191,7 @@ class SyncEntitlementEnforcer:
             idempotency_key=idempotency_key,
             entity_id=entity,
         )
-        return ReservationHold(reservation, self.settle, self.cancel)
+        return SyncReservationHold(reservation, self.settle, self.cancel)
 
     def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
         """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
@@ -227,9 +227,9 @@ shared_service = PerContainer(EntitlementService)
 
 
 def _held(reservation: ReservationLike) -> Reservation:
-    from billing_platform.reservations.handles import ReservationHold
+    from billing_platform.reservations.handles import SyncReservationHold
 
-    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
+    return reservation.reservation if isinstance(reservation, SyncReservationHold) else reservation
 
 
 class EntitlementEnforcer:
@@ -301,12 +301,12 @@ class EntitlementEnforcer:
         ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
         entity: str | None = None,
-    ) -> AsyncReservation:
+    ) -> ReservationHold:
         """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
         settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
-        from billing_platform.reservations.handles import AsyncReservation
+        from billing_platform.reservations.handles import ReservationHold
 
-        return AsyncReservation(
+        return ReservationHold(
             functools.partial(
                 self._sync.reserve,
                 tenant_id,

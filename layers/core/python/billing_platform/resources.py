@@ -516,7 +516,7 @@ FUNCTION_ENVIRONMENT: dict[str, str] = {
     # Responses can carry tenant data; traces keep timings, not payloads.
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
     # Lambda's active tracing (on for every function) records each invocation and its init without any
-    # code; the X-Ray SDK adds a subsegment per AWS call at ~100 ms of CPU per cold start, so it is opt-in
+    # code; the X-Ray SDK adds a subsegment per AWS call and a large share of every cold start, so it is opt-in
     # (CDK context xraySdk=true drops this variable; billing_platform.observability builds the Tracer then).
     TRACE_DISABLED_ENV: "true",
     # No function uses a pydantic plugin; without this the first model built scans every installed

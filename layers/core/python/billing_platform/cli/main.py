@@ -60,9 +60,9 @@ _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 
 def _default_provider(settings: Settings) -> Any:
-    from billing_platform.providers.stripe import StripeSyncProvider
+    from billing_platform.providers.stripe import SyncStripeBillingProvider
 
-    return StripeSyncProvider(settings)
+    return SyncStripeBillingProvider(settings)
 
 
 def _default_event_source(settings: Settings) -> Any:
@@ -334,7 +334,7 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         return EXIT_OK, dropped
 
     if args.command == "meter":
-        from billing_platform.metering.reporter import MeterReporter
+        from billing_platform.metering.service import MeterReporter
 
         bar = Progress("meter run (tenant-days)", stream=deps.stderr, enabled=progress_enabled)
         reporter = MeterReporter(

@@ -24,9 +24,9 @@ from billing_platform.entitlements.answers import granted
 from billing_platform.entitlements.cache import TTLCache
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.consume_records import record_from_item
-from billing_platform.entitlements.idempotency import new_record, replay
-from billing_platform.entitlements.models import EntitlementCheck
+from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck
 from billing_platform.entitlements.plans import plan_for, plan_period
+from billing_platform.entitlements.records import new_record, replay
 from billing_platform.entitlements.take import GrantsPaid, Shares, take
 from billing_platform.entitlements.views import read_quota
 from billing_platform.errors import RateLimitedError, SpendCapReachedError, UnprocessableError
@@ -119,10 +119,11 @@ class SpendCaps:
         if price is None:
             return None
         ctx = self._ctx
+        request = ConsumeRequest(tenant_id, resource_type, quantity, idempotency_key)
         if idempotency_key is not None:
             record = ctx.repo.get_consume_record(tenant_id, idempotency_key)
             if record is not None:
-                return replay(ctx, record, resource_type, quantity)
+                return replay(ctx, record, request)
         for _round in range(MAX_ROUNDS):
             now = ctx.clock()
             _start, period_end = plan_period(plan_for(ctx, tenant_id), now)
@@ -148,18 +149,18 @@ class SpendCaps:
                     spend_update(self.repo.table, key, resource_type, step, cap, period_end)
                 ]
                 if idempotency_key is not None:
-                    record = new_record(tenant_id, resource_type, quantity, at, shares, layout, idempotency_key)
+                    record = new_record(request, at, shares, layout)
                     items.append(ctx.repo.record_put_request(record))
                 return items
 
-            taken = take(ctx, tenant_id, resource_type, quantity, companion)
+            taken = take(ctx, request, companion)
             if taken.granted:
                 self._states.put((tenant_id, period_end), _after(seen, resource_type, *priced[-1]))
                 return self._answer(tenant_id, resource_type, quantity, taken.shares, taken.layout, idempotency_key)
             if taken.denial is not None:
                 return taken.denial
             if taken.companion_index == 1 and taken.existing is not None and idempotency_key is not None:
-                return replay(ctx, record_from_item(taken.existing), resource_type, quantity)
+                return replay(ctx, record_from_item(taken.existing), request)
             # The spend item was not where the take was priced: price it at the state it really has.
             actual = state_from_item(taken.existing)
             self._states.put((tenant_id, period_end), actual)

@@ -11,7 +11,7 @@ from datetime import datetime
 from billing_platform.catalog.models import Catalog
 from billing_platform.entitlements.cache import TTLCache
 from billing_platform.entitlements.models import QuotaCounter, TenantPlan
-from billing_platform.entitlements.repository import EntitlementRepository
+from billing_platform.entitlements.repository import EntitlementRepository, counter_pk
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
 
@@ -36,7 +36,7 @@ class EntitlementContext:
     plans: TTLCache[str, TenantPlan] = field(init=False)
     layouts: TTLCache[tuple[str, str], int] = field(init=False)  # (tenant, resource) -> counter shards
     # Counter pk -> the state this container last saw it in. Never an answer by itself: an idempotent
-    # consume pins it in its condition (idempotency.consume_keyed), so a stale entry only costs a retry.
+    # consume pins it in its condition (idempotency), so a stale entry only costs a retry.
     counters: TTLCache[str, QuotaCounter] = field(init=False)
     tenant_grants: GrantRepository = field(init=False)  # `grants`, or the billing table's
     # (tenant, entity, resource) -> the entities of that chain limiting the resource, nearest first, each
@@ -55,6 +55,10 @@ class EntitlementContext:
         self.windows = TTLCache(WINDOW_MARKER_TTL_SECONDS)
         # The injected client only: `repo.client` would create the container's client at import (cold start).
         self.tenant_grants = self.grants or GrantRepository(self.settings, self.repo.injected_client)
+
+    def saw(self, counter: QuotaCounter) -> None:
+        """Keep the state a counter was just seen in (a take's own answer) for a keyed take to pin."""
+        self.counters.put(counter_pk(counter.tenant_id, counter.resource_type, counter.shard, counter.shards), counter)
 
     @property
     def enforcing(self) -> bool:

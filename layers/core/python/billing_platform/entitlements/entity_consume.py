@@ -20,6 +20,7 @@ from typing import Any
 from billing_platform.entities.models import TENANT_LEVEL
 from billing_platform.entities.repository import limit_key
 from billing_platform.entitlements import consume as consume_case
+from billing_platform.entitlements import idempotency
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.consume_records import ConsumeRecord, record_from_item
 from billing_platform.entitlements.entity_take import (
@@ -31,8 +32,8 @@ from billing_platform.entitlements.entity_take import (
     granted_answer,
     take_at_levels,
 )
-from billing_platform.entitlements.idempotency import new_record, replay
-from billing_platform.entitlements.models import EntitlementCheck, check_from_counter
+from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck, check_from_counter
+from billing_platform.entitlements.records import new_record, replay
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.views import live_counters, read_quota
 from billing_platform.errors import NotFoundError, RateLimitedError, UnprocessableError
@@ -44,11 +45,10 @@ from billing_platform.quantities import ZERO
 def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_key: str | None) -> EntitlementCheck:
     """Check and record `req.quantity` at every level, atomically; with a key, exactly once. An entity whose
     chain limits nothing costs nothing: the take is the tenant's own (the hot path's one UpdateItem)."""
+    request = ConsumeRequest(req.tenant_id, req.resource_type, req.quantity, idempotency_key, req.entity_id)
     if not chain_for(ctx, req.tenant_id, req.entity_id, req.resource_type):
-        plain = consume_case.consume(
-            ctx, req.tenant_id, req.resource_type, req.quantity, idempotency_key=idempotency_key
-        )
-        return replace(plain, entity_id=req.entity_id)
+        flow = consume_case.consume if idempotency_key is None else idempotency.consume
+        return replace(flow(ctx, request), entity_id=req.entity_id)
     if idempotency_key is None:
         taken = take_at_levels(ctx, req)
         if taken.granted:
@@ -59,7 +59,7 @@ def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_ke
 
     def companions(now: datetime, shares: Shares, layout: int, entities: tuple[str, ...]) -> list[dict[str, Any]]:
         record = replace(
-            new_record(req.tenant_id, req.resource_type, req.quantity, now, shares, layout, idempotency_key),
+            new_record(request, now, shares, layout),
             entities=entities,
         )
         estimate = granted_answer(ctx, req, LevelTaken(True, shares=shares, layout=layout), remember=False)
@@ -69,7 +69,7 @@ def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_ke
 
     taken = take_at_levels(ctx, req, companions)
     if taken.existing is not None:
-        return replay(ctx, record_from_item(taken.existing), req.resource_type, req.quantity)
+        return replay(ctx, record_from_item(taken.existing), request)
     if taken.granted:
         granted_answer(ctx, req, taken)  # the container's estimate moves on
         answer = records[0].answer
@@ -77,11 +77,11 @@ def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_ke
         return answer
     assert taken.denial is not None
     denial = replace(taken.denial, idempotency_key=idempotency_key)
-    record = new_record(req.tenant_id, req.resource_type, req.quantity, ctx.clock(), (), 0, idempotency_key)
+    record = new_record(request, ctx.clock(), (), 0)
     if not ctx.repo.put_consume_record(replace(record, answer=denial)):
         existing = ctx.repo.get_consume_record(req.tenant_id, idempotency_key)
         if existing is not None:
-            return replay(ctx, existing, req.resource_type, req.quantity)
+            return replay(ctx, existing, request)
     return denial
 
 

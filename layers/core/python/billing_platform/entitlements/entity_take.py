@@ -33,6 +33,7 @@ from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.models import (
+    ConsumeRequest,
     CounterState,
     DenyReason,
     EntitlementCheck,
@@ -234,7 +235,8 @@ def _tenant_refused(
     counter = counter_from_item(old) if old is not None else None
     if counter is None or counter.state is not CounterState.ACTIVE or counter.period_end <= now:
         # Provisioning, a retired or suspended counter, a period over: as the consume path decides.
-        decided = slow_path(ctx, req.tenant_id, req.resource_type, req.quantity, layout, old, now, enforce, None)
+        plain = ConsumeRequest(req.tenant_id, req.resource_type, req.quantity)
+        decided = slow_path(ctx, plain, old, shards=layout, now=now)
         if isinstance(decided, EntitlementCheck):
             out.denial = replace(decided, entity_id=req.entity_id, refused_by=TENANT_LEVEL)
         else:

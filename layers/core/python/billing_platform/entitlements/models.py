@@ -16,9 +16,45 @@ from enum import StrEnum
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str
 
+# `TenantPlan.subscribed`, in the words the API's field description uses.
+SUBSCRIBED = (
+    "True while the tenant holds a subscription that has not ended: trialing, active, past_due or suspended "
+    "(unpaid, paused or past due beyond grace; status says which), including one set to cancel at its "
+    "period's end, until then. False on the default plan: never subscribed, or the subscription ended "
+    "(canceled at once or at its period's end, expired incomplete). A subscription still incomplete (first "
+    "payment pending) is not counted yet, although POST /v1/subscriptions already answers 409 "
+    "subscription_exists for it: its plan applies when the first invoice is paid."
+)
 # Two periods whose ends are this close are the same billing period (a lazy rollover and the renewal
 # webhook computing the same end by different routes must not grant the period twice).
 SAME_PERIOD_TOLERANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeRequest:
+    """One take of quota, as the use cases pass it down: who takes, what, how much, and the key that
+    makes every retry of it the same take (None: each call is a new take). `entity_id` names the entity
+    (user, team, key) under the tenant the take counts for; None counts for the tenant alone."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal
+    idempotency_key: str | None = None
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """Quota given back. With `idempotency_key`: exactly what that consume took, once, within its period
+    (`quantity`, when given, must match it). Without: up to `quantity`, never below zero used, and with
+    `period_end` only while the quota is still in that period."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal | None = None
+    idempotency_key: str | None = None
+    period_end: datetime | None = None
+    entity_id: str | None = None
 
 
 class CounterState(StrEnum):
@@ -227,13 +263,8 @@ class TenantPlan:
 
     @property
     def subscribed(self) -> bool:
-        """The tenant holds a subscription that has not ended: trialing, active, past_due, or suspended
-        (unpaid, paused, or past_due beyond its grace; `status` says which), including one set to cancel
-        at the end of its period, until then. False on the catalog default plan: never subscribed, or the
-        subscription ended (canceled at once or at its period's end, expired incomplete), which `revoke`
-        stores as `canceled`. One gap with `POST /v1/subscriptions`' 409 `subscription_exists`: a
-        subscription still `incomplete` (first payment pending) already blocks a second one, while the
-        tenant is not subscribed yet: its plan applies when the first invoice is paid."""
+        """What `SUBSCRIBED` says (the API documents the field with that text). An ended subscription is
+        the one `revoke` stored as `canceled`."""
         return self.stored and self.status != PlanStatus.CANCELED.value
 
     def feature(self, name: str) -> bool:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
-from billing_platform.entitlements.models import CounterState, DenyReason
+from billing_platform.entitlements.models import SUBSCRIBED, CounterState, DenyReason
 from billing_platform.grants.schemas import GrantOut
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
@@ -157,13 +157,7 @@ class TenantEntitlementsOut(BaseModel):
         description="active, trialing, past_due (within the plan's grace), suspended (unpaid, paused or past "
         "due beyond grace: quotas deny, features off) or canceled (the subscription ended: default plan)"
     )
-    subscribed: bool = Field(
-        description="True while the tenant holds a subscription that has not ended: trialing, active, past_due "
-        "or suspended, including one set to cancel at its period's end (until then). False on the default "
-        "plan: never subscribed, or the subscription ended (canceled immediately or at its period's end). "
-        "A subscription whose first payment is still pending (incomplete) already makes POST "
-        "/v1/subscriptions answer 409 subscription_exists while this is still false"
-    )
+    subscribed: bool = Field(description=SUBSCRIBED)
     period_start: InstantText
     period_end: InstantText
     features: dict[str, bool] = Field(description="Each feature of the plan; all false while suspended")

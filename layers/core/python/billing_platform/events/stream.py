@@ -24,9 +24,9 @@ from billing_platform.events.detection import (
     reached,
     spend_crossings,
 )
-from billing_platform.events.ledger import ClaimState, EventLedger, remember_threshold
 from billing_platform.events.models import BillingEvent, ThresholdCrossing
 from billing_platform.events.publisher import EventPublisher
+from billing_platform.events.repository import ClaimState, EventLedger, remember_threshold
 from billing_platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

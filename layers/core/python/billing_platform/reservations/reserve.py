@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
+from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
 from billing_platform.errors import QuotaExceededError, UnprocessableError
 from billing_platform.reservations.context import ReservationContext
@@ -75,7 +76,7 @@ def reserve(
         request = LevelRequest(tenant_id, resource_type, estimate, entity_id)
         taken = take_at_levels(ctx.entitlements.context, request, companions)
     else:
-        taken = take(ctx.entitlements.context, tenant_id, resource_type, estimate, companion)
+        taken = take(ctx.entitlements.context, ConsumeRequest(tenant_id, resource_type, estimate), companion)
     if taken.granted:
         logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
         return built[0], False

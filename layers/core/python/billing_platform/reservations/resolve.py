@@ -26,7 +26,7 @@ from typing import Any
 
 from billing_platform.entities.repository import limit_key
 from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
-from billing_platform.entitlements.models import CounterState, DenyReason, QuotaCounter
+from billing_platform.entitlements.models import ConsumeRequest, CounterState, DenyReason, QuotaCounter
 from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, MeterUnavailable, NotFoundError, RateLimitedError, UnprocessableError
@@ -255,7 +255,8 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             request = LevelRequest(current.tenant_id, current.resource_type, wanted, current.entity_id)
             taken = take_at_levels(ctx.entitlements.context, request, companions)
         else:
-            taken = take(ctx.entitlements.context, current.tenant_id, current.resource_type, wanted, companion)
+            plain = ConsumeRequest(current.tenant_id, current.resource_type, wanted)
+            taken = take(ctx.entitlements.context, plain, companion)
         if taken.granted:
             _log(built[-1])
             return built[-1]
