@@ -7,7 +7,7 @@ usage-plan key, which the authorizer names, so the per-tenant usage plan throttl
 whose tenant keys were created before the plan existed runs `python -m infra.usage_plan_backfill` once),
 `waf` (default true: a regional WAF web ACL on the API stage, infra.constructs.waf), `xraySdk` (default false:
 Lambda's active tracing records each invocation, its init and API Gateway's hop; true also loads the X-Ray SDK
-in every function for a subsegment per AWS call and traced method, at about 100 ms of CPU per cold start).
+in every function for a subsegment per AWS call and traced method, at a large cost to every cold start).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import secrets
 import threading
 from multiprocessing.managers import BaseManager, Server
 
-from billing_platform.providers.base import AsyncBillingProvider
+from billing_platform.providers.base import OffloadedProvider
 from billing_platform.providers.factory import ProviderOnCall, set_billing_provider
 
 _current = ProviderOnCall()
@@ -57,4 +57,4 @@ def install_remote_provider(host: str, port: int, authkey: bytes) -> None:
     """In a container: `get_billing_provider()` becomes the stack process's provider."""
     manager = _Manager(address=(host, port), authkey=authkey)
     manager.connect()
-    set_billing_provider(AsyncBillingProvider(manager.provider()))  # type: ignore[attr-defined]
+    set_billing_provider(OffloadedProvider(manager.provider()))  # type: ignore[attr-defined]

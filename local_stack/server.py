@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed
-    # ACK of the headers (~40 ms a request at one client in `make bench`). API Gateway adds no such delay.
+    # ACK of the headers, a delay per request at one client. API Gateway adds no such delay.
     disable_nagle_algorithm = True
     _unread = 0  # body bytes declared but not read when a 413 was decided
 

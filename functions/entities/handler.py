@@ -23,11 +23,12 @@ from billing_platform.entities.schemas import (
     UpdateEntityIn,
 )
 from billing_platform.entities.service import EntityService
+from billing_platform.entitlements.service import EntitlementService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
 
 app = create_app(title="Billing entities")
-entities = PerContainer(EntityService)
+entities = PerContainer(lambda: EntityService(plans=EntitlementService()))
 
 TenantId = Annotated[str, Path(min_length=1, max_length=TENANT_ID_MAX_LENGTH, pattern=TENANT_ID_PATTERN)]
 EntityId = Annotated[str, Path(min_length=1, max_length=ENTITY_ID_MAX_LENGTH, pattern=ENTITY_ID_PATTERN)]

@@ -1,10 +1,12 @@
 """Entitlement API: POST /v1/entitlements/check|consume|release and GET /v1/tenants/{tenant_id}/entitlements,
-/cost, /invoice-preview and /events (its recent threshold and grant events) (tenant routes); POST/GET
+/cost, /invoice-preview, /events (its recent threshold and grant events) and PUT/GET/DELETE /spend-cap
+(tenant routes; cap changes audited); POST/GET
 /v1/tenants/{tenant_id}/grants and DELETE /v1/tenants/{tenant_id}/grants/{grant_id} (operator routes, audited).
 
 The caller's tenant comes from the authorizer context; a tenant key may only act for its own tenant.
 Bodies are validated (pydantic, through Powertools) before the service runs, so bad input writes
-nothing. An exhausted quota answers 402 with the resource, what is left and when it resets.
+nothing. An exhausted quota answers 402 with the resource, what is left and when it resets; a hard spend
+cap 402 `spend_cap_reached` with the cap, the spend and the take's cost.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from billing_platform.api.app import (
 )
 from billing_platform.api.callers import actor_of, operator_actor, tenant_caller
 from billing_platform.audit.log import AuditEntry, AuditLog
+from billing_platform.auth.caller import Caller, require_scope
 from billing_platform.container import PerContainer
 from billing_platform.costs.schemas import CostOut, InvoicePreviewOut
+from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.repository import utc_now
 from billing_platform.entitlements.schemas import (
     EntitlementOut,
@@ -44,6 +48,8 @@ from billing_platform.grants.schemas import CreateGrantRequest, GrantListOut, Gr
 from billing_platform.grants.service import GrantService
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import count, logger, metrics, tracer
+from billing_platform.spend.models import SpendCapRequest
+from billing_platform.spend.schemas import SpendCapOut
 
 app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
@@ -71,9 +77,15 @@ CONSUMED: dict[int, OpenAPIResponse] = {
     402: refusal(
         "Refused: the quota and the live grants are short (quota_exceeded), the resource is not in the plan "
         "(entitlement_not_in_plan) or the subscription is suspended (entitlement_suspended); details name the "
-        "resource, what is left and when it resets"
+        "resource, what is left and when it resets. Or a hard spend cap would be passed (spend_cap_reached); "
+        "details: scope, currency, cap, spend and the take's cost in minor units"
     ),
 }
+
+
+def _entity(body: QuotaRequest, caller: Caller) -> str | None:
+    """The entity a request counts at: the one it names, else the one the calling key is bound to."""
+    return body.entity_id or (caller.entity_id if caller.tenant_id == body.tenant_id else None)
 
 
 @app.post(
@@ -83,8 +95,8 @@ CONSUMED: dict[int, OpenAPIResponse] = {
     tags=[ApiTag.ENTITLEMENTS],
 )
 def check(body: QuotaRequest) -> EntitlementOut:
-    tenant_caller(app, body.tenant_id)
-    result = service().check(body.tenant_id, body.resource_type, body.quantity)
+    caller = tenant_caller(app, body.tenant_id)
+    result = service().check(body.tenant_id, body.resource_type, body.quantity, entity_id=_entity(body, caller))
     count("EntitlementChecked", allowed=str(result.allowed).lower(), resource_type=body.resource_type)
     return EntitlementOut.model_validate(result.to_dict())
 
@@ -98,8 +110,11 @@ def check(body: QuotaRequest) -> EntitlementOut:
 )
 @tracer.capture_method(capture_response=False)
 def consume(body: QuotaRequest) -> EntitlementOut:
-    tenant_caller(app, body.tenant_id)
-    result = service().consume(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    caller = tenant_caller(app, body.tenant_id)
+    request = ConsumeRequest(
+        body.tenant_id, body.resource_type, body.quantity, body.idempotency_key, _entity(body, caller)
+    )
+    result = service().consume_request(request)
     count("EntitlementGranted" if result.allowed else "EntitlementDenied", resource_type=body.resource_type)
     if not result.allowed:
         raise QuotaExceededError(result)
@@ -111,10 +126,20 @@ def consume(body: QuotaRequest) -> EntitlementOut:
     operation_id="release",
     summary="Give back quota a consume took (work that failed)",
     tags=[ApiTag.ENTITLEMENTS],
+    responses={
+        200: {"description": "Given back: `released` is what was"},
+        409: refusal("A priced resource of a tenant with a spend cap cannot be released (spend_cap_unsupported)"),
+    },
 )
 def release(body: ReleaseRequest) -> ReleaseOut:
     caller = tenant_caller(app, body.tenant_id)
-    result = service().release(body.tenant_id, body.resource_type, body.quantity, idempotency_key=body.idempotency_key)
+    result = service().release(
+        body.tenant_id,
+        body.resource_type,
+        body.quantity,
+        idempotency_key=body.idempotency_key,
+        entity_id=_entity(body, caller),
+    )
     answer = ReleaseOut.model_validate({**result.to_dict(), "released": result.to_dict()["quantity"]})
     if result.quantity > 0:
         # A release hands quota back to the caller, so it is audited. Consumes are the metered hot
@@ -170,6 +195,51 @@ def tenant_cost(tenant_id: TenantId) -> CostOut:
 def invoice_preview(tenant_id: TenantId) -> InvoicePreviewOut:
     tenant_caller(app, tenant_id)
     return InvoicePreviewOut.of(costs().invoice_preview(tenant_id))
+
+
+def _spend_cap(tenant_id: str) -> SpendCapOut:
+    caps = service().spend_caps
+    period_end, state = caps.state(tenant_id)
+    return SpendCapOut.of(tenant_id, caps.repo.get_cap(tenant_id), period_end, state)
+
+
+@app.put(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="setSpendCap",
+    summary="Set the tenant's spend cap for each period, in the plan's currency (hard or soft)",
+    tags=[ApiTag.COSTS],
+)
+def set_spend_cap(tenant_id: TenantId, body: SpendCapRequest) -> SpendCapOut:
+    caller = tenant_caller(app, tenant_id)
+    require_scope(caller, "admin")
+    cap = service().spend_caps.set_cap(tenant_id, body, actor=actor_of(app, caller))
+    audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.set", "spend-cap", after=cap.to_dict()))
+    return _spend_cap(tenant_id)
+
+
+@app.get(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="getSpendCap",
+    summary="Show the tenant's spend cap and this period's spend so far",
+    tags=[ApiTag.COSTS],
+)
+def get_spend_cap(tenant_id: TenantId) -> SpendCapOut:
+    tenant_caller(app, tenant_id)
+    return _spend_cap(tenant_id)
+
+
+@app.delete(
+    "/v1/tenants/<tenant_id>/spend-cap",
+    operation_id="removeSpendCap",
+    summary="Remove the tenant's spend cap",
+    tags=[ApiTag.COSTS],
+)
+def remove_spend_cap(tenant_id: TenantId) -> SpendCapOut:
+    caller = tenant_caller(app, tenant_id)
+    require_scope(caller, "admin")
+    service().spend_caps.remove_cap(tenant_id)
+    audit().record(AuditEntry.by(actor_of(app, caller), tenant_id, "spend_cap.remove", "spend-cap"))
+    return _spend_cap(tenant_id)
 
 
 @app.post(

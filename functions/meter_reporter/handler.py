@@ -1,5 +1,5 @@
 """Scheduled (EventBridge, resources.METER_REPORTER.schedule_minutes): report metered usage to Stripe
-billing meters, exactly once per unit (billing_platform.metering.reporter)."""
+billing meters, exactly once per unit (billing_platform.metering.service)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.container import PerContainer
 from billing_platform.metering.metrics import publish_run
-from billing_platform.metering.reporter import MeterReporter
+from billing_platform.metering.service import MeterReporter
 from billing_platform.observability import logger, metrics, tracer
 from billing_platform.providers.meter_events import MeterEventSender
 from billing_platform.settings import get_settings

@@ -68,12 +68,14 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
 @tracer.capture_method(capture_response=False)
 def reserve(body: ReserveRequest) -> Response[ReservationOut]:
     tenant_id = _tenant(body.tenant_id)
+    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
     reservation, replayed = service().reserve(
         tenant_id,
         body.resource_type,
         body.estimate,
         ttl=timedelta(seconds=body.ttl_seconds),
         idempotency_key=body.idempotency_key,
+        entity_id=body.entity_id or (caller.entity_id if caller.tenant_id == tenant_id else None),
     )
     count("QuotaReserved", resource_type=body.resource_type)
     return Response(

@@ -60,6 +60,9 @@ GATEWAY_ERROR_CODES = {
     apigw.ResponseType.DEFAULT_4_XX: "bad_request",
     apigw.ResponseType.DEFAULT_5_XX: "gateway_error",
 }
+# API Gateway answers a path (or a method) no route has with MISSING_AUTHENTICATION_TOKEN, a 403 by default;
+# it is a 404 here, as its code says and as the local gateway answers an unknown route.
+GATEWAY_ERROR_STATUS = {apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN.response_type: "404"}
 
 PUBLIC_ROUTE_REASON = (
     "Public by design: /health is a liveness probe and the Stripe webhook authenticates each request "
@@ -135,6 +138,7 @@ class Api(Construct):
             self.rest_api.add_gateway_response(
                 f"Gateway{response_type.response_type}",
                 type=response_type,
+                status_code=GATEWAY_ERROR_STATUS.get(response_type.response_type),
                 templates={"application/json": f'{{"code": "{code}", "message": $context.error.messageString}}'},
             )
         self.authorizer = apigw.RequestAuthorizer(

@@ -50,7 +50,7 @@ ITERATOR_AGE_THRESHOLD_MS = freshness.ITERATOR_AGE_THRESHOLD_SECONDS * 1000
 
 @dataclass
 class Watched:
-    """Everything the stack hands to monitoring (the dashboard of issue 7 reads the same registry)."""
+    """Everything the stack hands to monitoring (the meter reporter's dashboard reads the same registry)."""
 
     functions: dict[str, lambda_.Function] = field(default_factory=dict)
     dead_letter_queues: dict[str, sqs.IQueue] = field(default_factory=dict)

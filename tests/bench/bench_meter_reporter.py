@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from billing_platform.metering.reporter import MeterReporter
 from billing_platform.metering.repository import MeterWatermarkRepository
+from billing_platform.metering.service import MeterReporter
 from billing_platform.providers.meter_events import MeterEvent, MeterEventOutcome, MockMeterEvents
 from billing_platform.settings import Settings
 from billing_platform.subscriptions.models import SubscriptionRecord

@@ -17,8 +17,10 @@ import pytest
 from botocore.config import Config
 
 from billing_platform import resources
+from billing_platform.usage.dimensions import DimensionGate
 from billing_platform.usage.models import Granularity, floor_to
 from billing_platform.usage.queue import SqsUsageQueue
+from billing_platform.usage.repository import AggregateRepository
 from billing_platform.usage.tracker import UsageTracker
 from tests.factories.local_stack_process import LocalStackProcess, eventually
 
@@ -49,7 +51,17 @@ def test_tracked_and_posted_usage_shows_up_in_trends_and_top_consumers(stack: Lo
     )
     queue_url = sqs.get_queue_url(QueueName=resources.USAGE_QUEUE.local_name)["QueueUrl"]
     now = datetime.now(UTC)
-    with UsageTracker(SqsUsageQueue(queue_url, client=sqs), batch_size=20, flush_interval_seconds=0.5).sync as tracker:
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=stack.banner.dynamodb_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    # The tracker registers each new model value (the catalog's cardinality cap) in the stack's read model.
+    gate = DimensionGate(registry=AggregateRepository(client=ddb))
+    sender = SqsUsageQueue(queue_url, client=sqs)
+    with UsageTracker(sender, batch_size=20, flush_interval_seconds=0.5, dimension_gate=gate).sync as tracker:
         for _ in range(30):
             tracker.track_tokens(alpha, 100, "model-x")
         for _ in range(10):
@@ -105,3 +117,29 @@ def test_tracked_and_posted_usage_shows_up_in_trends_and_top_consumers(stack: Lo
         return found == {alpha: Decimal(3007), beta: Decimal(125)}, body
 
     eventually(top, PIPELINE_TIMEOUT, interval=0.5)
+
+    # Dimensions over HTTP: a declared one is accepted, an undeclared one refused with nothing written;
+    # the series groups the tenant's tokens by model, and the records without one stay ungrouped.
+    status, body = stack.request(
+        "POST",
+        "/v1/usage",
+        {"records": [{"resource_type": "tokens", "quantity": 5, "dimensions": {"colour": "red"}}]},
+        token=alpha_key,
+    )
+    assert status == 422, body
+    day = floor_to(Granularity.DAY, now)
+    series = urllib.parse.urlencode(
+        {
+            "resource_type": "tokens",
+            "start": day.isoformat(),
+            "end": (day + timedelta(days=1)).isoformat(),
+            "granularity": "hour",
+            "group_by": "model",
+        }
+    )
+    status, body = stack.request("GET", f"/v1/tenants/{alpha}/usage/series?{series}", token=alpha_key)
+    assert status == 200, body
+    assert Decimal(body["total"]) == Decimal(3007)
+    assert [(g["value"], Decimal(g["total"])) for g in body["groups"]] == [("model-x", Decimal(3000))]
+    assert Decimal(body["ungrouped"]) == Decimal(7)
+    assert body["complete_until"] is not None

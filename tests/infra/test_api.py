@@ -155,6 +155,19 @@ def test_gateway_errors_use_the_platform_error_shape(template: Template, synthes
         assert '"code"' in response["Properties"]["ResponseTemplates"]["application/json"]
 
 
+def test_an_unknown_route_is_a_404_not_found_deployed_as_locally(synthesized: Synthesized) -> None:
+    from local_stack.gateway import Gateway, HttpRequest
+
+    local = Gateway(lambda name, event: None, operator_token="unused").handle(HttpRequest("GET", "/no/such/route"))
+    responses = synthesized.of_type("AWS::ApiGateway::GatewayResponse").values()
+    missing = next(
+        r["Properties"] for r in responses if r["Properties"]["ResponseType"] == "MISSING_AUTHENTICATION_TOKEN"
+    )
+    template = missing["ResponseTemplates"]["application/json"]
+    assert (missing["StatusCode"], local.status) == ("404", 404)
+    assert f'"code": "{local.json()["code"]}"' in template
+
+
 def test_api_gateway_may_invoke_each_api_function(synthesized: Synthesized) -> None:
     api_functions = {fn.name: fn for _, fn in resources.routes()} | {resources.AUTHORIZER.name: resources.AUTHORIZER}
     invokable: set[str] = set()

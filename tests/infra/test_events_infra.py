@@ -14,8 +14,8 @@ import pytest
 
 from billing_platform import resources
 from billing_platform.auth.caller import Actor
-from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
+from billing_platform.events.repository import EventLedger
 from billing_platform.events.stream import QuotaEventProcessor
 from billing_platform.resources import FunctionSpec
 from billing_platform.settings import get_settings

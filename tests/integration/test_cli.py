@@ -28,7 +28,7 @@ from billing_platform.cli.main import (
     main,
 )
 from billing_platform.providers.meter_events import StripeMeterEvents
-from billing_platform.providers.stripe import StripeSyncProvider
+from billing_platform.providers.stripe import SyncStripeBillingProvider
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from tests.factories.stripe import API_KEY, SubscriptionStory, stripe_client
 from tests.integration.test_meter_reporter import LockedHTTPClient, MeteredStripeApi, add_usage
@@ -68,7 +68,7 @@ def stripe_deps(moto_aws: dict[str, str], env: pytest.MonkeyPatch, stripe_api: M
     env.setenv("STRIPE_SECRET_KEY", API_KEY)
     http = LockedHTTPClient(stripe_api)
     return Dependencies(
-        stripe_provider=lambda s: StripeSyncProvider(s, client=stripe_client(http), sleep=lambda _s: None),
+        stripe_provider=lambda s: SyncStripeBillingProvider(s, client=stripe_client(http), sleep=lambda _s: None),
         stripe_events=lambda s: StripeMeterEvents(s, client=stripe_client(http), sleep=lambda _s: None),
     )
 

@@ -333,6 +333,7 @@ def test_the_slow_path_draws_grants_only_for_callers_that_ask(
     """A take with a companion write (a reservation) must not be committed by the slow path on its own:
     without `draw_grants` an exhausted hard quota is a plain denial and the grant is untouched."""
     from billing_platform.entitlements.dal.items import counter_to_item
+    from billing_platform.entitlements.models import ConsumeRequest
     from billing_platform.entitlements.slow_path import slow_path
 
     now = datetime.now(UTC)
@@ -345,12 +346,13 @@ def test_the_slow_path_draws_grants_only_for_callers_that_ask(
     assert counter is not None
     item = counter_to_item(counter, now)
 
-    plain = slow_path(service._ctx, "t-guard", "executions", Decimal(1), 1, item, now, True, None)
+    request = ConsumeRequest("t-guard", "executions", Decimal(1))
+    plain = slow_path(service.context, request, item, shards=1, now=now)
     assert isinstance(plain, EntitlementCheck)
     assert (plain.allowed, plain.grants_used) == (False, ())
     assert grants_by_id(grants, "t-guard")[grant_id].used == 0
 
-    drawn = slow_path(service._ctx, "t-guard", "executions", Decimal(1), 1, item, now, True, None, draw_grants=True)
+    drawn = slow_path(service.context, request, item, shards=1, now=now, draw_grants=True)
     assert isinstance(drawn, EntitlementCheck)
     assert (drawn.allowed, drawn.grants_used) == (True, ((grant_id, Decimal(1)),))
     assert grants_by_id(grants, "t-guard")[grant_id].used == 1

@@ -160,8 +160,8 @@ def test_the_mock_providers_topup_checkout_grants_through_the_same_processor(mot
     from tests.integration.test_webhook_stripe import RecordingEntitlements
 
     provider = MockBillingProvider()
-    customer = provider.mock.create_customer("t_mock", "ada@example.com")
-    session_id = provider.mock.buy_topup(customer.id, "price_topup_tokens_1m", quantity=3)
+    customer_id = provider.mock.create_customer("t_mock", "ada@example.com")
+    session_id = provider.mock.buy_topup(customer_id, "price_topup_tokens_1m", quantity=3)
     processor = WebhookProcessor(provider.mock, entitlements=RecordingEntitlements())
 
     outcomes = [processor.process(StripeEvent.model_validate(e)).outcome for e in provider.mock.events]

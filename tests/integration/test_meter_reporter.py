@@ -8,6 +8,7 @@ events per customer and meter) equals the usage, after crashes, Stripe errors, r
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,12 @@ from typing import Any
 import pytest
 
 from billing_platform.catalog import load_catalog
-from billing_platform.metering.reporter import MeterReporter, meter_identifier
 from billing_platform.metering.repository import MeterWatermarkRepository
+from billing_platform.metering.service import MeterReporter, meter_identifier
 from billing_platform.providers.meter_events import StripeMeterEvents
 from billing_platform.subscriptions.models import SubscriptionRecord
 from billing_platform.subscriptions.repository import SubscriptionRepository
-from billing_platform.usage.models import Granularity, bucket_label
+from billing_platform.usage.aggregator import UsageAggregationService, UsageInsert
 from billing_platform.usage.repository import AggregateRepository
 from tests.factories import stripe as fake_stripe
 from tests.factories.stripe import FakeStripeApi, FakeStripeHTTPClient, stripe_client
@@ -123,12 +124,13 @@ class LockedHTTPClient(FakeStripeHTTPClient):
 # ----------------------------------------------------------------------------------------- helpers
 
 
+_SEQUENCE = itertools.count(10**20)
+
+
 def add_usage(tenant_id: str, resource: str, at: datetime, quantity: str) -> None:
-    """Fold usage into the hour / day / month rows exactly as the aggregator's transactions do."""
-    repo = AggregateRepository()
-    repo.transact(
-        [repo.row_update(tenant_id, resource, g, bucket_label(g, at), Decimal(quantity), 1) for g in Granularity]
-    )
+    """Fold usage into the read model exactly as the aggregator does with a stream insert."""
+    insert = UsageInsert(str(next(_SEQUENCE)), "w_seed_00", tenant_id, resource, Decimal(quantity), at)
+    assert UsageAggregationService(repository=AggregateRepository()).apply([insert]).applied == 1
 
 
 def subscribe(tenant_id: str, customer_id: str, plan_id: str, status: str = "active") -> None:

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from billing_platform import resources
-from billing_platform.events.ledger import EventLedger
 from billing_platform.events.models import BillingEvent
+from billing_platform.events.repository import EventLedger
 from local_stack.provision import EVENTS_TAP_ENV, create_event_bus, create_queue, create_tables
 from tests.conftest import reset_caches
 from tests.factories.billing_events import (

@@ -33,8 +33,8 @@ from billing_platform.catalog.models import parse_catalog
 from billing_platform.entitlements.models import add_months
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
-from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
+from billing_platform.events.repository import EventLedger
 from billing_platform.events.stream import QuotaEventProcessor
 from billing_platform.settings import get_settings
 from local_stack.dynamodb_local import free_port

@@ -142,9 +142,9 @@ def test_a_hold_shows_what_is_held_and_what_became_of_it(enforcer: EntitlementEn
         held = repr(hold)
         hold.settle(25)
         pending = repr(hold)
-    assert held.startswith(f"<ReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 held due_at=")
+    assert held.startswith(f"<SyncReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 held due_at=")
     assert pending.endswith("actual=25 (settled when the block ends)>")
     assert (
-        repr(hold)
-        == f"<ReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 settled charged=25 given_back=15>"
+        repr(hold) == f"<SyncReservationHold {hold.reservation_id} tenant=acme tokens estimate=40 settled "
+        "charged=25 given_back=15>"
     )

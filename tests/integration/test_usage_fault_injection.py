@@ -6,9 +6,10 @@ Faults injected: tracker sends refused (some refused entries were in fact delive
 duplicates), every SQS message delivered twice, BatchWriteItem crashing mid-message after earlier chunks
 were written and answering with UnprocessedItems, poison messages, aggregator batches cut at random
 boundaries, retried from earlier points after a commit, failing transactions and handler crashes mid-batch,
-late records (earlier hours, days and the previous month). Afterwards every hour / day / month aggregate
-and the top consumers of several ranges must equal sums computed independently from the generated
-records, every record must be in the usage table once, and exactly the poison messages in the DLQ.
+late records (earlier hours, days and the previous month). Afterwards every answer (each tenant x resource per
+hour, day and month, ungrouped and grouped by each dimension and by entity; top tenants of several ranges,
+overall and per dimension value; the HTTP routes) must equal sums computed independently from the
+generated records, every record must be in the usage table once, and exactly the poison messages in the DLQ.
 
 The drivers below are reused by tests/bench/bench_usage.py.
 """
@@ -41,6 +42,7 @@ from tests.conftest import reset_caches
 from tests.factories.apigw import api_event, json_body
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
+from tests.factories.usage import AnswerCheck, Expected, Sent, check_series, check_top
 
 RESOURCES = ("executions", "tokens", "api_calls", "storage_mb")
 CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, account_id_endpoint_mode="disabled")
@@ -49,13 +51,20 @@ CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, account_id_endp
 # ------------------------------------------------------------------------------------------ generation
 
 
-@dataclass(frozen=True)
-class Generated:
-    record_id: str
-    tenant_id: str
-    resource_type: str
-    quantity: Decimal
-    timestamp: datetime
+Generated = Sent
+MODELS = ("gpt-4", "gpt-4o", "claude", "llama", "mistral", "gemini")
+REGIONS = ("eu", "us", "ap")
+
+
+def with_dimensions(rng: random.Random, tenant: str, resource: str) -> dict[str, Any]:
+    """Tokens carry a model and often a region; most records of every resource name an entity."""
+    dims: list[tuple[str, str]] = []
+    if resource == "tokens":
+        dims.append(("model", rng.choice(MODELS)))
+        if rng.random() < 0.5:
+            dims.append(("region", rng.choice(REGIONS)))
+    entity = f"{tenant}-u{rng.randrange(6)}" if rng.random() < 0.7 else None
+    return {"dimensions": tuple(sorted(dims)), "entity_id": entity}
 
 
 def generate_records(rng: random.Random, n: int, now: datetime, tenants: int = 12) -> list[Generated]:
@@ -65,40 +74,59 @@ def generate_records(rng: random.Random, n: int, now: datetime, tenants: int = 1
         late = rng.random() < 1 / 6
         age = timedelta(seconds=rng.randint(0, 33 * 86_400 if late else 2 * 86_400))
         quantity = Decimal(rng.randint(1, 5_000_000)).scaleb(-rng.choice((0, 0, 2, 6)))
+        tenant = f"t{rng.randint(1, tenants):02d}"
+        resource = rng.choice(RESOURCES)
         out.append(
             Generated(
                 record_id=f"use_fi{i:06d}{rng.getrandbits(40):010x}",
-                tenant_id=f"t{rng.randint(1, tenants):02d}",
-                resource_type=rng.choice(RESOURCES),
+                tenant_id=tenant,
+                resource_type=resource,
                 quantity=quantity,
                 timestamp=(now - age).replace(microsecond=0),
+                **with_dimensions(rng, tenant, resource),
             )
         )
     return out
 
 
-def expected_aggregates(records: list[Generated]) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    """(aggregate pk, sk) -> (total, record count), computed without any of the layer's code."""
-    sums: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
+def track_all(tracker: Any, records: list[Generated]) -> None:
     for r in records:
-        ts = r.timestamp.astimezone(UTC)
-        for prefix, label in (
-            ("H", ts.strftime("%Y-%m-%dT%H")),
-            ("D", ts.strftime("%Y-%m-%d")),
-            ("M", ts.strftime("%Y-%m")),
-        ):
-            row = sums[(f"AGG#{r.tenant_id}#{r.resource_type}", f"{prefix}#{label}")]
-            row[0] += r.quantity
-            row[1] += 1
-    return {k: (v[0], v[1]) for k, v in sums.items()}
+        tracker.track(
+            r.tenant_id,
+            r.resource_type,
+            r.quantity,
+            timestamp=r.timestamp,
+            record_id=r.record_id,
+            dimensions=dict(r.dimensions),
+            entity_id=r.entity_id,
+        )
 
 
-def expected_top(records: list[Generated], resource: str, start: datetime, end: datetime) -> list[tuple[str, Decimal]]:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for r in records:
-        if r.resource_type == resource and start <= r.timestamp < end:
-            totals[r.tenant_id] += r.quantity
-    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+def answer_ranges(now: datetime) -> list[tuple[datetime, datetime]]:
+    """Top-list ranges: 40 days, this month, a few hours, and days with ragged hour edges."""
+    hour = floor_to(Granularity.HOUR, now) + timedelta(hours=1)
+    return [
+        (hour - timedelta(days=40), hour),
+        (floor_to(Granularity.MONTH, now), hour),
+        (hour - timedelta(hours=7), hour - timedelta(hours=2)),
+        (
+            floor_to(Granularity.DAY, now) - timedelta(days=10, hours=5),
+            floor_to(Granularity.DAY, now) - timedelta(hours=3),
+        ),
+    ]
+
+
+def check_every_answer(records: list[Generated], now: datetime, days: int = 34) -> AnswerCheck:
+    """Every answer of the library's aggregator against the independent sums of what was sent."""
+    from billing_platform.usage.queries import UsageAggregator
+
+    aggregator = UsageAggregator().sync
+    expected = Expected(records)
+    check = AnswerCheck()
+    hour = floor_to(Granularity.HOUR, now) + timedelta(hours=1)
+    check_series(aggregator, expected, (hour - timedelta(days=days), hour), check)
+    check_top(aggregator, expected, answer_ranges(now), check)
+    return check
 
 
 # ------------------------------------------------------------------------------------------ fault injection
@@ -180,7 +208,9 @@ class TransactFaults:
         self.countdown: int | None = None
         self.crash = False
         self.fired = 0
-        client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
+        # Whichever way the aggregator sends its writes (USAGE_AGGREGATE_WRITES: UpdateItem by default).
+        for operation in ("TransactWriteItems", "UpdateItem"):
+            client.meta.events.register(f"before-call.dynamodb.{operation}", self)
 
     def arm(self, after: int, *, crash: bool) -> None:
         self.countdown, self.crash = after, crash
@@ -397,8 +427,7 @@ def test_every_aggregate_is_exact_after_duplicates_crashes_retries_and_poison(
     import threading
 
     def produce(part: list[Generated]) -> None:
-        for r in part:
-            tracker.track(r.tenant_id, r.resource_type, r.quantity, timestamp=r.timestamp, record_id=r.record_id)
+        track_all(tracker, part)
 
     with tracker:
         threads = [threading.Thread(target=produce, args=(records[i::4],)) for i in range(4)]
@@ -434,6 +463,21 @@ def test_every_aggregate_is_exact_after_duplicates_crashes_retries_and_poison(
                         "resource_type": "gold_bars",
                         "quantity": "1",
                         "timestamp": now.isoformat(),
+                    }
+                ],
+            }
+        ),
+        json.dumps(
+            {
+                "v": 1,
+                "records": [
+                    {
+                        "record_id": "use_poison4",
+                        "tenant_id": "t01",
+                        "resource_type": "api_calls",
+                        "quantity": "1",
+                        "timestamp": now.isoformat(),
+                        "dimensions": {"model": "gpt-4"},
                     }
                 ],
             }
@@ -494,47 +538,46 @@ def test_every_aggregate_is_exact_after_duplicates_crashes_retries_and_poison(
     assert sum(r.rewinds for r in runs) > 0
     assert sum(r.crashes for r in runs) > 0
 
-    # 4. Every hour / day / month row equals the independent sum; nothing extra, nothing missing.
-    aggregates = ddb_local_tables[resources.AGGREGATES_TABLE.env_var]
-    actual = {
-        (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["total"]["N"]), int(i["records"]["N"]))
-        for i in scan_all(raw_client, aggregates)
-        if i["pk"]["S"].startswith("AGG#")
-    }
-    expected = expected_aggregates(records)
-    assert actual == expected
+    # 4. Every answer equals the independent sums: each tenant x resource per hour, day and month, ungrouped
+    #    and grouped by model, region and entity; top tenants of several ranges, overall and per dimension value.
+    check = check_every_answer(records, now)
+    assert check.mismatches == []
+    assert check.series >= 12 * 4 * 3 * 2
+    assert check.top_lists >= 4 * (4 + len(MODELS) + len(REGIONS))
 
-    # 5. The query routes agree: top consumers for several ranges, and trends.
+    # 5. The query routes answer the same: top tenants, a grouped series and the daily trend over HTTP.
     query = load_handler(resources.USAGE_QUERY.name)
-    hour = floor_to(Granularity.HOUR, now) + timedelta(hours=1)
-    ranges = [
-        (hour - timedelta(days=40), hour),
-        (floor_to(Granularity.MONTH, now), hour),
-        (hour - timedelta(hours=7), hour - timedelta(hours=2)),
-        (
-            floor_to(Granularity.DAY, now) - timedelta(days=10, hours=5),
-            floor_to(Granularity.DAY, now) - timedelta(hours=3),
-        ),
-    ]
-    for start, end in ranges:
+    expected = Expected(records)
+    for start, end in answer_ranges(now):
+        span = {"start": start.isoformat(), "end": end.isoformat(), "limit": "100"}
         for resource in RESOURCES:
             response = query.handler(
-                api_event(
-                    "GET",
-                    "/v1/usage/top",
-                    operator=True,
-                    query={
-                        "resource_type": resource,
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "limit": "100",
-                    },
-                ),
+                api_event("GET", "/v1/usage/top", operator=True, query={"resource_type": resource, **span}),
                 LambdaContext(),
             )
             assert response["statusCode"] == 200, response
             got = [(i["tenant_id"], Decimal(i["quantity"])) for i in json_body(response)["items"]]
-            assert got == expected_top(records, resource, start, end), (start, end, resource)
+            assert got == expected.top(resource, start, end), (start, end, resource)
+        by_model = {"resource_type": "tokens", "dimension": "model", "value": "claude", **span}
+        response = query.handler(
+            api_event("GET", "/v1/usage/top-tenants", operator=True, query=by_model), LambdaContext()
+        )
+        got = [(i["tenant_id"], Decimal(i["quantity"])) for i in json_body(response)["items"]]
+        assert got == expected.top("tokens", start, end, ("model", "claude"))
+    month = floor_to(Granularity.MONTH, now)
+    tomorrow = floor_to(Granularity.DAY, now) + timedelta(days=1)
+    series = {"resource_type": "tokens", "start": month.isoformat(), "end": tomorrow.isoformat(), "group_by": "model"}
+    response = query.handler(
+        api_event("GET", "/v1/tenants/t07/usage/series", tenant_id="t07", query=series), LambdaContext()
+    )
+    assert response["statusCode"] == 200, response
+    body = json_body(response)
+    assert body["complete_until"] is not None
+    assert len(body["groups"]) == len(MODELS)
+    for group in body["groups"]:
+        for point in group["points"]:
+            want = expected.sums.get(("t07", "tokens", "day", point["start"][:10], "model", group["value"]), 0)
+            assert Decimal(point["quantity"]) == want
     for tenant in ("t01", "t07"):
         response = query.handler(
             api_event(
@@ -544,6 +587,6 @@ def test_every_aggregate_is_exact_after_duplicates_crashes_retries_and_poison(
         )
         points = {p["date"]: Decimal(p["quantity"]) for p in json_body(response)["points"]}
         for label, total in points.items():
-            assert total == expected.get((f"AGG#{tenant}#tokens", f"D#{label}"), (Decimal(0), 0))[0]
+            assert total == expected.sums.get((tenant, "tokens", "day", label, "", ""), 0)
         assert len(points) == 40
         assert bucket_label(Granularity.DAY, now) in points

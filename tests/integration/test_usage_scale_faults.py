@@ -7,8 +7,9 @@ tenant x resource x hour, so nearly every record opens its own hour row and a ba
 rows, plus a share of late records (up to 30 days old). Faults: the tracker's sends refused with some
 in fact delivered, every SQS message delivered twice, BatchWriteItem crashing and answering with
 unprocessed items, aggregator batches cut at random, rewinds after commits, and the aggregator's own
-write call (TransactWriteItems or UpdateItem) failing or crashing mid-batch. Every hour / day / month row
-and the top consumers must equal sums computed independently from the generated records.
+write call (TransactWriteItems or UpdateItem) failing or crashing mid-batch. Every answer (each tenant x
+resource per hour, day and month; top tenants of several ranges) must equal sums computed independently
+from the generated records.
 
 Here N = 6,000 (250 tenants: the scale workload's density, small enough for CI); `make bench` runs the
 full 100,000 events over 5,000 tenants through `pump` below with the same faults (`scale+faults`).
@@ -35,18 +36,18 @@ from tests.conftest import reset_caches
 from tests.factories.apigw import api_event, json_body
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
+from tests.factories.usage import AnswerCheck, Expected, check_series, check_top
 from tests.integration.test_usage_fault_injection import (
     RESOURCES,
     BatchWriteFaults,
     FlakySender,
     Generated,
+    answer_ranges,
     drive_aggregator,
     drive_consumer,
-    expected_aggregates,
-    expected_top,
     moto_sqs,
     read_stream,
-    scan_all,
+    track_all,
 )
 
 __all__ = ["moto_sqs"]  # the fixture, imported for this module's test
@@ -153,8 +154,7 @@ def pump(
     queue = SqsUsageQueue(queue_url, client=tracker_sqs or sqs)
     sender: Any = FlakySender(queue) if faults else queue
     tracker = UsageTracker(sender, sleep=lambda _: None).sync
-    for r in records:
-        tracker.track(r.tenant_id, r.resource_type, r.quantity, timestamp=r.timestamp, record_id=r.record_id)
+    track_all(tracker, records)
     tracker.flush()
     assert tracker.get_stats()["buffered"] == 0
     consumer = load_handler(resources.USAGE_CONSUMER.name)
@@ -212,12 +212,19 @@ def pump(
     return run
 
 
-def aggregate_rows(raw_client: Any, aggregates_table: str) -> dict[tuple[str, str], tuple[Decimal, int]]:
-    return {
-        (i["pk"]["S"], i["sk"]["S"]): (Decimal(i["total"]["N"]), int(i["records"]["N"]))
-        for i in scan_all(raw_client, aggregates_table)
-        if i["pk"]["S"].startswith("AGG#")
-    }
+def check_answers(records: list[Generated], now: datetime, tenants: set[str] | None = None) -> AnswerCheck:
+    """The answers against the independent sums: every tenant x resource (or the `tenants` named) per hour,
+    day and month, grouped by each dimension and entity the records carry; every top list of
+    `answer_ranges`, overall and per dimension value."""
+    from billing_platform.usage.queries import UsageAggregator
+
+    aggregator = UsageAggregator().sync
+    expected = Expected(records)
+    check = AnswerCheck()
+    hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    check_series(aggregator, expected, (hour - timedelta(days=31), hour), check, tenants)
+    check_top(aggregator, expected, answer_ranges(now), check)
+    return check
 
 
 N_RECORDS = 6_000
@@ -258,9 +265,10 @@ def test_scale_shaped_aggregates_are_exact_under_duplicates_crashes_and_resplit_
         assert run.faults[name] > 0, name
     assert run.faults["messages delivered twice"] > 0
 
-    expected = expected_aggregates(records)
-    assert len(expected) > N_RECORDS  # sparse: more rows than records, the shape under test
-    assert aggregate_rows(raw_client, ddb_local_tables[resources.AGGREGATES_TABLE.env_var]) == expected
+    check = check_answers(records, now)
+    assert check.mismatches == []
+    assert check.series >= TENANTS * 3  # every tenant with usage, each resource and granularity
+    assert check.top_lists >= 4 * len(RESOURCES)
 
     query = load_handler(resources.USAGE_QUERY.name)
     hour = now.replace(minute=0, second=0) + timedelta(hours=1)
@@ -276,4 +284,4 @@ def test_scale_shaped_aggregates_are_exact_under_duplicates_crashes_and_resplit_
         )
         assert response["statusCode"] == 200, response
         got = [(i["tenant_id"], Decimal(i["quantity"])) for i in json_body(response)["items"]]
-        assert got == expected_top(records, "tokens", start, end)[:100]
+        assert got == Expected(records).top("tokens", start, end)[:100]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from billing_platform.entitlements.models import SUBSCRIBED
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.providers.factory import set_billing_provider
 from billing_platform.providers.stripe import StripeBillingProvider
@@ -281,7 +282,8 @@ def test_openapi_documents_what_subscribed_means(moto_aws: dict[str, str]) -> No
     document = json.loads(load_handler("entitlements").app.get_openapi_json_schema())
     schema = document["components"]["schemas"]["TenantEntitlementsOut"]
     description = schema["properties"]["subscribed"]["description"]
-    assert "has not ended" in description
+    # One text for the model and the document: what clients read is what the code promises.
+    assert description == SUBSCRIBED
     assert "409 subscription_exists" in description
     responses = document["paths"]["/v1/tenants/{tenant_id}/entitlements"]["get"]["responses"]
     assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TenantEntitlementsOut")

@@ -192,6 +192,7 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
             api_event("GET", f"/v1/tenants/{TENANT}/webhook-endpoints", operator=True),
             200,
         ),
+        (resources.ENTITIES, api_event("GET", f"/v1/tenants/{TENANT}/entities", operator=True), 200),
         (
             resources.WEBHOOK_DELIVERY,  # an event for a tenant with no endpoint: delivered to nobody, done
             sqs_event(

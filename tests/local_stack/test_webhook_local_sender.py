@@ -68,8 +68,8 @@ def test_hook_installs_a_provider_whose_events_arrive_signed_in_order(receiver: 
     try:
         provider = get_billing_provider()
         assert isinstance(provider, MockBillingProvider)
-        customer = provider.sync.create_customer("t_local", "l@example.com")
-        sub = provider.sync.create_subscription(customer.id, "price_pro_monthly")
+        customer_id = provider.sync.create_customer("t_local", "l@example.com")
+        sub = provider.sync.create_subscription(customer_id, "price_pro_monthly")
         sender = provider.mock.event_sink.__self__  # type: ignore[union-attr]
         assert sender.drain(timeout=15)
     finally:

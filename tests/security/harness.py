@@ -279,6 +279,7 @@ class RequestContext:
     price_id: str = "price_pro_monthly"
     grant_id: str = "grt_0000000000000000"
     token_id: str = "ptk_0000000000000000"
+    entity_id: str = "ent_unknown"
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,8 @@ def plan_request(
         "grant_id": ctx.grant_id,
         "reservation_id": ctx.reservation_id,
         "token_id": ctx.token_id,
+        "entity_id": ctx.entity_id,
+        "resource_type": "api_calls",
     }
     params = re.findall(r"\{(\w+)\}", route.path)
     path = route.path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,21 @@ def _leaks(text: str, sec: SecurityStack) -> list[str]:
 def _new_audit_items(sec: SecurityStack, before: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen = {(i["pk"]["S"], i["sk"]["S"]) for i in before}
     return [i for i in sec.audit_items() if (i["pk"]["S"], i["sk"]["S"]) not in seen]
+
+
+def _entity_with_limit(sec: SecurityStack) -> str:
+    """A fresh entity of tenant A with a limit on api_calls, for the routes that change or remove one."""
+    entity_id = f"user_{uuid.uuid4().hex[:10]}"
+    created = sec.call("POST", f"/v1/tenants/{TENANT_A}/entities", {"id": entity_id}, credential=Credential.OPERATOR)
+    assert created.status == 201, created.body
+    limited = sec.call(
+        "PUT",
+        f"/v1/tenants/{TENANT_A}/entities/{entity_id}/limits/api_calls",
+        {"kind": "absolute", "amount": "100"},
+        credential=Credential.OPERATOR,
+    )
+    assert limited.status == 200, limited.body
+    return entity_id
 
 
 def _assert_entry_shape(item: dict[str, Any], *, method: str) -> None:
@@ -98,7 +114,21 @@ def test_mutation_route_writes_an_audit_entry_readable_per_tenant(security_stack
             credential=Credential.OPERATOR,
         )
         ctx.grant_id = created.json()["grant_id"]
+    if "{entity_id}" in route.path or rid.endswith("/{key_id}/entity"):
+        ctx.entity_id = _entity_with_limit(sec)
+    if rid == "PUT /v1/tenants/{tenant_id}/api-keys/{key_id}/entity":
+        created = sec.call(
+            "POST", f"/v1/tenants/{TENANT_A}/api-keys", {"name": "bound"}, credential=Credential.OPERATOR
+        )
+        ctx.key_id = created.json()["id"]
     planned = plan_request(route, sec.openapi(fn), ctx)
+    # Bodies the schema alone does not make meaningful: a new entity id, an absolute limit, an existing entity.
+    if rid == "POST /v1/tenants/{tenant_id}/entities":
+        planned = replace(planned, body={"id": f"team_{uuid.uuid4().hex[:10]}"})
+    if rid.startswith("PUT ") and rid.endswith("/limits/{resource_type}"):
+        planned = replace(planned, body={"kind": "absolute", "amount": "50"})
+    if rid == "PUT /v1/tenants/{tenant_id}/api-keys/{key_id}/entity":
+        planned = replace(planned, body={"entity_id": ctx.entity_id})
     before = sec.audit_items()
     with capture_all_logs() as logs:
         response = sec.call(planned.method, planned.target, planned.body, credential=Credential.OPERATOR)

@@ -102,3 +102,20 @@ def test_caller_from_authorizer_context_is_the_key_and_its_tenant() -> None:
         caller_from_request_context({"authorizer": {"principal_type": "tenant"}})
     with pytest.raises(AuthenticationError):
         caller_from_request_context({})
+
+
+def test_require_scope_lets_admin_keys_and_operators_through_and_refuses_use_keys() -> None:
+    from billing_platform.auth.caller import Caller, PrincipalType, caller_from_request_context, require_scope
+    from billing_platform.errors import TenantAccessDenied
+
+    admin = caller_from_request_context(
+        {"authorizer": {"principal_type": "tenant", "tenant_id": "t1", "principalId": "key_a", "scope": "admin"}}
+    )
+    use = caller_from_request_context({"authorizer": {"principal_type": "tenant", "tenant_id": "t1", "scope": "x"}})
+    assert (admin.scope, use.scope) == ("admin", "use")  # anything but exactly "admin" is a use key
+    require_scope(admin, "admin")
+    require_scope(admin, "use")
+    require_scope(use, "use")
+    require_scope(Caller(PrincipalType.OPERATOR, "ops"), "admin")
+    with pytest.raises(TenantAccessDenied):
+        require_scope(use, "admin")

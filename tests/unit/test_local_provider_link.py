@@ -52,7 +52,7 @@ def test_every_method_of_the_blocking_provider_interface_is_forwarded() -> None:
 def test_a_container_reads_a_top_ups_line_items_from_the_stack_processs_provider(
     mock_provider: MockBillingProvider,
 ) -> None:
-    customer = mock_provider.sync.create_customer("t_link", "link@example.com").id
+    customer = mock_provider.sync.create_customer("t_link", "link@example.com")
     session_id = mock_provider.sync.buy_topup(customer, "price_topup_tokens_1m", quantity=3, tenant_id="t_link")
     server = ProviderServer().start()
     try:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from billing_platform.errors import ProviderInvalidRequestError
-from billing_platform.metering.reporter import meter_identifier
+from billing_platform.metering.service import meter_identifier
 from billing_platform.providers.meter_events import (
     MeterEvent,
     MeterEventOutcome,

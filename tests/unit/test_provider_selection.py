@@ -113,16 +113,16 @@ def test_mock_provider_is_stripe_shaped_and_emits_events() -> None:
 def test_mock_provider_replays_idempotent_calls_and_raises_typed_errors() -> None:
     provider = MockBillingProvider(decline_emails=frozenset({"declined@example.com"})).sync
     first = provider.create_customer("t1", "a@example.com", idempotency_key="k1")
-    assert provider.create_customer("t1", "a@example.com", idempotency_key="k1").id == first.id
+    assert provider.create_customer("t1", "a@example.com", idempotency_key="k1") == first
     with pytest.raises(ProviderNotFoundError):
         provider.get_subscription("sub_missing")
     with pytest.raises(ProviderNotFoundError):
-        provider.create_subscription(first.id, "price_unknown")
+        provider.create_subscription(first, "price_unknown")
     declined = provider.create_customer("t2", "declined@example.com")
     with pytest.raises(PaymentRequiredError) as caught:
-        provider.create_subscription(declined.id, "price_pro_monthly")
+        provider.create_subscription(declined, "price_pro_monthly")
     assert caught.value.provider_code == "card_declined"
-    sub = provider.create_subscription(first.id, "price_pro_monthly")
+    sub = provider.create_subscription(first, "price_pro_monthly")
     provider.cancel_subscription(sub.id, immediate=True)
     with pytest.raises(ProviderInvalidRequestError):
         provider.update_subscription(sub.id, "price_free_monthly")

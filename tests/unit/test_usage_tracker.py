@@ -13,9 +13,11 @@ from decimal import Decimal
 import pytest
 
 from billing_platform.errors import BillingError, UnprocessableError, UsageBufferFull, UsageFlushError
+from billing_platform.usage.dimensions import DimensionGate
 from billing_platform.usage.models import SQS_MAX_BYTES, UsageMessage
 from billing_platform.usage.queue import SendFailure, SendOutcome
 from billing_platform.usage.tracker import SyncUsageTracker, UsageTracker
+from tests.factories.usage import MemoryValues
 
 
 class RecordingSender:
@@ -180,7 +182,7 @@ def test_record_ids_are_made_at_track_time_or_kept() -> None:
 
 def test_helpers_track_the_catalog_resources() -> None:
     sender = RecordingSender()
-    t = tracker(sender)
+    t = tracker(sender, dimension_gate=DimensionGate(registry=MemoryValues()))
     t.track_execution("t1", "wf_1")
     t.track_tokens("t1", 1500, "gpt-x")
     t.track_api_call("t1", "/v1/things", "post")
@@ -194,6 +196,7 @@ def test_helpers_track_the_catalog_resources() -> None:
         ("storage_mb", "12.5"),
     ]
     assert records[2]["metadata"] == {"endpoint": "/v1/things", "method": "POST"}
+    assert records[1]["dimensions"] == {"model": "gpt-x"}
 
 
 def test_concurrent_tracking_loses_and_duplicates_nothing() -> None:

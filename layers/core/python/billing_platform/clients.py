@@ -2,19 +2,19 @@
 does not use. Endpoints come from botocore's own `AWS_ENDPOINT_URL_<SERVICE>` variables (local stack).
 
 Clients come from a botocore session, the same clients `boto3.client` makes: importing boto3 on top of
-botocore costs ~15 ms of CPU per cold start (its resource layer and s3transfer) for nothing used here.
+botocore costs CPU at every cold start (its resource layer and s3transfer) for nothing used here.
 
-The first client of a container is what a cold start's first request pays most for (~45 ms of CPU,
-tests/bench/bench_cold_start.py). Two parts of it are not the client's own work, and are cut here:
+The first client of a container is what a cold start's first request pays most for (`make bench`
+prints its share). Two parts of it are not the client's own work, and are cut here:
 - botocore lists every service folder it ships (~450, twice) to check that the one asked for exists;
   the session's loader here only looks at the services this module makes clients for.
-- botocore parses its 1.25 MB endpoints.json (every service in every partition, ~14 ms) to build the
+- botocore parses its 1.25 MB endpoints.json (every service in every partition) to build the
   client's endpoint bridge. The loader here serves the same file cut down to the partitions' own data
   and the services below (botocore_endpoints.json, 30 KB, made by `python -m billing_platform.clients`
   from the installed botocore, and only used with that botocore version).
 - In a Lambda container, the garbage collector scans the whole import-time heap (modules, classes,
   pydantic schemas: state that lives as long as the container) again and again while botocore parses its
-  endpoint and model JSON. Freezing that heap (`gc.freeze`) before the first client saves ~20 ms.
+  endpoint and model JSON. Freezing that heap (`gc.freeze`) before the first client spares those scans.
 """
 
 from __future__ import annotations

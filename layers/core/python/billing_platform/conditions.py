@@ -121,10 +121,10 @@ def failed_conditions(exc: ClientError) -> dict[int, dict[str, Any] | None] | No
     """Which items of a cancelled transaction failed their condition: item index -> the item as it was
     (when the item asked for it with `ReturnValuesOnConditionCheckFailure`, else None). Empty when the
     transaction was cancelled for other reasons only (a conflict, throttling); None for any other error."""
-    reasons = cancel_reasons(exc)
-    if reasons is None:
+    refused = cancellation(exc)
+    if refused is None:
         return None
-    return {index: reason.get("Item") for index, reason in enumerate(reasons) if reason.get("Code") in CONDITION_FAILED}
+    return {index: refused.item(index) for index in sorted(refused.failed)}
 
 
 def _reason_codes(exc: ClientError) -> set[str | None] | None:

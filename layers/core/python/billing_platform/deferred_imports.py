@@ -4,8 +4,8 @@ first use instead (the way `billing_platform/__init__` serves its own names).
 Importing any submodule of a package runs the package's `__init__` first. Two Powertools packages import
 everything there: `aws_lambda_powertools.event_handler` every resolver (AppSync's pulls in asyncio, ssl
 and selectors), `aws_lambda_powertools.utilities.data_classes` all ~40 event classes (CodePipeline's pulls
-in zipfile). An API function uses one resolver and two event classes, yet paid ~25 ms of CPU per cold
-start for the rest (measured with `python -X importtime`, tests/bench/bench_cold_start.py).
+in zipfile). An API function uses one resolver and two event classes, yet paid for the rest at every cold
+start (`make bench` prints where a cold import goes).
 
 `defer_package_inits()` installs an import hook for those packages only. When one of them is first
 imported, its module is created without running its `__init__`; its submodules import as usual, and a
@@ -105,7 +105,7 @@ class _DeferredPackage(ModuleType):
 
 class _DeferredInitLoader:
     """Creates the package module without executing its `__init__`; the real loader runs it on demand.
-    (The loader and finder protocols are duck-typed: importlib.abc costs ~3 ms to import.)"""
+    (The loader and finder protocols are duck-typed: importing importlib.abc would cost a cold start.)"""
 
     def __init__(self, real: Any, exports: Exports, exported: list[str] | None):
         self.real = real

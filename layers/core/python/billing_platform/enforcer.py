@@ -43,14 +43,14 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # Imported where used: a caller that never reserves does not load them.
-    from billing_platform.reservations.handles import AsyncReservation, ReservationHold
+    from billing_platform.reservations.handles import ReservationHold, SyncReservationHold
     from billing_platform.reservations.models import Reservation
     from billing_platform.reservations.service import ReservationService
 
 P = ParamSpec("P")
 R = TypeVar("R")
 QuantityLike = Decimal | int | str
-ReservationLike: TypeAlias = "ReservationHold | Reservation"
+ReservationLike: TypeAlias = "SyncReservationHold | Reservation"
 TtlLike = timedelta | int  # an int is seconds; None: reservations.models.DEFAULT_TTL
 
 
@@ -124,23 +124,42 @@ class SyncEntitlementEnforcer:
         quantity: QuantityLike = Decimal(1),
         *,
         idempotency_key: str | None = None,
+        entity: str | None = None,
     ) -> EntitlementCheck:
-        """Consume `quantity` if the tenant is entitled to it; the answer says whether it was."""
+        """Consume `quantity` if the tenant is entitled to it; the answer says whether it was. With `entity`
+        (a user, team or key id of the tenant), counted at every limited level from it up, or nowhere."""
         return self.service.consume(
-            tenant_id_str(tenant_id), resource_type, to_quantity(quantity), idempotency_key=idempotency_key
+            tenant_id_str(tenant_id),
+            resource_type,
+            to_quantity(quantity),
+            idempotency_key=idempotency_key,
+            entity_id=entity,
         )
 
     def check(
-        self, tenant_id: TenantIdLike, resource_type: str, quantity: QuantityLike = Decimal(1)
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        quantity: QuantityLike = Decimal(1),
+        *,
+        entity: str | None = None,
     ) -> EntitlementCheck:
-        """Would `quantity` be granted now? Consumes nothing."""
-        return self.service.check(tenant_id_str(tenant_id), resource_type, to_quantity(quantity))
+        """Would `quantity` be granted now (at every level of `entity` too)? Consumes nothing."""
+        return self.service.check(tenant_id_str(tenant_id), resource_type, to_quantity(quantity), entity_id=entity)
 
     def release(self, check: EntitlementCheck) -> EntitlementCheck:
         """Give back what a granted `check` consumed (its own shards, its own period, once for an
         idempotent consume). A denied check took nothing and gives nothing back."""
         if not check.allowed or (not check.shards_used and check.idempotency_key is None):
             return check
+        if check.entity_id is not None:
+            return self.service.release(
+                check.tenant_id,
+                check.resource_type,
+                None if check.idempotency_key else check.quantity,
+                idempotency_key=check.idempotency_key,
+                entity_id=check.entity_id,
+            )
         if check.idempotency_key is not None:
             return self.service.release(check.tenant_id, check.resource_type, idempotency_key=check.idempotency_key)
         return self.service.release_taken(
@@ -155,11 +174,13 @@ class SyncEntitlementEnforcer:
         *,
         ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
-    ) -> ReservationHold:
+        entity: str | None = None,
+    ) -> SyncReservationHold:
         """Hold `estimate` for work priced afterwards (one request on the hot path). ``with`` the answer to
         settle it when the block ends (`reservations.handles`). Raises `QuotaExceededError` (402) when the
-        quota cannot cover it; an unresolved hold is given back once `ttl` has passed."""
-        from billing_platform.reservations.handles import ReservationHold
+        quota cannot cover it; an unresolved hold is given back once `ttl` has passed. With `entity`, held
+        (and settled) at every limited level of that entity too."""
+        from billing_platform.reservations.handles import SyncReservationHold
         from billing_platform.reservations.models import DEFAULT_TTL
 
         reservation, _replayed = self.reservations.reserve(
@@ -168,8 +189,9 @@ class SyncEntitlementEnforcer:
             to_quantity(estimate),
             ttl=DEFAULT_TTL if ttl is None else ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl),
             idempotency_key=idempotency_key,
+            entity_id=entity,
         )
-        return ReservationHold(reservation, self.settle, self.cancel)
+        return SyncReservationHold(reservation, self.settle, self.cancel)
 
     def settle(self, reservation: ReservationLike, actual: QuantityLike) -> Reservation:
         """Charge `actual`: the rest of the estimate goes back, or the extra is taken (a hard quota takes
@@ -205,9 +227,9 @@ shared_service = PerContainer(EntitlementService)
 
 
 def _held(reservation: ReservationLike) -> Reservation:
-    from billing_platform.reservations.handles import ReservationHold
+    from billing_platform.reservations.handles import SyncReservationHold
 
-    return reservation.reservation if isinstance(reservation, ReservationHold) else reservation
+    return reservation.reservation if isinstance(reservation, SyncReservationHold) else reservation
 
 
 class EntitlementEnforcer:
@@ -243,17 +265,28 @@ class EntitlementEnforcer:
         quantity: QuantityLike = Decimal(1),
         *,
         idempotency_key: str | None = None,
+        entity: str | None = None,
     ) -> EntitlementCheck:
-        """Consume `quantity` if the tenant is entitled to it; the answer says whether it was."""
+        """Consume `quantity` if the tenant is entitled to it (at every level of `entity` too)."""
         return await run_blocking(
-            self._sync.check_and_record, tenant_id, resource_type, quantity, idempotency_key=idempotency_key
+            self._sync.check_and_record,
+            tenant_id,
+            resource_type,
+            quantity,
+            idempotency_key=idempotency_key,
+            entity=entity,
         )
 
     async def check(
-        self, tenant_id: TenantIdLike, resource_type: str, quantity: QuantityLike = Decimal(1)
+        self,
+        tenant_id: TenantIdLike,
+        resource_type: str,
+        quantity: QuantityLike = Decimal(1),
+        *,
+        entity: str | None = None,
     ) -> EntitlementCheck:
-        """Would `quantity` be granted now? Consumes nothing."""
-        return await run_blocking(self._sync.check, tenant_id, resource_type, quantity)
+        """Would `quantity` be granted now (at every level of `entity` too)? Consumes nothing."""
+        return await run_blocking(self._sync.check, tenant_id, resource_type, quantity, entity=entity)
 
     async def release(self, check: EntitlementCheck) -> EntitlementCheck:
         """Give back what a granted `check` consumed (see `SyncEntitlementEnforcer.release`)."""
@@ -267,14 +300,21 @@ class EntitlementEnforcer:
         *,
         ttl: TtlLike | None = None,
         idempotency_key: str | None = None,
-    ) -> AsyncReservation:
+        entity: str | None = None,
+    ) -> ReservationHold:
         """Hold `estimate` (see `SyncEntitlementEnforcer.reserve`): ``async with enforcer.reserve(...) as r``
         settles it when the block ends; ``r = await enforcer.reserve(...)`` just holds it."""
-        from billing_platform.reservations.handles import AsyncReservation
+        from billing_platform.reservations.handles import ReservationHold
 
-        return AsyncReservation(
+        return ReservationHold(
             functools.partial(
-                self._sync.reserve, tenant_id, resource_type, estimate, ttl=ttl, idempotency_key=idempotency_key
+                self._sync.reserve,
+                tenant_id,
+                resource_type,
+                estimate,
+                ttl=ttl,
+                idempotency_key=idempotency_key,
+                entity=entity,
             )
         )
 
@@ -351,6 +391,7 @@ def require_entitlement(
     app: _Resolver | None = None,
     settle: Callable[[Any], QuantityLike] | None = None,
     reservation_ttl: TtlLike | None = None,
+    entity: str | Callable[..., str | None] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a Lambda handler, a Powertools route, a coroutine function or a FastAPI endpoint:
     consume `quantity` of `resource_type` for the call's tenant first; run the function only when
@@ -364,7 +405,11 @@ def require_entitlement(
     With `settle` (a callable of the function's result returning the actual amount), `quantity` is an
     estimate: it is reserved instead of consumed, the actual is settled once the function returns (the
     rest given back, or the extra taken), and everything is cancelled if the function (or `settle`)
-    raises. So the quota and the usage meter count what the work really used."""
+    raises. So the quota and the usage meter count what the work really used.
+
+    With `entity` (an id, or a callable of the function's arguments returning one, e.g. the authenticated
+    user of a FastAPI endpoint: ``entity=lambda user, **_: user.id``), the take counts at every limited
+    level from that entity up to the tenant's quota, or nowhere (`entitlements.entity_take`)."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         try:
@@ -372,8 +417,11 @@ def require_entitlement(
         except (TypeError, ValueError):
             signature = None
 
-        def prepare(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[EntitlementEnforcer, str, QuantityLike]:
+        def prepare(
+            args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        ) -> tuple[EntitlementEnforcer, str, QuantityLike, str | None]:
             amount = quantity(*args, **kwargs) if callable(quantity) else quantity
+            entity_id = entity(*args, **kwargs) if callable(entity) else entity
             named = _named_arguments(signature, args, kwargs)
             given = named.get("enforcer")
             active = given if isinstance(given, EntitlementEnforcer) else enforcer or default_enforcer()
@@ -381,19 +429,21 @@ def require_entitlement(
                 kwargs = {**kwargs, "tenant_id": named["tenant_id"]}
             elif app is not None:
                 args, kwargs = (app.current_event.raw_event,), {}
-            return active, tenant_id_from(args, kwargs), amount
+            return active, tenant_id_from(args, kwargs), amount, entity_id
 
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                active, tenant_id, amount = prepare(args, kwargs)
+                active, tenant_id, amount, entity_id = prepare(args, kwargs)
                 if settle is not None:
-                    async with active.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                    held = active.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl, entity=entity_id)
+                    async with held as hold:
                         result = await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
                         hold.settle(settle(result))
                     return result
-                check = check_entitlement_or_raise(await active.check_and_record(tenant_id, resource_type, amount))
+                answer = await active.check_and_record(tenant_id, resource_type, amount, entity=entity_id)
+                check = check_entitlement_or_raise(answer)
                 try:
                     return await cast(Callable[..., Awaitable[Any]], func)(*args, **kwargs)
                 except BaseException:
@@ -404,13 +454,16 @@ def require_entitlement(
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            active, tenant_id, amount = prepare(args, kwargs)
+            active, tenant_id, amount, entity_id = prepare(args, kwargs)
             if settle is not None:
-                with active.sync.reserve(tenant_id, resource_type, amount, ttl=reservation_ttl) as hold:
+                with active.sync.reserve(
+                    tenant_id, resource_type, amount, ttl=reservation_ttl, entity=entity_id
+                ) as hold:
                     result = func(*args, **kwargs)
                     hold.settle(settle(result))
                 return result
-            check = check_entitlement_or_raise(active.sync.check_and_record(tenant_id, resource_type, amount))
+            answer = active.sync.check_and_record(tenant_id, resource_type, amount, entity=entity_id)
+            check = check_entitlement_or_raise(answer)
             try:
                 return func(*args, **kwargs)
             except BaseException:

@@ -16,7 +16,10 @@ class QuotaExceededHTTPException(QuotaExceededError, HTTPException):
 
     def __init__(self, check: EntitlementCheck) -> None:
         QuotaExceededError.__init__(self, check)
-        HTTPException.__init__(self, status_code=self.http_status, detail=self.to_dict())
+        # A window refusal is a 429: the client may retry when the window ends.
+        retry = self.details.get("retry_after_seconds") if self.http_status == 429 else None
+        headers = {"Retry-After": str(retry)} if retry is not None else None
+        HTTPException.__init__(self, status_code=self.http_status, detail=self.to_dict(), headers=headers)
 
     def __str__(self) -> str:
         return self.message

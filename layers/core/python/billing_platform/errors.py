@@ -5,7 +5,8 @@ responses in one place.
 - Caller input: `ValidationError` (422) and `UnprocessableError`; `PayloadTooLargeError` (413);
   `AuthenticationError` (401), `TenantAccessDenied` (403); `NotFoundError` (404), `ConflictError` (409);
   `RateLimitedError` (429, retry later); `CatalogError` (422); `WebhookSignatureError` (400).
-- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers.
+- Quotas: `EntitlementEnforcementError` (402) and `QuotaExceededError`, a refused consume with its numbers;
+  `SpendCapReachedError` (402 `spend_cap_reached`), a take a hard spend cap refused, with cap, spend and cost.
 - The billing provider: `BillingProviderError` (502) and the Stripe-mirroring errors below it.
 - Work not done yet, safe to retry (records and events are deduplicated by id): `UsageEnqueueError`,
   `UsageFlushError`, `UsageBufferFull`, `UsageWriteIncomplete`, `MeterUnavailable`, `PublishError` (503);
@@ -65,6 +66,21 @@ class UnprocessableError(ValidationError):
     http_status = 422
 
 
+class UndeclaredDimensionError(UnprocessableError):
+    """A usage record names a dimension its resource type does not declare in the catalog (422)."""
+
+    code = "undeclared_dimension"
+    http_status = 422
+
+
+class DimensionCapReachedError(UnprocessableError):
+    """A usage record carries a new value of a dimension (or a new entity) whose distinct values this
+    month already reached the catalog's cap for the tenant (422)."""
+
+    code = "dimension_cap_reached"
+    http_status = 422
+
+
 class NotFoundError(BillingError):
     code = "not_found"
     http_status = 404
@@ -111,13 +127,15 @@ class QuotaExceededError(EntitlementEnforcementError):
         "quota_exhausted": "the {} quota is exhausted",
         "not_in_plan": "{} is not included in the plan",
         "suspended": "the subscription is suspended",
+        "window_exhausted": "a {} window is used up",
     }
+    _CODES: ClassVar[dict[str, str]] = {"quota_exhausted": "quota_exceeded", "window_exhausted": "window_exceeded"}
 
     def __init__(self, check: EntitlementCheck) -> None:
         reason = str(check.reason or "quota_exhausted")
         super().__init__(
             self._MESSAGES[reason].format(check.resource_type),
-            code="quota_exceeded" if reason == "quota_exhausted" else f"entitlement_{reason}",
+            code=self._CODES.get(reason, f"entitlement_{reason}"),
             details={
                 "resource_type": check.resource_type,
                 "requested": decimal_str(check.quantity),
@@ -128,8 +146,16 @@ class QuotaExceededError(EntitlementEnforcementError):
                 "reason": reason,
                 # What the tenant's live grants held (they never reset): quota + this was short.
                 "grant_remaining": decimal_str(check.grant_remaining),
+                # A take naming an entity: which level refused, and what each level holds.
+                "entity_id": check.entity_id,
+                "refused_by": check.refused_by,
+                "levels": [level.to_dict() for level in check.levels],
             },
         )
+        if reason == "window_exhausted":
+            # The period quota has room: a rate, answered 429 with Retry-After (the window's end).
+            self.http_status = 429
+            self.details["retry_after_seconds"] = check.retry_after_seconds or 1
         self.check = check
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +164,28 @@ class QuotaExceededError(EntitlementEnforcementError):
         for name in ("resource_type", "remaining", "resets_at"):
             body[name] = self.details[name]
         return body
+
+
+class SpendCapReachedError(EntitlementEnforcementError):
+    """A take would pass a hard spend cap (402 `spend_cap_reached`): the details carry the cap's scope
+    (`period` or the resource), the cap, the spend counted and what the take would have cost (minor units of
+    `currency`), all as read in the refused write."""
+
+    code = "spend_cap_reached"
+
+    def __init__(self, refused: Any) -> None:
+        super().__init__(
+            f"the take would cost {decimal_str(refused.cost)} and the spend is {decimal_str(refused.spend)} of a "
+            f"{refused.scope} cap of {decimal_str(refused.cap)} ({refused.currency} minor units)",
+            details={
+                "scope": refused.scope,
+                "currency": refused.currency,
+                "cap": decimal_str(refused.cap),
+                "spend": decimal_str(refused.spend),
+                "cost": decimal_str(refused.cost),
+            },
+        )
+        self.refused = refused
 
 
 class CatalogError(BillingError):

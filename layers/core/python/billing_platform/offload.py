@@ -37,7 +37,7 @@ executor = PerContainer(lambda: ThreadPoolExecutor(max_workers=MAX_WORKERS, thre
 async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `fn(*args, **kwargs)` on the library's worker pool and await its result."""
     # Imported here: a caller awaiting this already runs an event loop, so asyncio is loaded; the Lambda
-    # handlers only use the blocking faces and do not pay ~7 ms of cold start for it.
+    # handlers only use the blocking faces and do not pay for importing it at cold start.
     import asyncio
 
     loop = asyncio.get_running_loop()

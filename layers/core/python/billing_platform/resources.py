@@ -102,7 +102,8 @@ QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, WEBHOOK_QUEUE)
 QUOTA_THRESHOLD_CROSSED = "billing.quota.threshold_crossed"
 GRANT_DEPLETED = "billing.grant.depleted"
 GRANT_EXPIRED = "billing.grant.expired"
-EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED)
+SPEND_THRESHOLD_CROSSED = "billing.spend.threshold_crossed"
+EVENT_TYPES: tuple[str, ...] = (QUOTA_THRESHOLD_CROSSED, GRANT_DEPLETED, GRANT_EXPIRED, SPEND_THRESHOLD_CROSSED)
 
 EVENT_BUS = EventBusSpec(
     logical_id="BillingEventBus",
@@ -154,6 +155,10 @@ ENTITLEMENTS = FunctionSpec(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/events", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/cost", T),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/invoice-preview", T),
+        # A cap is set by the operator or by the tenant's admin-scoped key; any of its keys may read it.
+        RouteSpec("PUT", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/spend-cap", T),
+        RouteSpec("DELETE", "/v1/tenants/{tenant_id}/spend-cap", T, "admin"),
         RouteSpec("POST", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
@@ -194,14 +199,18 @@ USAGE_INGEST = FunctionSpec(
     local_concurrency=4,
     routes=(RouteSpec("POST", "/v1/usage", T),),
     sends_to=(USAGE_QUEUE,),
+    # The values registry behind the catalog's cardinality caps on dimension values and entities.
+    writes=(AGGREGATES_TABLE,),
 )
 
 USAGE_QUERY = FunctionSpec(
     name="usage_query",
-    description="Usage trends per tenant and top consumers",
+    description="Usage per tenant (by hour, day, month, dimension, entity) and top tenants",
     routes=(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/usage", T),
+        RouteSpec("GET", "/v1/tenants/{tenant_id}/usage/series", T),
         RouteSpec("GET", "/v1/usage/top", OP),
+        RouteSpec("GET", "/v1/usage/top-tenants", OP),
     ),
     reads=(AGGREGATES_TABLE,),
 )
@@ -217,12 +226,13 @@ USAGE_CONSUMER = FunctionSpec(
 
 USAGE_AGGREGATOR = FunctionSpec(
     name="usage_aggregator",
-    description="Folds newly inserted usage records into hour / day / month aggregates, exactly once",
+    description="Folds newly inserted usage records into the usage read model's day items, exactly once",
     local_concurrency=1,
-    timeout_seconds=60,
-    # A batch writes each row it touches once: larger batches coalesce more (2,000 x ~500-byte records stay
-    # well inside Lambda's 6 MB event). bench_usage prints the worst invocation time against the timeout.
-    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=2000, max_batching_window_seconds=5),
+    timeout_seconds=180,  # a full batch of 8,000 records writes up to a few thousand day items
+    # A batch writes each day item it touches once: larger batches coalesce more (8,000 records of at most
+    # ~700 bytes each stay inside Lambda's 6 MB event). bench_usage prints the worst invocation time
+    # against the timeout.
+    stream_source=StreamSourceSpec(USAGE_TABLE, batch_size=8000, max_batching_window_seconds=5),
     writes=(AGGREGATES_TABLE,),
 )
 
@@ -405,7 +415,7 @@ FUNCTION_ENVIRONMENT: dict[str, str] = {
     # Responses can carry tenant data; traces keep timings, not payloads.
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
     # Lambda's active tracing (on for every function) records each invocation and its init without any
-    # code; the X-Ray SDK adds a subsegment per AWS call at ~100 ms of CPU per cold start, so it is opt-in
+    # code; the X-Ray SDK adds a subsegment per AWS call and a large share of every cold start, so it is opt-in
     # (CDK context xraySdk=true drops this variable; billing_platform.observability builds the Tracer then).
     TRACE_DISABLED_ENV: "true",
     # No function uses a pydantic plugin; without this the first model built scans every installed

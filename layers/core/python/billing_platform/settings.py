@@ -43,10 +43,10 @@ class Settings(BaseModel):
     usage_tracker_batch_size: int = Field(default=100, ge=1, le=10_000)
     usage_tracker_flush_interval: float = Field(default=30.0, gt=0)
     usage_record_ttl_days: int = Field(default=35, ge=1)
-    # How the aggregator sends its (independent, watermark-conditioned) row updates: up to 100 per
-    # TransactWriteItems (2 WRU per row, few requests) or one UpdateItem each (1 WRU per row, many
-    # requests, in parallel). Exactness is the same; bench_usage prices both.
-    usage_aggregate_writes: Literal["transact", "single"] = "transact"
+    # How the aggregator sends its (independent, watermark-conditioned) day-item updates: one UpdateItem
+    # each (in parallel; the cheapest: 1 WRU per KB of the item) or up to 100 per TransactWriteItems
+    # (twice the units, fewer requests). Exactness is the same; bench_usage prices either.
+    usage_aggregate_writes: Literal["transact", "single"] = "single"
     plan_catalog_path: str | None = None
     # Local stack only: API Gateway's IAM authorization stands in for it when deployed.
     operator_token: str | None = Field(default=None, repr=False)

@@ -73,7 +73,10 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
             logger.error("request failed", extra={"code": exc.code, "error": exc.message})
         else:
             logger.info("request rejected", extra={"code": exc.code, "status": exc.http_status})
-        return json_response(exc.http_status, exc.to_dict())
+        headers = None
+        if exc.http_status == 429:
+            headers = {"Retry-After": str(int(exc.details.get("retry_after_seconds", DEFAULT_RETRY_AFTER_SECONDS)))}
+        return json_response(exc.http_status, exc.to_dict(), headers)
 
     @app.exception_handler(RateLimitedError)
     def _rate_limited(exc: RateLimitedError) -> Response[str]:

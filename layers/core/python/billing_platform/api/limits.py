@@ -26,7 +26,7 @@ from billing_platform import resources
 from billing_platform.api.errors import invalid_body_response, json_response
 
 if TYPE_CHECKING:
-    # Powertools' OpenAPI models cost ~50 ms to import and only the /openapi.json document needs them.
+    # Powertools' OpenAPI models are costly to import and only the /openapi.json document needs them.
     from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ characters after it are the key id, visible without the secret; the tail is `sec
 
 Only `sha256(key)` is stored (item `APIKEY#<hash>`/`KEY`). A fast, unsalted hash is the right tool here:
 slow salted hashes (bcrypt, scrypt, argon2) exist to make guessing low-entropy *passwords* expensive;
-guessing a 256-bit random value is infeasible at any hash speed, so a slow hash would only add ~100 ms
-to every authorizer call and make the key impossible to look up by its hash in one GetItem. A stolen
+guessing a 256-bit random value is infeasible at any hash speed, so a slow hash would only add its deliberate
+cost to every authorizer call and make the key impossible to look up by its hash in one GetItem. A stolen
 table therefore yields no usable key.
 
 A second item `APIKEYID#<key id>`/`KEY` maps the key id to its hash so revocation by id is one

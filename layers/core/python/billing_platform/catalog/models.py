@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,9 +44,6 @@ class Window(StrEnum):
 
 
 _WINDOW_SECONDS = {Window.MINUTE: 60, Window.HOUR: 3_600, Window.DAY: 86_400, Window.WEEK: 604_800}
-# The shortest billing period a plan can have (a February month): a window must be shorter.
-SHORTEST_PERIOD_SECONDS = 28 * 86_400
-WindowLimits = dict[Window, Annotated[Decimal, Field(ge=0, lt=Decimal("1e15"), allow_inf_nan=False)]]
 
 
 def window_marker(windows: dict[Window, Decimal]) -> str:
@@ -62,15 +59,14 @@ def parse_window_marker(marker: str) -> dict[Window, Decimal]:
 
 
 class ResourceQuota(BaseModel):
-    """What a plan grants for one resource type in one billing period, and optionally per short window
-    (`windows`: e.g. `{"minute": 20000}`; a window is always hard: past it a take is refused with 429)."""
+    """What a plan grants for one resource type in one billing period. (Short windows are set on entity
+    limits, `billing_platform.entities`; the plan's own counters carry none.)"""
 
     model_config = ConfigDict(frozen=True)
 
     limit: Decimal | None = Field(default=None, ge=0)
     policy: QuotaPolicy = QuotaPolicy.HARD
     metered: bool = False  # usage is reported to a Stripe billing meter
-    windows: WindowLimits = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _limit_matches_policy(self) -> ResourceQuota:
@@ -81,11 +77,57 @@ class ResourceQuota(BaseModel):
         return self
 
 
+# Usage of a resource type can be grouped by up to this many declared dimensions (plus the entity).
+MAX_DIMENSIONS = 3
+DIMENSION_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+ENTITY_DIMENSION = "entity"
+# A tenant x resource x day of the usage read model holds, per hour, one counter per distinct value of
+# each dimension and per entity: the caps together bound that item below DynamoDB's 400 KB (24 hours x
+# 100 counters of at most 154 bytes: a 128-character entity id, its mark and hour, a 21-byte number).
+MAX_TOTAL_CARDINALITY = 100
+
+
+class Dimension(BaseModel):
+    """One declared dimension: at most `max_values` distinct values per tenant and calendar month."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_values: int = Field(default=20, ge=1, le=MAX_TOTAL_CARDINALITY)
+
+
 class ResourceType(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     unit: str
     meter_event_name: str
+    # Declared dimensions (e.g. tokens: model, region); records may carry only these.
+    dimensions: dict[str, Dimension] = Field(default_factory=dict)
+    # The entity (user, team, key) is always a dimension; this caps its distinct ids per tenant a month.
+    entity_max_values: int = Field(default=60, ge=1, le=MAX_TOTAL_CARDINALITY)
+
+    @model_validator(mode="after")
+    def _bounded_dimensions(self) -> ResourceType:
+        import re
+
+        if len(self.dimensions) > MAX_DIMENSIONS:
+            raise ValueError(f"a resource type declares at most {MAX_DIMENSIONS} dimensions")
+        for name in self.dimensions:
+            if not re.match(DIMENSION_NAME_PATTERN, name) or name == ENTITY_DIMENSION:
+                raise ValueError(
+                    f"dimension {name!r} must match {DIMENSION_NAME_PATTERN} and must not be {ENTITY_DIMENSION!r}"
+                )
+        total = self.entity_max_values + sum(d.max_values for d in self.dimensions.values())
+        if total > MAX_TOTAL_CARDINALITY:
+            raise ValueError(
+                f"the dimensions' max_values and entity_max_values add up to {total}, above {MAX_TOTAL_CARDINALITY}"
+            )
+        return self
+
+    def cap(self, dimension: str) -> int:
+        """The cardinality cap of a declared dimension or of the entity."""
+        if dimension == ENTITY_DIMENSION:
+            return self.entity_max_values
+        return self.dimensions[dimension].max_values
 
 
 # Percent of a quota's limit at which `billing.quota.threshold_crossed` is published, once per period.
@@ -111,17 +153,6 @@ class Plan(BaseModel):
     thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_THRESHOLDS, max_length=MAX_THRESHOLDS)
     # What the plan charges (its fee, each resource's price); None: the plan is not rated in money.
     pricing: PlanPricing | None = None
-
-    @model_validator(mode="after")
-    def _windows_fit(self) -> Plan:
-        for resource, quota in self.quotas.items():
-            if quota.windows and self.counter_shards > 1:
-                # A window lives on the quota's one counter item; shards would each see a part of it.
-                raise ValueError(f"plan {self.id!r}: windows on {resource!r} need counter_shards = 1")
-            for window in quota.windows:
-                if window.seconds >= SHORTEST_PERIOD_SECONDS:
-                    raise ValueError(f"plan {self.id!r}: a {window.value} window is not shorter than the period")
-        return self
 
     @model_validator(mode="after")
     def _thresholds_increase(self) -> Plan:
@@ -222,6 +253,11 @@ class Catalog(BaseModel):
                 f"unknown resource type {resource_type!r}; known: {', '.join(sorted(self.resource_types))}",
                 code="unknown_resource_type",
             ) from None
+
+    @property
+    def priced_resources(self) -> frozenset[str]:
+        """Resources some plan prices (a take of any other resource costs nothing on every plan)."""
+        return frozenset(r for plan in self.plans.values() if plan.pricing for r in plan.pricing.resources)
 
     @property
     def default(self) -> Plan:

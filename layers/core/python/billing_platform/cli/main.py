@@ -9,6 +9,7 @@
     billing-admin [target options] meter drop-claim TENANT RESOURCE HOUR
     billing-admin [target options] freshness [--tenant TENANT]
     billing-admin [target options] invoice compare TENANT
+    billing-admin [target options] usage rebuild FIRST_DAY LAST_DAY [--state PATH] [--max-pairs N]
     billing-admin [target options] config show
 
 Target: `--stack-name NAME` reads a deployed stack's CloudFormation outputs (tables, queues, Stripe
@@ -29,8 +30,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import (
@@ -59,9 +61,9 @@ _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 
 def _default_provider(settings: Settings) -> Any:
-    from billing_platform.providers.stripe import StripeSyncProvider
+    from billing_platform.providers.stripe import SyncStripeBillingProvider
 
-    return StripeSyncProvider(settings)
+    return SyncStripeBillingProvider(settings)
 
 
 def _default_event_source(settings: Settings) -> Any:
@@ -155,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     invoice = commands.add_parser("invoice", help="invoice previews").add_subparsers(dest="action", required=True)
     compare = invoice.add_parser("compare", help="the platform's invoice preview beside Stripe's (test mode)")
     compare.add_argument("tenant_id")
+
+    usage = commands.add_parser("usage", help="the usage read model").add_subparsers(dest="action", required=True)
+    rebuild = usage.add_parser(
+        "rebuild", help="re-derive the read model of a range of days from the raw records (beside live traffic)"
+    )
+    rebuild.add_argument("first_day", help="first UTC day, yyyy-mm-dd")
+    rebuild.add_argument("last_day", help="last UTC day, yyyy-mm-dd (inclusive)")
+    rebuild.add_argument("--state", type=Path, help="state file: resume an interrupted run from it")
+    rebuild.add_argument("--max-pairs", type=int, help="stop after this many tenant x resource pairs")
 
     config = commands.add_parser("config", help="where the CLI points").add_subparsers(dest="action", required=True)
     config.add_parser("show", help="the resolved target")
@@ -326,6 +337,16 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         bar.finish()
         return (EXIT_OK if replayed.ok else EXIT_PROBLEMS), replayed.to_dict()
 
+    if args.command == "usage":
+        from billing_platform.usage.rebuild import UsageRebuild
+
+        bar = Progress("usage rebuild (tenant x resource pairs)", stream=deps.stderr, enabled=progress_enabled)
+        rebuilt = UsageRebuild(settings, clock=deps.clock).run(
+            args.first_day, args.last_day, state_path=args.state, progress=bar.update, max_pairs=args.max_pairs
+        )
+        bar.finish()
+        return (EXIT_OK if not rebuilt.left else EXIT_PROBLEMS), asdict(rebuilt)
+
     if args.command == "meter" and args.action == "drop-claim":
         from billing_platform.cli.claims import drop_claim
 
@@ -333,7 +354,7 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         return EXIT_OK, dropped
 
     if args.command == "meter":
-        from billing_platform.metering.reporter import MeterReporter
+        from billing_platform.metering.service import MeterReporter
 
         bar = Progress("meter run (tenant-days)", stream=deps.stderr, enabled=progress_enabled)
         reporter = MeterReporter(

@@ -109,6 +109,7 @@ class LimitWrite:
     resource_type: str
     terms: LimitTerms
     limit: Decimal
+    period_start: datetime
     period_end: datetime
 
 

@@ -3,7 +3,7 @@
 - `ENTITY#<tid>#<eid>` / `ENTITY`: the entity (parent, ancestors, the resources it limits, how many children
   and bound keys it has); listed through gsi1 `TENANT#<tid>#ENTITIES`.
 - `ENTITY#<tid>#<eid>` / `LIMIT#<resource>`: the limit's terms AND its counter (`limit`, `used`, `remaining`,
-  `period_end`, and the window attributes of `entitlements.levels`): one item, so a take updates one item
+  `period_end`, and the window attributes of `billing_platform.levels`): one item, so a take updates one item
   per level, and changing a limit recomputes `remaining = limit - used` atomically with concurrent takes.
 
 Every mutation is one transaction with its audit entry; a child's creation counts in its parent
@@ -27,7 +27,7 @@ from billing_platform.dynamodb import (
     string_attr,
 )
 from billing_platform.entities.models import Entity, EntityLimit, LimitKind, LimitTerms, LimitWrite
-from billing_platform.entitlements.levels import WINDOWS_ATTRIBUTE, window_attributes
+from billing_platform.levels import WINDOWS_ATTRIBUTE, window_attributes
 
 Item = dict[str, Any]
 ENTITY_SK = "ENTITY"
@@ -294,6 +294,7 @@ class EntityRepository(BillingTable):
                 "resource_type": string_attr(resource_type),
                 "used": number_attr(0),
                 "remaining": number_attr(limit),
+                "period_start": number_attr(_epoch(write.period_start)),
                 "period_end": number_attr(_epoch(period_end)),
             }
             if marker:
@@ -381,19 +382,26 @@ class EntityRepository(BillingTable):
         ]
         return applied(lambda: transact_write_items(self.client, items))
 
-    def roll_period(self, tenant_id: str, entity_id: str, resource_type: str, seen_end: int, new_end: datetime) -> bool:
+    def roll_period(self, key: Item, seen_end: int, period: tuple[datetime, datetime]) -> bool:
         """Start the entity counter's next period (used = 0), only if it still ends where the caller saw it
         end: of racing callers exactly one applies, so a period is never granted twice."""
         return applied(
             lambda: self.client.update_item(
                 TableName=self.table,
-                Key=limit_key(tenant_id, entity_id, resource_type),
-                UpdateExpression="SET #used = :zero, #rem = #lim, #pe = :new",
+                Key=key,
+                UpdateExpression="SET #used = :zero, #rem = #lim, #ps = :start, #pe = :end",
                 ConditionExpression="#pe = :seen",
-                ExpressionAttributeNames={"#used": "used", "#rem": "remaining", "#lim": "limit", "#pe": "period_end"},
+                ExpressionAttributeNames={
+                    "#used": "used",
+                    "#rem": "remaining",
+                    "#lim": "limit",
+                    "#ps": "period_start",
+                    "#pe": "period_end",
+                },
                 ExpressionAttributeValues={
                     ":zero": number_attr(0),
-                    ":new": number_attr(_epoch(new_end)),
+                    ":start": number_attr(_epoch(period[0])),
+                    ":end": number_attr(_epoch(period[1])),
                     ":seen": number_attr(seen_end),
                 },
             )

@@ -9,12 +9,13 @@ import builtins
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from billing_platform.audit.log import AuditEntry, AuditLog
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.models import ApiKey
 from billing_platform.auth.repository import ApiKeyRepository
-from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.catalog.models import Catalog, QuotaPolicy
 from billing_platform.dynamodb import utc_now
 from billing_platform.entities.models import (
     MAX_DEPTH,
@@ -27,9 +28,28 @@ from billing_platform.entities.models import (
     valid_entity_id,
 )
 from billing_platform.entities.repository import EntityRepository
-from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import ConflictError, NotFoundError, UnprocessableError
 from billing_platform.settings import Settings, get_settings
+
+
+class PlanView(Protocol):
+    """What this service reads of a tenant's plan."""
+
+    @property
+    def plan_id(self) -> str: ...
+    @property
+    def period_start(self) -> datetime: ...
+    @property
+    def period_end(self) -> datetime: ...
+
+
+class PlanSource(Protocol):
+    """The tenant's plan and the catalog (an `EntitlementService`): given, so entities never import the
+    entitlement package, which imports entities for its take."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+    def plan_for(self, tenant_id: str) -> PlanView: ...
 
 
 def _unknown(entity_id: str) -> UnprocessableError:
@@ -43,13 +63,13 @@ class EntityService:
         self,
         settings: Settings | None = None,
         *,
+        plans: PlanSource,
         repository: EntityRepository | None = None,
-        entitlements: EntitlementService | None = None,
         keys: ApiKeyRepository | None = None,
     ) -> None:
         self._settings = settings or get_settings()
         self._repo = repository or EntityRepository(self._settings)
-        self._entitlements = entitlements or EntitlementService(self._settings)
+        self._entitlements = plans
         self._keys = keys or ApiKeyRepository(self._settings)
         self._audit = AuditLog(self._settings)
 
@@ -178,8 +198,8 @@ class EntityService:
                 "windows": {w.value: str(v) for w, v in terms.windows.items()},
             },
         )
-        period_end = plan.period_end
-        write = LimitWrite(tenant_id, entity_id, resource_type, terms, limit, period_end)
+        # A period already over (no renewal yet) is rolled by the first take, as the tenant's counters are.
+        write = LimitWrite(tenant_id, entity_id, resource_type, terms, limit, plan.period_start, plan.period_end)
         written = self._repo.put_limit(write, existing, self._audit.put_item_request(entry))
         if not written:
             raise ConflictError("the entity or its limit changed meanwhile; try again", code="entity_changed")

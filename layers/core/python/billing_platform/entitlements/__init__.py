@@ -5,13 +5,18 @@
 Departure from models / repository / service: the use cases fill more than ~400 lines, so each has its
 own module, and the repository is split by kind of item (dal/).
 
-- models.py: pure models and quota arithmetic; context.py: what the use cases share (settings,
-  repository, catalog, clock, caches); cache.py: the TTL cache; plans.py: the tenant's plan;
-  answers.py: counter -> answer.
-- consume.py: the hot path (one UpdateItem); slow_path.py: why a condition failed (provision, roll the
-  period, spread over shards); past_quota.py: a take the hard quota alone cannot cover (quota + grants,
-  one transaction); idempotency.py: keyed consumes, replays.
-- take.py: a take committed with a companion write (reservations hold and settle through it).
+- models.py: pure models and quota arithmetic, the request values; schemas.py: the HTTP bodies;
+  context.py: what the use cases share (settings, repository, catalog, clock, caches); cache.py: the TTL
+  cache; plans.py: the tenant's plan; answers.py: counter -> answer.
+- consume.py: a consume without a key, the hot path (one UpdateItem); idempotency.py: a consume with a
+  key, its states in order; records.py: the keyed take's record (made, answered, replayed); slow_path.py:
+  why a condition failed (provision, roll the period, spread over shards); past_quota.py: a take the hard
+  quota alone cannot cover (quota + grants, one transaction).
+- capped.py: a take of a priced resource under a spend cap, the spend counted in the same transaction;
+- take.py: a take committed with a companion write (reservations hold and settle through it);
+  levels.py: the levels of one atomic take (the tenant's counter, its entities' limits, companions),
+  which builds and commits its own transaction items (a departure from repository.py being the only
+  module that reaches DynamoDB, kept for the entity takes built on it).
 - views.py: check, the quota read model, listing; release.py: giving quota back; reconcile.py: counters
   brought to a plan's terms (provisioning, layout switches); plan_changes.py: apply_plan, suspend, revoke.
 - repository.py: `EntitlementRepository`, the only module of the package that reaches DynamoDB, composed

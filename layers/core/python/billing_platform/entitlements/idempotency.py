@@ -1,91 +1,73 @@
-"""Idempotent consumes: the record a keyed take writes, the answer stored with it, and the replay a
-retried key gets (the first answer, a denial included; a different request under the same key is a 422).
+"""Consume with an idempotency key: every retry of the key gets the first answer, a denial included, and
+the quantity is taken once. This module owns the keyed flow from start to end, one state after another:
 
-Requests per keyed consume (`consume_keyed`): the take and its record are one transaction, and a
-transaction returns no values, so the answer (the counter after the take) must be known before it is
-sent. It is when the counter's state is: from this container's last look at it (1 request), else from one
-strongly consistent read of the counter and the key's record together (2). The transaction pins that
-state in its condition, so the stored answer is exact or nothing is written. A retry finds the record in
-that same read or in the transaction's refusal (1). A counter that keeps moving under other writers falls
-back to `answer_keyed` (take, read, store the answer: 3)."""
+1. pinned: the take and its record (carrying its answer) are one transaction, and a transaction returns
+   no values, so the answer (the counter after the take) must be known before it is sent. It is when the
+   counter's state is: from this container's last look at it (1 request), else from one strongly
+   consistent read of the counter and the key's record together (2; a record found there is replayed).
+   The transaction pins that state in its condition, so the stored answer is exact or nothing is written;
+   a refusal brings the counter's fresh state back for one more pinned attempt.
+2. unpinned, when the counter keeps moving or is not there: take and record in one transaction, then
+   read the counter and store the answer (3). A round after the first looks for the record first (an
+   earlier round may have committed); a failed condition goes to `slow_path`, as an unkeyed take's does.
+3. a denial is stored under the key too, so its retries are denied alike.
+
+A retry finds the record in the read of step 1 or in the transaction's refusal (1 request), and gets
+`records.replay`. The unkeyed flow (`consume`) never comes here."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from datetime import datetime
-from decimal import Decimal
 
 from billing_platform.entitlements.answers import granted
-from billing_platform.entitlements.context import EntitlementContext
-from billing_platform.entitlements.models import EntitlementCheck, QuotaCounter, counter_after
-from billing_platform.entitlements.repository import ConsumeRecord, counter_from_item, counter_key, counter_pk
-from billing_platform.errors import UnprocessableError
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
+from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck, counter_after
+from billing_platform.entitlements.records import answer_keyed, new_record, replay
+from billing_platform.entitlements.repository import counter_from_item, counter_key, counter_pk
+from billing_platform.entitlements.slow_path import slow_path
+from billing_platform.errors import RateLimitedError
 
-# A replay of an unpinned take waits for the first attempt to store its answer: 10 ms doubling to 640 ms,
-# 1.3 s in all, then answers from the counter as it is now (the first attempt died in between).
-REPLAY_WAITS_SECONDS = tuple(0.01 * 2**n for n in range(7))
-# Pinned attempts before the unpinned fallback: each refusal brings the counter's fresh state back.
+# Pinned attempts before the unpinned flow: each refusal brings the counter's fresh state back.
 PINNED_ATTEMPTS = 2
 
 
-def new_record(
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    now: datetime,
-    shards_used: tuple[tuple[int, Decimal], ...],
-    layout: int,
-    idempotency_key: str,
-) -> ConsumeRecord:
-    return ConsumeRecord(
-        tenant_id=tenant_id,
-        idempotency_key=idempotency_key,
-        resource_type=resource_type,
-        quantity=quantity,
-        consumed_at=now,
-        shards=shards_used,
-        layout=layout,
-    )
+def consume(ctx: EntitlementContext, request: ConsumeRequest) -> EntitlementCheck:
+    """`EntitlementService.consume` with a key, input already validated."""
+    _key(request)
+    shards = ctx.layouts.get((request.tenant_id, request.resource_type)) or 1
+    check = _pinned(ctx, request, shards)
+    if check is None:
+        check = _unpinned(ctx, request, shards)
+    if check.allowed or check.replayed:
+        return check
+    return _store_denial(ctx, request, check)
 
 
-def consume_keyed(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    shard: int,
-    shards: int,
-    enforce: bool,
-    idempotency_key: str,
-) -> EntitlementCheck | None:
-    """A keyed take whose answer is stored in the same transaction (see the module's docstring).
-    None: not decided here (no counter, a counter that does not allow the take, one that kept moving);
-    the caller takes the general path, which provisions, rolls, denies or answers afterwards."""
-    pk = counter_pk(tenant_id, resource_type, shard, shards)
+def _pinned(ctx: EntitlementContext, request: ConsumeRequest, shards: int) -> EntitlementCheck | None:
+    """Step 1. None: not decided here (no counter, one that does not allow the take, one that kept
+    moving); the unpinned flow provisions, rolls, denies or answers."""
+    shard = ctx.rng.randrange(shards) if shards > 1 else 0
+    pk = counter_pk(request.tenant_id, request.resource_type, shard, shards)
     expected = ctx.counters.get(pk)
     if expected is None:
-        expected, record = ctx.repo.get_counter_and_record(
-            counter_key(tenant_id, resource_type, shard, shards), tenant_id, idempotency_key
-        )
+        key = counter_key(request.tenant_id, request.resource_type, shard, shards)
+        expected, record = ctx.repo.get_counter_and_record(key, request.tenant_id, _key(request))
         if record is not None:
-            return replay(ctx, record, resource_type, quantity)
+            return replay(ctx, record, request)
+    shares = ((shard, request.quantity),)
     for _attempt in range(PINNED_ATTEMPTS):
         now = ctx.clock()
-        if expected is None or not expected.allows(quantity, now, enforce=enforce):
+        if expected is None or not expected.allows(request.quantity, now, enforce=ctx.enforcing):
             return None
-        after = counter_after(expected, quantity)
-        answer = granted(after, quantity, enforce, shards, ((shard, quantity),), idempotency_key)
-        record = replace(
-            new_record(tenant_id, resource_type, quantity, now, ((shard, quantity),), shards, idempotency_key),
-            answer=answer,
-        )
-        taken = ctx.repo.consume_once_pinned(expected, quantity, now, enforce=enforce, record=record)
+        after = counter_after(expected, request.quantity)
+        answer = granted(after, request.quantity, ctx.enforcing, shards, shares, request.idempotency_key)
+        record = replace(new_record(request, now, shares, shards), answer=answer)
+        taken = ctx.repo.consume_once_pinned(expected, request.quantity, now, enforce=ctx.enforcing, record=record)
         if taken.granted:
             ctx.counters.put(pk, after)
             return answer
         if taken.existing_record is not None:
-            return replay(ctx, taken.existing_record, resource_type, quantity)
+            return replay(ctx, taken.existing_record, request)
         ctx.counters.invalidate(pk)
         if taken.counter_item is None:
             return None
@@ -93,59 +75,44 @@ def consume_keyed(
     return None
 
 
-def remember(ctx: EntitlementContext, counter: QuotaCounter) -> None:
-    """Keep the state a counter was just seen in (the hot path's own answer) for the next keyed take."""
-    ctx.counters.put(counter_pk(counter.tenant_id, counter.resource_type, counter.shard, counter.shards), counter)
+def _unpinned(ctx: EntitlementContext, request: ConsumeRequest, shards: int) -> EntitlementCheck:
+    """Step 2."""
+    for round_ in range(MAX_ROUNDS):
+        now = ctx.clock()
+        if round_:
+            record = ctx.repo.get_consume_record(request.tenant_id, _key(request))
+            if record is not None:
+                return replay(ctx, record, request)
+        shard = ctx.rng.randrange(shards) if shards > 1 else 0
+        shares = ((shard, request.quantity),)
+        key = counter_key(request.tenant_id, request.resource_type, shard, shards)
+        record = new_record(request, now, shares, shards)
+        taken = ctx.repo.consume_once(key, request.quantity, now, enforce=ctx.enforcing, record=record)
+        if taken.granted:
+            return answer_keyed(ctx, request, shares, shards)
+        if taken.existing_record is not None:
+            return replay(ctx, taken.existing_record, request)
+        if taken.conflict:
+            continue
+        outcome = slow_path(ctx, request, taken.counter_item, shards=shards, now=now, draw_grants=True)
+        if isinstance(outcome, EntitlementCheck):
+            return outcome
+        shards = outcome
+    raise RateLimitedError("the quota is under heavy contention; retry shortly")
 
 
-def answer_keyed(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    enforce: bool,
-    shards: int,
-    shards_used: tuple[tuple[int, Decimal], ...],
-    idempotency_key: str,
-) -> EntitlementCheck:
-    # A transaction returns no item: read the counter once for the answer, then store the answer
-    # so every replay of this key gets the same one.
-    shard = shards_used[0][0]
-    counter = ctx.repo.get_counter(tenant_id, resource_type, shard, shards)
-    if counter is None:
-        raise RuntimeError("counter vanished after a granted consume")
-    check = granted(counter, quantity, enforce, shards, shards_used, idempotency_key)
-    ctx.repo.save_answer(tenant_id, idempotency_key, check)
-    return check
+def _store_denial(ctx: EntitlementContext, request: ConsumeRequest, denial: EntitlementCheck) -> EntitlementCheck:
+    """Step 3: the denial becomes the key's answer, unless a concurrent attempt stored one first."""
+    denial = replace(denial, idempotency_key=request.idempotency_key)
+    record = replace(new_record(request, ctx.clock(), (), 0), answer=denial)
+    if not ctx.repo.put_consume_record(record):
+        existing = ctx.repo.get_consume_record(request.tenant_id, _key(request))
+        if existing is not None:
+            return replay(ctx, existing, request)
+    return denial
 
 
-def replay(ctx: EntitlementContext, record: ConsumeRecord, resource_type: str, quantity: Decimal) -> EntitlementCheck:
-    if (record.resource_type, record.quantity) != (resource_type, quantity):
-        # Answering the first request's result to a different request would hide a client bug.
-        raise UnprocessableError(
-            f"idempotency key {record.idempotency_key!r} was used for {record.quantity} {record.resource_type}",
-            code="idempotency_key_reused",
-        )
-    answer = record.answer
-    if answer is None:
-        # The first attempt is between its transaction and storing its answer: give it a moment.
-        for wait in REPLAY_WAITS_SECONDS:
-            time.sleep(wait)
-            stored = ctx.repo.get_consume_record(record.tenant_id, record.idempotency_key)
-            if stored is not None and stored.answer is not None:
-                answer = stored.answer
-                break
-    if answer is None:
-        counter = ctx.repo.get_counter(record.tenant_id, record.resource_type, *first_shard(record))
-        if counter is None:
-            raise RuntimeError("consume record without a counter")
-        # The counter as it is now, not as the take left it: said so.
-        answer = replace(
-            granted(counter, record.quantity, ctx.enforcing, record.layout, record.shards, None), approximate=True
-        )
-    return replace(answer, replayed=True, idempotency_key=record.idempotency_key, shards_used=record.shards)
-
-
-def first_shard(record: ConsumeRecord) -> tuple[int, int]:
-    shard = record.shards[0][0] if record.shards else 0
-    return shard, record.layout
+def _key(request: ConsumeRequest) -> str:
+    if request.idempotency_key is None:
+        raise ValueError("the keyed flow needs an idempotency key")
+    return request.idempotency_key

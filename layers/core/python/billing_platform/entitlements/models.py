@@ -16,9 +16,45 @@ from enum import StrEnum
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES, ZERO, decimal_str
 
+# `TenantPlan.subscribed`, in the words the API's field description uses.
+SUBSCRIBED = (
+    "True while the tenant holds a subscription that has not ended: trialing, active, past_due or suspended "
+    "(unpaid, paused or past due beyond grace; status says which), including one set to cancel at its "
+    "period's end, until then. False on the default plan: never subscribed, or the subscription ended "
+    "(canceled at once or at its period's end, expired incomplete). A subscription still incomplete (first "
+    "payment pending) is not counted yet, although POST /v1/subscriptions already answers 409 "
+    "subscription_exists for it: its plan applies when the first invoice is paid."
+)
 # Two periods whose ends are this close are the same billing period (a lazy rollover and the renewal
 # webhook computing the same end by different routes must not grant the period twice).
 SAME_PERIOD_TOLERANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeRequest:
+    """One take of quota, as the use cases pass it down: who takes, what, how much, and the key that
+    makes every retry of it the same take (None: each call is a new take). `entity_id` names the entity
+    (user, team, key) under the tenant the take counts for; None counts for the tenant alone."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal
+    idempotency_key: str | None = None
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """Quota given back. With `idempotency_key`: exactly what that consume took, once, within its period
+    (`quantity`, when given, must match it). Without: up to `quantity`, never below zero used, and with
+    `period_end` only while the quota is still in that period."""
+
+    tenant_id: str
+    resource_type: str
+    quantity: Decimal | None = None
+    idempotency_key: str | None = None
+    period_end: datetime | None = None
+    entity_id: str | None = None
 
 
 class CounterState(StrEnum):
@@ -39,6 +75,48 @@ class DenyReason(StrEnum):
     EXHAUSTED = "quota_exhausted"
     NOT_IN_PLAN = "not_in_plan"
     SUSPENDED = "suspended"
+    # A short window (minute, hour, day...) of some level is used up; the period quota is not (429).
+    WINDOW = "window_exhausted"
+
+
+@dataclass(frozen=True)
+class LevelState:
+    """What one level of a take holds, as read for a refusal: `level` is `tenant` or `entity:<id>`,
+    `window` None for the billing period, else the window's unit (`resets_at` is then its end)."""
+
+    level: str
+    limit: Decimal | None
+    used: Decimal
+    remaining: Decimal | None
+    resets_at: datetime | None
+    window: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "level": self.level,
+            "window": self.window,
+            "limit": decimal_str(self.limit),
+            "used": decimal_str(self.used),
+            "remaining": decimal_str(self.remaining),
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LevelState:
+        def dec(name: str) -> Decimal | None:
+            value = data.get(name)
+            return None if value is None else Decimal(str(value))
+
+        resets = data.get("resets_at")
+        window = data.get("window")
+        return cls(
+            level=str(data["level"]),
+            limit=dec("limit"),
+            used=dec("used") or ZERO,
+            remaining=dec("remaining"),
+            resets_at=datetime.fromisoformat(str(resets)) if resets else None,
+            window=str(window) if window else None,
+        )
 
 
 def validate_quantity(quantity: Decimal) -> Decimal:
@@ -185,13 +263,8 @@ class TenantPlan:
 
     @property
     def subscribed(self) -> bool:
-        """The tenant holds a subscription that has not ended: trialing, active, past_due, or suspended
-        (unpaid, paused, or past_due beyond its grace; `status` says which), including one set to cancel
-        at the end of its period, until then. False on the catalog default plan: never subscribed, or the
-        subscription ended (canceled at once or at its period's end, expired incomplete), which `revoke`
-        stores as `canceled`. One gap with `POST /v1/subscriptions`' 409 `subscription_exists`: a
-        subscription still `incomplete` (first payment pending) already blocks a second one, while the
-        tenant is not subscribed yet: its plan applies when the first invoice is paid."""
+        """What `SUBSCRIBED` says (the API documents the field with that text). An ended subscription is
+        the one `revoke` stored as `canceled`."""
         return self.stored and self.status != PlanStatus.CANCELED.value
 
     def feature(self, name: str) -> bool:
@@ -224,6 +297,12 @@ class EntitlementCheck:
     # for the resource (None when not read: the hot path never reads grants).
     grants_used: tuple[tuple[str, Decimal], ...] = field(default=())
     grant_remaining: Decimal | None = None
+    # A take naming an entity: the level that refused (`tenant` or `entity:<id>`), what each level held
+    # (read for the refusal), and for a window refusal the seconds until that window ends.
+    entity_id: str | None = None
+    refused_by: str | None = None
+    levels: tuple[LevelState, ...] = field(default=())
+    retry_after_seconds: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe view: quantities as decimal strings (never floats), times as ISO 8601 UTC."""
@@ -244,6 +323,10 @@ class EntitlementCheck:
             "approximate": self.approximate,
             "grant_remaining": decimal_str(self.grant_remaining),
             "from_grants": [{"grant_id": g, "quantity": decimal_str(q)} for g, q in self.grants_used],
+            "entity_id": self.entity_id,
+            "refused_by": self.refused_by,
+            "levels": [level.to_dict() for level in self.levels],
+            "retry_after_seconds": self.retry_after_seconds,
         }
 
     @classmethod
@@ -259,6 +342,9 @@ class EntitlementCheck:
         drawn = drawn if isinstance(drawn, list) else []
         policy = data.get("policy")
         reason = data.get("reason")
+        levels = data.get("levels")
+        levels = levels if isinstance(levels, list) else []
+        retry = data.get("retry_after_seconds")
         return cls(
             tenant_id=str(data["tenant_id"]),
             resource_type=str(data["resource_type"]),
@@ -276,6 +362,10 @@ class EntitlementCheck:
             idempotency_key=idempotency_key,
             grants_used=tuple((str(g["grant_id"]), Decimal(str(g["quantity"]))) for g in drawn if isinstance(g, dict)),
             grant_remaining=dec("grant_remaining"),
+            entity_id=str(data["entity_id"]) if data.get("entity_id") else None,
+            refused_by=str(data["refused_by"]) if data.get("refused_by") else None,
+            levels=tuple(LevelState.from_dict(x) for x in levels if isinstance(x, dict)),
+            retry_after_seconds=int(str(retry)) if retry is not None else None,
         )
 
 

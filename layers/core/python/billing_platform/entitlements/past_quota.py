@@ -32,8 +32,8 @@ from functools import partial
 from typing import Any
 
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.idempotency import new_record, replay
 from billing_platform.entitlements.models import (
+    ConsumeRequest,
     DenyReason,
     EntitlementCheck,
     QuotaCounter,
@@ -41,14 +41,16 @@ from billing_platform.entitlements.models import (
     combine_shards,
     layout_live,
 )
+from billing_platform.entitlements.records import new_record, replay
 from billing_platform.entitlements.repository import ConsumeRecord
 from billing_platform.errors import RateLimitedError
 from billing_platform.grants.models import DrawPlan, live_balance, plan_draw
 from billing_platform.quantities import ZERO
 
 logger = logging.getLogger(__name__)
-# Builds the item written with a draw (a consume record, a reservation) once the plan is known.
-RecordPut = Callable[[DrawPlan, Decimal], dict[str, Any]]
+# Builds the item (or items) written with a draw (a consume record, a reservation, a spend item) once the
+# plan is known.
+RecordPut = Callable[[DrawPlan, Decimal], dict[str, Any] | list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class DrawOutcome:
     conflict: bool = False
     existing_record: bool = False  # the item written with the draw exists: its key was used already
     existing_item: dict[str, Any] | None = None  # that item, when its put asked for it (ALL_OLD)
+    record_index: int = 0  # which of the items `record_put` gave failed its condition
 
 
 def draw(
@@ -89,34 +92,33 @@ def draw(
         return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True)
     items = [ctx.repo.drain_request(c, now) for c in counters]
     items += [ctx.tenant_grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
+    records_from = len(items)
     if record_put is not None:
-        items.append(record_put(plan, balance))
+        made = record_put(plan, balance)
+        items.extend(made if isinstance(made, list) else [made])
     refused = ctx.repo.commit(items)
     if refused is None:
         return DrawOutcome(granted=True, plan=plan, grant_balance=balance)
-    last = len(items) - 1
-    reused = record_put is not None and last in refused.failed
+    failed = sorted(i for i in refused.failed if i >= records_from)
     return DrawOutcome(
         granted=False,
         plan=plan,
         grant_balance=balance,
         conflict=True,
-        existing_record=reused,
-        existing_item=refused.item(last) if reused else None,
+        existing_record=bool(failed),
+        existing_item=refused.item(failed[0]) if failed else None,
+        record_index=failed[0] - records_from if failed else 0,
     )
 
 
 def take_past_quota(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    shards: int,
-    seen: list[QuotaCounter] | None,
-    idempotency_key: str | None,
+    ctx: EntitlementContext, request: ConsumeRequest, seen: list[QuotaCounter] | None, *, shards: int
 ) -> EntitlementCheck | int:
-    """Serve `quantity` from what the hard quota has left plus live grants (see the module docstring).
-    Returns the answer, or the layout for the caller to retry with."""
+    """Serve the request from what the hard quota (`seen`, every shard of a `shards`-wide layout, as just
+    read; None: read them) has left plus live grants (see the module docstring). Returns the answer, or
+    the layout for the caller to retry with."""
+    tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
+    idempotency_key = request.idempotency_key
     counters = seen
     for round_ in range(MAX_ROUNDS):
         now = ctx.clock()
@@ -131,7 +133,7 @@ def take_past_quota(
         answer_of = partial(_granted_answer, total, paid, quantity, idempotency_key)
         record_put = None
         if idempotency_key is not None:
-            record = new_record(tenant_id, resource_type, quantity, now, paid, shards, idempotency_key)
+            record = new_record(request, now, paid, shards)
             record_put = partial(_record_put, ctx, record, answer_of)
         outcome = draw(ctx, counters, quantity, now, record_put=record_put)
         if outcome.short:
@@ -151,7 +153,7 @@ def take_past_quota(
         if outcome.existing_record and idempotency_key is not None:
             existing = ctx.repo.get_consume_record(tenant_id, idempotency_key)
             if existing is not None:
-                return replay(ctx, existing, resource_type, quantity)
+                return replay(ctx, existing, request)
         counters = None
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))

@@ -10,7 +10,7 @@ from datetime import datetime
 from billing_platform.entitlements.context import EntitlementContext
 from billing_platform.entitlements.models import CounterState, PlanStatus, TenantPlan, calendar_month
 from billing_platform.entitlements.plans import plan_for, plan_period
-from billing_platform.entitlements.reconcile import Mode, reconcile
+from billing_platform.entitlements.reconcile import Mode, Terms, reconcile
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import UnprocessableError
 
@@ -91,7 +91,8 @@ def _apply(ctx: EntitlementContext, plan: TenantPlan, mode: Mode, state: Counter
     catalog_plan = ctx.catalog.plan(plan.plan_id)
     period = plan_period(plan, now)
     for resource_type in sorted(ctx.catalog.resource_types):
-        reconcile(ctx, plan.tenant_id, resource_type, plan, catalog_plan.quota(resource_type), period, mode, state)
+        terms = Terms(plan, catalog_plan.quota(resource_type), period, mode, state)
+        reconcile(ctx, plan.tenant_id, resource_type, terms)
     logger.info(
         "plan applied",
         extra={"tenant_id": plan.tenant_id, "plan_id": plan.plan_id, "status": plan.status, "mode": mode.value},

@@ -35,7 +35,7 @@ class Mode(Enum):
 
 
 @dataclass(frozen=True)
-class _Terms:
+class Terms:
     """What one `reconcile` brings the counters to: the plan's quota (None: not in the plan), its period,
     how that period treats the usage in force, and the counters' state."""
 
@@ -53,20 +53,11 @@ def provision(ctx: EntitlementContext, tenant_id: str, resource_type: str) -> in
     quota = ctx.catalog.plan(plan.plan_id).quota(resource_type)
     period = plan_period(plan, now)
     state = CounterState.SUSPENDED if plan.suspended else CounterState.ACTIVE
-    return reconcile(ctx, tenant_id, resource_type, plan, quota, period, Mode.RENEW, state, only_missing=True)
+    return reconcile(ctx, tenant_id, resource_type, Terms(plan, quota, period, Mode.RENEW, state), only_missing=True)
 
 
 def reconcile(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    plan: TenantPlan,
-    quota: ResourceQuota | None,
-    period: tuple[datetime, datetime],
-    mode: Mode,
-    state: CounterState,
-    *,
-    only_missing: bool = False,
+    ctx: EntitlementContext, tenant_id: str, resource_type: str, terms: Terms, *, only_missing: bool = False
 ) -> int:
     """Bring one quota's counters to the plan's terms; returns the layout in force (0: not in plan).
 
@@ -77,8 +68,7 @@ def reconcile(
     exactly that usage, in one transaction with the directory. Callers that meet the half-way
     state (old frozen, new not yet there) provision the same way, so whoever is first wins and
     nothing is lost or granted twice."""
-    target = (plan.counter_shards if quota is not None else 0) or 0
-    terms = _Terms(plan, quota, period, mode, state)
+    target = (terms.plan.counter_shards if terms.quota is not None else 0) or 0
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
         directory = ctx.repo.get_counter(tenant_id, resource_type)
@@ -118,7 +108,7 @@ def reconcile(
             carry_from = [directory]
         else:
             carry_from = []
-        if _switch(ctx, tenant_id, resource_type, directory, current, carry_from, target, terms, now):
+        if _switch(ctx, tenant_id, resource_type, directory, current, carry_from, target=target, terms=terms, now=now):
             ctx.layouts.put((tenant_id, resource_type), target)
             logger.info(
                 "quota layout set",
@@ -128,7 +118,7 @@ def reconcile(
     raise RateLimitedError("the quota changed too often while the plan was applied; retry")
 
 
-def _update_terms(ctx: EntitlementContext, current: list[QuotaCounter], terms: _Terms, now: datetime) -> bool:
+def _update_terms(ctx: EntitlementContext, current: list[QuotaCounter], terms: Terms, now: datetime) -> bool:
     quota, plan, state = terms.quota, terms.plan, terms.state
     assert quota is not None
     limits = split_limit(quota.limit if quota.limit is not None else ZERO, len(current))
@@ -158,8 +148,9 @@ def _switch(
     directory: QuotaCounter | None,
     current: list[QuotaCounter],
     carry_from: list[QuotaCounter],
+    *,
     target: int,
-    terms: _Terms,
+    terms: Terms,
     now: datetime,
 ) -> bool:
     quota, plan, state, period = terms.quota, terms.plan, terms.state, terms.period

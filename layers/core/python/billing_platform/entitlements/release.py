@@ -10,7 +10,13 @@ from decimal import Decimal
 
 from billing_platform.entitlements.answers import not_in_plan
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.models import EntitlementCheck, QuotaCounter, check_from_counter, same_period
+from billing_platform.entitlements.models import (
+    EntitlementCheck,
+    QuotaCounter,
+    ReleaseRequest,
+    check_from_counter,
+    same_period,
+)
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.views import live_counters, read_quota
 from billing_platform.errors import NotFoundError, UnprocessableError
@@ -19,20 +25,15 @@ from billing_platform.quantities import ZERO
 logger = logging.getLogger(__name__)
 
 
-def release(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal | None,
-    idempotency_key: str | None,
-    period_end: datetime | None,
-) -> EntitlementCheck:
+def release(ctx: EntitlementContext, request: ReleaseRequest) -> EntitlementCheck:
     """`EntitlementService.release`, input already validated."""
-    if idempotency_key is not None:
-        return _release_keyed(ctx, tenant_id, resource_type, quantity, idempotency_key)
-    if quantity is None:
+    if request.idempotency_key is not None:
+        return _release_keyed(ctx, request, request.idempotency_key)
+    if request.quantity is None:
         raise UnprocessableError("quantity is required without an idempotency key", code="invalid_quantity")
-    return release_taken(ctx, tenant_id, resource_type, ((-1, quantity),), period_end=period_end)
+    return release_taken(
+        ctx, request.tenant_id, request.resource_type, ((-1, request.quantity),), period_end=request.period_end
+    )
 
 
 def release_taken(
@@ -84,9 +85,8 @@ def release_taken(
     return check_from_counter(view, given, allowed=True, enforced=ctx.enforcing)
 
 
-def _release_keyed(
-    ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: Decimal | None, idempotency_key: str
-) -> EntitlementCheck:
+def _release_keyed(ctx: EntitlementContext, request: ReleaseRequest, idempotency_key: str) -> EntitlementCheck:
+    tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
     record = ctx.repo.get_consume_record(tenant_id, idempotency_key)
     if record is None:
         raise NotFoundError(f"no consume with idempotency key {idempotency_key!r}", code="unknown_consume")

@@ -1,11 +1,5 @@
 """DynamoDB access for entitlements: `EntitlementRepository`, the pieces of `entitlements/dal/` in one.
 
-- `dal/items.py`: keys and item codecs (the item layout is described there).
-- `dal/plans.py`: the tenant's PLAN item.
-- `dal/counters.py`: counter reads, the hot-path consume, the single-counter release.
-- `dal/consume_records.py`: idempotent consumes (record + take in one transaction), keyed release.
-- `dal/layouts.py`: rollover, plan terms, layout switch, retire, suspend.
-
 Every quota change is a conditional write. Methods return False / None when a condition fails; they
 never retry on their own (boto3's standard retry mode handles throttling).
 """

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.catalog.models import QuotaPolicy
-from billing_platform.entitlements.models import CounterState, DenyReason
+from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
+from billing_platform.entitlements.models import SUBSCRIBED, CounterState, DenyReason
 from billing_platform.grants.schemas import GrantOut
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
@@ -33,8 +34,17 @@ class QuotaRequest(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="consume: a repeat with the same key in the same period takes nothing and answers the "
-        "first take (replayed: true). check: not used",
+        description="consume: a retry with the same key takes nothing more and answers what the first one "
+        "answered (replayed: true), a refusal included; the same key with another request is a 422. check: not "
+        "used",
+    )
+    entity_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTITY_ID_MAX_LENGTH,
+        pattern=ENTITY_ID_PATTERN,
+        description="Count at this entity and every limited level above it too, all or nothing (default: the "
+        "entity the calling key is bound to, if any)",
     )
 
 
@@ -52,6 +62,17 @@ class ReleaseRequest(QuotaRequest):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="The key of a consume: gives back exactly what it took, once, within its period",
     )
+
+
+class LevelOut(BaseModel):
+    """One level of a take naming an entity, as read for a refusal (a period, or one of its windows)."""
+
+    level: str = Field(description="`tenant` (the plan quota) or `entity:<id>`")
+    window: str | None = Field(description="null: the billing period; else the window (minute, hour, day, week)")
+    limit: DecimalText | None = Field(description="null for an unlimited quota")
+    used: DecimalText
+    remaining: DecimalText | None = Field(description="Never below 0; null for an unlimited quota")
+    resets_at: InstantText | None = Field(description="The period's or the window's end")
 
 
 class GrantDrawOut(BaseModel):
@@ -89,6 +110,16 @@ class EntitlementOut(BaseModel):
         "reads grants only when the quota is short)"
     )
     from_grants: list[GrantDrawOut] = Field(description="What this take drew from each grant, in draw order")
+    entity_id: str | None = Field(default=None, description="The entity the take was counted at, with its ancestors")
+    refused_by: str | None = Field(
+        default=None, description="The level that refused (`tenant` or `entity:<id>`); null when allowed"
+    )
+    levels: list[LevelOut] = Field(
+        default_factory=list, description="A refusal naming an entity: what every level and window holds"
+    )
+    retry_after_seconds: int | None = Field(
+        default=None, description="A window refusal (reason window_exhausted): seconds until that window ends"
+    )
 
 
 class ReleaseOut(EntitlementOut):
@@ -126,13 +157,7 @@ class TenantEntitlementsOut(BaseModel):
         description="active, trialing, past_due (within the plan's grace), suspended (unpaid, paused or past "
         "due beyond grace: quotas deny, features off) or canceled (the subscription ended: default plan)"
     )
-    subscribed: bool = Field(
-        description="True while the tenant holds a subscription that has not ended: trialing, active, past_due "
-        "or suspended, including one set to cancel at its period's end (until then). False on the default "
-        "plan: never subscribed, or the subscription ended (canceled immediately or at its period's end). "
-        "A subscription whose first payment is still pending (incomplete) already makes POST "
-        "/v1/subscriptions answer 409 subscription_exists while this is still false"
-    )
+    subscribed: bool = Field(description=SUBSCRIBED)
     period_start: InstantText
     period_end: InstantText
     features: dict[str, bool] = Field(description="Each feature of the plan; all false while suspended")

@@ -1,17 +1,6 @@
-"""`EntitlementService`: the one entry point of the entitlement use cases, a thin facade.
-
-Each public method validates its input (422 before any I/O) and hands over to the module of its use
-case; the modules share one `EntitlementContext` (settings, repository, catalog, clock, caches):
-
-- `consume.py` (hot path) and `slow_path.py` (why a condition failed: provision, roll, spread);
-  `past_quota.py` for a take the hard quota alone cannot cover (quota + grants, one transaction);
-  `idempotency.py` for keyed consumes and replays;
-- `views.py`: `check`, the quota read model and `entitlements`;
-- `release.py`: giving quota back;
-- `reconcile.py`: counters brought to a plan's terms (provisioning, layout switches);
-- `plan_changes.py`: `apply_plan`, `suspend`, `revoke`;
-- `take.py`: a take committed with a companion write (reservations hold and settle through it).
-"""
+"""`EntitlementService`: the one entry point of the entitlement use cases, a thin facade. Each public
+method validates its input (422 before any I/O) and hands one request value and the shared
+`EntitlementContext` to the module of its use case (the package docstring maps them)."""
 
 from __future__ import annotations
 
@@ -19,21 +8,33 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from billing_platform.catalog.models import Catalog
 from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements import consume as consume_case
-from billing_platform.entitlements import plan_changes, views
+from billing_platform.entitlements import idempotency, plan_changes, views
 from billing_platform.entitlements import release as release_case
 from billing_platform.entitlements.context import DEFAULT_CACHE_TTL_SECONDS, EntitlementContext
-from billing_platform.entitlements.models import EntitlementCheck, TenantPlan, validate_quantity
+from billing_platform.entitlements.entity_consume import consume_at_levels, release_at_levels
+from billing_platform.entitlements.entity_take import LevelRequest, check_levels
+from billing_platform.entitlements.models import (
+    ConsumeRequest,
+    EntitlementCheck,
+    ReleaseRequest,
+    TenantPlan,
+    validate_quantity,
+)
 from billing_platform.entitlements.plans import plan_for
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.views import QuotaView, TenantEntitlements
-from billing_platform.errors import UnprocessableError
+from billing_platform.errors import ConflictError, UnprocessableError
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.quantities import ONE
 from billing_platform.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.capped import SpendCaps
 
 __all__ = ["EntitlementService", "QuotaView", "TenantEntitlements"]
 
@@ -68,6 +69,7 @@ class EntitlementService:
             grants=grants,
         )
         self._repo = self._ctx.repo
+        self._spend: SpendCaps | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -116,16 +118,65 @@ class EntitlementService:
         quantity: Decimal = ONE,
         *,
         idempotency_key: str | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
-        """Check and record `quantity` atomically. Denied checks consume nothing. With an
-        idempotency key every retry gets the first answer, a denial included."""
-        self.validate(resource_type, quantity)
-        return consume_case.consume(self._ctx, tenant_id, resource_type, quantity, idempotency_key=idempotency_key)
+        """Check and record `quantity` atomically: `consume_request` with these values."""
+        return self.consume_request(ConsumeRequest(tenant_id, resource_type, quantity, idempotency_key, entity_id))
 
-    def check(self, tenant_id: str, resource_type: str, quantity: Decimal = ONE) -> EntitlementCheck:
-        """Would `quantity` be granted now? Reads the counters (strongly consistent); writes nothing."""
+    def consume_request(self, request: ConsumeRequest) -> EntitlementCheck:
+        """Check and record the request's quantity atomically. Denied checks consume nothing. With an
+        idempotency key every retry gets the first answer, a denial included (`idempotency`); without,
+        each call is a take of its own (`consume`). With `entity_id`, counted at every level from that
+        entity up to the tenant's quota, all or nothing (`entity_consume`). A tenant with a spend cap takes
+        priced resources with the period's spend in the same transaction (`capped`);
+        `SpendCapReachedError` when a hard cap refuses."""
+        tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
         self.validate(resource_type, quantity)
-        return views.check(self._ctx, tenant_id, resource_type, quantity)
+        # A resource no plan prices costs nothing: no cap can concern it, and its hot path looks nothing up.
+        cap = self.spend_caps.cap_for(tenant_id) if resource_type in self._ctx.catalog.priced_resources else None
+        if cap is not None:
+            if request.entity_id is not None:
+                self.refuse_under_cap(tenant_id, resource_type, "a take for an entity")
+            capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
+            if capped is not None:
+                return capped
+        if request.entity_id is not None:
+            levels = LevelRequest(tenant_id, resource_type, quantity, request.entity_id)
+            return consume_at_levels(self._ctx, levels, request.idempotency_key)
+        if request.idempotency_key is None:
+            return consume_case.consume(self._ctx, request)
+        return idempotency.consume(self._ctx, request)
+
+    def check(
+        self, tenant_id: str, resource_type: str, quantity: Decimal = ONE, *, entity_id: str | None = None
+    ) -> EntitlementCheck:
+        """Would `quantity` be granted now (at every level, with `entity_id`)? Reads; writes nothing."""
+        self.validate(resource_type, quantity)
+        if entity_id is not None:
+            return check_levels(self._ctx, LevelRequest(tenant_id, resource_type, quantity, entity_id))
+        return views.check(self._ctx, ConsumeRequest(tenant_id, resource_type, quantity))
+
+    @property
+    def spend_caps(self) -> SpendCaps:
+        """The tenants' spend caps (cached per container like plans) and the capped consume."""
+        if self._spend is None:
+            # Imported on first use: a tenant without caps never loads the capped take's modules.
+            from billing_platform.entitlements.capped import SpendCaps
+
+            self._spend = SpendCaps(self._ctx)
+        return self._spend
+
+    def refuse_under_cap(self, tenant_id: str, resource_type: str, what: str) -> None:
+        """409 for a write that would move a priced resource's usage of a capped tenant outside the
+        spend's transaction (its spend would no longer be the rating of its usage)."""
+        if resource_type not in self._ctx.catalog.priced_resources:
+            return
+        cap = self.spend_caps.cap_for(tenant_id)
+        if cap is not None and self.spend_caps.price_of(tenant_id, resource_type) is not None:
+            raise ConflictError(
+                f"{what} of {resource_type} is not available while tenant {tenant_id} has a spend cap",
+                code="spend_cap_unsupported",
+            )
 
     def release(
         self,
@@ -135,13 +186,19 @@ class EntitlementService:
         *,
         idempotency_key: str | None = None,
         period_end: datetime | None = None,
+        entity_id: str | None = None,
     ) -> EntitlementCheck:
         """Give quota back (work that failed). With `idempotency_key`, exactly what that consume took,
         once, and only within its period. Without, up to `quantity`, never below zero used (and with
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
-        amount actually given back."""
+        amount actually given back. With `entity_id`, at every level of that entity's takes too."""
         self.validate(resource_type, quantity)
-        return release_case.release(self._ctx, tenant_id, resource_type, quantity, idempotency_key, period_end)
+        self.refuse_under_cap(tenant_id, resource_type, "a release")
+        if entity_id is not None:
+            levels = LevelRequest(tenant_id, resource_type, quantity or ONE, entity_id)
+            return release_at_levels(self._ctx, levels, quantity, idempotency_key)
+        request = ReleaseRequest(tenant_id, resource_type, quantity, idempotency_key, period_end, entity_id)
+        return release_case.release(self._ctx, request)
 
     def release_taken(
         self,

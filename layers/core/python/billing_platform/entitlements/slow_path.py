@@ -26,8 +26,8 @@ from decimal import Decimal
 from billing_platform.catalog.models import QuotaPolicy
 from billing_platform.entitlements.answers import granted, not_in_plan, suspended_answer
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.idempotency import answer_keyed, new_record, replay
 from billing_platform.entitlements.models import (
+    ConsumeRequest,
     CounterState,
     DenyReason,
     EntitlementCheck,
@@ -38,6 +38,7 @@ from billing_platform.entitlements.models import (
 )
 from billing_platform.entitlements.past_quota import take_past_quota
 from billing_platform.entitlements.reconcile import provision
+from billing_platform.entitlements.records import answer_keyed, new_record, replay
 from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
 from billing_platform.errors import RateLimitedError
 
@@ -46,20 +47,19 @@ logger = logging.getLogger(__name__)
 
 def slow_path(
     ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    shards: int,
+    request: ConsumeRequest,
     old: Item | None,
-    now: datetime,
-    enforce: bool,
-    idempotency_key: str | None,
     *,
+    shards: int,
+    now: datetime,
     draw_grants: bool = False,
 ) -> EntitlementCheck | int:
-    """Why the hot-path condition failed, and what to do: a final answer, or the layout to retry.
+    """Why the hot-path condition failed on `old` (the counter as DynamoDB returned it; None: no counter)
+    for a take from a `shards`-wide layout at `now`, and what to do: a final answer, or the layout to retry.
     `draw_grants`: a hard quota short for the take goes on to the tenant's grants (`past_quota`), which
     COMMITS the take; only a caller whose take is complete without a companion write (consume) asks."""
+    tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
+    enforce = ctx.enforcing
     if old is None:
         return provision(ctx, tenant_id, resource_type)
     counter = counter_from_item(old)
@@ -80,12 +80,10 @@ def slow_path(
         roll(ctx, counter, now)
         return shards
     if shards > 1:
-        return _consume_spread(
-            ctx, tenant_id, resource_type, quantity, shards, enforce, idempotency_key, draw_grants=draw_grants
-        )
+        return _consume_spread(ctx, request, shards=shards, draw_grants=draw_grants)
     if draw_grants and enforce and counter.policy is QuotaPolicy.HARD:
         # Exhausted for this take: the tenant's grants may cover the rest (or the denial is exact).
-        return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, [counter], idempotency_key)
+        return take_past_quota(ctx, request, [counter], shards=shards)
     logger.info(
         "quota exhausted",
         extra={"tenant_id": tenant_id, "resource_type": resource_type, "remaining": str(counter.remaining)},
@@ -94,18 +92,12 @@ def slow_path(
 
 
 def _consume_spread(
-    ctx: EntitlementContext,
-    tenant_id: str,
-    resource_type: str,
-    quantity: Decimal,
-    shards: int,
-    enforce: bool,
-    idempotency_key: str | None,
-    *,
-    draw_grants: bool,
+    ctx: EntitlementContext, request: ConsumeRequest, *, shards: int, draw_grants: bool
 ) -> EntitlementCheck | int:
     """The sharded fallback: read every shard, take from one that covers the quantity, else spread
     the take over several in one transaction; deny only when all of them together fall short."""
+    tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
+    enforce = ctx.enforcing
     for _round in range(MAX_ROUNDS):
         now = ctx.clock()
         counters = ctx.repo.get_layout(tenant_id, resource_type, shards)
@@ -123,21 +115,12 @@ def _consume_spread(
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < quantity:
             if draw_grants:
                 # Every shard together is short: the tenant's grants may cover the rest (or deny, exactly).
-                return take_past_quota(ctx, tenant_id, resource_type, quantity, shards, counters, idempotency_key)
+                return take_past_quota(ctx, request, counters, shards=shards)
             logger.info("sharded quota exhausted", extra={"tenant_id": tenant_id, "resource_type": resource_type})
             return check_from_counter(total, quantity, allowed=False, reason=DenyReason.EXHAUSTED)
         takes = plan_shares(counters, quantity, total, enforce)
-        record = None
-        if idempotency_key is not None:
-            record = new_record(
-                tenant_id,
-                resource_type,
-                quantity,
-                now,
-                tuple((c.shard, q) for c, q in takes),
-                shards,
-                idempotency_key,
-            )
+        shares = tuple((c.shard, q) for c, q in takes)
+        record = new_record(request, now, shares, shards) if request.idempotency_key is not None else None
         if len(takes) == 1 and record is None:
             counter, take = takes[0]
             key = counter_key(tenant_id, resource_type, counter.shard, shards)
@@ -147,16 +130,13 @@ def _consume_spread(
             continue
         outcome: KeyedTake = ctx.repo.take_from_shards(takes, now, record)
         if outcome.existing_record is not None:
-            return replay(ctx, outcome.existing_record, resource_type, quantity)
+            return replay(ctx, outcome.existing_record, request)
         if outcome.granted:
-            shards_used = tuple((c.shard, q) for c, q in takes)
-            if idempotency_key is not None:
-                return answer_keyed(
-                    ctx, tenant_id, resource_type, quantity, enforce, shards, shards_used, idempotency_key
-                )
+            if request.idempotency_key is not None:
+                return answer_keyed(ctx, request, shares, shards)
             after_total = replace(total, used=total.used + quantity, remaining=total.remaining - quantity)
             return check_from_counter(
-                after_total, quantity, allowed=True, enforced=enforce, approximate=True, shards_used=shards_used
+                after_total, quantity, allowed=True, enforced=enforce, approximate=True, shards_used=shares
             )
         time.sleep(ctx.rng.uniform(0, 0.005))  # a racing transaction held a shard: let it finish
     raise RateLimitedError("the quota is under heavy contention; retry shortly")

@@ -12,6 +12,7 @@ from billing_platform.catalog.models import QuotaPolicy, ResourceQuota
 from billing_platform.entitlements.answers import not_in_plan, suspended_answer
 from billing_platform.entitlements.context import EntitlementContext
 from billing_platform.entitlements.models import (
+    ConsumeRequest,
     CounterState,
     DenyReason,
     EntitlementCheck,
@@ -24,7 +25,7 @@ from billing_platform.entitlements.models import (
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.grants.models import draw_order, live_balance
-from billing_platform.quantities import ONE, ZERO, decimal_str
+from billing_platform.quantities import ZERO, decimal_str
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class TenantEntitlements:
         }
 
 
-def check(ctx: EntitlementContext, tenant_id: str, resource_type: str, quantity: Decimal = ONE) -> EntitlementCheck:
-    """`EntitlementService.check`, input already validated."""
+def check(ctx: EntitlementContext, request: ConsumeRequest) -> EntitlementCheck:
+    """`EntitlementService.check`, input already validated: would `request` be granted now?"""
+    tenant_id, resource_type, quantity = request.tenant_id, request.resource_type, request.quantity
     view = read_quota(ctx, tenant_id, resource_type)
     now = ctx.clock()
     if view is None:

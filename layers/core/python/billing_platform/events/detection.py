@@ -8,6 +8,10 @@ Quota counters (`QUOTA#<tenant>#<resource>[#<shard>]` / `COUNTER`, billing_platf
   quota a *candidate*; the caller reads every shard (off the hot path) and claims each threshold the total
   has reached: a level test, exact because the ledger, not the test, makes each event happen once.
 
+Spend items (`SPEND#<tenant>` / `PERIOD#<end>`, billing_platform.spend.repository): a write taking `spend`
+from below t·cap to at least it (the cap and its thresholds are on the item) crosses t once per write; the
+ledger dedupes a stream record delivered again.
+
 Grants (`GRANTS#<tenant>` / `GRANT#<resource>#<id>`, entity GRANT): a MODIFY taking `remaining` from > 0 to 0
 while `state = active` is the grant used up (remaining never increases, so this happens once per grant).
 """
@@ -21,7 +25,7 @@ from typing import Any
 
 from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 
-from billing_platform.events.models import GrantSnapshot
+from billing_platform.events.models import GrantSnapshot, SpendCrossing
 from billing_platform.quantities import ZERO
 
 _deserializer = TypeDeserializer()
@@ -147,3 +151,29 @@ def grant_depletion(
     if Decimal(old.get("remaining", ZERO)) > 0 and Decimal(new.get("remaining", ZERO)) == 0:
         return grant_snapshot(new)
     return None
+
+
+def spend_crossings(
+    keys: dict[str, Any], old: dict[str, Any] | None, new: dict[str, Any] | None, at: datetime
+) -> list[SpendCrossing]:
+    """The thresholds of the cap a spend item's write crossed (none for any other item)."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if not (pk.startswith("SPEND#") and sk.startswith("PERIOD#")) or not new or "cap" not in new:
+        return []
+    cap = Decimal(new["cap"])
+    before = Decimal(old.get("spend", ZERO)) if old and old.get("cap") == new["cap"] else ZERO
+    after = Decimal(new.get("spend", ZERO))
+    percents = [Decimal(t) for t in str(new.get("thresholds", "")).split(",") if t]
+    return [
+        SpendCrossing(
+            tenant_id=pk.removeprefix("SPEND#"),
+            percent=p,
+            spend=after,
+            cap=cap,
+            currency=str(new.get("currency", "")),
+            period_end=_when(sk.removeprefix("PERIOD#")),
+            occurred_at=at,
+        )
+        for p in percents
+        if before < cap * p / 100 <= after
+    ]

@@ -10,6 +10,9 @@ about (never random), so a re-publish after a crash carries the same id and a co
 | billing.quota.threshold_crossed | tenant, resource, period, limit, threshold | threshold_percent, plan_id, policy |
 | billing.grant.depleted | grant | grant_id, remaining ("0"), priority, source |
 | billing.grant.expired (with a balance) | grant | grant_id, remaining (the balance forfeited), priority, source |
+| billing.spend.threshold_crossed | tenant, period, cap, threshold | threshold_percent, spend, cap, currency |
+
+A spend event's `resource_type` is `spend`, its `used` the period's spend and its `limit` the cap (minor units).
 """
 
 from __future__ import annotations
@@ -99,6 +102,45 @@ class ThresholdCrossing:
                 "period": {"start": iso(self.period_start), "end": iso(self.period_end)},
                 "plan_id": self.plan_id,
                 "policy": self.policy,
+                "occurred_at": iso(self.occurred_at),
+            },
+            remember_until=remember_until,
+        )
+
+
+@dataclass(frozen=True)
+class SpendCrossing:
+    """A tenant's spend reached `percent` % of its cap in the period ending `period_end`."""
+
+    tenant_id: str
+    percent: Decimal
+    spend: Decimal
+    cap: Decimal
+    currency: str
+    period_end: datetime
+    occurred_at: datetime
+
+    def to_event(self, remember_until: datetime) -> BillingEvent:
+        end = int(self.period_end.timestamp())
+        event_id = stable_event_id(
+            resources.SPEND_THRESHOLD_CROSSED, self.tenant_id, end, amount(self.cap), amount(self.percent)
+        )
+        return BillingEvent(
+            event_id=event_id,
+            detail_type=resources.SPEND_THRESHOLD_CROSSED,
+            tenant_id=self.tenant_id,
+            marker_sk=f"SPEND#{end}#{amount(self.cap)}#{amount(self.percent)}",
+            detail={
+                "event_id": event_id,
+                "tenant_id": self.tenant_id,
+                "resource_type": "spend",
+                "threshold_percent": amount(self.percent),
+                "used": amount(self.spend),
+                "limit": amount(self.cap),
+                "spend": amount(self.spend),
+                "cap": amount(self.cap),
+                "currency": self.currency,
+                "period": {"end": iso(self.period_end)},
                 "occurred_at": iso(self.occurred_at),
             },
             remember_until=remember_until,

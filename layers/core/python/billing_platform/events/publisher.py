@@ -1,5 +1,5 @@
 """Puts billing events on the EventBridge bus (resources.EVENT_BUS). PutEvents has no idempotency of its
-own: exactly-once comes from the ledger (billing_platform.events.ledger), and a re-publish after a crash
+own: exactly-once comes from the ledger (billing_platform.events.repository), and a re-publish after a crash
 carries the same `event_id` in its detail for consumers to dedupe on."""
 
 from __future__ import annotations

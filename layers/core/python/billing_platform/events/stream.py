@@ -22,10 +22,11 @@ from billing_platform.events.detection import (
     grant_depletion,
     plain_image,
     reached,
+    spend_crossings,
 )
-from billing_platform.events.ledger import ClaimState, EventLedger, remember_threshold
 from billing_platform.events.models import BillingEvent, ThresholdCrossing
 from billing_platform.events.publisher import EventPublisher
+from billing_platform.events.repository import ClaimState, EventLedger, remember_threshold
 from billing_platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ class QuotaEventProcessor:
         counter = counter_change(keys, old, new)
         if counter is not None:
             return [c.to_event(remember_threshold(c.period_end)) for c in self._crossings(counter, at, totals)]
+        spent = spend_crossings(keys, old, new, at)
+        if spent:
+            return [c.to_event(remember_threshold(c.period_end)) for c in spent]
         grant = grant_depletion(keys, old, new)
         if grant is not None:
             return [grant.event(resources.GRANT_DEPLETED, at, at + GRANT_EVENT_MEMORY)]

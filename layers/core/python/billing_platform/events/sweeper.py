@@ -15,8 +15,8 @@ from decimal import Decimal
 from billing_platform import resources
 from billing_platform.dynamodb import utc_now
 from billing_platform.events.detection import grant_snapshot
-from billing_platform.events.ledger import EventLedger
 from billing_platform.events.publisher import EventPublisher
+from billing_platform.events.repository import EventLedger
 from billing_platform.events.stream import GRANT_EVENT_MEMORY, EventEmitter
 from billing_platform.settings import Settings, get_settings
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 if TYPE_CHECKING:  # the CDK dashboard imports the names without the reporter's dependencies
     from aws_lambda_powertools import Metrics
 
-    from billing_platform.metering.reporter import MeterRunReport
+    from billing_platform.metering.service import MeterRunReport
 
 EVENTS_SENT = "MeterEventsSent"
 EVENTS_ALREADY_DELIVERED = "MeterEventsAlreadyDelivered"

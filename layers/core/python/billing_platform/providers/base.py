@@ -5,7 +5,7 @@ Two faces of one provider:
 * `BillingProvider` (async): what asyncio services call, ``await provider.create_customer(...)``.
 * `SyncBillingProvider` (blocking): what Lambda code calls through ``provider.sync``, with no event loop.
 
-Concrete providers implement the blocking face once; `AsyncBillingProvider` derives the async face from
+Concrete providers implement the blocking face once; `OffloadedProvider` derives the async face from
 it by running each call on the library's worker pool (`billing_platform.offload`), so the event loop
 never blocks on network I/O and there is exactly one implementation of every Stripe call to test. This
 is the convention of all four library objects (see `billing_platform.enforcer`).
@@ -151,7 +151,9 @@ class SyncBillingProvider(Protocol):
 
     def create_customer(
         self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer: ...
+    ) -> str:
+        """Create the customer (tenant id in its metadata); its id, as the async face answers."""
+        ...
 
     def get_customer(self, customer_id: str) -> ProviderCustomer: ...
 
@@ -204,8 +206,12 @@ class BillingProvider(Protocol):
 
     async def get_subscription(self, subscription_id: str) -> ProviderSubscription: ...
 
+    async def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]: ...
 
-class AsyncBillingProvider:
+
+class OffloadedProvider:
     """The async face of any blocking provider: each call runs on a worker thread."""
 
     def __init__(self, sync: SyncBillingProvider) -> None:
@@ -219,10 +225,9 @@ class AsyncBillingProvider:
         self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
     ) -> str:
         """Create the customer (tenant id in its metadata); its id, e.g. ``cus_...``."""
-        customer = await run_blocking(
+        return await run_blocking(
             self._sync.create_customer, tenant_id_str(tenant_id), email, name, idempotency_key=idempotency_key
         )
-        return customer.id
 
     async def get_customer(self, customer_id: str) -> ProviderCustomer:
         return await run_blocking(self._sync.get_customer, customer_id)
@@ -250,3 +255,9 @@ class AsyncBillingProvider:
 
     async def get_subscription(self, subscription_id: str) -> ProviderSubscription:
         return await run_blocking(self._sync.get_subscription, subscription_id)
+
+    async def list_line_items(
+        self, object_type: Literal["checkout_session", "invoice"], object_id: str
+    ) -> list[dict[str, Any]]:
+        """Every line item of a checkout session or an invoice, as Stripe-shaped dicts (top-ups)."""
+        return await run_blocking(self._sync.list_line_items, object_type, object_id)

@@ -37,10 +37,10 @@ def set_billing_provider(provider: BillingProvider | None) -> None:
 class ProviderOnCall:
     """The process-wide provider's blocking face (`SyncBillingProvider`), looked up at each call instead
     of when this is built. A Stripe webhook that needs no Stripe call (most subscription events, every
-    duplicate) then never builds the provider, nor imports the Stripe SDK (~45 ms of a cold start); and a
+    duplicate) then never builds the provider, nor imports the Stripe SDK (a large part of a cold start); and a
     provider installed later (`set_billing_provider`) is the one called."""
 
-    def create_customer(self, *args: Any, **kwargs: Any) -> ProviderCustomer:
+    def create_customer(self, *args: Any, **kwargs: Any) -> str:
         return get_billing_provider().sync.create_customer(*args, **kwargs)
 
     def get_customer(self, customer_id: str) -> ProviderCustomer:

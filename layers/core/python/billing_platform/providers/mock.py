@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from billing_platform.errors import PaymentRequiredError, ProviderInvalidRequestError, ProviderNotFoundError
 from billing_platform.ids import TenantIdLike, tenant_id_str
-from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
+from billing_platform.providers.base import OffloadedProvider, ProviderCustomer, ProviderSubscription
 
 # The API version stripe 16.1 pins; events carry it as Stripe's do.
 API_VERSION = "2026-10-28.endive"
@@ -50,7 +50,7 @@ def _not_found(kind: str, object_id: str) -> ProviderNotFoundError:
     )
 
 
-class MockSyncProvider:
+class SyncMockBillingProvider:
     """The blocking in-memory provider (`SyncBillingProvider`), plus test-clock style helpers
     (`renew`, `fail_payment`, `pay`) that move a subscription the way Stripe's billing cycle would."""
 
@@ -158,12 +158,12 @@ class MockSyncProvider:
     # --- SyncBillingProvider -------------------------------------------------------------------
     def create_customer(
         self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer:
+    ) -> str:
         tenant_id = tenant_id_str(tenant_id)
         with self._lock:
             replay = self._replay(idempotency_key)
             if replay is not None:
-                return ProviderCustomer.from_stripe(replay)
+                return str(replay["id"])
             customer: dict[str, Any] = {
                 "id": stripe_id("cus", 14),
                 "object": "customer",
@@ -180,7 +180,7 @@ class MockSyncProvider:
             self.customers[customer["id"]] = customer
             self._remember(idempotency_key, customer)
             self._emit("customer.created", customer)
-            return ProviderCustomer.from_stripe(customer)
+            return str(customer["id"])
 
     def get_customer(self, customer_id: str) -> ProviderCustomer:
         with self._lock:
@@ -402,8 +402,8 @@ class MockSyncProvider:
         return datetime.fromtimestamp(self._now(), tz=UTC)
 
 
-class MockBillingProvider(AsyncBillingProvider):
-    """The in-memory provider behind the `BillingProvider` interface; ``.sync`` is `MockSyncProvider`."""
+class MockBillingProvider(OffloadedProvider):
+    """The in-memory provider behind the `BillingProvider` interface; ``.sync`` is `SyncMockBillingProvider`."""
 
     def __init__(
         self,
@@ -413,11 +413,11 @@ class MockBillingProvider(AsyncBillingProvider):
         price_amounts: dict[str, int] | None = None,
         decline_emails: frozenset[str] = frozenset(),
     ) -> None:
-        self.mock = MockSyncProvider(
+        self.mock = SyncMockBillingProvider(
             clock=clock, event_sink=event_sink, price_amounts=price_amounts, decline_emails=decline_emails
         )
         super().__init__(self.mock)
 
     @property
-    def sync(self) -> MockSyncProvider:
+    def sync(self) -> SyncMockBillingProvider:
         return self.mock

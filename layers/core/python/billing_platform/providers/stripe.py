@@ -36,7 +36,7 @@ from billing_platform.errors import (
 )
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.offload import run_blocking
-from billing_platform.providers.base import AsyncBillingProvider, ProviderCustomer, ProviderSubscription
+from billing_platform.providers.base import OffloadedProvider, ProviderCustomer, ProviderSubscription
 from billing_platform.providers.stripe_signature import (
     WEBHOOK_TOLERANCE_SECONDS as WEBHOOK_TOLERANCE_SECONDS,
 )
@@ -91,7 +91,7 @@ def map_stripe_error(exc: stripe.StripeError) -> BillingProviderError:
     return BillingProviderError(message, **kwargs)
 
 
-class StripeSyncProvider:
+class SyncStripeBillingProvider:
     """Blocking Stripe calls (`SyncBillingProvider`). `api_key` / `webhook_secret` override the
     settings' (`STRIPE_SECRET_KEY` / its Secrets Manager ARN, `STRIPE_WEBHOOK_SECRET` / its ARN); the
     API base and everything else still come from the settings."""
@@ -136,13 +136,13 @@ class StripeSyncProvider:
 
     def create_customer(
         self, tenant_id: TenantIdLike, email: str, name: str | None = None, *, idempotency_key: str | None = None
-    ) -> ProviderCustomer:
+    ) -> str:
         params: dict[str, Any] = {"email": email, "metadata": {"tenant_id": tenant_id_str(tenant_id)}}
         if name:
             params["name"] = name
         options = self._options(idempotency_key, "create-customer")
         customer = self._call(lambda: self.client.v1.customers.create(params=params, options=options))  # type: ignore[arg-type]
-        return ProviderCustomer.from_stripe(customer.to_dict())
+        return str(customer.id)
 
     def get_customer(self, customer_id: str) -> ProviderCustomer:
         customer = self._call(lambda: self.client.v1.customers.retrieve(customer_id))
@@ -254,8 +254,8 @@ def call_stripe(fn: Callable[[], T], sleep: Callable[[float], None], attempts: i
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class StripeBillingProvider(AsyncBillingProvider):
-    """Stripe behind the `BillingProvider` interface; ``.sync`` is the blocking `StripeSyncProvider`.
+class StripeBillingProvider(OffloadedProvider):
+    """Stripe behind the `BillingProvider` interface; ``.sync`` is the blocking `SyncStripeBillingProvider`.
     ``StripeBillingProvider(api_key=..., webhook_secret=...)`` as the design document shows, or no
     arguments for the settings' keys (Secrets Manager deployed, environment locally)."""
 
@@ -269,7 +269,7 @@ class StripeBillingProvider(AsyncBillingProvider):
         http_client: stripe.HTTPClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._stripe = StripeSyncProvider(
+        self._stripe = SyncStripeBillingProvider(
             settings,
             api_key=api_key,
             webhook_secret=webhook_secret,
@@ -280,9 +280,13 @@ class StripeBillingProvider(AsyncBillingProvider):
         super().__init__(self._stripe)
 
     @property
-    def sync(self) -> StripeSyncProvider:
+    def sync(self) -> SyncStripeBillingProvider:
         return self._stripe
 
+    async def upcoming_invoice(self, customer_id: str) -> dict[str, Any]:
+        """See `SyncStripeBillingProvider.upcoming_invoice`."""
+        return await run_blocking(self._stripe.upcoming_invoice, customer_id)
+
     async def verify_webhook(self, payload: bytes | str, signature_header: str | None) -> None:
-        """See `StripeSyncProvider.verify_webhook` (the secret may come from Secrets Manager: off the loop)."""
+        """See `SyncStripeBillingProvider.verify_webhook` (the secret may come from Secrets Manager: off the loop)."""
         await run_blocking(self._stripe.verify_webhook, payload, signature_header)

@@ -33,7 +33,7 @@ Settle = Callable[[Reservation, Decimal], Reservation]
 Cancel = Callable[[Reservation], Reservation]
 
 
-class ReservationHold:
+class SyncReservationHold:
     """A held reservation (blocking face). `reservation_id`, `estimate` and `reservation` describe it."""
 
     def __init__(self, reservation: Reservation, settle: Settle, cancel: Cancel) -> None:
@@ -68,7 +68,7 @@ class ReservationHold:
         return self.result
 
     def __repr__(self) -> str:
-        """What is held and what became of it, e.g. ``<ReservationHold res_… tenant=t_a tokens estimate=40
+        """What is held and what became of it, e.g. ``<SyncReservationHold res_… tenant=t_a tokens estimate=40
         settled charged=25 given_back=15>`` (a settle recorded inside the block shows as ``actual=…``)."""
         current = self.result or self.reservation
         parts = [
@@ -86,9 +86,9 @@ class ReservationHold:
             parts += [f"charged={current.charged}", f"given_back={current.given_back}"]
             if current.uncovered:
                 parts.append(f"uncovered={current.uncovered}")
-        return f"<ReservationHold {' '.join(parts)}>"
+        return f"<SyncReservationHold {' '.join(parts)}>"
 
-    def __enter__(self) -> ReservationHold:
+    def __enter__(self) -> SyncReservationHold:
         return self
 
     def __exit__(
@@ -104,23 +104,28 @@ class ReservationHold:
             logger.exception("could not resolve the reservation after the block failed", extra=_ids(self.reservation))
 
 
-class AsyncReservation:
+class ReservationHold:
     """`enforcer.reserve(...)` on the async face: ``await`` it for the hold, or ``async with`` it to have
     the block settle (or cancel) it at the end. The reserve is sent when first awaited or entered."""
 
-    def __init__(self, reserve: Callable[[], ReservationHold]) -> None:
+    def __init__(self, reserve: Callable[[], SyncReservationHold]) -> None:
         self._reserve = reserve
-        self._hold: ReservationHold | None = None
+        self._hold: SyncReservationHold | None = None
 
-    async def _held(self) -> ReservationHold:
+    async def _held(self) -> SyncReservationHold:
         if self._hold is None:
             self._hold = await run_blocking(self._reserve)
         return self._hold
 
-    def __await__(self) -> Generator[Any, None, ReservationHold]:
+    async def settle(self, actual: Decimal | int | str) -> None:
+        """Settle the hold at `actual` (see `SyncReservationHold.settle`), reserving first if not yet held."""
+        hold = await self._held()
+        await run_blocking(hold.settle, actual)
+
+    def __await__(self) -> Generator[Any, None, SyncReservationHold]:
         return self._held().__await__()
 
-    async def __aenter__(self) -> ReservationHold:
+    async def __aenter__(self) -> SyncReservationHold:
         return await self._held()
 
     async def __aexit__(

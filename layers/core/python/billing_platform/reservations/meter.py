@@ -51,6 +51,7 @@ class QueueMeter:
             timestamp=reservation.resolved_at,
             record_id=usage_record_id(reservation.reservation_id),
             metadata={"reservation_id": reservation.reservation_id},
+            entity_id=reservation.entity_id,  # the usage read model groups by it
         )
         self._catalog.require_resource_type(record.resource_type)
         report = send_records(self.sender, [record.wire_json()], 1)

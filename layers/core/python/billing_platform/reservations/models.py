@@ -82,6 +82,10 @@ class Reservation:
     resolved_at: datetime | None = None
     meter_pending: bool = False
     forfeited: Decimal = ZERO
+    # Reserved naming an entity: the entities whose limits the estimate was also counted at (a give-back
+    # returns there too, within the reservation's period).
+    entity_id: str | None = None
+    entities: tuple[str, ...] = ()
 
     @property
     def held(self) -> bool:
@@ -130,6 +134,7 @@ class Reservation:
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "from_grants": [{"grant_id": g, "quantity": decimal_str(q)} for g, q in self.grants],
             "forfeited": decimal_str(self.forfeited),
+            "entity_id": self.entity_id,
         }
 
 

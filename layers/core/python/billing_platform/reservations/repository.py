@@ -81,6 +81,9 @@ def reservation_to_item(reservation: Reservation) -> Item:
     }
     if reservation.grants:
         item["grants"] = string_attr(grants_json(reservation.grants))
+    if reservation.entity_id is not None:
+        item["entity_id"] = string_attr(reservation.entity_id)
+        item["entities"] = {"L": [string_attr(e) for e in reservation.entities]}
     return item
 
 
@@ -106,6 +109,8 @@ def reservation_from_item(item: Item) -> Reservation:
         resolved_at=from_epoch(int(item["resolved_at"]["N"])) if "resolved_at" in item else None,
         meter_pending=bool(item.get("meter_pending", {}).get("BOOL", False)),
         forfeited=dec("forfeited"),
+        entity_id=item["entity_id"]["S"] if "entity_id" in item else None,
+        entities=tuple(e["S"] for e in item.get("entities", {}).get("L", [])),
     )
 
 
@@ -212,7 +217,9 @@ class ReservationRepository(TableAccess):
             if position >= changes:
                 return Resolution(applied=False, refill_index=position - changes)
             item = refused.item(index)
-            return Resolution(applied=False, counter_index=position, counter=counter_from_item(item) if item else None)
+            # An entity's limit item is no quota counter: the caller tells them apart by index.
+            counter = counter_from_item(item) if item and "state" in item else None
+            return Resolution(applied=False, counter_index=position, counter=counter)
         if refused.contended:
             return Resolution(applied=False, conflict=True)
         raise RuntimeError(f"reservation transaction cancelled: {list(refused.codes)}")

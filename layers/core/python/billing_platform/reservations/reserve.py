@@ -6,11 +6,14 @@ Past an exhausted hard quota the tenant's live grants pay the rest (recorded on 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.entitlements.take import GrantsPaid, Shares, take
+from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
+from billing_platform.entitlements.models import ConsumeRequest
+from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
 from billing_platform.errors import QuotaExceededError, UnprocessableError
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.models import (
@@ -33,15 +36,18 @@ def reserve(
     ttl: timedelta,
     *,
     idempotency_key: str | None = None,
+    entity_id: str | None = None,
 ) -> tuple[Reservation, bool]:
     """Hold `estimate` until settled, cancelled or `ttl` has passed. Returns (reservation, replayed).
-    Raises QuotaExceededError (402) when the quota cannot cover it: nothing is then held or recorded."""
+    Raises QuotaExceededError (402) when the quota cannot cover it: nothing is then held or recorded.
+    With `entity_id` the estimate is held at every limited level of that entity too (`entity_take`)."""
     ctx.entitlements.validate(resource_type, estimate)
     if not MIN_TTL <= ttl <= MAX_TTL:
         raise UnprocessableError(
             f"ttl must be between {int(MIN_TTL.total_seconds())} and {int(MAX_TTL.total_seconds())} seconds",
             code="invalid_ttl",
         )
+    ctx.entitlements.refuse_under_cap(tenant_id, resource_type, "a reservation")
     reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
     built: list[Reservation] = []
 
@@ -60,7 +66,17 @@ def reserve(
         built[:] = [held]
         return ctx.repo.hold_put(held)
 
-    taken = take(ctx.entitlements.context, tenant_id, resource_type, estimate, companion)
+    def companions(now: datetime, shares: Shares, layout: int, entities: tuple[str, ...]) -> list[dict[str, Any]]:
+        companion(now, shares, layout, ())
+        built[:] = [replace(built[0], entity_id=entity_id, entities=entities)]
+        return [ctx.repo.hold_put(built[0])]
+
+    taken: Taken | LevelTaken
+    if entity_id is not None:
+        request = LevelRequest(tenant_id, resource_type, estimate, entity_id)
+        taken = take_at_levels(ctx.entitlements.context, request, companions)
+    else:
+        taken = take(ctx.entitlements.context, ConsumeRequest(tenant_id, resource_type, estimate), companion)
     if taken.granted:
         logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
         return built[0], False

@@ -24,8 +24,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing_platform.entitlements.models import CounterState, QuotaCounter
-from billing_platform.entitlements.take import GrantsPaid, Shares, take
+from billing_platform.entities.repository import limit_key
+from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
+from billing_platform.entitlements.models import ConsumeRequest, CounterState, DenyReason, QuotaCounter
+from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, MeterUnavailable, NotFoundError, RateLimitedError, UnprocessableError
 from billing_platform.quantities import ZERO
@@ -97,6 +99,7 @@ def _resolve(
     dropped: set[int] = set()  # shards whose counter left the reservation's period: nothing to give back there
     capped: dict[int, Decimal] = {}
     forfeit: set[str] = set()  # grants that paid but can no longer be refilled
+    dropped_entities: set[str] = set()
     for _round in range(MAX_ROUNDS):
         if not current.held:
             return _answer_resolved(current, target, actual), True
@@ -130,6 +133,9 @@ def _resolve(
         lost = sum((q for g, q in refills if g in forfeit), ZERO)
         after = current.resolved(target, now, actual=actual, charged=keep, given_back=given, forfeited=lost)
         changes = [CounterChange(ctx.repo.counter_key_of(current, shard), part) for shard, part in gives]
+        # The entities counted the whole estimate (their takes never draw grants): each gets `back` again.
+        entity_backs = [e for e in current.entities if e not in dropped_entities] if back > 0 else []
+        changes += [CounterChange(limit_key(current.tenant_id, e, current.resource_type), back) for e in entity_backs]
         grant_refills = [GrantRefill(ctx.repo.grant_key_of(current, g), q) for g, q in live]
         result = ctx.repo.resolve(current, after, changes, now, refills=grant_refills)
         if result.applied:
@@ -144,6 +150,10 @@ def _resolve(
                 extra={"reservation_id": current.reservation_id, "grant_id": grant_id},
             )
             forfeit.add(grant_id)
+            continue
+        if result.counter_index is not None and result.counter_index >= len(gives):
+            # An entity's limit moved past the reservation's period (or was removed): nothing to give there.
+            dropped_entities.add(entity_backs[result.counter_index - len(gives)])
             continue
         current = _after_refusal(ctx, current, result, gives, dropped, capped)
     raise RateLimitedError("the reservation is under heavy contention; retry shortly")
@@ -234,7 +244,19 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             built[:] = [after]
             return ctx.repo.transition_item(current, after, now)
 
-        taken = take(ctx.entitlements.context, current.tenant_id, current.resource_type, wanted, companion)
+        taken: Taken | LevelTaken
+        if current.entity_id is not None:
+
+            def companions(
+                now: datetime, shares: Shares, layout: int, _entities: tuple[str, ...], amount: Decimal = wanted
+            ) -> list[dict[str, Any]]:
+                return [companion(now, shares, layout, (), amount)]
+
+            request = LevelRequest(current.tenant_id, current.resource_type, wanted, current.entity_id)
+            taken = take_at_levels(ctx.entitlements.context, request, companions)
+        else:
+            plain = ConsumeRequest(current.tenant_id, current.resource_type, wanted)
+            taken = take(ctx.entitlements.context, plain, companion)
         if taken.granted:
             _log(built[-1])
             return built[-1]
@@ -242,7 +264,11 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             return None
         denial = taken.denial
         left = ZERO
-        if denial is not None:
+        if denial is not None and denial.refused_by is not None:
+            # What the refusing level's period still holds (a window refusal: nothing more this window).
+            rows = [s for s in denial.levels if s.level == denial.refused_by and s.window is None]
+            left = rows[0].remaining or ZERO if rows and denial.reason is not DenyReason.WINDOW else ZERO
+        elif denial is not None:
             # What the quota and the live grants still hold together (a reserve's take draws both).
             left = (denial.remaining or ZERO) + (denial.grant_remaining or ZERO)
         if left <= 0 or left >= wanted:

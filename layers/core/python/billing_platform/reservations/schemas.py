@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_platform.api.schemas import DecimalText, InstantText
+from billing_platform.entities.models import ENTITY_ID_MAX_LENGTH, ENTITY_ID_PATTERN
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
 from billing_platform.reservations.models import DEFAULT_TTL, MAX_TTL, MIN_TTL, ReservationState
@@ -28,6 +29,13 @@ class ReserveRequest(BaseModel):
     )
     # A retried reserve with the same key finds the same reservation instead of holding twice.
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    entity_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTITY_ID_MAX_LENGTH,
+        pattern=ENTITY_ID_PATTERN,
+        description="Hold at this entity and every limited level above it (default: the calling key's bound entity)",
+    )
 
 
 class SettleRequest(BaseModel):
@@ -57,7 +65,7 @@ class ReservationOut(BaseModel):
     estimate: DecimalText = Field(description="What the reserve took from the quota (and grants)")
     actual: DecimalText | None = Field(description="the settled quantity as reported")
     charged: DecimalText = Field(description="what the quota counts and the usage pipeline meters")
-    given_back: DecimalText = Field(description="What the settle, cancel or expiry returned to the quota")
+    given_back: DecimalText = Field(description="What the settle, cancel or expiry gave back of the estimate")
     uncovered: DecimalText = Field(description="extra a hard quota could not cover")
     from_grants: list[GrantPaid] = Field(
         default_factory=list, description="what each credit grant paid past an exhausted hard quota"
@@ -65,6 +73,7 @@ class ReservationOut(BaseModel):
     forfeited: DecimalText = Field(
         default="0", description="grant units not given back: the grant expired or was voided"
     )
+    entity_id: str | None = Field(default=None, description="The entity whose levels hold the estimate too")
     reserved_at: InstantText
     expires_at: InstantText = Field(description="Unsettled by then, the reservation expires and gives back")
     resolved_at: InstantText | None = Field(description="When it was settled, cancelled or expired")

@@ -62,9 +62,13 @@ class ReservationService:
         *,
         ttl: timedelta = DEFAULT_TTL,
         idempotency_key: str | None = None,
+        entity_id: str | None = None,
     ) -> tuple[Reservation, bool]:
-        """Hold `estimate`; (reservation, replayed). QuotaExceededError (402) when it cannot be covered."""
-        return reserve(self._ctx, tenant_id, resource_type, estimate, ttl, idempotency_key=idempotency_key)
+        """Hold `estimate` (at every limited level of `entity_id` too); (reservation, replayed).
+        QuotaExceededError (402, or 429 for a window) when it cannot be covered."""
+        return reserve(
+            self._ctx, tenant_id, resource_type, estimate, ttl, idempotency_key=idempotency_key, entity_id=entity_id
+        )
 
     def settle(self, tenant_id: str, reservation_id: str, actual: Decimal) -> tuple[Reservation, bool]:
         """Charge `actual` (give back the rest, or take the extra); (reservation, replayed)."""

@@ -76,9 +76,10 @@ class SubscriptionService:
                 code="customer_exists",
                 details={"customer_id": existing},
             )
-        customer = self._provider.create_customer(
+        customer_id = self._provider.create_customer(
             request.tenant_id, request.email, request.name, idempotency_key=actor.idempotency_key
         )
+        customer = self._provider.get_customer(customer_id)
         out = CustomerOut.from_provider(customer, request.tenant_id)
         audit = self._audit(request.tenant_id, actor, "customer.create", customer.id, out)
         if not self._repo.bind_customer(

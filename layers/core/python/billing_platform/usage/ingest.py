@@ -13,11 +13,12 @@ from billing_platform.auth.caller import Caller
 from billing_platform.dynamodb import utc_now
 from billing_platform.errors import BillingError, TenantAccessDenied, UnprocessableError, UsageEnqueueError
 from billing_platform.settings import Settings, get_settings
+from billing_platform.usage.dimensions import DimensionGate
 from billing_platform.usage.models import UsageRecord, check_record, new_record_id, parse_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
 
 MAX_RECORDS_PER_REQUEST = 1000
-_FIELDS = {"record_id", "tenant_id", "resource_type", "quantity", "timestamp", "metadata"}
+_FIELDS = {"record_id", "tenant_id", "resource_type", "quantity", "timestamp", "metadata", "dimensions", "entity_id"}
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ def derived_record_id(tenant_id: str, idempotency_key: str, index: int) -> str:
 class UsageIngestService:
     """Accepts a batch of records for one caller: 202-style partial acceptance with per-record errors."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, gate: DimensionGate | None = None) -> None:
         self._settings = settings or get_settings()
         self._sender: UsageSender | None = None  # built on the first send
+        self._gate = gate or DimensionGate(self._settings)
 
     @property
     def sender(self) -> UsageSender:
@@ -128,4 +130,6 @@ class UsageIngestService:
             raise UnprocessableError("quantity must be a number", details={"field": "quantity"})
         record = parse_record(data)
         check_record(record, self._settings.catalog, now=now, max_age=self._settings.usage_record_max_age)
+        if record.dimensions or record.entity_id is not None:
+            self._gate.admit(record)
         return record

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing_platform.catalog import Catalog
-from billing_platform.errors import UnprocessableError, ValidationError
+from billing_platform.entities.models import ENTITY_ID_PATTERN
+from billing_platform.errors import UndeclaredDimensionError, UnprocessableError, ValidationError
 from billing_platform.ids import TENANT_ID_PATTERN, TenantIdLike, tenant_id_str
 from billing_platform.instants import to_utc
 from billing_platform.quantities import MAX_QUANTITY, QUANTITY_PLACES
@@ -34,6 +35,10 @@ MESSAGE_VERSION = 1
 # SQS limit for one message and for the sum of one SendMessageBatch.
 SQS_MAX_BYTES = 256 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,40}$")
+# Dimension values and entity ids become parts of attribute names in the read model (joined with `|`),
+# so `|` is not allowed; 64 characters bound the size of a day item (catalog.MAX_TOTAL_CARDINALITY).
+DIMENSION_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-.:/@+ ]{0,63}$"
+_DIMENSION_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 MetadataValue = str | int | bool
 
@@ -55,6 +60,10 @@ class UsageRecord(BaseModel):
     quantity: Decimal = Field(gt=0, le=MAX_QUANTITY, decimal_places=QUANTITY_PLACES, allow_inf_nan=False)
     timestamp: datetime
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    # Declared dimensions of the resource type (catalog), e.g. {"model": "gpt-4"}; grouped in the answers.
+    dimensions: dict[str, str] = Field(default_factory=dict, max_length=3)
+    # The user, team or key inside the tenant that used it; always a dimension of every resource type.
+    entity_id: str | None = Field(default=None, pattern=ENTITY_ID_PATTERN)
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -85,6 +94,20 @@ class UsageRecord(BaseModel):
             raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes")
         return value
 
+    @field_validator("dimensions")
+    @classmethod
+    def _dimension_values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not _DIMENSION_NAME_RE.match(name):
+                raise ValueError(
+                    f"dimension name {name!r} must be 1-32 characters of [a-z0-9_], starting with a letter"
+                )
+            if not isinstance(item, str) or not re.match(DIMENSION_VALUE_PATTERN, item):
+                raise ValueError(
+                    f"dimension {name!r}: value must be 1-64 characters of letters, digits and _-.:/@+ or space"
+                )
+        return value
+
     def to_wire(self) -> dict[str, Any]:
         """The JSON form inside a queue message (quantity as a string: exact)."""
         wire: dict[str, Any] = {
@@ -96,6 +119,10 @@ class UsageRecord(BaseModel):
         }
         if self.metadata:
             wire["metadata"] = self.metadata
+        if self.dimensions:
+            wire["dimensions"] = self.dimensions
+        if self.entity_id is not None:
+            wire["entity_id"] = self.entity_id
         return wire
 
     def wire_json(self) -> str:
@@ -104,8 +131,16 @@ class UsageRecord(BaseModel):
 
 def check_record(record: UsageRecord, catalog: Catalog, *, now: datetime, max_age: timedelta) -> None:
     """Rules that need the catalog or a clock: a known resource type, and a timestamp inside the window
-    the raw table can deduplicate (older records could outlive their raw item's TTL and count twice)."""
-    catalog.require_resource_type(record.resource_type)
+    the raw table can deduplicate (older records could outlive their raw item's TTL and count twice), and
+    only dimensions the resource type declares (`UndeclaredDimensionError`)."""
+    spec = catalog.require_resource_type(record.resource_type)
+    undeclared = sorted(set(record.dimensions) - set(spec.dimensions))
+    if undeclared:
+        declared = ", ".join(sorted(spec.dimensions)) or "none"
+        raise UndeclaredDimensionError(
+            f"{record.resource_type} does not declare dimension {undeclared[0]!r} (declared: {declared})",
+            details={"field": f"dimensions.{undeclared[0]}", "declared": sorted(spec.dimensions)},
+        )
     if record.timestamp > now + MAX_CLOCK_SKEW:
         raise ValidationError("timestamp is in the future", code="timestamp_in_future")
     if record.timestamp < now - max_age:
@@ -124,6 +159,8 @@ def build_record(
     timestamp: datetime | None = None,
     record_id: str | None = None,
     metadata: dict[str, MetadataValue] | None = None,
+    dimensions: dict[str, str] | None = None,
+    entity_id: str | None = None,
 ) -> UsageRecord:
     """Validate and build a record; raise `UnprocessableError` (422) naming the bad field."""
     try:
@@ -138,6 +175,8 @@ def build_record(
             "quantity": qty,
             "timestamp": timestamp or datetime.now(UTC),
             "metadata": metadata or {},
+            "dimensions": dimensions or {},
+            "entity_id": entity_id,
         }
     )
 
@@ -259,3 +298,79 @@ class TopConsumer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "quantity": str(self.quantity)}
+
+
+GRANULARITY_NAMES = {"hour": Granularity.HOUR, "day": Granularity.DAY, "month": Granularity.MONTH}
+# Grouping a tenant's usage by entity (the user, team or key of each record) rather than a dimension.
+ENTITY = "entity"
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    """A checked request for a tenant's usage series (`UsageAggregator.get_usage`)."""
+
+    tenant_id: str
+    resource_type: str
+    granularity: Granularity
+    start: datetime
+    end: datetime
+    group_by: str | None = None  # a declared dimension or "entity"
+    limit: int = 10
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """The usage of one hour, day or month (`start` is its first instant, UTC)."""
+
+    start: datetime
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class SeriesGroup:
+    """One value of the grouping dimension (or one entity) with its own points and total over the range."""
+
+    value: str
+    total: Decimal
+    points: list[SeriesPoint]
+
+
+@dataclass(frozen=True)
+class UsageSeries:
+    """A tenant's usage of one resource type per bucket over [start, end). Grouped, `groups` are the
+    `limit` values with the most usage (ties by value), `other` the usage of the values left out and
+    `ungrouped` the usage of records without that dimension: total = sum(groups) + other + ungrouped.
+    `complete_until`: usage stored up to this instant is in the answer (None: nothing aggregated yet)."""
+
+    tenant_id: str
+    resource_type: str
+    granularity: Granularity
+    start: datetime
+    end: datetime
+    group_by: str | None
+    total: Decimal
+    points: list[SeriesPoint]
+    groups: list[SeriesGroup]
+    other: Decimal
+    ungrouped: Decimal
+    complete_until: datetime | None
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    tenant_id: str
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class TopTenants:
+    """The tenants with the most usage of a resource type over [start, end), optionally only the usage
+    carrying one dimension value; ties order by tenant id. `complete_until` as in `UsageSeries`."""
+
+    resource_type: str
+    start: datetime
+    end: datetime
+    dimension: str | None
+    value: str | None
+    tenants: list[TenantUsage]
+    complete_until: datetime | None

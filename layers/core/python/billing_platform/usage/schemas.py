@@ -1,5 +1,6 @@
-"""The HTTP API's request and response bodies for usage: the batch ingest, the tenant's daily trend and
-the operator's top consumers."""
+"""The HTTP API's request and response bodies for usage: the batch ingest, the tenant's daily trend, the
+tenant's usage series (by hour, day or month, grouped by a dimension or entity), and the operator's top
+consumers and top tenants. Quantities are exact decimal strings; instants ISO 8601 in UTC."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from billing_platform.api.schemas import DecimalText, InstantText
 from billing_platform.usage.ingest import MAX_RECORDS_PER_REQUEST
+from billing_platform.usage.models import SeriesPoint, TopTenants, UsageSeries
 
 
 class IngestRequest(BaseModel):
@@ -23,7 +25,9 @@ class IngestRequest(BaseModel):
         description="Each an object: resource_type, quantity (a number > 0) and optionally record_id (a record "
         "sent again with the same id counts once), tenant_id (default: the key's tenant; an operator must name "
         "it), timestamp (ISO 8601 with a timezone, default now; neither in the future nor older than the "
-        "deduplication window) and metadata (an object)",
+        "deduplication window), metadata (an object), dimensions (an object of the resource type's declared "
+        'dimensions, e.g. {"model": "gpt-4o"}; an undeclared one or a new value past its cap is refused) '
+        "and entity_id (the user, team or key inside the tenant)",
     )
 
 
@@ -71,3 +75,81 @@ class TopConsumersOut(BaseModel):
     start: InstantText
     end: InstantText
     items: list[TopConsumerOut]
+
+
+class PointOut(BaseModel):
+    start: InstantText = Field(description="First instant of the hour, day or month")
+    quantity: DecimalText = Field(description="Usage in that bucket")
+
+
+def _points(points: list[SeriesPoint]) -> list[PointOut]:
+    return [PointOut(start=p.start.isoformat(), quantity=str(p.quantity)) for p in points]
+
+
+class GroupOut(BaseModel):
+    value: str = Field(description="The dimension value, or the entity id")
+    total: DecimalText = Field(description="This value's usage over the range")
+    points: list[PointOut]
+
+
+class UsageSeriesOut(BaseModel):
+    """A tenant's usage of one resource per bucket over [start, end): total = sum(groups) + other + ungrouped."""
+
+    tenant_id: str
+    resource_type: str
+    granularity: str = Field(description="hour, day or month")
+    start: InstantText
+    end: InstantText = Field(description="Exclusive end of the range")
+    group_by: str | None = Field(description="The dimension (or entity) the groups are by; null when ungrouped")
+    total: DecimalText = Field(description="Usage over the range")
+    points: list[PointOut] = Field(description="Every bucket of the range, oldest first, zero-filled")
+    groups: list[GroupOut] = Field(description="The `limit` values with the most usage, most first, ties by value")
+    other: DecimalText = Field(description="Usage of the values not among `groups`")
+    ungrouped: DecimalText = Field(description="Usage of records that carry no value of `group_by`")
+    complete_until: InstantText | None = Field(
+        description="Usage stored in the platform before this instant is in this answer; null: nothing aggregated yet"
+    )
+
+    @classmethod
+    def of(cls, series: UsageSeries) -> UsageSeriesOut:
+        return cls(
+            tenant_id=series.tenant_id,
+            resource_type=series.resource_type,
+            granularity={"H": "hour", "D": "day", "M": "month"}[series.granularity.value],
+            start=series.start.isoformat(),
+            end=series.end.isoformat(),
+            group_by=series.group_by,
+            total=str(series.total),
+            points=_points(series.points),
+            groups=[GroupOut(value=g.value, total=str(g.total), points=_points(g.points)) for g in series.groups],
+            other=str(series.other),
+            ungrouped=str(series.ungrouped),
+            complete_until=series.complete_until.isoformat() if series.complete_until else None,
+        )
+
+
+class TopTenantsOut(BaseModel):
+    """The tenants with the most usage of a resource in the whole hours [start, end), optionally only the
+    usage carrying one dimension value; most first, ties by tenant id."""
+
+    resource_type: str
+    start: InstantText
+    end: InstantText = Field(description="Exclusive end of the range")
+    dimension: str | None = Field(description="The dimension the usage is filtered by; null: all usage")
+    value: str | None = Field(description="The dimension value the usage is filtered by")
+    items: list[TopConsumerOut]
+    complete_until: InstantText | None = Field(
+        description="Usage stored in the platform before this instant is in this answer; null: nothing aggregated yet"
+    )
+
+    @classmethod
+    def of(cls, top: TopTenants) -> TopTenantsOut:
+        return cls(
+            resource_type=top.resource_type,
+            start=top.start.isoformat(),
+            end=top.end.isoformat(),
+            dimension=top.dimension,
+            value=top.value,
+            items=[TopConsumerOut(tenant_id=t.tenant_id, quantity=str(t.quantity)) for t in top.tenants],
+            complete_until=top.complete_until.isoformat() if top.complete_until else None,
+        )

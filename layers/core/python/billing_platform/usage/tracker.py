@@ -33,7 +33,8 @@ from billing_platform.errors import UsageBufferFull, UsageFlushError
 from billing_platform.ids import TenantIdLike
 from billing_platform.offload import run_blocking
 from billing_platform.settings import Settings, get_settings
-from billing_platform.usage.models import MetadataValue, build_record, check_record
+from billing_platform.usage.dimensions import DimensionGate
+from billing_platform.usage.models import MetadataValue, UsageRecord, build_record, check_record
 from billing_platform.usage.queue import SqsUsageQueue, UsageSender, send_records
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,10 @@ class SyncUsageTracker:
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        dimension_gate: DimensionGate | None = None,
     ) -> None:
         self._settings = settings or get_settings()
+        self._gate = dimension_gate or DimensionGate(self._settings)  # builds its client on first use
         # Where records go (the document's "usage repository"): the usage queue's URL or a sender.
         target = usage_repository if usage_repository is not None else self._settings.usage_queue_url
         if target is None:
@@ -119,10 +122,27 @@ class SyncUsageTracker:
         timestamp: datetime | None = None,
         record_id: str | None = None,
         metadata: dict[str, MetadataValue] | None = None,
+        *,
+        dimensions: dict[str, str] | None = None,
+        entity_id: str | None = None,
     ) -> str:
-        """Validate, buffer and return the record id. Raises `UnprocessableError` / `ValidationError`
-        for a bad record (nothing is buffered), `UsageBufferFull` if the queue is unreachable for long."""
-        record_id, due = self.buffer(tenant_id, resource_type, quantity, timestamp, record_id, metadata)
+        """Validate, buffer and return the record id. `dimensions` are the resource type's declared
+        dimensions (catalog), `entity_id` the user, team or key inside the tenant. Raises
+        `UnprocessableError` / `ValidationError` for a bad record (`UndeclaredDimensionError`,
+        `DimensionCapReachedError` among them; nothing is buffered), `UsageBufferFull` if the queue is
+        unreachable for long."""
+        record = self.prepare(
+            tenant_id,
+            resource_type,
+            quantity,
+            timestamp,
+            record_id,
+            metadata,
+            dimensions=dimensions,
+            entity_id=entity_id,
+        )
+        self.admit(record)
+        record_id, due = self.enqueue(record)
         if due:
             self.flush()
         return record_id
@@ -131,7 +151,7 @@ class SyncUsageTracker:
         return self.track(tenant_id, *execution(workflow_id))
 
     def track_tokens(self, tenant_id: TenantIdLike, tokens: int, model: str) -> str:
-        return self.track(tenant_id, *tokens_used(tokens, model))
+        return self.track(tenant_id, *tokens_used(tokens, model), dimensions={"model": model})
 
     def track_api_call(self, tenant_id: TenantIdLike, endpoint: str, method: str) -> str:
         return self.track(tenant_id, *api_call(endpoint, method))
@@ -139,7 +159,7 @@ class SyncUsageTracker:
     def track_storage(self, tenant_id: TenantIdLike, size_mb: Quantity, storage_type: str) -> str:
         return self.track(tenant_id, *storage(size_mb, storage_type))
 
-    def buffer(
+    def prepare(  # the record's fields, as `track` takes them
         self,
         tenant_id: TenantIdLike,
         resource_type: str,
@@ -147,13 +167,36 @@ class SyncUsageTracker:
         timestamp: datetime | None = None,
         record_id: str | None = None,
         metadata: dict[str, MetadataValue] | None = None,
-    ) -> tuple[str, bool]:
-        """Validate and buffer without sending: the record id, and whether the caller must flush now
-        (a full batch while no background thread runs; with one, it is woken instead)."""
+        *,
+        dimensions: dict[str, str] | None = None,
+        entity_id: str | None = None,
+    ) -> UsageRecord:
+        """Build and validate a record against the schema and the catalog (no I/O)."""
         record = build_record(
-            tenant_id, resource_type, quantity, timestamp=timestamp, record_id=record_id, metadata=metadata
+            tenant_id,
+            resource_type,
+            quantity,
+            timestamp=timestamp,
+            record_id=record_id,
+            metadata=metadata,
+            dimensions=dimensions,
+            entity_id=entity_id,
         )
         check_record(record, self._settings.catalog, now=self._clock(), max_age=self._settings.usage_record_max_age)
+        return record
+
+    def needs_admission(self, record: UsageRecord) -> bool:
+        """True when `admit` would do I/O (a dimension value or entity this process has not seen)."""
+        return bool(record.dimensions or record.entity_id is not None) and self._gate.unknown(record)
+
+    def admit(self, record: UsageRecord) -> None:
+        """The cardinality caps (`DimensionCapReachedError`); I/O only for values not seen before."""
+        if record.dimensions or record.entity_id is not None:
+            self._gate.admit(record)
+
+    def enqueue(self, record: UsageRecord) -> tuple[str, bool]:
+        """Buffer an admitted record without sending: the record id, and whether the caller must flush
+        now (a full batch while no background thread runs; with one, it is woken instead)."""
         encoded = record.wire_json()
         with self._lock:
             if len(self._buffer) >= self._max_buffered:
@@ -315,6 +358,7 @@ class UsageTracker:
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        dimension_gate: DimensionGate | None = None,
     ) -> None:
         self._sync = SyncUsageTracker(
             usage_repository,
@@ -324,6 +368,7 @@ class UsageTracker:
             max_buffered=max_buffered,
             clock=clock,
             sleep=sleep,
+            dimension_gate=dimension_gate,
         )
 
     @property
@@ -347,10 +392,27 @@ class UsageTracker:
         timestamp: datetime | None = None,
         record_id: str | None = None,
         metadata: dict[str, MetadataValue] | None = None,
+        *,
+        dimensions: dict[str, str] | None = None,
+        entity_id: str | None = None,
     ) -> str:
-        """Validate and buffer (on the loop: no I/O); a due flush runs on the worker pool. Returns the
+        """Validate and buffer (on the loop: no I/O, except registering a dimension value or entity
+        this process has not seen, on the worker pool); a due flush runs on the worker pool. Returns the
         record id; raises as `SyncUsageTracker.track` does."""
-        record_id, due = self._sync.buffer(tenant_id, resource_type, quantity, timestamp, record_id, metadata)
+        sync = self._sync
+        record = sync.prepare(
+            tenant_id,
+            resource_type,
+            quantity,
+            timestamp,
+            record_id,
+            metadata,
+            dimensions=dimensions,
+            entity_id=entity_id,
+        )
+        if sync.needs_admission(record):
+            await run_blocking(sync.admit, record)
+        record_id, due = sync.enqueue(record)
         if due:
             await run_blocking(self._sync.flush)
         return record_id
@@ -359,7 +421,7 @@ class UsageTracker:
         return await self.track(tenant_id, *execution(workflow_id))
 
     async def track_tokens(self, tenant_id: TenantIdLike, tokens: int, model: str) -> str:
-        return await self.track(tenant_id, *tokens_used(tokens, model))
+        return await self.track(tenant_id, *tokens_used(tokens, model), dimensions={"model": model})
 
     async def track_api_call(self, tenant_id: TenantIdLike, endpoint: str, method: str) -> str:
         return await self.track(tenant_id, *api_call(endpoint, method))

@@ -1,5 +1,2 @@
-"""Entitlement data access (DynamoDB), one module per kind of item or write.
-
-`EntitlementRepository` (entitlements/repository.py) is these pieces put together; use cases talk to
-it, never to boto3. `items` holds keys and item codecs, `table` the request plumbing shared by all.
-"""
+"""Entitlement data access (DynamoDB), one module per kind of item or write, joined in
+`EntitlementRepository` (the package docstring maps them); use cases talk to it, never to boto3."""

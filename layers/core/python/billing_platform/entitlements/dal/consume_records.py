@@ -41,6 +41,8 @@ class ConsumeRecord:
     layout: int
     answer: EntitlementCheck | None = None
     released: bool = False
+    # The entities the take also counted at (entitlements.entity_take): a release gives back there too.
+    entities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def record_to_item(record: ConsumeRecord) -> Item:
     }
     if record.answer is not None:
         item["answer"] = string_attr(json.dumps(record.answer.to_dict()))
+    if record.entities:
+        item["entities"] = {"L": [string_attr(e) for e in record.entities]}
     return item
 
 
@@ -86,6 +90,7 @@ def record_from_item(item: Item) -> ConsumeRecord:
         layout=int(item.get("layout", {"N": "1"})["N"]),
         answer=answer,
         released=bool(item.get("released", {}).get("BOOL", False)),
+        entities=tuple(e["S"] for e in item.get("entities", {}).get("L", [])),
     )
 
 
@@ -252,9 +257,10 @@ class ConsumeRecordAccess(TableAccess):
 
     # --- release of a keyed consume -----------------------------------------------------------
 
-    def release_once(self, record: ConsumeRecord) -> bool:
+    def release_once(self, record: ConsumeRecord, levels: list[dict[str, Any]] | None = None) -> bool:
         """Give back what an idempotent consume took, exactly once: marks the record released in the
-        same transaction. Refused (False) when already released or the period has moved on."""
+        same transaction (with `levels`: the give-backs of the entities it counted at). Refused (False)
+        when already released or the period has moved on."""
         items: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -284,4 +290,5 @@ class ConsumeRecordAccess(TableAccess):
                     }
                 }
             )
+        items += levels or []
         return applied(lambda: transact_write_items(self.client, items))

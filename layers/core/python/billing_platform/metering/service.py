@@ -1,4 +1,4 @@
-"""Reports metered usage to Stripe Billing meters, every unit exactly once (issue 7).
+"""Reports metered usage to Stripe Billing meters, every unit exactly once.
 
 What is reported: for each tenant whose plan marks a resource `metered`, the hourly usage aggregates of
 that resource, as meter events (customer id, value, timestamp = the hour's start) under the resource
@@ -259,7 +259,7 @@ class MeterReporter:
             mark = marks.get(hour, HourWatermark(hour))
             total = hour_totals.get(hour, ZERO)
             try:
-                done = self._report_hour(tenant, tenant_id, resource, hour, total, mark, metered, report)
+                done = self._report_hour(tenant, tenant_id, resource, hour, total, mark, metered=metered, report=report)
                 consecutive_outages = 0
             except (ProviderUnavailableError, ProviderRateLimitError) as exc:
                 self._failed(report, tenant_id, resource, hour, exc)
@@ -282,6 +282,7 @@ class MeterReporter:
         hour: str,
         total: Decimal,
         mark: HourWatermark,
+        *,
         metered: bool,
         report: MeterRunReport,
     ) -> bool:

@@ -1,0 +1,204 @@
+"""Spend caps (billing_platform.spend): setting them, and the capped consume, a take use case of this package.
+
+A tenant without a cap (the container remembers it for the plan cache's TTL) consumes on the hot path
+as before: one request. A tenant with a cap consumes through `entitlements.take` (the quota take with
+companion items in one transaction: provisioning, period roll, shards and grants handled as for any take)
+whose companion is the period's spend item (`repository.spend_update`), plus the idempotent consume's
+record for a keyed consume. So the quota and the spend move together or not at all, and a hard cap's
+condition is decided in that same write: the spend never passes the cap whatever the concurrency.
+
+A refused spend condition brings the spend item back as it was: the take is priced again at that exact
+state; when the cap is what refused it, the answer is 402 `spend_cap_reached` with the cap, the spend
+and what the take would have cost, all read in that refusal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from billing_platform.auth.caller import Actor
+from billing_platform.catalog.prices import UsagePrice
+from billing_platform.entitlements.answers import granted
+from billing_platform.entitlements.cache import TTLCache
+from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
+from billing_platform.entitlements.dal.consume_records import record_from_item
+from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck
+from billing_platform.entitlements.plans import plan_for, plan_period
+from billing_platform.entitlements.records import new_record, replay
+from billing_platform.entitlements.take import GrantsPaid, Shares, take
+from billing_platform.entitlements.views import read_quota
+from billing_platform.errors import RateLimitedError, SpendCapReachedError, UnprocessableError
+from billing_platform.quantities import ZERO
+from billing_platform.rating.service import rate
+from billing_platform.spend.models import (
+    SpendCap,
+    SpendCapRequest,
+    SpendState,
+    refusal,
+    spend_step,
+)
+from billing_platform.spend.repository import SpendRepository, spend_key, spend_update, state_from_item
+
+
+class SpendCaps:
+    """The tenants' caps as this container knows them (cached like plans), and the spend items' last seen
+    states (a guess that only saves a retry: every take is conditioned on the state it was priced at)."""
+
+    def __init__(self, ctx: EntitlementContext, repository: SpendRepository | None = None) -> None:
+        self._ctx = ctx
+        self.repo = repository or SpendRepository(ctx.settings, ctx.repo.injected_client)
+        # (cap,): a cached "no cap" is (None,), told apart from nothing cached.
+        self._caps: TTLCache[str, tuple[SpendCap | None]] = TTLCache(ctx.cache_ttl_seconds)
+        self._states: TTLCache[tuple[str, datetime], SpendState] = TTLCache(ctx.cache_ttl_seconds)
+
+    def cap_for(self, tenant_id: str) -> SpendCap | None:
+        """The tenant's cap (None: no cap), from the container's cache when it has looked it up lately."""
+        cached = self._caps.get(tenant_id)
+        if cached is not None:
+            return cached[0]
+        cap = self.repo.get_cap(tenant_id)
+        self._caps.put(tenant_id, (cap,))
+        return cap
+
+    def set_cap(self, tenant_id: str, request: SpendCapRequest, *, actor: Actor) -> SpendCap:
+        """Set (replace) the tenant's cap; 422 when its currency is not the plan's or a resource is not priced."""
+        plan = plan_for(self._ctx, tenant_id, fresh=True)
+        pricing = self._ctx.catalog.plan(plan.plan_id).pricing
+        if pricing is None:
+            raise UnprocessableError(f"plan {plan.plan_id!r} has no prices: a spend cap cannot apply", code="no_prices")
+        if request.currency != pricing.currency:
+            raise UnprocessableError(
+                f"the cap is in {request.currency} but plan {plan.plan_id!r} charges in {pricing.currency}",
+                code="currency_mismatch",
+            )
+        unknown = sorted(set(request.resources) - set(pricing.resources))
+        if unknown:
+            raise UnprocessableError(f"plan {plan.plan_id!r} does not price {', '.join(unknown)}", code="not_priced")
+        now = self._ctx.clock()
+        cap = SpendCap(
+            tenant_id=tenant_id,
+            currency=request.currency,
+            amount=Decimal(request.amount),
+            kind=request.kind,
+            resources={r: Decimal(a) for r, a in request.resources.items()},
+            thresholds=request.thresholds,
+            set_by=actor.principal_id,
+            set_at=now,
+        )
+        self.repo.put_cap(cap, now)
+        # The period's usage so far is counted from the start: the spend item begins at its rating.
+        _start, period_end = plan_period(plan, now)
+        used: dict[str, Decimal] = {}
+        spent: dict[str, Decimal] = {}
+        for resource, priced in pricing.resources.items():
+            counter = read_quota(self._ctx, tenant_id, resource)
+            if counter is not None and counter.used > 0:
+                used[resource] = counter.used
+                spent[resource] = rate(priced.price, counter.used).raw
+        self.repo.seed(tenant_id, period_end, used, spent, cap)
+        self._caps.put(tenant_id, (cap,))
+        return cap
+
+    def remove_cap(self, tenant_id: str) -> None:
+        self.repo.delete_cap(tenant_id)
+        self._caps.put(tenant_id, (None,))
+
+    def price_of(self, tenant_id: str, resource_type: str) -> UsagePrice | None:
+        plan = plan_for(self._ctx, tenant_id)
+        pricing = self._ctx.catalog.plan(plan.plan_id).pricing
+        priced = pricing.resources.get(resource_type) if pricing is not None else None
+        return priced.price if priced is not None else None
+
+    def consume(
+        self, cap: SpendCap, tenant_id: str, resource_type: str, quantity: Decimal, idempotency_key: str | None
+    ) -> EntitlementCheck | None:
+        """The capped consume. None: the resource has no price on the plan (the caller consumes as usual)."""
+        price = self.price_of(tenant_id, resource_type)
+        if price is None:
+            return None
+        ctx = self._ctx
+        request = ConsumeRequest(tenant_id, resource_type, quantity, idempotency_key)
+        if idempotency_key is not None:
+            record = ctx.repo.get_consume_record(tenant_id, idempotency_key)
+            if record is not None:
+                return replay(ctx, record, request)
+        for _round in range(MAX_ROUNDS):
+            now = ctx.clock()
+            _start, period_end = plan_period(plan_for(ctx, tenant_id), now)
+            key = spend_key(tenant_id, period_end)
+            seen = self._states.get((tenant_id, period_end)) or SpendState()
+            priced: list[tuple[Decimal, Decimal]] = []  # (units counted, spend delta) of the last build
+
+            def companion(
+                at: datetime,
+                shares: Shares,
+                layout: int,
+                _grants: GrantsPaid,
+                *,
+                seen: SpendState = seen,
+                priced: list[tuple[Decimal, Decimal]] = priced,
+                key: dict[str, object] = key,
+                period_end: datetime = period_end,
+            ) -> list[dict[str, object]]:
+                counted = sum((part for _shard, part in shares), ZERO)  # units grants paid are prepaid
+                step = spend_step(price, seen.used_of(resource_type), counted)
+                priced.append((counted, step.delta))
+                items: list[dict[str, object]] = [
+                    spend_update(self.repo.table, key, resource_type, step, cap, period_end)
+                ]
+                if idempotency_key is not None:
+                    record = new_record(request, at, shares, layout)
+                    items.append(ctx.repo.record_put_request(record))
+                return items
+
+            taken = take(ctx, request, companion)
+            if taken.granted:
+                self._states.put((tenant_id, period_end), _after(seen, resource_type, *priced[-1]))
+                return self._answer(tenant_id, resource_type, quantity, taken.shares, taken.layout, idempotency_key)
+            if taken.denial is not None:
+                return taken.denial
+            if taken.companion_index == 1 and taken.existing is not None and idempotency_key is not None:
+                return replay(ctx, record_from_item(taken.existing), request)
+            # The spend item was not where the take was priced: price it at the state it really has.
+            actual = state_from_item(taken.existing)
+            self._states.put((tenant_id, period_end), actual)
+            step = spend_step(price, actual.used_of(resource_type), quantity)
+            refused = refusal(cap, resource_type, actual, step.delta)
+            if refused is not None:
+                raise SpendCapReachedError(refused)
+        raise RateLimitedError("the spend is under heavy contention; retry shortly")
+
+    def _answer(
+        self,
+        tenant_id: str,
+        resource_type: str,
+        quantity: Decimal,
+        shares: Shares,
+        layout: int,
+        idempotency_key: str | None,
+    ) -> EntitlementCheck:
+        # A transaction returns no item: one read of the counter for the answer (stored for replays).
+        ctx = self._ctx
+        shard = shares[0][0] if shares else 0
+        counter = ctx.repo.get_counter(tenant_id, resource_type, shard, layout)
+        if counter is None:
+            raise RuntimeError("counter vanished after a granted take")
+        answer = granted(counter, quantity, ctx.enforcing, layout, shares, idempotency_key)
+        if idempotency_key is not None:
+            ctx.repo.save_answer(tenant_id, idempotency_key, answer)
+        return answer
+
+    def state(self, tenant_id: str) -> tuple[datetime, SpendState]:
+        """This period's end and its spend (strongly consistent)."""
+        _start, period_end = plan_period(plan_for(self._ctx, tenant_id), self._ctx.clock())
+        return period_end, self.repo.get_state(tenant_id, period_end)
+
+
+def _after(seen: SpendState, resource: str, quantity: Decimal, delta: Decimal) -> SpendState:
+    used = dict(seen.used)
+    spent = dict(seen.spent)
+    used[resource] = seen.used_of(resource) + quantity
+    spent[resource] = seen.spent_of(resource) + delta
+    return replace(seen, used=used, spent=spent, total=seen.total + delta)
