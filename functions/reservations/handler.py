@@ -68,7 +68,7 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
 @tracer.capture_method(capture_response=False)
 def reserve(body: ReserveRequest) -> Response[ReservationOut]:
     tenant_id = _tenant(body.tenant_id)
-    caller = caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+    caller = current_caller(app)
     reservation, replayed = service().reserve(
         tenant_id,
         body.resource_type,

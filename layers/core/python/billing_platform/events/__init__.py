@@ -5,6 +5,7 @@ Detected off the hot path (the billing table's stream, a schedule), published on
   (pure functions over its images);
 - repository.py: the event ledger, one marker item per event (the only module that reaches DynamoDB);
   publisher.py: the EventBridge bus, the other AWS service the package speaks to;
-- stream.py and sweeper.py: the two use cases in place of one service.py, one module each because each
-  runs in its own function (quota_events, event_sweeper) and imports only what it runs.
+- stream.py and sweeper.py: the two publishing use cases, one module each because each runs in its own
+  function (quota_events, event_sweeper) and imports only what it runs; service.py: a tenant's recent events
+  read for the tenant route, answered in schemas.py.
 """

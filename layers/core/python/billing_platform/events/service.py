@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from billing_platform.events.ledger import EventLedger
+from billing_platform.events.repository import EventLedger
 from billing_platform.events.schemas import TenantEventOut, TenantEventsOut
 from billing_platform.settings import Settings, get_settings
 
