@@ -93,7 +93,7 @@ def test_environment_names_exactly_the_tables_and_queues_of_the_spec(
 ) -> None:
     env = _function(synthesized, spec)["Environment"]["Variables"]
     tables = {table.env_var: synthesized.table_id(table) for table in (*spec.reads, *spec.writes)}
-    queues = {queue.env_var: synthesized.queue_id(queue) for queue in spec.sends_to}
+    queues = {queue.env_var: synthesized.queue_id(queue) for queue in (*spec.sends_to, *spec.observes)}
     if spec.sqs_source and spec.sqs_source.sets_visibility:
         queues[spec.sqs_source.queue.env_var] = synthesized.queue_id(spec.sqs_source.queue)
     for var, table_id in tables.items():
@@ -173,6 +173,8 @@ def test_resource_star_only_for_actions_without_resource_level_permissions(
     allowed_on_star = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
     if spec.stream_source:
         allowed_on_star.add("dynamodb:ListStreams")
+    if spec.reads_metrics:
+        allowed_on_star.add("cloudwatch:GetMetricStatistics")  # CloudWatch has no resource-level permission
     for statement in _statements(synthesized, spec):
         if "*" in as_list(statement["Resource"]):
             assert _actions(statement) <= allowed_on_star
