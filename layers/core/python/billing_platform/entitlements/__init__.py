@@ -14,13 +14,11 @@ own module, and the repository is split by kind of item (dal/).
   quota alone cannot cover (quota + grants, one transaction).
 - capped.py: a take of a priced resource under a spend cap, the spend counted in the same transaction;
 - take.py: a take committed with a companion write (reservations hold and settle through it);
-  levels.py: the levels of one atomic take (the tenant's counter, its entities' limits, companions),
-  which builds and commits its own transaction items (a departure from repository.py being the only
-  module that reaches DynamoDB, kept for the entity takes built on it).
+  entity_take.py and entity_consume.py: a take that names an entity, counted at every limited level in one
+  transaction built by `billing_platform.levels` (the tenant's counter, its entities' limits, companions).
 - views.py: check, the quota read model, listing; release.py: giving quota back; reconcile.py: counters
   brought to a plan's terms (provisioning, layout switches); plan_changes.py: apply_plan, suspend, revoke.
 - repository.py: `EntitlementRepository`, the only module of the package that reaches DynamoDB, composed
   of dal/ (items.py: keys and codecs; plans.py, counters.py, consume_records.py, layouts.py; table.py:
   shared plumbing).
-- schemas.py: the HTTP API's request and response bodies.
 """
