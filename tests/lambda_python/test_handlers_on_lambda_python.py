@@ -193,6 +193,8 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
             200,
         ),
         (resources.ENTITIES, api_event("GET", f"/v1/tenants/{TENANT}/entities", operator=True), 200),
+        (resources.PORTAL, api_event("GET", "/portal"), 200),
+        (resources.OPERATIONS, api_event("GET", "/v1/ops/freshness", operator=True), 200),
         (
             resources.WEBHOOK_DELIVERY,  # an event for a tenant with no endpoint: delivered to nobody, done
             sqs_event(
