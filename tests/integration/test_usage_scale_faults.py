@@ -120,6 +120,9 @@ class TimedHandler:
         started = time.perf_counter()
         try:
             return self._handler(event, context)
+        except ClientError as error:
+            # Raised out of the handler, Lambda fails and retries the whole batch: a crash to the driver.
+            raise RuntimeError(f"unhandled: {error}") from error
         finally:
             self.durations.append(time.perf_counter() - started)
 
