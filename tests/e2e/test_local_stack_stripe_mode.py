@@ -155,7 +155,7 @@ def test_with_a_key_set_provider_calls_go_through_the_real_sdk(stripe_mode: Stri
     # The customer is created, then read back whole (the blocking create answers only its id).
     created = [r for r in stripe_mode.stripe.requests if r[:2] == ("POST", "/v1/customers")]
     assert len(created) == 1, stripe_mode.stripe.requests
-    method, path, authorization = created[0]
+    _method, _path, authorization = created[0]
     assert authorization == f"Bearer {GIVEN_SECRET_KEY}"
 
 
