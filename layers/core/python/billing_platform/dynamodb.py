@@ -37,6 +37,23 @@ class BillingTable:
     def table(self) -> str:
         return self._settings.billing_table_name
 
+    def gsi1_page(self, gsi1pk: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a gsi1 listing, newest first, and the cursor of the next (None at the end); a cursor
+        made for another listing is refused (`decode_cursor`)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :g",
+            "ExpressionAttributeValues": {":g": {"S": gsi1pk}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor, expected={"gsi1pk": gsi1pk}, names={"pk", "sk", "gsi1pk", "gsi1sk"})
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self.client.query(**kwargs)
+        return response.get("Items", []), encode_cursor(response.get("LastEvaluatedKey"))
+
 
 def query_items(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Every item a Query answers (`kwargs` as for `client.query`), page after page: a caller that stops

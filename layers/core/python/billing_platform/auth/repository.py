@@ -13,7 +13,7 @@ from typing import Any
 
 from billing_platform.auth.models import ApiKey, ApiKeyPage
 from billing_platform.conditions import applied, transact_write_items
-from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
+from billing_platform.dynamodb import BillingTable
 from billing_platform.tenants.repository import directory_put
 
 # last_used_at is refreshed at most this often per key, so the authorizer does not write on every call.
@@ -112,20 +112,8 @@ class ApiKeyRepository(BillingTable):
 
     def list_for_tenant(self, tenant_id: str, *, limit: int, cursor: str | None) -> ApiKeyPage:
         gsi1pk = f"TENANT#{tenant_id}#APIKEYS"
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :g",
-            "ExpressionAttributeValues": {":g": {"S": gsi1pk}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor, expected={"gsi1pk": gsi1pk}, names={"pk", "sk", "gsi1pk", "gsi1sk"})
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self.client.query(**kwargs)
-        keys = [_from_item(item) for item in response.get("Items", [])]
-        return ApiKeyPage(keys, encode_cursor(response.get("LastEvaluatedKey")))
+        items, next_cursor = self.gsi1_page(gsi1pk, limit=limit, cursor=cursor)
+        return ApiKeyPage([_from_item(item) for item in items], next_cursor)
 
     def revoke(self, key_hash: str, tenant_id: str, revoked_at: datetime, audit_put: dict[str, Any]) -> bool:
         """Mark the key revoked with its audit entry, atomically. False if it was already revoked."""

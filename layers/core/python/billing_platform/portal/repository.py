@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from billing_platform.conditions import applied, transact_write_items
-from billing_platform.dynamodb import BillingTable, decode_cursor, encode_cursor
+from billing_platform.dynamodb import BillingTable
 from billing_platform.portal.models import PortalToken, PortalTokenPage
 
 RETENTION = timedelta(days=7)
@@ -85,20 +85,8 @@ class PortalTokenRepository(BillingTable):
 
     def list_for_tenant(self, tenant_id: str, *, limit: int, cursor: str | None) -> PortalTokenPage:
         gsi1pk = _listing_pk(tenant_id)
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :g",
-            "ExpressionAttributeValues": {":g": {"S": gsi1pk}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor, expected={"gsi1pk": gsi1pk}, names={"pk", "sk", "gsi1pk", "gsi1sk"})
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self.client.query(**kwargs)
-        tokens = [_from_item(item) for item in response.get("Items", [])]
-        return PortalTokenPage(tokens, encode_cursor(response.get("LastEvaluatedKey")))
+        items, next_cursor = self.gsi1_page(gsi1pk, limit=limit, cursor=cursor)
+        return PortalTokenPage([_from_item(item) for item in items], next_cursor)
 
     def revoke(self, token: PortalToken, revoked_at: datetime, audit_put: dict[str, Any]) -> bool:
         """Mark the token revoked with its audit entry, atomically. False if it was already revoked."""
