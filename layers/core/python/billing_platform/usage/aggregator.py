@@ -47,6 +47,7 @@ from billing_platform.usage.layout import (
     day_of,
     encode_seq,
     entry_name,
+    entry_value,
     group_cell,
     hour_cell,
     stream_tag,
@@ -275,7 +276,7 @@ class UsageAggregationService:
                         (m, v)
                         for i in pending[day]
                         for m, v in i.labels()
-                        if seen.get(entry_name(m, v), v.encode()) != v.encode()
+                        if seen.get(entry_name(m, v), entry_value(m, v).encode()) != entry_value(m, v).encode()
                     }
                     if taken_codes:
                         plain[day] = plain.get(day, frozenset()) | taken_codes

@@ -5,9 +5,10 @@ Aggregates table, one **day item** per tenant x resource type x UTC day with usa
     pk `U#<tenant>#<resource>`   sk `D#<yyyy-mm-dd>`
     t                       the day's total
     h<HH>                   the total of hour HH (00-23)
-    <mark>:<code>           (string) a dictionary entry: the dimension value (or entity) that `code`
-                            stands for in this item; <mark> is the dimension's name, or @ for the entity
-    <mark>:<code><HH>       the hour's total of the records carrying that value (or entity)
+    :<code>                 (string) a dictionary entry, `<mark>|<value>`: the dimension value (or
+                            entity) that `code` stands for in this item; <mark> is the dimension's name,
+                            or @ for the entity
+    :<code><HH>             the hour's total of the records carrying that value (or entity)
     <dimension>|<HH>|<v>    the same counter in plain form, for a value whose code another value of the
     @|<HH>|<entity>         same mark already holds in this item (and in items written before codes)
     w<stream tag>_<nn>      (binary) per usage partition key `USAGE#<nn>` the last stream sequence number
@@ -22,11 +23,12 @@ day into one item costs one write per tenant x resource x day touched where sepa
 Top lists read the `top` index for the tenants of each day and the days' items.
 
 Why codes: an update is billed per KB of the whole item, and a busy tenant's day holds a counter per
-hour x value (24 x 50 entities x ...), each named after its value. A code is 4 characters of the value's
-hash, so a counter's name costs 7-12 bytes whatever the value's length, and the value itself is stored
-once per item (its dictionary entry). Exactness does not rest on the hash: a write that introduces a
-code to an item does so on the condition that the entry is absent or names the same value; a value
-whose code is taken by another one is written in plain form in that item from then on.
+hour x value (24 x 50 entities x ...), each named after its value. A code is 4 characters of the hash
+of the dimension and the value, so a counter's name costs 7 bytes whatever the names' lengths, and the
+value itself is stored once per item (its dictionary entry). Exactness does not rest on the hash: a
+write that introduces a code to an item does so on the condition that the entry is absent or names the
+same value; a value whose code is taken by another one is written in plain form in that item from then
+on.
 
 Beside them, per tenant x resource x dimension x month, the **values registry** that enforces the
 catalog's cardinality caps: pk `U#<tenant>#<resource>`, sk `V#<yyyy-mm>#<dimension>`, `v` (string set).
@@ -87,14 +89,19 @@ def parse_group_cell(name: str) -> tuple[str, int, str] | None:
     return mark, int(hour), value
 
 
-def value_code(value: str) -> str:
-    """4 characters (24 bits) of the value's hash, in base64url (never ':' or '|')."""
-    return base64.urlsafe_b64encode(hashlib.sha256(value.encode()).digest()[:3]).decode()
+def value_code(mark: str, value: str) -> str:
+    """4 characters (24 bits) of the hash of (mark, value), in base64url (never ':' or '|')."""
+    digest = hashlib.sha256(f"{mark}{SEP}{value}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:3]).decode()
 
 
 def entry_name(mark: str, value: str) -> str:
-    """The dictionary entry that says which value `value_code(value)` stands for under `mark`."""
-    return f"{mark}{CODE_SEP}{value_code(value)}"
+    """The dictionary entry that says which (mark, value) `value_code` stands for in an item."""
+    return f"{CODE_SEP}{value_code(mark, value)}"
+
+
+def entry_value(mark: str, value: str) -> str:
+    return f"{mark}{SEP}{value}"
 
 
 def coded_cell(mark: str, hour: int, value: str) -> str:
@@ -139,7 +146,7 @@ class DayCells:
 def decode_day(item: dict[str, dict[str, str]]) -> DayCells:
     """A day item's counters, coded and plain forms summed (watermarks and keys ignored)."""
     cells = DayCells()
-    entries = {name: value["S"] for name, value in item.items() if CODE_SEP in name and "S" in value}
+    entries = {name: value["S"] for name, value in item.items() if name.startswith(CODE_SEP) and "S" in value}
     for name, value in item.items():
         if "N" not in value:
             continue
@@ -151,12 +158,12 @@ def decode_day(item: dict[str, dict[str, str]]) -> DayCells:
         elif plain := parse_group_cell(name):
             mark, hour, group_value = plain
             _add(cells, (mark, group_value), hour, quantity)
-        elif CODE_SEP in name:
+        elif name.startswith(CODE_SEP):
             entry, hour_text = name[:-2], name[-2:]
-            mark = entry.rsplit(CODE_SEP, 1)[0]
             if entry not in entries:
                 raise ValueError(f"day item counter {name!r} has no dictionary entry")
-            _add(cells, (mark, entries[entry]), int(hour_text), quantity)
+            mark, group_value = entries[entry].split(SEP, 1)
+            _add(cells, (mark, group_value), int(hour_text), quantity)
     return cells
 
 
@@ -179,11 +186,11 @@ def encode_counters(
             out[name] = out.get(name, Decimal(0)) + quantity
             continue
         mark, hour, value = group
-        entry = entry_name(mark, value)
-        if (mark, value) in plain or entries.get(entry, value) != value:
+        entry, label = entry_name(mark, value), entry_value(mark, value)
+        if (mark, value) in plain or entries.get(entry, label) != label:
             out[name] = out.get(name, Decimal(0)) + quantity
             continue
-        entries[entry] = value
+        entries[entry] = label
         cell = coded_cell(mark, hour, value)
         out[cell] = out.get(cell, Decimal(0)) + quantity
     return out, entries
