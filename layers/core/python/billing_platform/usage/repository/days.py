@@ -314,6 +314,12 @@ class AggregateRepository(BillingTable):
             out.update(part)
         return out
 
+    def tenants_days(
+        self, tenants: Sequence[str], resource_type: str, first: str, last: str
+    ) -> list[dict[str, DayCells]]:
+        """For each tenant (in order), `days_of` its range: one Query each, in parallel."""
+        return self.parallel(lambda tenant: self.days_of(tenant, resource_type, first, last), list(tenants))
+
     def _read_days(self, keys: list[dict[str, Any]]) -> dict[str, DayCells]:
         out: dict[str, DayCells] = {}
         request: dict[str, Any] = {self.table: {"Keys": keys}}
