@@ -454,14 +454,15 @@ def granted_answer(
 ) -> EntitlementCheck:
     """The answer to a granted take. A transaction returns no item: the tenant's numbers are estimated from
     the counter this container saw last (read once when it has none), so the answer is approximate."""
-    shard, _part = taken.shares[0]
+    shard = taken.shares[0][0] if taken.shares else 0
+    from_quota = sum((q for _s, q in taken.shares), ZERO)  # a grant draw: the quota paid part of it
     pk = counter_pk(req.tenant_id, req.resource_type, shard, taken.layout)
     seen = ctx.counters.get(pk)
     if seen is None:
         seen = ctx.repo.get_counter(req.tenant_id, req.resource_type, shard, taken.layout)
     if seen is None:
         raise RuntimeError("counter vanished after a granted take")
-    after = replace(seen, used=seen.used + req.quantity, remaining=seen.remaining - req.quantity)
+    after = replace(seen, used=seen.used + from_quota, remaining=seen.remaining - from_quota)
     if remember:
         ctx.counters.put(pk, after)
     view = after
