@@ -63,7 +63,9 @@ def test_a_cold_container_learns_the_marker_and_a_keyed_consume_counts_the_windo
     cold = org.entitlements(seed=2)  # its own caches: no marker seen yet
     first = cold.consume(org.tenant_id, "tokens", D(100), idempotency_key="k-1")
     again = org.entitlements(seed=3).consume(org.tenant_id, "tokens", D(100), idempotency_key="k-1")
-    assert first.allowed and again.allowed and again.replayed
+    assert first.allowed
+    assert again.allowed
+    assert again.replayed
     assert window_used(org) == 200
     assert org.tenant_used()[0] == 200
 
@@ -134,9 +136,11 @@ def test_a_take_naming_an_entity_draws_grants_when_the_plan_quota_is_short(org: 
     assert taken.grants_used == ((grant, D(40)),)
     assert org.tenant_used()[0] == 4000
     assert org.grant_remaining(grant) == 60
-    assert org.entity_used("u0")[0] == 50 and org.entity_used("team-a")[0] == 50
+    assert org.entity_used("u0")[0] == 50
+    assert org.entity_used("team-a")[0] == 50
     replay = org.entitlements(seed=9).consume(org.tenant_id, "tokens", D(50), entity_id="u0", idempotency_key="g-take")
-    assert replay.replayed and replay.grants_used == ((grant, D(40)),)
+    assert replay.replayed
+    assert replay.grants_used == ((grant, D(40)),)
     assert org.grant_remaining(grant) == 60
     # A reservation naming an entity draws too, and the quota and grants together short refuse at the tenant.
     held, _ = org.reservations().reserve(org.tenant_id, "tokens", D(30), entity_id="u1")
