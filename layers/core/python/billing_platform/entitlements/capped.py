@@ -14,7 +14,7 @@ and what the take would have cost, all read in that refusal.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -230,26 +230,21 @@ def _after(seen: SpendState, resource: str, quantity: Decimal, delta: Decimal) -
     return replace(seen, used=used, spent=spent, total=seen.total + delta)
 
 
+@dataclass
 class SpendLeg:
     """The period's spend item inside one transaction of a take (`quantity` > 0) or a give-back (< 0) of
     one resource: priced at the state last seen, conditioned on it (`spend_update`), so the committed spend
     stays the rating of the committed usage. When the condition refuses, `reprice` reads the state the
     refusal returned and says whether the hard cap is what stands in the way."""
 
-    def __init__(
-        self,
-        caps: SpendCaps,
-        cap: SpendCap,
-        price: UsagePrice,
-        tenant_id: str,
-        resource_type: str,
-        period_end: datetime,
-        seen: SpendState,
-    ) -> None:
-        self.caps, self.cap, self.price = caps, cap, price
-        self.tenant_id, self.resource_type, self.period_end = tenant_id, resource_type, period_end
-        self.seen = seen
-        self._last: tuple[Decimal, Decimal] | None = None
+    caps: SpendCaps
+    cap: SpendCap
+    price: UsagePrice
+    tenant_id: str
+    resource_type: str
+    period_end: datetime
+    seen: SpendState
+    _last: tuple[Decimal, Decimal] | None = None
 
     def item(self, quantity: Decimal) -> dict[str, object] | None:
         """The spend item's update for `quantity` units counted (negative: given back; a give-back is
