@@ -40,8 +40,7 @@ counters = st.dictionaries(
     st.tuples(
         st.sampled_from(["model", "region", ENTITY_MARK]),
         st.integers(0, 23),
-        st.text(st.characters(codec="utf-8"), min_size=1, max_size=40)
-        | st.sampled_from(COLLIDING),
+        st.text(st.characters(codec="utf-8"), min_size=1, max_size=40) | st.sampled_from(COLLIDING),
     ),
     st.integers(1, 10**12).map(Decimal),
     max_size=60,
