@@ -128,7 +128,7 @@ def consume(body: QuotaRequest) -> EntitlementOut:
     tags=[ApiTag.ENTITLEMENTS],
     responses={
         200: {"description": "Given back: `released` is what was"},
-        409: refusal("A priced resource of a tenant with a spend cap cannot be released (spend_cap_unsupported)"),
+        409: refusal("A release for an entity of a tenant with a spend cap (spend_cap_unsupported)"),
     },
 )
 def release(body: ReleaseRequest) -> ReleaseOut:

@@ -62,7 +62,10 @@ def _out(reservation: Reservation, replayed: bool) -> ReservationOut:
     tags=[ApiTag.RESERVATIONS],
     responses={
         201: {"description": "The reservation, held"},
-        402: refusal("The quota and the live grants cannot cover the estimate (quota_exceeded ...)"),
+        402: refusal(
+            "The quota and the live grants cannot cover the estimate (quota_exceeded ...), or its cost would "
+            "pass a hard spend cap (spend_cap_reached)"
+        ),
     },
 )
 @tracer.capture_method(capture_response=False)

@@ -5,15 +5,20 @@ graduated tiers with a flat amount past included units, volume tiers, a per-unit
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import boto3
 from botocore.config import Config
 
 from billing_platform.auth.caller import Actor
+from billing_platform.dynamodb import utc_now
 from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.reservations import Reservation, ReservationService
+from billing_platform.reservations.repository import ReservationRepository
 from billing_platform.settings import Settings
 from billing_platform.spend.models import SpendCapRequest
 
@@ -37,14 +42,29 @@ class SpendHarness:
             plan_catalog_path=str(CATALOG_PATH),
         )
         self.catalog = self.settings.catalog
+        self.metered: dict[str, Decimal] = {}
 
-    def service(self, seed: int = 7) -> EntitlementService:
+    def service(self, seed: int = 7, clock: Callable[[], datetime] = utc_now) -> EntitlementService:
         return EntitlementService(
             self.settings,
             repository=EntitlementRepository(self.settings, self.client),
             catalog=self.catalog,
             rng=random.Random(seed),
+            clock=clock,
         )
+
+    def reservations(self, service: EntitlementService) -> ReservationService:
+        """Reservations over `service`'s container; settles are metered into `self.metered`."""
+        return ReservationService(
+            self.settings,
+            entitlements=service,
+            repository=ReservationRepository(self.settings, self.client),
+            meter=self,
+        )
+
+    def send(self, reservation: Reservation) -> None:
+        """The settles' meter: the charged amounts by reservation id (a re-send overwrites the same entry)."""
+        self.metered[reservation.reservation_id] = reservation.charged
 
     def start(self, tenant_id: str, cap: SpendCapRequest | None) -> None:
         """The tenant on the metered plan, in a period that ends in 20 days, with `cap` set."""

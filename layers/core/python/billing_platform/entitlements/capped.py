@@ -14,7 +14,7 @@ and what the take would have cost, all read in that refusal.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -33,9 +33,12 @@ from billing_platform.errors import RateLimitedError, SpendCapReachedError, Unpr
 from billing_platform.quantities import ZERO
 from billing_platform.rating.service import rate
 from billing_platform.spend.models import (
+    CapRefusal,
     SpendCap,
     SpendCapRequest,
     SpendState,
+    affordable,
+    budget_left,
     refusal,
     spend_step,
 )
@@ -190,6 +193,29 @@ class SpendCaps:
             ctx.repo.save_answer(tenant_id, idempotency_key, answer)
         return answer
 
+    def leg(
+        self, tenant_id: str, resource_type: str, *, at: datetime | None = None, fresh: bool = False
+    ) -> SpendLeg | None:
+        """The spend item's part of a take or give-back of `resource_type` outside the consume path (a
+        reservation, its settle, a release), in the period holding `at` (default now). None: the tenant has
+        no cap or the plan does not price the resource (the write goes on without a spend item). `fresh`:
+        start from the stored spend (a give-back must not be clamped on a guess)."""
+        if resource_type not in self._ctx.catalog.priced_resources:
+            return None
+        cap = self.cap_for(tenant_id)
+        price = self.price_of(tenant_id, resource_type) if cap is not None else None
+        if cap is None or price is None:
+            return None
+        _start, period_end = plan_period(plan_for(self._ctx, tenant_id), at or self._ctx.clock())
+        if fresh:
+            seen = self.repo.get_state(tenant_id, period_end)
+        else:
+            seen = self._states.get((tenant_id, period_end)) or SpendState()
+        return SpendLeg(self, cap, price, tenant_id, resource_type, period_end, seen)
+
+    def remember(self, tenant_id: str, period_end: datetime, state: SpendState) -> None:
+        self._states.put((tenant_id, period_end), state)
+
     def state(self, tenant_id: str) -> tuple[datetime, SpendState]:
         """This period's end and its spend (strongly consistent)."""
         _start, period_end = plan_period(plan_for(self._ctx, tenant_id), self._ctx.clock())
@@ -202,3 +228,64 @@ def _after(seen: SpendState, resource: str, quantity: Decimal, delta: Decimal) -
     used[resource] = seen.used_of(resource) + quantity
     spent[resource] = seen.spent_of(resource) + delta
     return replace(seen, used=used, spent=spent, total=seen.total + delta)
+
+
+@dataclass
+class SpendLeg:
+    """The period's spend item inside one transaction of a take (`quantity` > 0) or a give-back (< 0) of
+    one resource: priced at the state last seen, conditioned on it (`spend_update`), so the committed spend
+    stays the rating of the committed usage. When the condition refuses, `reprice` reads the state the
+    refusal returned and says whether the hard cap is what stands in the way."""
+
+    caps: SpendCaps
+    cap: SpendCap
+    price: UsagePrice
+    tenant_id: str
+    resource_type: str
+    period_end: datetime
+    seen: SpendState
+    _last: tuple[Decimal, Decimal] | None = None
+
+    def item(self, quantity: Decimal) -> dict[str, object] | None:
+        """The spend item's update for `quantity` units counted (negative: given back; a give-back is
+        clamped to the usage seen). None when nothing changes."""
+        if quantity < 0:
+            quantity = -min(-quantity, self.seen.used_of(self.resource_type))
+        if quantity == 0:
+            self._last = None
+            return None
+        step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
+        self._last = (quantity, step.delta)
+        key = spend_key(self.tenant_id, self.period_end)
+        return spend_update(self.caps.repo.table, key, self.resource_type, step, self.cap, self.period_end)
+
+    def committed(self) -> None:
+        """The transaction holding the last item committed: remember the state it left."""
+        if self._last is not None:
+            self.seen = _after(self.seen, self.resource_type, *self._last)
+            self.caps.remember(self.tenant_id, self.period_end, self.seen)
+
+    def reprice(self, existing: dict[str, object] | None, quantity: Decimal) -> CapRefusal | None:
+        """The spend item refused at `existing` (its state then): priced again there, the hard cap's refusal
+        of `quantity` more, if any."""
+        self.seen = state_from_item(existing)
+        self.caps.remember(self.tenant_id, self.period_end, self.seen)
+        if quantity <= 0:
+            return None
+        step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
+        return refusal(self.cap, self.resource_type, self.seen, step.delta)
+
+    def reread(self) -> bool:
+        """Read the stored spend again; True when it moved since the last item was priced."""
+        fresh = self.caps.repo.get_state(self.tenant_id, self.period_end)
+        moved = fresh != self.seen
+        self.seen = fresh
+        self.caps.remember(self.tenant_id, self.period_end, fresh)
+        return moved
+
+    def affordable(self, wanted: Decimal) -> Decimal:
+        """How much of `wanted` the hard cap lets through at the state seen."""
+        budget = budget_left(self.cap, self.resource_type, self.seen)
+        if budget is None:
+            return wanted
+        return affordable(self.price, self.seen.used_of(self.resource_type), wanted, budget)

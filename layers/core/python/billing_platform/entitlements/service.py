@@ -166,6 +166,9 @@ class EntitlementService:
             self._spend = SpendCaps(self._ctx)
         return self._spend
 
+    def _priced(self, resource_type: str) -> bool:
+        return resource_type in self._ctx.catalog.priced_resources
+
     def refuse_under_cap(self, tenant_id: str, resource_type: str, what: str) -> None:
         """409 for a write that would move a priced resource's usage of a capped tenant outside the
         spend's transaction (its spend would no longer be the rating of its usage)."""
@@ -193,12 +196,14 @@ class EntitlementService:
         `period_end`, only while the quota is still in that period). The answer's `quantity` is the
         amount actually given back. With `entity_id`, at every level of that entity's takes too."""
         self.validate(resource_type, quantity)
-        self.refuse_under_cap(tenant_id, resource_type, "a release")
         if entity_id is not None:
+            self.refuse_under_cap(tenant_id, resource_type, "a release for an entity")
             levels = LevelRequest(tenant_id, resource_type, quantity or ONE, entity_id)
             return release_at_levels(self._ctx, levels, quantity, idempotency_key)
         request = ReleaseRequest(tenant_id, resource_type, quantity, idempotency_key, period_end, entity_id)
-        return release_case.release(self._ctx, request)
+        # A capped tenant's release gives the rated cost back on the spend in the same transactions.
+        spend = self.spend_caps.leg(tenant_id, resource_type, fresh=True) if self._priced(resource_type) else None
+        return release_case.release(self._ctx, request, spend)
 
     def release_taken(
         self,

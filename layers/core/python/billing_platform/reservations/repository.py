@@ -143,6 +143,8 @@ class Resolution:
     counter: QuotaCounter | None = None
     refill_index: int | None = None  # the grant refill whose condition failed (expired, voided)
     conflict: bool = False
+    spend_refused: bool = False  # the spend item was not where its give-back was priced
+    spend: Item | None = None  # the spend item as it was then
 
 
 class ReservationRepository(TableAccess):
@@ -174,10 +176,12 @@ class ReservationRepository(TableAccess):
         *,
         take_expression: dict[str, Any] | None = None,
         refills: list[GrantRefill] | None = None,
+        spend: dict[str, Any] | None = None,
     ) -> Resolution:
-        """Commit `before` (held) -> `after` with `changes` and grant `refills`, all or nothing. A give-back
-        is conditioned on the reservation's period; a take uses `take_expression` (the consume hot path's
-        own update); a refill on the grant being live and having drawn at least that much."""
+        """Commit `before` (held) -> `after` with `changes`, grant `refills` and the `spend` item's update
+        (a capped tenant's give-back of the rated cost), all or nothing. A give-back is conditioned on the
+        reservation's period; a take uses `take_expression` (the consume hot path's own update); a refill on
+        the grant being live and having drawn at least that much."""
         items: list[dict[str, Any]] = [self.transition_item(before, after, now)]
         for change in changes:
             if change.take:
@@ -197,12 +201,16 @@ class ReservationRepository(TableAccess):
                 }
             )
         items += [_refill_item(self._table, refill, now) for refill in refills or ()]
+        if spend is not None:
+            items.append(spend)
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
             refused = cancellation(err)
             if refused is None:
                 raise
+            if spend is not None and len(items) - 1 in refused.failed and len(refused.failed) == 1:
+                return Resolution(applied=False, spend_refused=True, spend=refused.item(len(items) - 1))
             return self._classify(refused, before, len(changes))
         return Resolution(applied=True, reservation=after)
 

@@ -9,12 +9,14 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from billing_platform.entitlements.context import MAX_ROUNDS
 from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
 from billing_platform.entitlements.models import ConsumeRequest
 from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
-from billing_platform.errors import QuotaExceededError, UnprocessableError
+from billing_platform.errors import QuotaExceededError, RateLimitedError, SpendCapReachedError, UnprocessableError
+from billing_platform.quantities import ZERO
 from billing_platform.reservations.context import ReservationContext
 from billing_platform.reservations.models import (
     MAX_TTL,
@@ -24,6 +26,9 @@ from billing_platform.reservations.models import (
     reservation_id_for,
 )
 from billing_platform.reservations.repository import reservation_from_item
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.capped import SpendLeg
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +52,14 @@ def reserve(
             f"ttl must be between {int(MIN_TTL.total_seconds())} and {int(MAX_TTL.total_seconds())} seconds",
             code="invalid_ttl",
         )
-    ctx.entitlements.refuse_under_cap(tenant_id, resource_type, "a reservation")
     reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
+    if entity_id is None:
+        leg = ctx.entitlements.spend_caps.leg(tenant_id, resource_type)
+        if leg is not None:
+            wanted = ConsumeRequest(tenant_id, resource_type, estimate, idempotency_key)
+            return _reserve_capped(ctx, leg, wanted, ttl, reservation_id)
+    else:
+        ctx.entitlements.refuse_under_cap(tenant_id, resource_type, "a reservation for an entity")
     built: list[Reservation] = []
 
     def companion(now: datetime, shares: Shares, layout: int, grants: GrantsPaid) -> dict[str, Any]:
@@ -81,12 +92,68 @@ def reserve(
         logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
         return built[0], False
     if taken.existing is not None:
-        existing = reservation_from_item(taken.existing)
-        if (existing.resource_type, existing.estimate) != (resource_type, estimate):
-            raise UnprocessableError(
-                f"idempotency key {idempotency_key!r} reserved {existing.estimate} {existing.resource_type}",
-                code="idempotency_key_reused",
-            )
-        return existing, True
+        return _replayed(taken.existing, resource_type, estimate, idempotency_key), True
     assert taken.denial is not None
     raise QuotaExceededError(taken.denial)
+
+
+def _reserve_capped(
+    ctx: ReservationContext,
+    leg: SpendLeg,
+    request: ConsumeRequest,
+    ttl: timedelta,
+    reservation_id: str,
+) -> tuple[Reservation, bool]:
+    """The reserve of a tenant with a spend cap: the estimate's cost is held on the period's spend in the
+    same transaction as the hold (what the quota counts, not what grants paid: grants are prepaid), so a
+    hard cap refuses the reservation that would pass it (`SpendCapReachedError`) and nothing is held."""
+    tenant_id, resource_type, estimate, idempotency_key = (
+        request.tenant_id,
+        request.resource_type,
+        request.quantity,
+        request.idempotency_key,
+    )
+    built: list[Reservation] = []
+
+    def companion(now: datetime, shares: Shares, layout: int, grants: GrantsPaid) -> list[dict[str, Any]]:
+        held = Reservation(
+            tenant_id=tenant_id,
+            reservation_id=reservation_id,
+            resource_type=resource_type,
+            estimate=estimate,
+            reserved_at=now.replace(microsecond=0),
+            due_at=(now + ttl).replace(microsecond=0),
+            shards=shares,
+            layout=layout,
+            grants=grants,
+        )
+        built[:] = [held]
+        spend = leg.item(sum((part for _shard, part in shares), ZERO))
+        return [ctx.repo.hold_put(held)] + ([spend] if spend is not None else [])
+
+    plain = ConsumeRequest(tenant_id, resource_type, estimate)
+    for _round in range(MAX_ROUNDS):
+        taken = take(ctx.entitlements.context, plain, companion)
+        if taken.granted:
+            leg.committed()
+            logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
+            return built[0], False
+        if taken.denial is not None:
+            raise QuotaExceededError(taken.denial)
+        if taken.companion_index == 0 and taken.existing is not None:
+            return _replayed(taken.existing, resource_type, estimate, idempotency_key), True
+        # The spend item was not where the hold was priced: price it at its real state.
+        refused = leg.reprice(taken.existing, estimate)
+        if refused is not None:
+            raise SpendCapReachedError(refused)
+    raise RateLimitedError("the spend is under heavy contention; retry shortly")
+
+
+def _replayed(item: dict[str, Any], resource_type: str, estimate: Decimal, idempotency_key: str | None) -> Reservation:
+    existing = reservation_from_item(item)
+    if (existing.resource_type, existing.estimate) != (resource_type, estimate):
+        raise UnprocessableError(
+            f"idempotency key {idempotency_key!r} reserved {existing.estimate} {existing.resource_type}",
+            code="idempotency_key_reused",
+        )
+    return existing

@@ -22,12 +22,12 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billing_platform.entities.repository import limit_key
 from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
 from billing_platform.entitlements.models import ConsumeRequest, CounterState, DenyReason, QuotaCounter
-from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, take
+from billing_platform.entitlements.take import GrantsPaid, Shares, Taken, companion_items, take
 from billing_platform.entitlements.views import live_counters
 from billing_platform.errors import ConflictError, MeterUnavailable, NotFoundError, RateLimitedError, UnprocessableError
 from billing_platform.quantities import ZERO
@@ -40,6 +40,9 @@ from billing_platform.reservations.models import (
     split_refill,
 )
 from billing_platform.reservations.repository import CounterChange, GrantRefill, Resolution
+
+if TYPE_CHECKING:
+    from billing_platform.entitlements.capped import SpendLeg
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ def _resolve(
     capped: dict[int, Decimal] = {}
     forfeit: set[str] = set()  # grants that paid but can no longer be refilled
     dropped_entities: set[str] = set()
+    leg: SpendLeg | None = None  # a capped tenant's spend, read when there is something to give back
     for _round in range(MAX_ROUNDS):
         if not current.held:
             return _answer_resolved(current, target, actual), True
@@ -137,10 +141,21 @@ def _resolve(
         entity_backs = [e for e in current.entities if e not in dropped_entities] if back > 0 else []
         changes += [CounterChange(limit_key(current.tenant_id, e, current.resource_type), back) for e in entity_backs]
         grant_refills = [GrantRefill(ctx.repo.grant_key_of(current, g), q) for g, q in live]
-        result = ctx.repo.resolve(current, after, changes, now, refills=grant_refills)
+        counted_back = sum((q for _s, q in gives), ZERO)
+        if counted_back > 0 and leg is None:
+            leg = ctx.entitlements.spend_caps.leg(
+                current.tenant_id, current.resource_type, at=current.reserved_at, fresh=True
+            )
+        spend = leg.item(-counted_back) if leg is not None else None
+        result = ctx.repo.resolve(current, after, changes, now, refills=grant_refills, spend=spend)
         if result.applied:
+            if leg is not None and spend is not None:
+                leg.committed()
             _log(after)
             return after, False
+        if result.spend_refused and leg is not None:
+            leg.reprice(result.spend, ZERO)  # priced again at the spend item's real usage
+            continue
         if result.refill_index is not None:
             # Expired or voided since it paid: its units are forfeited, not revived (and never moved to
             # the quota, which did not pay them).
@@ -226,11 +241,15 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
     reported `uncovered`. None: the reservation was resolved meanwhile (the caller re-reads it)."""
     wanted = extra
     built: list[Reservation] = []
+    # A capped tenant's extra is counted on the spend of the period it is taken in, in the same transaction
+    # (an entity's settle never gets here: a capped tenant cannot reserve for an entity).
+    caps = ctx.entitlements.spend_caps
+    leg = caps.leg(current.tenant_id, current.resource_type) if current.entity_id is None else None
     for _round in range(MAX_ROUNDS):
 
         def companion(
             now: datetime, shares: Shares, layout: int, grants: GrantsPaid, amount: Decimal = wanted
-        ) -> dict[str, Any]:
+        ) -> dict[str, Any] | list[dict[str, Any]]:
             after = replace(
                 current.resolved(
                     ReservationState.SETTLED,
@@ -242,7 +261,11 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
                 grants=merge_grants(current.grants, grants),
             )
             built[:] = [after]
-            return ctx.repo.transition_item(current, after, now)
+            transition = ctx.repo.transition_item(current, after, now)
+            if leg is None:
+                return transition
+            spend = leg.item(sum((part for _shard, part in shares), ZERO))
+            return [transition] if spend is None else [transition, spend]
 
         taken: Taken | LevelTaken
         if current.entity_id is not None:
@@ -250,7 +273,7 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             def companions(
                 now: datetime, shares: Shares, layout: int, _entities: tuple[str, ...], amount: Decimal = wanted
             ) -> list[dict[str, Any]]:
-                return [companion(now, shares, layout, (), amount)]
+                return companion_items(companion(now, shares, layout, (), amount))
 
             request = LevelRequest(current.tenant_id, current.resource_type, wanted, current.entity_id)
             taken = take_at_levels(ctx.entitlements.context, request, companions)
@@ -258,8 +281,17 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
             plain = ConsumeRequest(current.tenant_id, current.resource_type, wanted)
             taken = take(ctx.entitlements.context, plain, companion)
         if taken.granted:
+            if leg is not None:
+                leg.committed()
             _log(built[-1])
             return built[-1]
+        if leg is not None and isinstance(taken, Taken) and taken.denial is None and taken.companion_index == 1:
+            # The spend item was not where the extra was priced; past a hard cap only what it still allows.
+            if leg.reprice(taken.existing, wanted) is not None:
+                wanted = leg.affordable(wanted)
+                if wanted <= 0:
+                    return _settle_uncovered(ctx, current, actual, extra)
+            continue
         if taken.existing is not None:
             return None
         denial = taken.denial

@@ -150,3 +150,32 @@ def crossed_percentages(
 ) -> list[Decimal]:
     """Thresholds (percent of `cap`) the spend passed going from `before` to `after`."""
     return [p for p in thresholds if before < cap * p / 100 <= after]
+
+
+def budget_left(cap: SpendCap, resource: str, state: SpendState) -> Decimal | None:
+    """What a hard cap still allows this resource to add to the spend (None: no hard cap)."""
+    if not cap.hard:
+        return None
+    left = cap.amount - state.total
+    resource_cap = cap.resources.get(resource)
+    if resource_cap is not None:
+        left = min(left, resource_cap - state.spent_of(resource))
+    return max(left, ZERO)
+
+
+def affordable(price: UsagePrice, used: Decimal, wanted: Decimal, budget: Decimal) -> Decimal:
+    """A quantity up to `wanted` whose cost after `used` fits in `budget`: the largest in whole units (or in
+    1/1024ths of `wanted` when it is fractional) that a bisection finds. Exact under per-unit and graduated
+    prices, where cost grows with quantity; under volume tiers a quantity it returns always fits, but a
+    larger one past a cheaper tier's bound might too."""
+    if cost(price, used, wanted).raw <= budget:
+        return wanted
+    step = Decimal(1) if wanted == wanted.to_integral_value() else wanted / 1024
+    low, high = 0, int(wanted / step)  # low fits (zero costs nothing), high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if cost(price, used, step * middle).raw <= budget:
+            low = middle
+        else:
+            high = middle
+    return step * low

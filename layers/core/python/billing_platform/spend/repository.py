@@ -67,9 +67,10 @@ def spend_update(
     cap: SpendCap,
     period_end: datetime,
 ) -> dict[str, Any]:
-    """The spend item's part of a take's transaction: add the step, conditioned on the usage it was priced
-    at (its piece, or exactly) and, for a hard cap, on the spend staying within the period's cap and the
-    resource's. Returns the item as it was when the condition fails (the caller prices again or refuses)."""
+    """The spend item's part of a take's (or a give-back's: negative quantity) transaction: add the step,
+    conditioned on the usage it was priced at (its piece, or exactly) and, for a take under a hard cap, on
+    the spend staying within the period's cap and the resource's. Returns the item as it was when the
+    condition fails (the caller prices again or refuses)."""
     names = {"#u": f"u_{resource}", "#s": f"s_{resource}", "#sp": "spend", "#cap": "cap", "#th": "thresholds"}
     names |= {"#exp": "expires_at", "#pe": "period_end", "#cur": "currency"}
     values: dict[str, Any] = {
@@ -83,7 +84,10 @@ def spend_update(
         ":cur": string_attr(cap.currency),
     }
     conditions = [_usage_condition(step, values)]
-    if cap.hard and step.delta > 0:
+    # A give-back is never refused by the cap: a reservation must resolve and a release must go through.
+    # Under volume tiers giving units back can raise the line (the whole line falls into a dearer tier):
+    # that is the one way the spend can pass a hard cap, and only by the rating of the usage kept.
+    if cap.hard and step.delta > 0 and step.quantity > 0:
         conditions.append(_at_most("#sp", cap.amount - step.delta, values, ":capd"))
         resource_cap = cap.resources.get(resource)
         if resource_cap is not None:
@@ -105,17 +109,19 @@ def spend_update(
 
 
 def _usage_condition(step: SpendStep, values: dict[str, Any]) -> str:
-    """The usage before the take must be where the step was priced: inside its piece (so that the usage
-    after it is too), or exactly the usage seen. A missing attribute is usage zero."""
+    """The usage before the step must be where it was priced: inside its piece together with the usage after
+    it (a take adds `quantity`, a give-back a negative one), or exactly the usage seen. A missing attribute
+    is usage zero."""
     piece = step.piece
     if piece is None:
         values[":seen"] = number_attr(step.exactly)
         return "(attribute_not_exists(#u) OR #u = :seen)" if step.exactly == 0 else "#u = :seen"
+    # used and used + q both in the piece, written without arithmetic on the attribute.
+    low = piece.low - min(step.quantity, ZERO)
     parts = [f"#u {'>=' if piece.low_closed else '>'} :lo"]
-    values[":lo"] = number_attr(piece.low)
+    values[":lo"] = number_attr(low)
     if piece.high is not None:
-        # The usage after the take stays in the piece: used + q <= high (or < high), without arithmetic.
-        values[":hiq"] = number_attr(piece.high - step.quantity)
+        values[":hiq"] = number_attr(piece.high - max(step.quantity, ZERO))
         parts.append(f"#u {'<=' if piece.high_closed else '<'} :hiq")
     inside = " AND ".join(parts)
     if piece.holds(ZERO) and piece.holds(step.quantity):

@@ -41,6 +41,24 @@ def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> di
     }
 
 
+def release_expression(quantity: Decimal, period_end: datetime | None) -> dict[str, Any]:
+    """A counter's give-back: never below zero used, never into a retired counter (its usage is final,
+    carried into the layout in force), and with `period_end` only while the counter is in that period."""
+    values: dict[str, Any] = {":q": number_attr(quantity), ":retired": string_attr(CounterState.RETIRED.value)}
+    names = {"#rem": "remaining", "#used": "used", "#st": "state"}
+    condition = "#used >= :q AND #st <> :retired"
+    if period_end is not None:
+        condition += " AND #pe = :pe"
+        values[":pe"] = number_attr(to_epoch(period_end))
+        names["#pe"] = "period_end"
+    return {
+        "UpdateExpression": "SET #rem = #rem + :q, #used = #used - :q",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
 def take_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
     """A consume as one item of a transaction (the counter returned with a failed condition)."""
     return {
@@ -141,21 +159,18 @@ class CounterAccess(TableAccess):
         """Give `quantity` back to one counter, only if it has at least that much used (never below
         zero) and, with `period_end`, only while it is still in that period. Returns (counter after,
         None) or (None, the item as it was when the condition failed)."""
-        # Never into a retired counter: its usage is final (carried into the layout in force).
-        values: dict[str, Any] = {":q": number_attr(quantity), ":retired": string_attr(CounterState.RETIRED.value)}
-        names = {"#rem": "remaining", "#used": "used", "#st": "state"}
-        condition = "#used >= :q AND #st <> :retired"
-        if period_end is not None:
-            condition += " AND #pe = :pe"
-            values[":pe"] = number_attr(to_epoch(period_end))
-            names["#pe"] = "period_end"
-        return self._update_counter(
-            key,
-            UpdateExpression="SET #rem = #rem + :q, #used = #used - :q",
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        return self._update_counter(key, **release_expression(quantity, period_end))
+
+    def release_request(self, key: Item, quantity: Decimal, *, period_end: datetime | None = None) -> dict[str, Any]:
+        """`release` as a transaction item (a capped tenant's release commits it with the spend's give-back)."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": key,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **release_expression(quantity, period_end),
+            }
+        }
 
     def _update_counter(self, key: Item, **update: Any) -> tuple[QuotaCounter | None, Item | None]:
         """One conditional UpdateItem of a counter: (counter after, None) when it applied, or (None, the item
