@@ -308,3 +308,31 @@ def test_the_widget_on_another_origin_shows_the_apis_numbers_and_a_foreign_origi
         refused = [e for e in problems.console_errors if "blocked by CORS policy" in e]
         assert refused, problems.console_errors
         assert all("Access-Control-Allow-Origin" in e or "Failed to load" in e for e in problems.console_errors)
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("view", ["admin", "entity"])
+def test_axe_finds_no_serious_or_critical_violation_in_the_admin_and_entity_views(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant, view: str
+) -> None:
+    # axe is injected as a script, which the page's own CSP rightly forbids: this context bypasses it.
+    with watched_page(browser, stack.banner.base_url, bypass_csp=True) as (page, problems):
+        if view == "admin":
+            assert open_portal(page, stack, tenant=metered.tenant_id, token=metered.admin_key) == "ready"
+            assert page.locator("#spend-cap-form").is_visible()
+            choose_usage(page, resource="tokens", granularity="hour", range_="24", group="model")
+        else:
+            fragment = {"tenant": metered.tenant_id, "entity": metered.entity_id, "token": metered.entity_token}
+            assert open_portal(page, stack, **fragment) == "ready"
+        page.locator("details.chart-table summary").click()
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        serious = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert serious == []
+        assert problems.all() == []
