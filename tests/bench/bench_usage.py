@@ -2,7 +2,7 @@
 
 The real pipeline runs in-process over DynamoDB Local and moto's SQS server: UsageTracker -> SQS ->
 usage_consumer (batches of resources.USAGE_CONSUMER's size) -> usage table stream -> usage_aggregator
-(batches of resources.USAGE_AGGREGATOR's size), driven by tests/integration/test_usage_scale_faults.py's
+(batches of resources.USAGE_AGGREGATOR's size), driven by tests/integration/usage/test_usage_scale_faults.py's
 `pump`. Every request is counted with botocore hooks on the real clients; DynamoDB capacity is what
 DynamoDB Local reports with ReturnConsumedCapacity=INDEXES (table and index writes), except where it
 under-reports: a transaction is counted as AWS bills it, 2 WRU per item (DynamoDB Local reports 2 for the
@@ -307,7 +307,7 @@ def items_per_batch(records: list[Any], batch: int) -> tuple[int, int]:
 def check_exact(records: list[Any], now: datetime, sample: int) -> tuple[bool, str]:
     """Every answer against the independent sums; series of all tenants, or of `sample` of them (the
     biggest and a random rest) when there are more; every top list."""
-    from tests.integration.test_usage_scale_faults import check_answers
+    from tests.integration.usage.test_usage_scale_faults import check_answers
 
     tenants = sorted({r.tenant_id for r in records})
     chosen: set[str] | None = None
@@ -374,7 +374,7 @@ def run(w: Workload) -> Result:
     import boto3
 
     from billing_platform import clients, resources
-    from tests.integration.test_usage_scale_faults import generate_workload, pump
+    from tests.integration.usage.test_usage_scale_faults import generate_workload, pump
 
     quiet_environment()  # again: importing the test helpers loads tests/conftest.py's environment
     os.environ["USAGE_AGGREGATE_WRITES"] = w.writes

@@ -17,7 +17,7 @@ from billing_platform.entitlements.service import EntitlementService
 from billing_platform.subscriptions.repository import SubscriptionRepository
 from tests.factories.stripe import API_KEY, FakeStripeHTTPClient, customer, upcoming_invoice
 from tests.factories.stripe_server import fake_stripe_server
-from tests.integration.test_cli import Run, cli
+from tests.integration.cli.test_cli import Run, cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PERIOD = {"period_start": NOW - timedelta(days=3), "period_end": NOW + timedelta(days=27)}

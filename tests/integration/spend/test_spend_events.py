@@ -13,7 +13,7 @@ from tests.factories.billing_events import BILLING_STREAM_ARN, drain_bus
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
 from tests.factories.streams import failed_sequence_numbers, insert, modify, stream_event
-from tests.integration.test_quota_events import bus as bus
+from tests.integration.events.test_quota_events import bus as bus
 
 END = int((datetime.now(UTC) + timedelta(days=20)).timestamp())
 KEYS = {"pk": "SPEND#t_s", "sk": f"PERIOD#{END}"}

@@ -2,7 +2,7 @@
 
 Stripe signs each delivery with `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
 (several v1 entries while a secret is being rolled). This module checks that header exactly as the SDK's
-`stripe.WebhookSignature.verify_header` does (tests/unit/test_stripe_signature.py holds both to the same
+`stripe.WebhookSignature.verify_header` does (tests/unit/providers/test_stripe_signature.py holds both to the same
 verdicts), without importing the SDK: `import stripe` is a large part of the webhook function's cold
 start (its HTTP client and `requests`), and a signature check or an event that needs no Stripe call
 (most subscription events, every duplicate) has no use for it. `billing_platform.providers.stripe`

@@ -16,7 +16,7 @@ PRICE_ID = r"^[A-Za-z0-9_]{1,128}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 
 # Built on first use (defer_build): the Stripe webhook imports this module for its own answer and never
-# uses these five, so its cold start does not build them (tests/unit/test_cold_start_imports.py).
+# uses these five, so its cold start does not build them (tests/unit/core/test_cold_start_imports.py).
 API_MODELS = (
     "CreateCustomerRequest",
     "CustomerOut",
