@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.prices import UsagePrice
@@ -39,7 +40,6 @@ from billing_platform.spend.models import (
     SpendCap,
     SpendCapRequest,
     SpendState,
-    SpendStep,
     affordable,
     budget_left,
     refusal,
@@ -194,25 +194,30 @@ class SpendCaps:
         for _round in range(MAX_ROUNDS):
             _start, period_end = plan_period(plan_for(ctx, tenant_id), ctx.clock())
             seen = self._states.get((tenant_id, period_end)) or SpendState()
-            step = spend_step(price, seen.used_of(resource_type), request.quantity)
             records: list[ConsumeRecord] = []
+            priced: list[tuple[Decimal, Decimal]] = []  # (units counted, spend delta) of the last build
 
             def companions(
                 now: datetime,
                 shares: Shares,
                 layout: int,
                 entities: tuple[str, ...],
+                grants: GrantsPaid,
                 *,
-                step: SpendStep = step,
+                seen: SpendState = seen,
                 period_end: datetime = period_end,
                 records: list[ConsumeRecord] = records,
-            ) -> list[dict[str, object]]:
-                spend_key_ = spend_key(tenant_id, period_end)
+                priced: list[tuple[Decimal, Decimal]] = priced,
+            ) -> list[dict[str, Any]]:
+                counted = sum((part for _shard, part in shares), ZERO)  # units grants paid are prepaid
+                step = spend_step(price, seen.used_of(resource_type), counted)
+                priced.append((counted, step.delta))
+                where = spend_key(tenant_id, period_end)
                 items = [
-                    spend_update(self.repo.table, spend_key_, resource_type, step, cap, period_end, entity_id=entity_id)
+                    spend_update(self.repo.table, where, resource_type, step, cap, period_end, entity_id=entity_id)
                 ]
                 if key is not None:
-                    built = LevelTaken(True, shares=shares, layout=layout)
+                    built = LevelTaken(True, shares=shares, layout=layout, grants=grants)
                     estimate = granted_answer_at_levels(ctx, levels, built, remember=False)
                     record = replace(new_record(request, now, shares, layout), entities=entities)
                     records[:] = [replace(record, answer=replace(estimate, idempotency_key=key))]
@@ -221,7 +226,7 @@ class SpendCaps:
 
             taken = take_at_levels(ctx, levels, companions)
             if taken.granted:
-                self._states.put((tenant_id, period_end), _after(seen, resource_type, request.quantity, step.delta))
+                self._states.put((tenant_id, period_end), _after(seen, resource_type, *priced[-1]))
                 answer = granted_answer_at_levels(ctx, levels, taken)
                 return answer if not records or records[0].answer is None else records[0].answer
             if taken.denial is not None:
@@ -230,7 +235,8 @@ class SpendCaps:
                 return replay(ctx, record_from_item(taken.existing), request)
             actual = state_from_item(taken.existing)
             self._states.put((tenant_id, period_end), actual)
-            repriced = spend_step(price, actual.used_of(resource_type), request.quantity)
+            counted = priced[-1][0] if priced else request.quantity
+            repriced = spend_step(price, actual.used_of(resource_type), counted)
             refused = refusal(cap, resource_type, actual, repriced.delta, entity_id)
             if refused is not None:
                 raise SpendCapReachedError(refused)
