@@ -210,7 +210,12 @@ class SyncUsageAggregator:
     def series(self, query: SeriesQuery) -> UsageSeries:
         """`get_usage` over a checked range (the HTTP route checks it strictly first)."""
         spec = self._settings.catalog.require_resource_type(query.resource_type)
+        if query.entity_id is not None and query.group_by not in (None, ENTITY_DIMENSION):
+            # Day items keep each dimension's groups apart: an entity's usage cannot be split by a dimension.
+            raise ValidationError("one entity's usage is grouped by entity only")
         mark = _mark(spec, query.resource_type, query.group_by) if query.group_by is not None else None
+        if query.entity_id is not None:
+            mark = ENTITY_MARK
         tenant, resource_type, unit = query.tenant_id, query.resource_type, query.granularity
         start, end, group_by, limit = query.start, query.end, query.group_by, query.limit
         complete = self._repo.complete_until()
@@ -223,14 +228,19 @@ class SyncUsageAggregator:
             if cells is None:
                 continue
             base = datetime.fromisoformat(day).replace(tzinfo=UTC)
-            for hour, quantity in cells.hours.items():
-                if hour in hours:
-                    totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
+            if query.entity_id is None:
+                for hour, quantity in cells.hours.items():
+                    if hour in hours:
+                        totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
             if mark is None:
                 continue
             for (dimension, value), per_hour in cells.groups.items():
-                if dimension != mark:
+                if dimension != mark or query.entity_id not in (None, value):
                     continue
+                if query.entity_id is not None:
+                    for hour, quantity in per_hour.items():
+                        if hour in hours:
+                            totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
                 for hour, quantity in per_hour.items():
                     if hour in hours:
                         by_group[value][floor_to(unit, base + timedelta(hours=hour))] += quantity
@@ -248,7 +258,7 @@ class SyncUsageAggregator:
             granularity=unit,
             start=start,
             end=end,
-            group_by=group_by,
+            group_by=group_by if query.entity_id is None else ENTITY_DIMENSION,
             total=total,
             points=[SeriesPoint(b, totals.get(b, Decimal(0))) for b in buckets],
             groups=groups,
@@ -269,8 +279,9 @@ class SyncUsageAggregator:
     ) -> TopTenants:
         """The `limit` tenants with the most usage of `resource_type` in the whole hours covering
         [start_time, end_time) across the platform, exact; with `dimension` and `value` (e.g. "model",
-        "gpt-4") only the usage carrying that value. Per day of the range: the `top` index lists the
-        day's tenants and their day items are read in batches. Ties order by tenant id."""
+        "gpt-4") only the usage carrying that value. Per day of the range the `top` index lists the day's
+        tenants; their day items are read in batches, or one Query per tenant with usage on several days
+        of the range. Ties order by tenant id."""
         spec = self._settings.catalog.require_resource_type(resource_type)
         if (dimension is None) != (value is None):
             raise ValidationError("dimension and value go together")
@@ -295,11 +306,30 @@ class SyncUsageAggregator:
         start, end = span
         mark, value = only
         complete = self._repo.complete_until()
+        spans = _days(start, end)
+        present: dict[str, list[str]] = defaultdict(list)  # tenant -> its days with usage in the range
+        for day, _ in spans:
+            for tenant in self._repo.tenants_of_day(resource_type, day):
+                present[tenant].append(day)
+        # A tenant with usage on one day: its item, read in batches. On several: one Query of its range,
+        # which DynamoDB bills by the items' summed size (per 4 KB) where batch reads bill each item.
+        cells: dict[tuple[str, str], DayCells] = {}
+        single: dict[str, list[str]] = defaultdict(list)
+        for tenant, days in present.items():
+            if len(days) == 1:
+                single[days[0]].append(tenant)
+        for day, tenants in single.items():
+            for tenant, found in self._repo.day_items(resource_type, day, tenants).items():
+                cells[(tenant, day)] = found
+        several = [t for t, days in present.items() if len(days) > 1]
+        first, last = spans[0][0], spans[-1][0]
+        for tenant, by_day in zip(several, self._repo.tenants_days(several, resource_type, first, last), strict=True):
+            cells.update({(tenant, day): c for day, c in by_day.items()})
         merged: dict[str, Decimal] = defaultdict(Decimal)
-        for day, hours in _days(start, end):
-            tenants = self._repo.tenants_of_day(resource_type, day)
-            for tenant, cells in self._repo.day_items(resource_type, day, tenants).items():
-                merged[tenant] += _in_hours(cells, hours, mark, value)
+        for day, hours in spans:
+            for tenant in present:
+                if (tenant, day) in cells:
+                    merged[tenant] += _in_hours(cells[(tenant, day)], hours, mark, value)
         ranked = sorted(((t, q) for t, q in merged.items() if q > 0), key=lambda kv: (-kv[1], kv[0]))
         return TopTenants(
             resource_type=resource_type,
