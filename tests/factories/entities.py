@@ -36,6 +36,9 @@ CATALOG = """{
   "plans": {
     "org": {"name": "Org", "quotas": {"tokens": {"limit": "4000", "policy": "hard"}}},
     "open": {"name": "Open", "quotas": {"tokens": {"policy": "unlimited"}}},
+    "org-large": {"name": "Org large", "quotas": {"tokens": {"limit": "8000", "policy": "hard"}}},
+    "org-windowed": {"name": "Org per minute",
+                     "quotas": {"tokens": {"limit": "4000", "policy": "hard", "windows": {"minute": "2400"}}}},
     "windowed": {"name": "Windowed",
                  "quotas": {"tokens": {"limit": "4000", "policy": "hard", "windows": {"minute": "300"}}}},
     "windowed-wide": {"name": "Windowed wide",
