@@ -102,6 +102,17 @@ def ddb_local_tables(dynamodb_local: Any, env: pytest.MonkeyPatch) -> Iterator[d
     reset_caches()
 
 
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`python -m local_stack` for the test module, over HTTP (a LocalStackProcess), stopped after it.
+    Started with `--log-level WARNING` plus the args of the module's `stack_args` mark, e.g.
+    `pytestmark = [pytest.mark.stack_args("--no-pollers", "--no-hooks")]` for a stack that only answers."""
+    from tests.factories.local_stack_process import LocalStackProcess
+
+    mark = request.node.get_closest_marker("stack_args")
+    yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make `--dist loadgroup` honour `xdist_group` marks again. pytest 9 derives `Item.nodeid` from

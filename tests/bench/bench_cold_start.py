@@ -242,7 +242,7 @@ def requests_per_operation(client: Any, table: str) -> None:
     print("\nDynamoDB requests per operation (one thread; bench_entitlements has them under contention)")
     for label, call in rows:
         print(f"  {label:<40} {counter.measure(50, call)}", flush=True)
-    print("  usage ingest -> aggregates: see bench_usage (requests per event; issue 16 reworks that pipeline)")
+    print("  usage ingest -> aggregates: see bench_usage (requests per event)")
 
 
 def _seed_first_invocation(client: Any, table: str) -> None:

@@ -14,11 +14,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from local_stack.stack import LocalStack, StackOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 90.0  # DynamoDB Local's JVM on a busy 2-core runner
@@ -194,6 +198,31 @@ class LocalStackProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def in_process(options: StackOptions, environ: Mapping[str, str] = {}) -> Iterator[LocalStack]:
+    """The local stack started inside this process (`environ` exported first: its containers take the
+    environment it starts with), stopped afterwards with this process's environment and the layer's
+    settings and clients as they were."""
+    from billing_platform import clients
+    from billing_platform.settings import get_settings
+    from local_stack.stack import LocalStack
+
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        stack = LocalStack(options)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+        clients.reset()
 
 
 def eventually(

@@ -13,7 +13,6 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +21,11 @@ import pytest
 
 from tests.factories.local_stack_process import LocalStackProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_entities")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("local_stack_entities"),
+    pytest.mark.stack_args("--no-pollers", "--no-hooks"),
+]
 
 CLIENTS = 64
 REQUESTS_PER_CLIENT = 6
@@ -41,11 +44,6 @@ def chain(entity: str | None) -> list[str]:
         return ["tenant", "entity:team-a", "entity:u0", f"entity:{KEY_ENTITY}"]
     team = next(t for t, users in TEAMS.items() if entity in users)
     return ["tenant", f"entity:{team}", f"entity:{entity}"]
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING", "--no-pollers", "--no-hooks")
 
 
 def _key(stack: LocalStackProcess, scope: str) -> tuple[str, str]:
