@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from billing_platform.audit.log import AuditEntry
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.models import Catalog, Window, parse_catalog
 from billing_platform.entities.models import LimitKind, LimitTerms
@@ -20,6 +21,8 @@ from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entities.service import EntityService
 from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.grants.models import Grant, GrantSource, GrantState
+from billing_platform.grants.repository import GrantRepository
 from billing_platform.reservations.models import Reservation
 from billing_platform.reservations.repository import ReservationRepository
 from billing_platform.reservations.service import ReservationService
@@ -31,6 +34,8 @@ CATALOG = catalog_json(
     {
         "org": plan(quota("4000", resource_type="tokens"), name="Org"),
         "open": plan(quota(None, resource_type="tokens"), name="Open"),
+        "windowed": plan(quota("4000", resource_type="tokens", windows={"minute": "300"}), name="Windowed"),
+        "windowed-wide": plan(quota("4000", resource_type="tokens", windows={"minute": "500"}), name="Windowed wide"),
     },
     resource_types=("tokens",),
 )
@@ -149,6 +154,32 @@ class Org:
             terms = LimitTerms(LimitKind.SHARE, share_percent=limits.user_share_b)
             svc.set_limit(t, user, "tokens", terms, actor=OPERATOR)
         svc.set_limit(t, KEY, "tokens", LimitTerms(LimitKind.ABSOLUTE, amount=limits.key_budget), actor=OPERATOR)
+
+    def add_grant(self, amount: Decimal, *, grant_id: str = "g-1", priority: int = 50) -> str:
+        """A live operator grant of `amount` tokens for the tenant (no expiry)."""
+        now = self.clock().replace(microsecond=0)
+        grant = Grant(
+            tenant_id=self.tenant_id,
+            resource_type="tokens",
+            grant_id=grant_id,
+            amount=amount,
+            remaining=amount,
+            used=Decimal(0),
+            priority=priority,
+            valid_until=None,
+            state=GrantState.ACTIVE,
+            source=GrantSource.OPERATOR,
+            source_id=grant_id,
+            created_at=now - timedelta(minutes=5),
+            created_by="operator:test",
+        )
+        audit = AuditEntry(tenant_id=self.tenant_id, actor="operator:test", action="grant.create", target=grant_id)
+        assert GrantRepository(self.settings, self.client).create([grant], audit)
+        return grant_id
+
+    def grant_remaining(self, grant_id: str = "g-1") -> Decimal:
+        grants = GrantRepository(self.settings, self.client).list(self.tenant_id, "tokens")
+        return next(g.remaining for g in grants if g.grant_id == grant_id)
 
     def item(self, key: dict[str, Any]) -> dict[str, Any]:
         return dict(

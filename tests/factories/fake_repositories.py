@@ -87,13 +87,14 @@ class FakeEntitlementRepository:
         return sorted((self.counters[pk] for pk in pks if pk in self.counters), key=lambda c: c.shard)
 
     def consume(
-        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, windows: str = ""
     ) -> tuple[QuotaCounter | None, Item | None]:
         self.requests.append("UpdateItem")
         stored = self.counters.get(_pk(key))
         if stored is None:
             return None, None
-        if not stored.allows(quantity, now, enforce=enforce):
+        # The fake models no window state: a counter with windows runs on DynamoDB Local only.
+        if stored.windows != windows or not stored.allows(quantity, now, enforce=enforce):
             return None, counter_to_item(stored, now)
         after = stored.consumed(quantity)
         self.counters[_pk(key)] = after
@@ -213,7 +214,7 @@ class FakeEntitlementRepository:
         return self.counters.get(_pk(key)), self.records.get((tenant_id, idempotency_key))
 
     def consume_once(
-        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord, windows: str = ""
     ) -> KeyedTake:
         self.requests.append("TransactWriteItems")
         return self._take_with_record(_pk(key), None, quantity, now, enforce=enforce, record=record)

@@ -42,9 +42,10 @@ def epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def with_windows(expression: dict[str, Any], windows: dict[Window, Decimal]) -> dict[str, Any]:
-    """`expression` (an update taking `:q` at `:now`) extended to check and count `windows` in the same
-    write: every window live (`end > :now`) with `:q` left. No windows: the item must carry none."""
+def with_windows(expression: dict[str, Any], windows: dict[Window, Decimal], *, amount: str = ":q") -> dict[str, Any]:
+    """`expression` (an update at `:now`) extended to check and count `windows` in the same write: every
+    window live (`end > :now`) with `amount` (a value of the expression, the take's quantity) left. No
+    windows: the item must carry none."""
     names = dict(expression["ExpressionAttributeNames"])
     values = dict(expression["ExpressionAttributeValues"])
     names["#win"] = WINDOWS_ATTRIBUTE
@@ -62,8 +63,8 @@ def with_windows(expression: dict[str, Any], windows: dict[Window, Decimal]) -> 
         end, rem, used = window_attributes(window)
         tag = window.value
         names.update({f"#{tag}_end": end, f"#{tag}_rem": rem, f"#{tag}_used": used})
-        condition += f" AND #{tag}_end > :now AND #{tag}_rem >= :q"
-        update += f", #{tag}_rem = #{tag}_rem - :q, #{tag}_used = #{tag}_used + :q"
+        condition += f" AND #{tag}_end > :now AND #{tag}_rem >= {amount}"
+        update += f", #{tag}_rem = #{tag}_rem - {amount}, #{tag}_used = #{tag}_used + {amount}"
     return {
         "UpdateExpression": update,
         "ConditionExpression": condition,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,6 +44,9 @@ class Window(StrEnum):
 
 
 _WINDOW_SECONDS = {Window.MINUTE: 60, Window.HOUR: 3_600, Window.DAY: 86_400, Window.WEEK: 604_800}
+# The shortest billing period a plan can have (a February month): a plan's window must be shorter.
+SHORTEST_PERIOD_SECONDS = 28 * 86_400
+WindowLimits = dict[Window, Annotated[Decimal, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]]
 
 
 def window_marker(windows: dict[Window, Decimal]) -> str:
@@ -59,14 +62,17 @@ def parse_window_marker(marker: str) -> dict[Window, Decimal]:
 
 
 class ResourceQuota(BaseModel):
-    """What a plan grants for one resource type in one billing period. (Short windows are set on entity
-    limits, `billing_platform.entities`; the plan's own counters carry none.)"""
+    """What a plan grants for one resource type in one billing period, and optionally per short window
+    (`windows`, e.g. `{"minute": "20000"}`). A window is always hard whatever the policy: a take past it is
+    refused 429 with `Retry-After` (the window's end), and it counts takes only (a release or a reservation
+    settled below its estimate gives back to the period, never to a window: a rate counts what was taken)."""
 
     model_config = ConfigDict(frozen=True)
 
     limit: Decimal | None = Field(default=None, ge=0)
     policy: QuotaPolicy = QuotaPolicy.HARD
     metered: bool = False  # usage is reported to a Stripe billing meter
+    windows: WindowLimits = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _limit_matches_policy(self) -> ResourceQuota:
@@ -153,6 +159,18 @@ class Plan(BaseModel):
     thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_THRESHOLDS, max_length=MAX_THRESHOLDS)
     # What the plan charges (its fee, each resource's price); None: the plan is not rated in money.
     pricing: PlanPricing | None = None
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Plan:
+        for resource, quota in self.quotas.items():
+            if quota.windows and self.counter_shards > 1:
+                # A window is one budget on the quota's one counter item: N shards would each hold a part of
+                # it, and a take refused on one shard's part could not be told from the whole being used.
+                raise ValueError(f"plan {self.id!r}: windows on {resource!r} need counter_shards = 1")
+            for window in quota.windows:
+                if window.seconds >= SHORTEST_PERIOD_SECONDS:
+                    raise ValueError(f"plan {self.id!r}: a {window.value} window is not shorter than the period")
+        return self
 
     @model_validator(mode="after")
     def _thresholds_increase(self) -> Plan:

@@ -24,6 +24,7 @@ from billing_platform.entitlements import idempotency
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.dal.consume_records import ConsumeRecord, record_from_item
 from billing_platform.entitlements.entity_take import (
+    GrantsPaid,
     LevelRequest,
     LevelTaken,
     Shares,
@@ -57,12 +58,16 @@ def consume_at_levels(ctx: EntitlementContext, req: LevelRequest, idempotency_ke
         return taken.denial
     records: list[ConsumeRecord] = []
 
-    def companions(now: datetime, shares: Shares, layout: int, entities: tuple[str, ...]) -> list[dict[str, Any]]:
+    def companions(
+        now: datetime, shares: Shares, layout: int, entities: tuple[str, ...], grants: GrantsPaid
+    ) -> list[dict[str, Any]]:
         record = replace(
             new_record(request, now, shares, layout),
             entities=entities,
         )
-        estimate = granted_answer(ctx, req, LevelTaken(True, shares=shares, layout=layout), remember=False)
+        estimate = granted_answer(
+            ctx, req, LevelTaken(True, shares=shares, layout=layout, grants=grants), remember=False
+        )
         record = replace(record, answer=replace(estimate, idempotency_key=idempotency_key))
         records[:] = [record]
         return [ctx.repo.record_put_request(record)]

@@ -1,11 +1,10 @@
 """The take that names an entity: one `TransactWriteItems` over every level that carries a limit, from the
 entity up through its ancestors to the tenant's quota counter, all or nothing (`levels.commit`).
 
-- Levels: the tenant's counter (the consume path's own update, `dal.counters.take_item`; windows too if its
-  item ever carries a window marker: plans set none today, windows are set on entity limits),
-  then each entity of the chain with a limit on the resource (its limit item: `remaining >= q`, period
-  live, windows live with room), then the caller's companions (an idempotent consume's record, a
-  reservation, a spend cap) last. Entities without a limit on the resource cost nothing.
+- Levels: the tenant's counter (the consume path's own update, `dal.counters.take_item`, with the plan's
+  short windows), then each entity of the chain with a limit on the resource (its limit item:
+  `remaining >= q`, period live, windows live with room), then the caller's companions (an idempotent
+  consume's record, a reservation) last. Entities without a limit on the resource cost nothing.
 - A refusal is decided from the items DynamoDB returns with it: a counter or window that rolled over is
   started anew (conditionally, so never twice) and the take retried; an outdated chain or window marker
   is re-read and retried; otherwise the level has no room: the take is refused naming it (402 for a
@@ -13,9 +12,10 @@ entity up through its ancestors to the tenant's quota counter, all or nothing (`
 - The tenant's quota is handled as the consume path handles it (`slow_path`: provisioning, period
   rollover, suspension, layout changes; a sharded quota short on its random shard is read whole and the
   take spread over its shards in the same transaction).
-
-Not drawn here: the tenant's grants. A take naming an entity that the period quota alone cannot cover is
-refused at the `tenant` level even when live grants could pay the rest.
+- Grants: a hard plan quota (every shard together) short for the take while every entity level has room
+  goes on to the tenant's live grants as a tenant-only take does (`past_quota.draw`: the quota gives all it
+  has, grants by priority and expiry pay the rest), with the entity levels and the companions in that same
+  transaction. Refused naming `tenant` only when the quota and the live grants together are short.
 """
 
 from __future__ import annotations
@@ -43,11 +43,14 @@ from billing_platform.entitlements.models import (
     combine_shards,
     layout_live,
 )
+from billing_platform.entitlements.past_quota import draw
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_from_item, counter_key, counter_pk
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.entitlements.views import read_quota
+from billing_platform.entitlements.windows import window_rows
 from billing_platform.errors import RateLimitedError, UnprocessableError
+from billing_platform.grants.models import DrawPlan, live_balance
 from billing_platform.instants import to_epoch
 from billing_platform.levels import (
     WINDOWS_ATTRIBUTE,
@@ -58,15 +61,15 @@ from billing_platform.levels import (
     epoch,
     needs_alignment,
     short_window,
-    window_states,
     with_windows,
 )
 from billing_platform.quantities import ZERO
 
 Shares = tuple[tuple[int, Decimal], ...]
+GrantsPaid = tuple[tuple[str, Decimal], ...]  # (grant id, quantity) in draw order
 # Builds the companion items of a take at `now` over these tenant shares of this layout, counted at these
-# entities: appended after the levels, in this order.
-Companions = Callable[[datetime, Shares, int, tuple[str, ...]], list[dict[str, Any]]]
+# entities, with these grants paying what the quota could not: appended after the levels, in this order.
+Companions = Callable[[datetime, Shares, int, tuple[str, ...], GrantsPaid], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class LevelTaken:
     denial: EntitlementCheck | None = None
     existing: Item | None = None
     existing_index: int = -1
+    grants: GrantsPaid = ()
+    grant_remaining: Decimal | None = None
 
 
 def entities_of(ctx: EntitlementContext) -> EntityRepository:
@@ -128,18 +133,8 @@ def _tenant_item(
     ctx: EntitlementContext, req: LevelRequest, shard: int, part: Decimal, layout: int, now: datetime
 ) -> Item:
     key = counter_key(req.tenant_id, req.resource_type, shard, layout)
-    item = take_item(ctx.repo._table, key, part, now, enforce=ctx.enforcing)
     marker = ctx.windows.get(counter_pk(req.tenant_id, req.resource_type, shard, layout)) or ""
-    windows = parse_window_marker(marker)
-    if windows:
-        # A window counts the whole take: spread shares each count their part, which sums to it.
-        update = item["Update"]
-        extended = with_windows({k: update[k] for k in _EXPRESSION}, windows)
-        item = {"Update": {**update, **extended}}
-    return item
-
-
-_EXPRESSION = ("UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues")
+    return take_item(ctx.repo._table, key, part, now, enforce=ctx.enforcing, windows=marker)
 
 
 def entity_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, marker: str) -> Item:
@@ -170,6 +165,7 @@ class _Round:
     shares: Shares | None = None
     denial: EntitlementCheck | None = None
     refusals: list[tuple[str, Window | None, int | None]] | None = None  # (level, window, window end)
+    short: list[QuotaCounter] | None = None  # the plan quota (every shard, as read) is short: grants may pay
 
 
 def take_at_levels(ctx: EntitlementContext, req: LevelRequest, companions: Companions | None = None) -> LevelTaken:
@@ -190,7 +186,7 @@ def take_at_levels(ctx: EntitlementContext, req: LevelRequest, companions: Compa
             levels.append(Level(level_name(entity_id), item, entity_id=entity_id))
         counted = tuple(e for e, _m in chain)
         if companions is not None:
-            levels += [Level("companion", i, counting=False) for i in companions(now, shares, layout, counted)]
+            levels += [Level("companion", i, counting=False) for i in companions(now, shares, layout, counted, ())]
         outcome = commit(ctx.repo.client, levels)
         if outcome.applied:
             return LevelTaken(True, shares=shares, layout=layout, entities=counted, taken_at=now)
@@ -209,6 +205,11 @@ def take_at_levels(ctx: EntitlementContext, req: LevelRequest, companions: Compa
                 fresh_chain |= _entity_refused(ctx, req, level, old, now, decision)
         if decision.denial is not None:
             return LevelTaken(False, denial=decision.denial)
+        if decision.short is not None and not decision.retry and not fresh_chain:
+            entity_levels = [level for level in levels[tenant_count:] if level.counting]
+            drawn = _draw_at_levels(ctx, req, decision.short, entity_levels, companions, decision)
+            if drawn is not None:
+                return drawn
         if decision.layout is not None:
             layout, planned = decision.layout, None
         if decision.shares is not None:
@@ -274,16 +275,67 @@ def _tenant_refused(
             return
         total = combine_shards(counters)
         if enforce and total.policy is QuotaPolicy.HARD and total.remaining < req.quantity:
-            assert out.refusals is not None
-            out.refusals.append((TENANT_LEVEL, None, None))
+            out.short = counters
             return
         out.shares = tuple((c.shard, q) for c, q in plan_shares(counters, req.quantity, total, enforce))
         return
     if enforce and counter.policy is QuotaPolicy.HARD and counter.remaining < req.quantity:
-        assert out.refusals is not None
-        out.refusals.append((TENANT_LEVEL, None, None))
+        out.short = [counter]
         return
     out.retry = True
+
+
+def _draw_at_levels(
+    ctx: EntitlementContext,
+    req: LevelRequest,
+    counters: list[QuotaCounter],
+    entity_levels: list[Level],
+    companions: Companions | None,
+    decision: _Round,
+) -> LevelTaken | None:
+    """The plan quota (`counters`, every shard as read) is short: when no entity level refused, take what it
+    has plus live grants (`past_quota.draw`) with the entity levels and the companions, in one transaction.
+    A refusal: the entity's own when one refused (and the grants would have covered the tenant), else the
+    tenant's when quota and grants are short. None: something changed, take again."""
+    assert decision.refusals is not None
+    now = ctx.clock()
+    layout = counters[0].shards
+    if decision.refusals:
+        # An entity level has no room: name it, unless the tenant is short even with its grants.
+        balance = live_balance(ctx.tenant_grants.list(req.tenant_id, req.resource_type), now)
+        if sum((max(ZERO, c.remaining) for c in counters), ZERO) + balance < req.quantity:
+            decision.refusals.insert(0, (TENANT_LEVEL, None, None))
+        return LevelTaken(False, denial=refusal(ctx, req, decision.refusals, now, grant_remaining=balance))
+    paid: Shares = tuple((c.shard, c.remaining) for c in counters if c.remaining > 0)
+    counted = tuple(level.entity_id for level in entity_levels if level.entity_id is not None)
+    made: list[int] = [0]
+
+    def level_items(plan: DrawPlan, _balance: Decimal) -> list[dict[str, Any]]:
+        items = [level.item for level in entity_levels]
+        if companions is not None:
+            items += companions(now, paid, layout, counted, plan.drawn())
+        made[0] = len(items)
+        return items
+
+    outcome = draw(ctx, counters, req.quantity, now, record_put=level_items)
+    if outcome.short:
+        refused = refusal(ctx, req, [(TENANT_LEVEL, None, None)], now, grant_remaining=outcome.grant_balance)
+        return LevelTaken(False, denial=refused)
+    if outcome.granted and outcome.plan is not None:
+        return LevelTaken(
+            True,
+            shares=paid,
+            layout=layout,
+            entities=counted,
+            taken_at=now,
+            grants=outcome.plan.drawn(),
+            grant_remaining=outcome.grant_balance - outcome.plan.grant_total,
+        )
+    if outcome.existing_record and outcome.record_index >= len(entity_levels) and outcome.existing_item is not None:
+        return LevelTaken(False, existing=outcome.existing_item, existing_index=outcome.record_index - made[0])
+    # An entity level, a window, a shard or a grant moved under the plan: the next round reads them again.
+    time.sleep(ctx.rng.uniform(0, 0.002))
+    return None
 
 
 def _entity_refused(
@@ -325,7 +377,12 @@ def _entity_refused(
 
 
 def refusal(
-    ctx: EntitlementContext, req: LevelRequest, refusals: list[tuple[str, Window | None, int | None]], now: datetime
+    ctx: EntitlementContext,
+    req: LevelRequest,
+    refusals: list[tuple[str, Window | None, int | None]],
+    now: datetime,
+    *,
+    grant_remaining: Decimal | None = None,
 ) -> EntitlementCheck:
     """The refusal of a take: a period refusal (402) names its level before any window (429): retrying
     after a window ends would not help a period that is used up. Every level's state is read for it."""
@@ -336,7 +393,14 @@ def refusal(
         tenant, req.quantity, allowed=False, reason=DenyReason.EXHAUSTED if window is None else DenyReason.WINDOW
     )
     retry_after = max(1, (end or 0) - epoch(now)) if window is not None else None
-    return replace(answer, entity_id=req.entity_id, refused_by=level, levels=states, retry_after_seconds=retry_after)
+    return replace(
+        answer,
+        entity_id=req.entity_id,
+        refused_by=level,
+        levels=states,
+        retry_after_seconds=retry_after,
+        grant_remaining=grant_remaining,
+    )
 
 
 def level_states(
@@ -358,7 +422,7 @@ def level_states(
     ]
     directory = ctx.repo.get_counter_item(counter_key(req.tenant_id, req.resource_type))
     if directory is not None:
-        states += _window_rows(TENANT_LEVEL, directory, now)
+        states += window_rows(TENANT_LEVEL, directory, now)
     chain = chain_for(ctx, req.tenant_id, req.entity_id, req.resource_type, fresh=True)
     repo = entities_of(ctx)
     items = {
@@ -381,26 +445,8 @@ def level_states(
                 datetime.fromtimestamp(int(item["period_end"]["N"]), UTC),
             )
         )
-        states += _window_rows(level_name(entity_id), item, now)
+        states += window_rows(level_name(entity_id), item, now)
     return tuple(states), tenant
-
-
-def _window_rows(level: str, item: Item, now: datetime) -> list[LevelState]:
-    rows = []
-    for state in window_states(item):
-        live = state.live(epoch(now))
-        remaining = state.remaining if live else state.limit
-        rows.append(
-            LevelState(
-                level,
-                state.limit,
-                state.limit - remaining,
-                max(ZERO, remaining),
-                datetime.fromtimestamp(state.end if live else state.window.end_after(epoch(now)), UTC),
-                window=state.window.value,
-            )
-        )
-    return rows
 
 
 def granted_answer(
@@ -408,14 +454,15 @@ def granted_answer(
 ) -> EntitlementCheck:
     """The answer to a granted take. A transaction returns no item: the tenant's numbers are estimated from
     the counter this container saw last (read once when it has none), so the answer is approximate."""
-    shard, _part = taken.shares[0]
+    shard = taken.shares[0][0] if taken.shares else 0
+    from_quota = sum((q for _s, q in taken.shares), ZERO)  # a grant draw: the quota paid part of it
     pk = counter_pk(req.tenant_id, req.resource_type, shard, taken.layout)
     seen = ctx.counters.get(pk)
     if seen is None:
         seen = ctx.repo.get_counter(req.tenant_id, req.resource_type, shard, taken.layout)
     if seen is None:
         raise RuntimeError("counter vanished after a granted take")
-    after = replace(seen, used=seen.used + req.quantity, remaining=seen.remaining - req.quantity)
+    after = replace(seen, used=seen.used + from_quota, remaining=seen.remaining - from_quota)
     if remember:
         ctx.counters.put(pk, after)
     view = after
@@ -424,7 +471,7 @@ def granted_answer(
     answer = check_from_counter(
         view, req.quantity, allowed=True, enforced=ctx.enforcing, approximate=True, shards_used=taken.shares
     )
-    return replace(answer, entity_id=req.entity_id)
+    return replace(answer, entity_id=req.entity_id, grants_used=taken.grants, grant_remaining=taken.grant_remaining)
 
 
 def check_levels(ctx: EntitlementContext, req: LevelRequest) -> EntitlementCheck:

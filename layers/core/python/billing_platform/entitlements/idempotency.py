@@ -87,7 +87,8 @@ def _unpinned(ctx: EntitlementContext, request: ConsumeRequest, shards: int) -> 
         shares = ((shard, request.quantity),)
         key = counter_key(request.tenant_id, request.resource_type, shard, shards)
         record = new_record(request, now, shares, shards)
-        taken = ctx.repo.consume_once(key, request.quantity, now, enforce=ctx.enforcing, record=record)
+        windows = ctx.windows.get(counter_pk(request.tenant_id, request.resource_type, shard, shards)) or ""
+        taken = ctx.repo.consume_once(key, request.quantity, now, enforce=ctx.enforcing, record=record, windows=windows)
         if taken.granted:
             return answer_keyed(ctx, request, shares, shards)
         if taken.existing_record is not None:

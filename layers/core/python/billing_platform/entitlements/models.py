@@ -220,6 +220,9 @@ class QuotaCounter:
     # key always exists once a quota is provisioned (a retired marker when sharded), so one failed
     # hot-path update tells a caller with a stale layout where to go.
     current_shards: int | None = None
+    # The plan's short windows on this counter as its item carries them (`catalog.models.window_marker`;
+    # "": none). Every take pins it, so a take built from other terms fails instead of skipping a window.
+    windows: str = ""
 
     def allows(self, quantity: Decimal, now: datetime, *, enforce: bool = True) -> bool:
         """The same predicate as the hot path's ConditionExpression."""

@@ -14,7 +14,9 @@ The draw reads the tenant's grants for the resource (strongly consistent), plans
 
 * every counter shard the plan saw is conditioned on being exactly as seen (`remaining = :seen`, still
   active, period not over) and gives all it had: so a grant is never drawn while the quota still holds
-  something (a release or a rollover meanwhile cancels the plan, and the retry finds the quota again);
+  something (a release or a rollover meanwhile cancels the plan, and the retry finds the quota again); a
+  counter with the plan's short windows also counts the whole take in each window, conditioned on its room
+  (a window caps what is taken, whoever pays it);
 * every grant drawn is conditioned on being active, unexpired at `now` and holding its take: an expired
   grant stops counting at its expiry instant, and `remaining` never goes below zero;
 * an idempotent consume's record, or a reservation (`take`), goes in the same transaction, last.
@@ -90,7 +92,7 @@ def draw(
     if not plan.from_grants:
         # The quota covers the take after all (a release or a rollover since the caller read it).
         return DrawOutcome(granted=False, plan=plan, grant_balance=balance, conflict=True)
-    items = [ctx.repo.drain_request(c, now) for c in counters]
+    items = [ctx.repo.drain_request(c, now, quantity) for c in counters]
     items += [ctx.tenant_grants.draw_request(grant, take, now) for grant, take in plan.from_grants]
     records_from = len(items)
     if record_put is not None:
@@ -154,6 +156,8 @@ def take_past_quota(
             existing = ctx.repo.get_consume_record(tenant_id, idempotency_key)
             if existing is not None:
                 return replay(ctx, existing, request)
+        if counters[0].windows:
+            return shards  # a window may be what refused it: the caller's loop decides (windows.window_step)
         counters = None
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))

@@ -1,5 +1,6 @@
-"""Bring a quota's counters to the plan's terms: provisioning on first use, new terms on a plan change,
-and layout switches (one counter <-> N shards) that never lose or double-grant usage."""
+"""Bring a quota's counters to the plan's terms: provisioning on first use, new terms on a plan change
+(the period's and the short windows'), and layout switches (one counter <-> N shards) that never lose or
+double-grant usage."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from billing_platform.catalog.models import QuotaPolicy, ResourceQuota
+from billing_platform.catalog.models import QuotaPolicy, ResourceQuota, window_marker
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
 from billing_platform.entitlements.models import (
     CounterState,
@@ -138,7 +139,24 @@ def _update_terms(ctx: EntitlementContext, current: list[QuotaCounter], terms: T
             return False
         if state is CounterState.SUSPENDED:
             ctx.repo.set_state(counter, CounterState.SUSPENDED, now)
+        marker = window_marker(quota.windows)
+        if counter.windows != marker:
+            _set_windows(ctx, counter, marker, now)
     return True
+
+
+def _set_windows(ctx: EntitlementContext, counter: QuotaCounter, marker: str, now: datetime) -> None:
+    """Bring the counter's short windows to the plan's (`marker`): a window kept keeps what it used in the
+    live window against its new limit, a new one starts at the next take, a dropped one goes. Conditioned
+    on the marker read, so racing plan applications each apply in turn and none is lost."""
+    key = counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards)
+    for _round in range(MAX_ROUNDS):
+        item = ctx.repo.get_counter_item(key)
+        if item is None or item.get("windows", {}).get("S", "") == marker:
+            return
+        if ctx.repo.set_windows(key, item, marker, now):
+            return
+    raise RateLimitedError("the quota changed too often while the plan was applied; retry")
 
 
 def _switch(
@@ -187,6 +205,7 @@ def _switch(
                         shard=i if target > 1 else 0,
                         shards=target,
                         total_limit=quota.limit,
+                        windows=window_marker(quota.windows),
                     ),
                     seen.pop(slot, None),
                 )

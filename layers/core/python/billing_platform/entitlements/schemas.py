@@ -103,7 +103,10 @@ class EntitlementOut(BaseModel):
     )
     replayed: bool = Field(description="true: the answer of an earlier consume with the same idempotency key")
     approximate: bool = Field(
-        description="true: used and remaining are estimates (a sharded quota's fast path, or a replay)"
+        description="true: used and remaining are estimates, not the counter's state after this take: a "
+        "sharded quota (one shard seen, scaled), a take naming an entity with limited levels (a transaction "
+        "returns no item: the numbers this container saw last, moved by this take), or a replay whose stored "
+        "answer was not found (the counter as it is now)"
     )
     grant_remaining: DecimalText | None = Field(
         description="What the tenant's live grants hold for the resource; null when not read (the hot path "

@@ -6,6 +6,8 @@
 - SUSPENDED: denied (past due beyond grace / unpaid);
 - period over: roll the counter into the period containing now, conditioned on the period end seen,
   so of several racing resets exactly one applies; retry;
+- the plan's short windows: an outdated marker, a window to start, or a window short for the take
+  (`windows.window_step`: retry, or 429 with the window's end);
 - otherwise the quota is short for this take: a hard quota goes on to `past_quota` (what it has left
   plus the tenant's live grants, one transaction; denied with exact numbers when both are short).
 
@@ -40,6 +42,7 @@ from billing_platform.entitlements.past_quota import take_past_quota
 from billing_platform.entitlements.reconcile import provision
 from billing_platform.entitlements.records import answer_keyed, new_record, replay
 from billing_platform.entitlements.repository import Item, KeyedTake, counter_from_item, counter_key
+from billing_platform.entitlements.windows import window_step
 from billing_platform.errors import RateLimitedError
 
 logger = logging.getLogger(__name__)
@@ -78,6 +81,11 @@ def slow_path(
         return suspended_answer(counter, quantity, enforce, shards)
     if counter.period_end <= now:
         roll(ctx, counter, now)
+        return shards
+    windowed = window_step(ctx, request, counter, old, now)
+    if isinstance(windowed, EntitlementCheck):
+        return windowed
+    if windowed:
         return shards
     if shards > 1:
         return _consume_spread(ctx, request, shards=shards, draw_grants=draw_grants)

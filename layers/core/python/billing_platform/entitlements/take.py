@@ -36,7 +36,7 @@ from billing_platform.entitlements.models import (
     layout_live,
 )
 from billing_platform.entitlements.past_quota import draw
-from billing_platform.entitlements.repository import Item, counter_from_item, counter_key
+from billing_platform.entitlements.repository import Item, counter_from_item, counter_key, counter_pk
 from billing_platform.entitlements.slow_path import plan_shares, slow_path
 from billing_platform.errors import RateLimitedError
 from billing_platform.grants.models import DrawPlan
@@ -124,7 +124,11 @@ def _commit(
     whose condition failed (None: no counter yet), or _CONFLICT."""
     items = [
         ctx.repo.take_request(
-            counter_key(request.tenant_id, request.resource_type, shard, layout), part, now, enforce=ctx.enforcing
+            counter_key(request.tenant_id, request.resource_type, shard, layout),
+            part,
+            now,
+            enforce=ctx.enforcing,
+            windows=ctx.windows.get(counter_pk(request.tenant_id, request.resource_type, shard, layout)) or "",
         )
         for shard, part in shares
     ]
@@ -207,6 +211,8 @@ def _past_quota(
             return Taken(granted=True, shares=paid, grants=grants, layout=shards, taken_at=now)
         if outcome.existing_record and outcome.existing_item is not None:
             return Taken(granted=False, existing=outcome.existing_item, companion_index=outcome.record_index)
+        if counters[0].windows:
+            return shards  # a window may be what refused it: the take's loop decides (windows.window_step)
         counters = None
         # Something changed under the plan (or a concurrent transaction held an item): back off a little.
         time.sleep(ctx.rng.uniform(0, 0.002 * (round_ + 1)))

@@ -77,8 +77,10 @@ def reserve(
         built[:] = [held]
         return ctx.repo.hold_put(held)
 
-    def companions(now: datetime, shares: Shares, layout: int, entities: tuple[str, ...]) -> list[dict[str, Any]]:
-        companion(now, shares, layout, ())
+    def companions(
+        now: datetime, shares: Shares, layout: int, entities: tuple[str, ...], grants: GrantsPaid
+    ) -> list[dict[str, Any]]:
+        companion(now, shares, layout, grants)
         built[:] = [replace(built[0], entity_id=entity_id, entities=entities)]
         return [ctx.repo.hold_put(built[0])]
 

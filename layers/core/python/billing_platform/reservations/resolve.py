@@ -271,9 +271,14 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
         if current.entity_id is not None:
 
             def companions(
-                now: datetime, shares: Shares, layout: int, _entities: tuple[str, ...], amount: Decimal = wanted
+                now: datetime,
+                shares: Shares,
+                layout: int,
+                _entities: tuple[str, ...],
+                grants: GrantsPaid,
+                amount: Decimal = wanted,
             ) -> list[dict[str, Any]]:
-                return companion_items(companion(now, shares, layout, (), amount))
+                return companion_items(companion(now, shares, layout, grants, amount))
 
             request = LevelRequest(current.tenant_id, current.resource_type, wanted, current.entity_id)
             taken = take_at_levels(ctx.entitlements.context, request, companions)

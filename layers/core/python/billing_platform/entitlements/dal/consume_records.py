@@ -100,10 +100,12 @@ class ConsumeRecordAccess(TableAccess):
     # --- consume with a record ----------------------------------------------------------------
 
     def consume_once(
-        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord, windows: str = ""
     ) -> KeyedTake:
-        """Consume and store the consume record in one transaction, so a retried key consumes once."""
-        return self._take_with_record(take_item(self._table, key, quantity, now, enforce=enforce), key, record)
+        """Consume (and count the `windows`) and store the consume record in one transaction, so a retried
+        key consumes once."""
+        take = take_item(self._table, key, quantity, now, enforce=enforce, windows=windows)
+        return self._take_with_record(take, key, record)
 
     def consume_once_pinned(
         self, expected: QuotaCounter, quantity: Decimal, now: datetime, *, enforce: bool, record: ConsumeRecord
@@ -115,7 +117,7 @@ class ConsumeRecordAccess(TableAccess):
         quantity, and the answer stored with the record is exact: one request, no read, nothing to store
         afterwards. A counter that moved meanwhile fails the condition and comes back as `counter_item`."""
         key = counter_key(expected.tenant_id, expected.resource_type, expected.shard, expected.shards)
-        take = take_item(self._table, key, quantity, now, enforce=enforce)
+        take = take_item(self._table, key, quantity, now, enforce=enforce, windows=expected.windows)
         update = take["Update"]
         update["ExpressionAttributeNames"].update({"#lim": NAMES["#lim"], "#pol": NAMES["#pol"], "#tl": "total_limit"})
         values = update["ExpressionAttributeValues"]

@@ -8,19 +8,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.catalog.models import QuotaPolicy
+from billing_platform.catalog.models import QuotaPolicy, parse_window_marker
 from billing_platform.conditions import Cancellation, cancellation, lost_race
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import Item, counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess, update_item
 from billing_platform.entitlements.models import CounterState, QuotaCounter
 from billing_platform.instants import to_epoch
+from billing_platform.levels import WINDOWS_ATTRIBUTE, align_windows, with_windows
 from billing_platform.quantities import ZERO
 
 
-def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool, windows: str = "") -> dict[str, Any]:
     """Take `quantity` from a live counter of the current period (with `enforce`, a hard quota only
-    while it has that much left). Shared by the hot path and every transaction that consumes."""
+    while it has that much left), and from each short window `windows` names (the counter's marker as last
+    seen; pinned: a counter carrying other windows refuses the take). Shared by the hot path and every
+    transaction that consumes."""
     condition = "#st = :active AND #pe > :now"
     values = {
         ":q": number_attr(quantity),
@@ -33,12 +36,13 @@ def consume_expression(quantity: Decimal, now: datetime, *, enforce: bool) -> di
         condition += " AND (#rem >= :q OR #pol <> :hard)"
         values[":hard"] = string_attr(QuotaPolicy.HARD.value)
         names["#pol"] = "policy"
-    return {
+    expression = {
         "UpdateExpression": "SET #rem = #rem - :q, #used = #used + :q",
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
+    return with_windows(expression, parse_window_marker(windows))
 
 
 def release_expression(quantity: Decimal, period_end: datetime | None) -> dict[str, Any]:
@@ -59,14 +63,16 @@ def release_expression(quantity: Decimal, period_end: datetime | None) -> dict[s
     }
 
 
-def take_item(table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+def take_item(
+    table: str, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, windows: str = ""
+) -> dict[str, Any]:
     """A consume as one item of a transaction (the counter returned with a failed condition)."""
     return {
         "Update": {
             "TableName": table,
             "Key": key,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **consume_expression(quantity, now, enforce=enforce),
+            **consume_expression(quantity, now, enforce=enforce, windows=windows),
         }
     }
 
@@ -77,14 +83,19 @@ class CounterAccess(TableAccess):
 
     # --- transactions a use case assembles ----------------------------------------------------
 
-    def take_request(self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool) -> dict[str, Any]:
+    def take_request(
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, windows: str = ""
+    ) -> dict[str, Any]:
         """A consume of the counter at `key` as one item of a transaction."""
-        return take_item(self._table, key, quantity, now, enforce=enforce)
+        return take_item(self._table, key, quantity, now, enforce=enforce, windows=windows)
 
-    def drain_request(self, counter: QuotaCounter, now: datetime) -> dict[str, Any]:
+    def drain_request(self, counter: QuotaCounter, now: datetime, quantity: Decimal = ZERO) -> dict[str, Any]:
         """Give everything the shard has (a grant draw drains the quota before any grant), or just check
         it is still as seen when it has nothing: conditioned on the counter being exactly as seen, still
-        active, its period not over."""
+        active, its period not over. A counter with short windows counts the whole `quantity` there (the
+        grants pay the rest of the period's part, but a window caps what is taken, whoever pays it)."""
+        if counter.windows:
+            return self._drain_windowed(counter, now, quantity)
         take = max(ZERO, counter.remaining)
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -103,6 +114,36 @@ class CounterAccess(TableAccess):
         request["ExpressionAttributeNames"]["#used"] = "used"
         request["ExpressionAttributeValues"][":q"] = number_attr(take)
         return {"Update": request}
+
+    def _drain_windowed(self, counter: QuotaCounter, now: datetime, quantity: Decimal) -> dict[str, Any]:
+        take = max(ZERO, counter.remaining)
+        expression = {
+            "UpdateExpression": "SET #rem = #rem - :q, #used = #used + :q",
+            "ConditionExpression": "#st = :active AND #pe > :now AND #rem = :seen",
+            "ExpressionAttributeNames": {"#st": "state", "#pe": "period_end", "#rem": "remaining", "#used": "used"},
+            "ExpressionAttributeValues": {
+                ":active": string_attr(CounterState.ACTIVE.value),
+                ":now": number_attr(to_epoch(now)),
+                ":seen": number_attr(counter.remaining),
+                ":q": number_attr(take),
+                ":wq": number_attr(quantity),
+            },
+        }
+        windowed = with_windows(expression, parse_window_marker(counter.windows), amount=":wq")
+        key = counter_key(counter.tenant_id, counter.resource_type, counter.shard, counter.shards)
+        update = {"TableName": self._table, "Key": key, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        return {"Update": {**update, **windowed}}
+
+    def align_windows(self, key: Item, seen: Item, now: datetime) -> bool:
+        """Start the counter's windows that ended (or never started), conditioned on the item as `seen`
+        (`levels.align_windows`: of racing callers one starts a window). False: lost a race (read again)."""
+        marker = seen.get(WINDOWS_ATTRIBUTE, {}).get("S", "")
+        return align_windows(self.client, self._table, key, seen, parse_window_marker(marker), now)
+
+    def set_windows(self, key: Item, seen: Item, windows: str, now: datetime) -> bool:
+        """Bring the counter's windows to the plan's `windows` (a live window keeps what it used against its
+        new limit), conditioned on the marker `seen`. False: lost a race (read again)."""
+        return align_windows(self.client, self._table, key, seen, parse_window_marker(windows), now)
 
     def commit(self, items: list[dict[str, Any]]) -> Cancellation | None:
         """One TransactWriteItems, sent once: None when it applied, else what DynamoDB said of each item
@@ -145,11 +186,11 @@ class CounterAccess(TableAccess):
     # --- the hot path -------------------------------------------------------------------------
 
     def consume(
-        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool
+        self, key: Item, quantity: Decimal, now: datetime, *, enforce: bool, windows: str = ""
     ) -> tuple[QuotaCounter | None, Item | None]:
-        """THE hot path: one conditional UpdateItem. Returns (counter after, None) when granted, or
-        (None, the item as it was) when the condition failed (None item: no counter yet)."""
-        return self._update_counter(key, **consume_expression(quantity, now, enforce=enforce))
+        """THE hot path: one conditional UpdateItem (its windows counted in it). Returns (counter after, None)
+        when granted, or (None, the item as it was) when the condition failed (None item: no counter yet)."""
+        return self._update_counter(key, **consume_expression(quantity, now, enforce=enforce, windows=windows))
 
     # --- release (no idempotency key) ---------------------------------------------------------
 

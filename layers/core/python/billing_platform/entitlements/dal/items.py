@@ -78,6 +78,9 @@ def counter_to_item(counter: QuotaCounter, now: datetime) -> Item:
         item["total_limit"] = number_attr(counter.total_limit)
     if counter.current_shards is not None:
         item["current_shards"] = number_attr(counter.current_shards)
+    if counter.windows:
+        # The marker only: each window starts at the first take that finds it not started (levels.align_windows).
+        item["windows"] = string_attr(counter.windows)
     return item
 
 
@@ -97,6 +100,7 @@ def counter_from_item(item: Item) -> QuotaCounter:
         shards=int(item.get("shards", {"N": "1"})["N"]),
         total_limit=decimal_of(item["total_limit"]) if "total_limit" in item else None,
         current_shards=int(item["current_shards"]["N"]) if "current_shards" in item else None,
+        windows=item["windows"]["S"] if "windows" in item else "",
     )
 
 
