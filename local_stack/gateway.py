@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, unquote
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
 from local_stack.containers import FunctionThrottled, FunctionTimeout
+from local_stack.cors import preflight_headers
 
 log = logging.getLogger("local_stack.gateway")
 
@@ -89,7 +90,9 @@ class HttpResponse:
 
 def error(status: int, code: str, message: str) -> HttpResponse:
     body = json.dumps({"code": code, "message": message}).encode()
-    return HttpResponse(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)], body)
+    # As the deployed gateway responses: readable from any page (no data), see billing_platform.api.cors.
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code), ("Access-Control-Allow-Origin", "*")]
+    return HttpResponse(status, headers, body)
 
 
 def _throttled() -> HttpResponse:
@@ -409,6 +412,9 @@ class Gateway:
             return extra(request)
         if not self._throttle.take():
             return error(429, "rate_limited", "Too Many Requests")
+        preflight = preflight_headers(request.method, request.path)
+        if preflight is not None:
+            return HttpResponse(204, preflight, b"")
         try:
             match = self._routes.match(request.method, request.path)
         except MethodNotAllowed as exc:

@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from billing_platform import clients, resources
 from billing_platform.settings import get_settings
+from tests.factories.local_stack_process import stack_fixture
 
 # Speed lives in `make bench`, never in a test's verdict: Hypothesis' default 200 ms deadline per example
 # failed property tests on a loaded 2-core runner.
@@ -102,15 +103,8 @@ def ddb_local_tables(dynamodb_local: Any, env: pytest.MonkeyPatch) -> Iterator[d
     reset_caches()
 
 
-@pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """`python -m local_stack` for the test module, over HTTP (a LocalStackProcess), stopped after it.
-    Started with `--log-level WARNING` plus the args of the module's `stack_args` mark, e.g.
-    `pytestmark = [pytest.mark.stack_args("--no-pollers", "--no-hooks")]` for a stack that only answers."""
-    from tests.factories.local_stack_process import LocalStackProcess
-
-    mark = request.node.get_closest_marker("stack_args")
-    yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
+# `python -m local_stack` over HTTP for each test module (a package's conftest may share one per package).
+stack = stack_fixture("module")
 
 
 @pytest.hookimpl(trylast=True)

@@ -104,7 +104,11 @@ def _mint(tenant_id: str, body: MintPortalTokenIn) -> Response[CreatedPortalToke
     caller = current_caller(app)
     require_portal_minter(caller, tenant_id)
     request = MintPortalToken(
-        tenant_id=tenant_id, ttl=timedelta(seconds=body.ttl_seconds), entity_id=body.entity_id, label=body.label
+        tenant_id=tenant_id,
+        ttl=timedelta(seconds=body.ttl_seconds),
+        entity_id=body.entity_id,
+        label=body.label,
+        allowed_origins=tuple(body.allowed_origins),
     )
     created = portal_tokens().mint(request, actor=actor_of(app, caller))
     metrics.add_metric(name="PortalTokenMinted", unit="Count", value=1)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform.api.app import ApiTag, Path, Query, create_app
-from billing_platform.api.callers import actor_of, admin_caller, operator_actor
+from billing_platform.api.callers import actor_of, admin_caller, current_caller, operator_actor
 from billing_platform.auth.caller import Actor
 from billing_platform.auth.schemas import ApiKeyOut
 from billing_platform.container import PerContainer
@@ -43,6 +43,16 @@ def _own() -> tuple[str, Actor]:
     """The calling admin key's tenant and the actor it is audited as."""
     caller = admin_caller(app)
     return str(caller.tenant_id), actor_of(app, caller)
+
+
+def _readable(entity_id: str) -> str:
+    """The tenant whose entity `entity_id` the caller may read: an admin key's own tenant, or the tenant of
+    an entity's portal token when `entity_id` is its entity."""
+    caller = current_caller(app)
+    if caller.is_portal:
+        caller.require_entity(entity_id)
+        return str(caller.tenant_id)
+    return _own()[0]
 
 
 # --- entities ----------------------------------------------------------------------------------
@@ -121,11 +131,11 @@ def get_entity(tenant_id: TenantId, entity_id: EntityId) -> EntityOut:
 @app.get(
     "/v1/entities/<entity_id>",
     operation_id="getOwnEntity",
-    summary="Read one entity of the calling admin key's tenant",
+    summary="Read one entity of the calling admin key's tenant (or an entity portal token's own entity)",
     tags=TAGS,
 )
 def get_own_entity(entity_id: EntityId) -> EntityOut:
-    tenant_id, _actor = _own()
+    tenant_id = _readable(entity_id)
     return EntityOut.model_validate(entities().get(tenant_id, entity_id).to_dict())
 
 
@@ -213,11 +223,11 @@ def list_limits(tenant_id: TenantId, entity_id: EntityId) -> EntityLimitListOut:
 @app.get(
     "/v1/entities/<entity_id>/limits",
     operation_id="listOwnEntityLimits",
-    summary="An entity's limits with what each has used this period, for the calling admin key's tenant",
+    summary="An entity's limits and use this period, for an admin key's tenant (or an entity token's own)",
     tags=TAGS,
 )
 def list_own_limits(entity_id: EntityId) -> EntityLimitListOut:
-    tenant_id, _actor = _own()
+    tenant_id = _readable(entity_id)
     return EntityLimitListOut(items=[EntityLimitOut.of(x) for x in entities().limits(tenant_id, entity_id)])
 
 

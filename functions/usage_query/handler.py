@@ -13,6 +13,7 @@ from billing_platform.api.callers import operator_actor, tenant_caller
 from billing_platform.container import PerContainer
 from billing_platform.ids import TENANT_ID_MAX_LENGTH, TENANT_ID_PATTERN
 from billing_platform.observability import logger, metrics, tracer
+from billing_platform.settings import get_settings
 from billing_platform.usage.models import SeriesQuery
 from billing_platform.usage.queries import (
     MAX_GROUPS,
@@ -94,12 +95,14 @@ def usage_series(  # the route's query parameters
     group_by: GroupBy = None,
     limit: GroupLimit = 10,
 ) -> UsageSeriesOut:
-    tenant_caller(app, tenant_id)
+    caller = tenant_caller(app, tenant_id)
     unit = granularity_of(granularity)
     start_at, end_at = aligned_range(unit, start, end, strict=True)  # 422 unless on boundaries, in range
-    return UsageSeriesOut.of(
-        aggregator().series(SeriesQuery(tenant_id, resource_type, unit, start_at, end_at, group_by, limit))
-    )
+    # An entity's portal token reads its own entity's usage only (billing_platform.portal).
+    only = caller.entity_id if caller.is_portal else None
+    query = SeriesQuery(tenant_id, resource_type, unit, start_at, end_at, group_by, limit, entity_id=only)
+    series = aggregator().series(query)
+    return UsageSeriesOut.of(series, sorted(get_settings().catalog.require_resource_type(resource_type).dimensions))
 
 
 @app.get(

@@ -68,6 +68,10 @@ PUBLIC_ROUTE_REASON = (
     "Public by design: /health is a liveness probe and the Stripe webhook authenticates each request "
     "by its Stripe-Signature HMAC over the raw body."
 )
+PREFLIGHT_REASON = (
+    "CORS preflight (OPTIONS) on the routes a portal token reads: a MOCK answer with no data; the GET itself "
+    "is authorized by the token, and only the token's allowed origins may read its answer."
+)
 NO_COGNITO_REASON = (
     "Callers are operators (IAM SigV4) and tenants (API keys checked by a Lambda authorizer); "
     "there are no end-user accounts for a Cognito user pool."
@@ -140,6 +144,8 @@ class Api(Construct):
                 type=response_type,
                 status_code=GATEWAY_ERROR_STATUS.get(response_type.response_type),
                 templates={"application/json": f'{{"code": "{code}", "message": $context.error.messageString}}'},
+                # Readable by the embedded widget on any origin (no data in them): billing_platform.api.cors.
+                response_headers={"Access-Control-Allow-Origin": "'*'"},
             )
         self.authorizer = apigw.RequestAuthorizer(
             self,
@@ -169,6 +175,15 @@ class Api(Construct):
                     source_arn=method.method_arn,
                 )
             self.methods[(route.method, route.path)] = method
+        for path in sorted({r.path for entity in (False, True) for r in resources.portal_routes(entity=entity)}):
+            # A MOCK integration: no function, no authorizer, no data (billing_platform.api.cors).
+            preflight = self.rest_api.root.resource_for_path(path).add_cors_preflight(
+                allow_origins=apigw.Cors.ALL_ORIGINS,
+                allow_methods=["GET", "OPTIONS"],
+                allow_headers=["Authorization", "Accept"],
+                max_age=Duration.minutes(10),
+            )
+            acknowledge(preflight, "AwsSolutions-APIG4", PREFLIGHT_REASON)
         self.usage_plan = self.rest_api.add_usage_plan(
             "TenantUsagePlan",
             description="Per-tenant throttling; the authorizer names the tenant's key via usageIdentifierKey",

@@ -99,6 +99,7 @@ def gateway_call(
     authorization: str | None = None,
     operator: bool = False,
     query: dict[str, str] | None = None,
+    origin: str | None = None,
 ) -> dict[str, Any]:
     """One request through a model of the deployed API: tenant routes go through the Lambda authorizer
     (401 when it raises Unauthorized, 403 when its policy does not cover the method ARN), operator routes
@@ -107,6 +108,8 @@ def gateway_call(
     if route is None:
         return _gateway_error(404, "Missing Authentication Token")
     headers = {"Authorization": authorization} if authorization is not None else {}
+    if origin is not None:
+        headers["Origin"] = origin
     if route.auth is resources.Auth.OPERATOR:
         if not operator:
             return _gateway_error(403, "Missing Authentication Token")

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import pytest
 
 if TYPE_CHECKING:
     from local_stack.stack import LocalStack, StackOptions
@@ -198,6 +200,20 @@ class LocalStackProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def stack_fixture(scope: Literal["module", "package", "session"]) -> Any:
+    """The `stack` fixture at `scope`: a LocalStackProcess started with `--log-level WARNING` plus the args
+    of the closest `stack_args` mark (e.g. `pytestmark = [pytest.mark.stack_args("--no-pollers",
+    "--no-hooks")]` for a stack that only answers), stopped when the scope ends."""
+
+    @pytest.fixture(scope=scope, name="stack")
+    def stack(request: pytest.FixtureRequest) -> Iterator[LocalStackProcess]:
+        """The local stack over HTTP (see `stack_fixture`)."""
+        mark = request.node.get_closest_marker("stack_args")
+        yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
+
+    return stack
 
 
 @contextmanager

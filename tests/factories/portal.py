@@ -95,3 +95,65 @@ def seed_portal_tenant(request: Request, tenant_id: str, *, now: datetime | None
     _ok(request("POST", "/v1/usage", {"records": records}, token=key), 202)
     token = mint_portal_token(request, tenant_id, ttl_seconds=3600, label="browser test")["token"]
     return SeededTenant(tenant_id, key, token, grants, reservations, sum(USAGE_BY_DAYS_AGO.values()))
+
+
+# Token usage of the metered tenant: (hours ago, model, entity or None, quantity). Two models, two entities and
+# usage without an entity, over two days, so every grouping (model, entity, by day, by hour) has something.
+METERED_USAGE = (
+    (1, "large", "team-a", 300),
+    (1, "small", "team-b", 1200),
+    (3, "small", "team-a", 450),
+    (5, "large", None, 80),
+    (26, "small", "team-b", 700),
+    (27, "large", "team-a", 125),
+)
+ENTITIES = (("team-a", "team", "Team A"), ("team-b", "team", HOSTILE))
+ENTITY_LIMIT = "5000"
+
+
+@dataclass(frozen=True)
+class MeteredTenant:
+    tenant_id: str
+    admin_key: str
+    portal_token: str
+    entity_token: str
+    entity_id: str
+    sibling_id: str
+    usage_total: int
+
+
+def seed_metered_tenant(
+    request: Request, tenant_id: str, *, now: datetime | None = None, allowed_origins: tuple[str, ...] = ()
+) -> MeteredTenant:
+    """A tenant on the pro plan (priced: a spend cap applies) with two entities (one named with markup), a
+    limit on tokens for the first, token usage by model and entity, an admin API key, a tenant portal token
+    and a portal token of the first entity (both readable from `allowed_origins`). The plan arrives through
+    the local provider's signed webhook: poll the entitlements for `pro` before relying on it."""
+    now = now or datetime.now(UTC)
+    _ok(request("POST", "/v1/customers", {"tenant_id": tenant_id, "email": "portal@example.com"}), 201)
+    _ok(request("POST", "/v1/subscriptions", {"tenant_id": tenant_id, "price_id": "price_pro_monthly"}), 201)
+    key = _ok(request("POST", f"/v1/tenants/{tenant_id}/api-keys", {"name": "portal admin", "scope": "admin"}), 201)
+    for entity_id, kind, name in ENTITIES:
+        body = {"id": entity_id, "kind": kind, "name": name}
+        _ok(request("POST", f"/v1/tenants/{tenant_id}/entities", body), 201)
+    limit = {"kind": "absolute", "amount": ENTITY_LIMIT}
+    _ok(request("PUT", f"/v1/tenants/{tenant_id}/entities/team-a/limits/tokens", limit), 200, 201)
+    records = [
+        {
+            "record_id": f"metered-{uuid.uuid4().hex}",
+            "tenant_id": tenant_id,
+            "resource_type": "tokens",
+            "quantity": quantity,
+            "timestamp": (now - timedelta(hours=hours_ago)).replace(microsecond=0).isoformat(),
+            "dimensions": {"model": model},
+            **({"entity_id": entity} if entity else {}),
+        }
+        for hours_ago, model, entity, quantity in METERED_USAGE
+    ]
+    _ok(request("POST", "/v1/usage", {"records": records}, token=key["secret"]), 202)
+    origins = {"allowed_origins": list(allowed_origins)} if allowed_origins else {}
+    token = mint_portal_token(request, tenant_id, ttl_seconds=3600, label="metered", **origins)["token"]
+    entity_token = mint_portal_token(request, tenant_id, ttl_seconds=3600, entity_id="team-a", **origins)["token"]
+    return MeteredTenant(
+        tenant_id, key["secret"], token, entity_token, "team-a", "team-b", sum(q for *_, q in METERED_USAGE)
+    )

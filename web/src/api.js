@@ -20,12 +20,21 @@ export class Api {
   }
 
   async get(path, query = {}) {
+    return this.send("GET", path, { query });
+  }
+
+  // A write (PUT / DELETE) with a JSON body: only credentials that may write get past the API.
+  async send(method, path, { query = {}, body: payload } = {}) {
     const url = new URL(path.replace(/^\//, ""), this.base);
     for (const [name, value] of Object.entries(query)) {
       if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
     }
+    const headers = { Authorization: `Bearer ${this.token}`, Accept: "application/json" };
+    if (payload !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(url, {
-      headers: { Authorization: `Bearer ${this.token}`, Accept: "application/json" },
+      method,
+      headers,
+      body: payload === undefined ? undefined : JSON.stringify(payload),
       credentials: "omit",
       cache: "no-store",
     });

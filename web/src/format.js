@@ -76,3 +76,30 @@ export function money(minor, currency) {
   const symbol = format.formatToParts(0).find((p) => p.type === "currency")?.value ?? currency.toUpperCase();
   return `${negative ? "−" : ""}${symbol}${groupDigits(major)}`;
 }
+
+// The currency's minor-unit digits (2 for usd, 0 for jpy).
+export function minorDigits(currency) {
+  return new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).resolvedOptions().maximumFractionDigits;
+}
+
+// An exact decimal amount of minor units (a spend: "1234.5") in the major unit, digit for digit ("$12.345").
+export function exactMoney(minorDecimal, currency) {
+  if (minorDecimal === null || minorDecimal === undefined) return "—";
+  if (!currency) return groupDigits(String(minorDecimal));
+  const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(minorDecimal));
+  if (!match) return String(minorDecimal);
+  const [, sign, whole, fraction = ""] = match;
+  const digits = minorDigits(currency);
+  const padded = whole.padStart(digits + 1, "0");
+  const major = digits ? `${padded.slice(0, -digits)}.${padded.slice(-digits)}${fraction}` : `${padded}${fraction ? `.${fraction}` : ""}`;
+  const symbol = new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).formatToParts(0).find((p) => p.type === "currency")?.value ?? currency.toUpperCase();
+  return `${sign ? "−" : ""}${symbol}${groupDigits(major)}`;
+}
+
+// "12.50" in the major unit -> 1250 minor units, exactly; null when it is not such an amount.
+export function toMinor(text, currency) {
+  const digits = minorDigits(currency);
+  const match = /^(\d{1,12})(?:\.(\d+))?$/.exec(String(text).trim());
+  if (!match || (match[2] || "").length > digits) return null;
+  return Number(`${match[1]}${(match[2] || "").padEnd(digits, "0")}`);
+}

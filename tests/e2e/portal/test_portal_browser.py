@@ -8,14 +8,13 @@ under artifacts/screenshots (CI uploads the folder)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.factories.browser import PageProblems, chromium, watched_page
+from tests.factories.browser import PageProblems, watched_page
 from tests.factories.local_stack_process import ROOT, LocalStackProcess, eventually
 from tests.factories.portal import HOSTILE, SeededTenant, mint_portal_token, seed_portal_tenant
 
@@ -28,12 +27,6 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 READY_TIMEOUT_MS = 30_000
 AGGREGATION_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

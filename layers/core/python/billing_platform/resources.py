@@ -445,3 +445,25 @@ WAF_RATE_LIMIT_PER_IP = TENANT_THROTTLE_RATE_LIMIT * 300
 def routes() -> list[tuple[RouteSpec, FunctionSpec]]:
     """Every route with the function that serves it, in declaration order."""
     return [(route, fn) for fn in FUNCTIONS for route in fn.routes]
+
+
+# All an entity-scoped portal token may read: its own entity and that entity's limits, and the usage series,
+# which answers that entity's usage only (the authorizer writes the token's tenant and entity into each path).
+ENTITY_PORTAL_READS: tuple[tuple[str, str], ...] = (
+    ("GET", "/v1/entities/{entity_id}"),
+    ("GET", "/v1/entities/{entity_id}/limits"),
+    ("GET", "/v1/tenants/{tenant_id}/usage/series"),
+)
+
+
+def portal_routes(*, entity: bool) -> list[RouteSpec]:
+    """The routes a portal token may call: a tenant's token every `use`-scope GET route that names a tenant;
+    an entity's token ENTITY_PORTAL_READS. These routes also answer CORS preflights (the widget is embedded
+    on other origins)."""
+    if entity:
+        return [route for route, _fn in routes() if (route.method, route.path) in ENTITY_PORTAL_READS]
+    return [
+        route
+        for route, _fn in routes()
+        if route.auth is Auth.TENANT and route.method == "GET" and route.scope == "use" and "{tenant_id}" in route.path
+    ]

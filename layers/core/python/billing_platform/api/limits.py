@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing_platform import resources
+from billing_platform.api.cors import with_cors
 from billing_platform.api.errors import invalid_body_response, json_response
 
 if TYPE_CHECKING:
@@ -111,6 +112,9 @@ class LimitedRestResolver(APIGatewayRestResolver):
         return register_resolved
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return with_cors(event, self._resolve_limited(event, context))
+
+    def _resolve_limited(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         size = body_size(event)
         if size > self.max_body_bytes:
             logger.info("request body too large", extra={"bytes": size, "limit": self.max_body_bytes})

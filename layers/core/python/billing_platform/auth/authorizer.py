@@ -32,7 +32,7 @@ from billing_platform.auth.caller import PrincipalType
 from billing_platform.auth.keys import usage_identifier_key
 from billing_platform.auth.service import ApiKeyService
 from billing_platform.errors import UnauthorizedError
-from billing_platform.portal.models import PortalToken, is_portal_token
+from billing_platform.portal.models import ALLOWED_ORIGINS_CONTEXT, PortalToken, is_portal_token
 from billing_platform.portal.service import PortalTokenService
 from billing_platform.settings import Settings, get_settings
 
@@ -73,17 +73,11 @@ def operator_token_matches(presented: str | None, settings: Settings | None = No
 
 
 def portal_route_resources(token: PortalToken) -> list[tuple[str, str]]:
-    """(method, resource) a portal token may call: the `use`-scope GET tenant routes of its own tenant, with the tenant
-    id written into the resource (so the cached policy cannot reach another tenant), every other path
-    parameter wildcarded. An entity-scoped token gets only the routes that name an entity, written in too."""
+    """(method, resource) a portal token may call (`resources.portal_routes`), with its tenant id, and for an
+    entity-scoped token its entity id, written into the resource, so the cached policy cannot reach another
+    tenant or a sibling entity; any other path parameter wildcarded."""
     allowed: list[tuple[str, str]] = []
-    for route, _fn in resources.routes():
-        if route.auth is not resources.Auth.TENANT or route.method != "GET" or route.scope != "use":
-            continue
-        if "{tenant_id}" not in route.path:
-            continue
-        if token.entity_id is not None and "{entity_id}" not in route.path:
-            continue
+    for route in resources.portal_routes(entity=token.entity_id is not None):
         path = route.path.replace("{tenant_id}", token.tenant_id)
         if token.entity_id is not None:
             path = path.replace("{entity_id}", token.entity_id)
@@ -156,6 +150,9 @@ class TenantKeyAuthorizer:
         }
         if token.entity_id is not None:
             context["entity_id"] = token.entity_id
+        if token.allowed_origins:
+            # Context values are strings: space-separated (an origin holds no space). billing_platform.api.cors
+            context[ALLOWED_ORIGINS_CONTEXT] = " ".join(token.allowed_origins)
         response = APIGatewayAuthorizerResponse.from_route_arn(
             event.method_arn,
             principal_id=token.token_id,

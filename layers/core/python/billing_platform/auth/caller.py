@@ -59,6 +59,12 @@ class Caller:
                 "this API key cannot act for the requested tenant", details={"tenant_id": tenant_id}
             )
 
+    def require_entity(self, entity_id: str) -> None:
+        """Raise `TenantAccessDenied` unless this caller is bound to `entity_id` (an entity's portal token
+        reading its own entity; a sibling's or the tenant's other entities are refused)."""
+        if self.entity_id != entity_id:
+            raise TenantAccessDenied("this credential reads only its own entity", details={"entity_id": entity_id})
+
     def require_operator(self) -> None:
         if not self.is_operator:
             raise TenantAccessDenied("this route needs an operator credential")

@@ -24,6 +24,11 @@ _TOKEN_PATTERN = re.compile(r"^bpt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 MAX_TTL = timedelta(hours=24)
 DEFAULT_TTL = timedelta(hours=1)
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+# A web origin a token's answers may be read from by a page (CORS): https, or http on the local machine only.
+ORIGIN_PATTERN = r"^(https://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|http://(localhost|127\.0\.0\.1))(:[0-9]{1,5})?$"
+MAX_ALLOWED_ORIGINS = 5
+# The authorizer context key carrying them to the functions (billing_platform.api.cors).
+ALLOWED_ORIGINS_CONTEXT = "allowed_origins"
 
 PortalTokenStatus = Literal["active", "revoked", "expired"]
 
@@ -58,6 +63,7 @@ class MintPortalToken:
     ttl: timedelta = DEFAULT_TTL
     entity_id: str | None = None
     label: str | None = None
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class PortalToken:
     entity_id: str | None = None
     label: str | None = None
     revoked_at: datetime | None = None
+    # Pages on these origins may read the token's answers (CORS); none: only the platform's own pages.
+    allowed_origins: tuple[str, ...] = ()
 
     def status(self, now: datetime) -> PortalTokenStatus:
         if self.revoked_at is not None:
@@ -83,12 +91,13 @@ class PortalToken:
     def is_usable(self, now: datetime) -> bool:
         return self.status(now) == "active"
 
-    def audit_view(self, now: datetime) -> dict[str, str | None]:
+    def audit_view(self, now: datetime) -> dict[str, str | list[str] | None]:
         """The audit log's snapshot (no field named like a secret: the log drops `token*` fields)."""
         return {
             "id": self.token_id,
             "entity_id": self.entity_id,
             "label": self.label,
+            "allowed_origins": list(self.allowed_origins),
             "status": self.status(now),
             "expires_at": self.expires_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,

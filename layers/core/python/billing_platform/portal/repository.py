@@ -46,6 +46,7 @@ def _from_item(item: dict[str, Any]) -> PortalToken:
         entity_id=item.get("entity_id", {}).get("S"),
         label=item.get("label", {}).get("S"),
         revoked_at=datetime.fromisoformat(revoked) if revoked else None,
+        allowed_origins=tuple(origin["S"] for origin in item.get("allowed_origins", {}).get("L", [])),
     )
 
 
@@ -69,6 +70,8 @@ class PortalTokenRepository(BillingTable):
             item["entity_id"] = {"S": token.entity_id}
         if token.label:
             item["label"] = {"S": token.label}
+        if token.allowed_origins:
+            item["allowed_origins"] = {"L": [{"S": origin} for origin in token.allowed_origins]}
         transact_write_items(
             self.client,
             [

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.portal.models import ENTITY_ID_PATTERN, MAX_TTL, PortalToken
+from billing_platform.portal.models import (
+    ENTITY_ID_PATTERN,
+    MAX_ALLOWED_ORIGINS,
+    MAX_TTL,
+    ORIGIN_PATTERN,
+    PortalToken,
+)
+
+Origin = Annotated[str, Field(max_length=260, pattern=ORIGIN_PATTERN)]
 
 
 class MintPortalTokenIn(BaseModel):
@@ -22,6 +30,12 @@ class MintPortalTokenIn(BaseModel):
         description="Scope the token to this one entity of the tenant (its routes only)",
     )
     label: str | None = Field(default=None, min_length=1, max_length=80, description="What the token is for")
+    allowed_origins: list[Origin] = Field(
+        default_factory=list,
+        max_length=MAX_ALLOWED_ORIGINS,
+        description="Origins (https://host[:port]; http only for localhost) whose pages may read this token's "
+        "answers cross-origin (the embedded widget); empty: only the platform's own pages",
+    )
 
 
 class PortalTokenOut(BaseModel):
@@ -34,6 +48,7 @@ class PortalTokenOut(BaseModel):
     created_by: str = Field(description="The audit actor that minted it")
     expires_at: datetime
     revoked_at: datetime | None = None
+    allowed_origins: list[str] = Field(description="Origins whose pages may read this token's answers (CORS)")
 
     @classmethod
     def of(cls, token: PortalToken, now: datetime) -> PortalTokenOut:
@@ -47,6 +62,7 @@ class PortalTokenOut(BaseModel):
             created_by=token.created_by,
             expires_at=token.expires_at,
             revoked_at=token.revoked_at,
+            allowed_origins=list(token.allowed_origins),
         )
 
 

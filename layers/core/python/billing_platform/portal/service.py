@@ -58,6 +58,7 @@ class PortalTokenService:
             created_by=actor.principal_id,
             entity_id=request.entity_id,
             label=request.label,
+            allowed_origins=request.allowed_origins,
         )
         entry = AuditEntry.by(
             actor, request.tenant_id, "portal_token.created", token_id, after=token.audit_view(moment), at=moment

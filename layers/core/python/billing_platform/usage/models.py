@@ -316,6 +316,8 @@ class SeriesQuery:
     end: datetime
     group_by: str | None = None  # a declared dimension or "entity"
     limit: int = 10
+    # Only this entity's usage (an entity-scoped reader): the total, points and its one group are its own.
+    entity_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,12 @@ class SyncUsageAggregator:
     def series(self, query: SeriesQuery) -> UsageSeries:
         """`get_usage` over a checked range (the HTTP route checks it strictly first)."""
         spec = self._settings.catalog.require_resource_type(query.resource_type)
+        if query.entity_id is not None and query.group_by not in (None, ENTITY_DIMENSION):
+            # Day items keep each dimension's groups apart: an entity's usage cannot be split by a dimension.
+            raise ValidationError("one entity's usage is grouped by entity only")
         mark = _mark(spec, query.resource_type, query.group_by) if query.group_by is not None else None
+        if query.entity_id is not None:
+            mark = ENTITY_MARK
         tenant, resource_type, unit = query.tenant_id, query.resource_type, query.granularity
         start, end, group_by, limit = query.start, query.end, query.group_by, query.limit
         complete = self._repo.complete_until()
@@ -223,14 +228,19 @@ class SyncUsageAggregator:
             if cells is None:
                 continue
             base = datetime.fromisoformat(day).replace(tzinfo=UTC)
-            for hour, quantity in cells.hours.items():
-                if hour in hours:
-                    totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
+            if query.entity_id is None:
+                for hour, quantity in cells.hours.items():
+                    if hour in hours:
+                        totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
             if mark is None:
                 continue
             for (dimension, value), per_hour in cells.groups.items():
-                if dimension != mark:
+                if dimension != mark or query.entity_id not in (None, value):
                     continue
+                if query.entity_id is not None:
+                    for hour, quantity in per_hour.items():
+                        if hour in hours:
+                            totals[floor_to(unit, base + timedelta(hours=hour))] += quantity
                 for hour, quantity in per_hour.items():
                     if hour in hours:
                         by_group[value][floor_to(unit, base + timedelta(hours=hour))] += quantity
@@ -248,7 +258,7 @@ class SyncUsageAggregator:
             granularity=unit,
             start=start,
             end=end,
-            group_by=group_by,
+            group_by=group_by if query.entity_id is None else ENTITY_DIMENSION,
             total=total,
             points=[SeriesPoint(b, totals.get(b, Decimal(0))) for b in buckets],
             groups=groups,

@@ -109,9 +109,12 @@ class UsageSeriesOut(BaseModel):
     complete_until: InstantText | None = Field(
         description="Usage stored in the platform before this instant is in this answer; null: nothing aggregated yet"
     )
+    dimensions: list[str] = Field(
+        default_factory=list, description="The resource type's declared dimensions: what group_by takes besides entity"
+    )
 
     @classmethod
-    def of(cls, series: UsageSeries) -> UsageSeriesOut:
+    def of(cls, series: UsageSeries, dimensions: list[str] | None = None) -> UsageSeriesOut:
         return cls(
             tenant_id=series.tenant_id,
             resource_type=series.resource_type,
@@ -125,6 +128,7 @@ class UsageSeriesOut(BaseModel):
             other=str(series.other),
             ungrouped=str(series.ungrouped),
             complete_until=series.complete_until.isoformat() if series.complete_until else None,
+            dimensions=dimensions or [],
         )
 
 
