@@ -61,8 +61,10 @@ events = PerContainer(EventService)
 def _cost_service() -> Any:
     # Imported on first use: consumes (the hot path) never load the cost modules at cold start.
     from billing_platform.costs.service import CostService
+    from billing_platform.usage.queries import SyncUsageAggregator
 
-    return CostService(service())
+    entitlements = service()
+    return CostService(entitlements, SyncUsageAggregator(settings=entitlements.context.settings))
 
 
 costs = PerContainer(_cost_service)
@@ -178,7 +180,7 @@ def list_events(tenant_id: TenantId, limit: EventLimit = 20) -> TenantEventsOut:
 @app.get(
     "/v1/tenants/<tenant_id>/cost",
     operation_id="getTenantCost",
-    summary="Rate this period's usage so far, per resource and priced dimension value",
+    summary="Rate this period's usage so far, per resource, priced dimension value and entity",
     tags=[ApiTag.COSTS],
 )
 def tenant_cost(tenant_id: TenantId) -> CostOut:

@@ -14,6 +14,8 @@ from botocore.config import Config
 
 from billing_platform.auth.caller import Actor
 from billing_platform.dynamodb import utc_now
+from billing_platform.entities.repository import EntityRepository
+from billing_platform.entities.service import EntityService
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.reservations import Reservation, ReservationService
 from billing_platform.reservations.repository import ReservationRepository
@@ -53,6 +55,11 @@ class SpendHarness:
             entitlements=service,
             repository=ReservationRepository(self.settings, self.client),
             meter=self,
+        )
+
+    def entities(self) -> EntityService:
+        return EntityService(
+            self.settings, repository=EntityRepository(self.settings, self.client), plans=self.service()
         )
 
     def send(self, reservation: Reservation) -> None:

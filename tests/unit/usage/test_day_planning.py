@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from billing_platform.usage.aggregator import MAX_EXPRESSION_CHARS, UsageInsert, next_delta, plan_days
 from billing_platform.usage.layout import ENTITY_MARK, TOTAL, day_of, group_cell, hour_cell, watermark_attribute
 from billing_platform.usage.models import Granularity, bucket_start, cover_range, next_bucket
-from billing_platform.usage.repository import raw_key
+from billing_platform.usage.repository import AggregateRepository, raw_key
 
 BASE = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
@@ -114,6 +114,12 @@ def test_an_item_with_more_counters_than_one_expression_holds_is_written_in_stre
     assert all(a[1] < b[0] for a, b in itertools.pairwise(bounds))
     assert parts[0].adds[group_cell(ENTITY_MARK, 0, "user0")] == 1
     assert parts[0].adds[group_cell("model", 0, "m0")] >= 1
+    # The writes as sent (coded counters, dictionary entries, conditions) stay inside DynamoDB's 4 KB.
+    repo = AggregateRepository()
+    for part in parts:
+        update = repo.day_update(part)["Update"]
+        assert len(update["UpdateExpression"]) <= 4096
+        assert len(update["ConditionExpression"]) <= 4096
 
 
 @settings(max_examples=200, deadline=None)

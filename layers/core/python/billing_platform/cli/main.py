@@ -291,7 +291,10 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         customer_id = SubscriptionRepository(settings).customer_for_tenant(args.tenant_id)
         if customer_id is None:
             raise NotFoundError(f"tenant {args.tenant_id} has no Stripe customer")
-        preview = CostService(EntitlementService(settings)).invoice_preview(args.tenant_id)
+        from billing_platform.usage.queries import SyncUsageAggregator
+
+        costs = CostService(EntitlementService(settings), SyncUsageAggregator(settings=settings))
+        preview = costs.invoice_preview(args.tenant_id)
         upcoming = deps.stripe_provider(settings).upcoming_invoice(customer_id)
         compared = compare(args.tenant_id, customer_id, preview, upcoming)
         return (EXIT_OK if compared.in_sync else EXIT_PROBLEMS), compared.to_dict()

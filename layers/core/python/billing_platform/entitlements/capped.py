@@ -17,13 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.prices import UsagePrice
 from billing_platform.entitlements.answers import granted
 from billing_platform.entitlements.cache import TTLCache
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.dal.consume_records import record_from_item
+from billing_platform.entitlements.dal.consume_records import ConsumeRecord, record_from_item
+from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
+from billing_platform.entitlements.entity_take import granted_answer as granted_answer_at_levels
 from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.records import new_record, replay
@@ -86,6 +89,7 @@ class SpendCaps:
             amount=Decimal(request.amount),
             kind=request.kind,
             resources={r: Decimal(a) for r, a in request.resources.items()},
+            entities={e: Decimal(a) for e, a in request.entities.items()},
             thresholds=request.thresholds,
             set_by=actor.principal_id,
             set_at=now,
@@ -169,6 +173,71 @@ class SpendCaps:
             self._states.put((tenant_id, period_end), actual)
             step = spend_step(price, actual.used_of(resource_type), quantity)
             refused = refusal(cap, resource_type, actual, step.delta)
+            if refused is not None:
+                raise SpendCapReachedError(refused)
+        raise RateLimitedError("the spend is under heavy contention; retry shortly")
+
+    def consume_for_entity(self, cap: SpendCap, request: ConsumeRequest) -> EntitlementCheck | None:
+        """The capped take for an entity: counted at every level of the entity's chain (`take_at_levels`)
+        with the spend item (the step also added to the entity's line, and conditioned on its cap) and, keyed,
+        the consume record, in one transaction. None: the resource has no price on the plan."""
+        tenant_id, resource_type, entity_id = request.tenant_id, request.resource_type, request.entity_id
+        price = self.price_of(tenant_id, resource_type)
+        if price is None or entity_id is None:
+            return None
+        ctx, key = self._ctx, request.idempotency_key
+        if key is not None:
+            record = ctx.repo.get_consume_record(tenant_id, key)
+            if record is not None:
+                return replay(ctx, record, request)
+        levels = LevelRequest(tenant_id, resource_type, request.quantity, entity_id)
+        for _round in range(MAX_ROUNDS):
+            _start, period_end = plan_period(plan_for(ctx, tenant_id), ctx.clock())
+            seen = self._states.get((tenant_id, period_end)) or SpendState()
+            records: list[ConsumeRecord] = []
+            priced: list[tuple[Decimal, Decimal]] = []  # (units counted, spend delta) of the last build
+
+            def companions(
+                now: datetime,
+                shares: Shares,
+                layout: int,
+                entities: tuple[str, ...],
+                grants: GrantsPaid,
+                *,
+                seen: SpendState = seen,
+                period_end: datetime = period_end,
+                records: list[ConsumeRecord] = records,
+                priced: list[tuple[Decimal, Decimal]] = priced,
+            ) -> list[dict[str, Any]]:
+                counted = sum((part for _shard, part in shares), ZERO)  # units grants paid are prepaid
+                step = spend_step(price, seen.used_of(resource_type), counted)
+                priced.append((counted, step.delta))
+                where = spend_key(tenant_id, period_end)
+                items = [
+                    spend_update(self.repo.table, where, resource_type, step, cap, period_end, entity_id=entity_id)
+                ]
+                if key is not None:
+                    built = LevelTaken(True, shares=shares, layout=layout, grants=grants)
+                    estimate = granted_answer_at_levels(ctx, levels, built, remember=False)
+                    record = replace(new_record(request, now, shares, layout), entities=entities)
+                    records[:] = [replace(record, answer=replace(estimate, idempotency_key=key))]
+                    items.append(ctx.repo.record_put_request(records[0]))
+                return items
+
+            taken = take_at_levels(ctx, levels, companions)
+            if taken.granted:
+                self._states.put((tenant_id, period_end), _after(seen, resource_type, *priced[-1]))
+                answer = granted_answer_at_levels(ctx, levels, taken)
+                return answer if not records or records[0].answer is None else records[0].answer
+            if taken.denial is not None:
+                return replace(taken.denial, idempotency_key=key)
+            if taken.existing_index == -1 and key is not None and taken.existing is not None:
+                return replay(ctx, record_from_item(taken.existing), request)
+            actual = state_from_item(taken.existing)
+            self._states.put((tenant_id, period_end), actual)
+            counted = priced[-1][0] if priced else request.quantity
+            repriced = spend_step(price, actual.used_of(resource_type), counted)
+            refused = refusal(cap, resource_type, actual, repriced.delta, entity_id)
             if refused is not None:
                 raise SpendCapReachedError(refused)
         raise RateLimitedError("the spend is under heavy contention; retry shortly")

@@ -136,8 +136,9 @@ class EntitlementService:
         cap = self.spend_caps.cap_for(tenant_id) if resource_type in self._ctx.catalog.priced_resources else None
         if cap is not None:
             if request.entity_id is not None:
-                self.refuse_under_cap(tenant_id, resource_type, "a take for an entity")
-            capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
+                capped = self.spend_caps.consume_for_entity(cap, request)
+            else:
+                capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
             if capped is not None:
                 return capped
         if request.entity_id is not None:

@@ -16,7 +16,10 @@ pk are therefore always a prefix, in stream order, of that pk's records for the 
 adds all of its records or none. A refused write (a retried batch, some of it applied before) reads the
 item's watermarks, drops the records at or below them and is sent again. An item whose records touch
 more counters than one update expression can hold is written in several consecutive writes, each a
-prefix of the rest in stream order (same rule). No checkpoint item is written; one small progress write
+prefix of the rest in stream order (same rule). A write also refused when a code it introduces to an
+item is taken by another value there (`usage.layout`): the read of the item's watermarks then reads its
+dictionary entries too, and that value is written in plain form in that item from then on (how a
+counter is named never changes whether a record is applied). No checkpoint item is written; one small progress write
 per batch moves `complete_until`, and a rebuild's fence records (`usage.rebuild`) get a receipt once
 their batch is folded in.
 
@@ -43,6 +46,8 @@ from billing_platform.usage.layout import (
     DayKey,
     day_of,
     encode_seq,
+    entry_name,
+    entry_value,
     group_cell,
     hour_cell,
     stream_tag,
@@ -54,8 +59,14 @@ logger = logging.getLogger(__name__)
 # Rounds of writes per batch: the first, re-sends of refused (stale) or cancelled items, and the later
 # parts of items written in several consecutive writes.
 MAX_ROUNDS = 40
-# DynamoDB's limit on an update expression is 4 KB; an item's write stops adding counters below this.
+# DynamoDB's limit on an update (and on a condition) expression is 4 KB; a write stops adding counters
+# below this in either.
 MAX_EXPRESSION_CHARS = 3_800
+# Characters per clause: "#tag :tag, " per counter; "#Etag = :Etag, " and
+# "(attribute_not_exists(#Etag) OR #Etag = :Etag) AND " per dictionary entry; "#wN = :lN, " and
+# "(attribute_not_exists(#wN) OR #wN < :fN) AND " per watermark (tags of at most 3 characters).
+_COUNTER_CHARS, _ENTRY_CHARS, _ENTRY_CONDITION_CHARS = 11, 17, 55
+_WATERMARK_CHARS, _WATERMARK_CONDITION_CHARS = 13, 50
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,13 @@ class UsageInsert:
         out += [group_cell(name, hour, value) for name, value in self.dimensions]
         if self.entity_id is not None:
             out.append(group_cell(ENTITY_MARK, hour, self.entity_id))
+        return out
+
+    def labels(self) -> list[tuple[str, str]]:
+        """(mark, value) of each group counter of `cells`: its dimension values and its entity."""
+        out = list(self.dimensions)
+        if self.entity_id is not None:
+            out.append((ENTITY_MARK, self.entity_id))
         return out
 
 
@@ -168,19 +186,27 @@ def plan_days(inserts: list[UsageInsert]) -> dict[DayKey, list[UsageInsert]]:
     return days
 
 
-def next_delta(day: DayKey, inserts: list[UsageInsert]) -> tuple[DayDelta, int]:
-    """The one write that adds the longest stream-order prefix of `inserts` whose counters fit one
-    update expression (at least one record), and how many records it covers."""
-    delta = DayDelta(day, {})
-    chars = 0
+def next_delta(
+    day: DayKey, inserts: list[UsageInsert], plain: frozenset[tuple[str, str]] = frozenset()
+) -> tuple[DayDelta, int]:
+    """The one write that adds the longest stream-order prefix of `inserts` whose counters, dictionary
+    entries and watermarks fit one update and one condition expression (at least one record), and how
+    many records it covers. `plain`: the (mark, value)s this item holds in plain form."""
+    delta = DayDelta(day, {}, plain=plain)
+    entries: set[str] = set()
+    chars = conditions = 0
     taken = 0
     for insert in inserts:
         new = [c for c in dict.fromkeys(insert.cells()) if c not in delta.adds]
-        # "#xyz :xyz, " per new counter, plus a watermark clause per new usage partition key.
-        extra = 11 * len(new) + (60 if insert.watermark not in delta.watermarks else 0)
-        if taken and chars + extra > MAX_EXPRESSION_CHARS:
+        labels = {entry_name(m, v) for m, v in insert.labels() if (m, v) not in plain} - entries
+        fresh = insert.watermark not in delta.watermarks
+        extra = _COUNTER_CHARS * len(new) + _ENTRY_CHARS * len(labels) + (_WATERMARK_CHARS if fresh else 0)
+        extra_condition = _ENTRY_CONDITION_CHARS * len(labels) + (_WATERMARK_CONDITION_CHARS if fresh else 0)
+        if taken and (chars + extra > MAX_EXPRESSION_CHARS or conditions + extra_condition > MAX_EXPRESSION_CHARS):
             break
         chars += extra
+        conditions += extra_condition
+        entries |= labels
         taken += 1
         for cell in insert.cells():
             delta.adds[cell] = delta.adds.get(cell, Decimal(0)) + insert.quantity
@@ -212,12 +238,13 @@ class UsageAggregationService:
     def apply(self, inserts: list[UsageInsert]) -> AggregationResult:
         result = AggregationResult()
         pending = plan_days(inserts)
+        plain: dict[DayKey, frozenset[tuple[str, str]]] = {}
         failed: dict[DayKey, list[UsageInsert]] = {}
         for _ in range(MAX_ROUNDS):
             if not pending:
                 break
             days = list(pending)
-            planned = [next_delta(day, pending[day]) for day in days]
+            planned = [next_delta(day, pending[day], plain.get(day, frozenset())) for day in days]
             outcome = self._repo.write_days([delta for delta, _ in planned])
             result.write_requests += outcome.requests
             stale = {days[i] for i in outcome.stale}
@@ -235,10 +262,24 @@ class UsageAggregationService:
                 else:
                     del pending[day]
             if stale:
-                # Some of these items' records were applied by an earlier attempt: keep only the rest.
-                marks = self._repo.get_watermarks(stale, {i.watermark for d in stale for i in pending[d]})
+                # Some of these items' records were applied by an earlier attempt (keep only the rest), or
+                # a code they introduce is another value's there (write that value in plain form).
+                labels = {(m, v) for d in stale for i in pending[d] for m, v in i.labels()}
+                marks = self._repo.get_watermarks(
+                    stale,
+                    {i.watermark for d in stale for i in pending[d]},
+                    {entry_name(m, v) for m, v in labels},
+                )
                 for day in stale:
                     seen = marks.get(day, {})
+                    taken_codes = {
+                        (m, v)
+                        for i in pending[day]
+                        for m, v in i.labels()
+                        if seen.get(entry_name(m, v), entry_value(m, v).encode()) != entry_value(m, v).encode()
+                    }
+                    if taken_codes:
+                        plain[day] = plain.get(day, frozenset()) | taken_codes
                     rest = [i for i in pending[day] if encode_seq(i.sequence_number) > seen.get(i.watermark, b"")]
                     result.skipped_duplicates += len(pending[day]) - len(rest)
                     if rest:

@@ -5,8 +5,12 @@ Aggregates table, one **day item** per tenant x resource type x UTC day with usa
     pk `U#<tenant>#<resource>`   sk `D#<yyyy-mm-dd>`
     t                       the day's total
     h<HH>                   the total of hour HH (00-23)
-    <dimension>|<HH>|<v>    the hour's total of the records carrying dimension value v
-    @|<HH>|<entity>         the hour's total of one entity's records
+    :<code>                 (string) a dictionary entry, `<mark>|<value>`: the dimension value (or
+                            entity) that `code` stands for in this item; <mark> is the dimension's name,
+                            or @ for the entity
+    :<code><HH>             the hour's total of the records carrying that value (or entity)
+    <dimension>|<HH>|<v>    the same counter in plain form, for a value whose code another value of the
+    @|<HH>|<entity>         same mark already holds in this item (and in items written before codes)
     w<stream tag>_<nn>      (binary) per usage partition key `USAGE#<nn>` the last stream sequence number
                             folded into this item: its exactly-once watermark (see aggregator)
     top_pk `TOP#<resource>#<yyyy-mm-dd>`, top_sk = tenant   index `top` (keys only, set once): the
@@ -18,6 +22,14 @@ day into one item costs one write per tenant x resource x day touched where sepa
 / per-value rows cost five or more. Months are summed from their day items at read time (at most 31).
 Top lists read the `top` index for the tenants of each day and the days' items.
 
+Why codes: an update is billed per KB of the whole item, and a busy tenant's day holds a counter per
+hour x value (24 x 50 entities x ...), each named after its value. A code is 4 characters of the hash
+of the dimension and the value, so a counter's name costs 7 bytes whatever the names' lengths, and the
+value itself is stored once per item (its dictionary entry). Exactness does not rest on the hash: a
+write that introduces a code to an item does so on the condition that the entry is absent or names the
+same value; a value whose code is taken by another one is written in plain form in that item from then
+on.
+
 Beside them, per tenant x resource x dimension x month, the **values registry** that enforces the
 catalog's cardinality caps: pk `U#<tenant>#<resource>`, sk `V#<yyyy-mm>#<dimension>`, `v` (string set).
 And one **progress** item per stream, pk `PROGRESS`, sk `<stream tag>`: `at`, the creation time of the
@@ -26,6 +38,7 @@ newest stream record folded in (what answers call `complete_until`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -35,6 +48,7 @@ from decimal import Decimal
 TOTAL = "t"
 ENTITY_MARK = "@"
 SEP = "|"
+CODE_SEP = ":"
 PROGRESS_PK = "PROGRESS"
 # DynamoDB stream sequence numbers have at most 40 decimal digits: 17 bytes, big-endian, compare as the
 # numbers do (DynamoDB compares binary values byte by byte, unsigned).
@@ -65,6 +79,33 @@ def hour_cell(hour: int) -> str:
 def group_cell(dimension: str, hour: int, value: str) -> str:
     """`dimension` is a declared dimension's name, or `ENTITY_MARK` for the entity."""
     return f"{dimension}{SEP}{hour:02d}{SEP}{value}"
+
+
+def parse_group_cell(name: str) -> tuple[str, int, str] | None:
+    """(mark, hour, value) of a counter named in plain form by `group_cell`, else None."""
+    if name.count(SEP) < 2:
+        return None
+    mark, hour, value = name.split(SEP, 2)
+    return mark, int(hour), value
+
+
+def value_code(mark: str, value: str) -> str:
+    """4 characters (24 bits) of the hash of (mark, value), in base64url (never ':' or '|')."""
+    digest = hashlib.sha256(f"{mark}{SEP}{value}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:3]).decode()
+
+
+def entry_name(mark: str, value: str) -> str:
+    """The dictionary entry that says which (mark, value) `value_code` stands for in an item."""
+    return f"{CODE_SEP}{value_code(mark, value)}"
+
+
+def entry_value(mark: str, value: str) -> str:
+    return f"{mark}{SEP}{value}"
+
+
+def coded_cell(mark: str, hour: int, value: str) -> str:
+    return f"{entry_name(mark, value)}{hour:02d}"
 
 
 def encode_seq(sequence_number: str) -> bytes:
@@ -103,8 +144,9 @@ class DayCells:
 
 
 def decode_day(item: dict[str, dict[str, str]]) -> DayCells:
-    """A day item's counters (watermarks and keys ignored)."""
+    """A day item's counters, coded and plain forms summed (watermarks and keys ignored)."""
     cells = DayCells()
+    entries = {name: value["S"] for name, value in item.items() if name.startswith(CODE_SEP) and "S" in value}
     for name, value in item.items():
         if "N" not in value:
             continue
@@ -113,10 +155,45 @@ def decode_day(item: dict[str, dict[str, str]]) -> DayCells:
             cells.total = quantity
         elif match := _HOUR_RE.match(name):
             cells.hours[int(match.group(1))] = quantity
-        elif name.count(SEP) >= 2:
-            dimension, hour, group_value = name.split(SEP, 2)
-            cells.groups.setdefault((dimension, group_value), {})[int(hour)] = quantity
+        elif plain := parse_group_cell(name):
+            mark, hour, group_value = plain
+            _add(cells, (mark, group_value), hour, quantity)
+        elif name.startswith(CODE_SEP):
+            entry, hour_text = name[:-2], name[-2:]
+            if entry not in entries:
+                raise ValueError(f"day item counter {name!r} has no dictionary entry")
+            mark, group_value = entries[entry].split(SEP, 1)
+            _add(cells, (mark, group_value), int(hour_text), quantity)
     return cells
+
+
+def _add(cells: DayCells, group: tuple[str, str], hour: int, quantity: Decimal) -> None:
+    per_hour = cells.groups.setdefault(group, {})
+    per_hour[hour] = per_hour.get(hour, Decimal(0)) + quantity
+
+
+def encode_counters(
+    adds: dict[str, Decimal], plain: frozenset[tuple[str, str]] = frozenset()
+) -> tuple[dict[str, Decimal], dict[str, str]]:
+    """Counters named as `group_cell` / `hour_cell` / TOTAL name them -> (stored name -> quantity,
+    dictionary entry -> value): each (mark, value) in coded form, except those in `plain` and a value
+    whose code another value of the same mark already took here (sorted order decides)."""
+    out: dict[str, Decimal] = {}
+    entries: dict[str, str] = {}
+    for name, quantity in sorted(adds.items()):
+        group = parse_group_cell(name)
+        if group is None:
+            out[name] = out.get(name, Decimal(0)) + quantity
+            continue
+        mark, hour, value = group
+        entry, label = entry_name(mark, value), entry_value(mark, value)
+        if (mark, value) in plain or entries.get(entry, label) != label:
+            out[name] = out.get(name, Decimal(0)) + quantity
+            continue
+        entries[entry] = label
+        cell = coded_cell(mark, hour, value)
+        out[cell] = out.get(cell, Decimal(0)) + quantity
+    return out, entries
 
 
 def day_of(at: datetime) -> str:

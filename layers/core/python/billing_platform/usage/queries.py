@@ -279,8 +279,9 @@ class SyncUsageAggregator:
     ) -> TopTenants:
         """The `limit` tenants with the most usage of `resource_type` in the whole hours covering
         [start_time, end_time) across the platform, exact; with `dimension` and `value` (e.g. "model",
-        "gpt-4") only the usage carrying that value. Per day of the range: the `top` index lists the
-        day's tenants and their day items are read in batches. Ties order by tenant id."""
+        "gpt-4") only the usage carrying that value. Per day of the range the `top` index lists the day's
+        tenants; their day items are read in batches, or one Query per tenant with usage on several days
+        of the range. Ties order by tenant id."""
         spec = self._settings.catalog.require_resource_type(resource_type)
         if (dimension is None) != (value is None):
             raise ValidationError("dimension and value go together")
@@ -305,11 +306,30 @@ class SyncUsageAggregator:
         start, end = span
         mark, value = only
         complete = self._repo.complete_until()
+        spans = _days(start, end)
+        present: dict[str, list[str]] = defaultdict(list)  # tenant -> its days with usage in the range
+        for day, _ in spans:
+            for tenant in self._repo.tenants_of_day(resource_type, day):
+                present[tenant].append(day)
+        # A tenant with usage on one day: its item, read in batches. On several: one Query of its range,
+        # which DynamoDB bills by the items' summed size (per 4 KB) where batch reads bill each item.
+        cells: dict[tuple[str, str], DayCells] = {}
+        single: dict[str, list[str]] = defaultdict(list)
+        for tenant, days in present.items():
+            if len(days) == 1:
+                single[days[0]].append(tenant)
+        for day, tenants in single.items():
+            for tenant, found in self._repo.day_items(resource_type, day, tenants).items():
+                cells[(tenant, day)] = found
+        several = [t for t, days in present.items() if len(days) > 1]
+        first, last = spans[0][0], spans[-1][0]
+        for tenant, by_day in zip(several, self._repo.tenants_days(several, resource_type, first, last), strict=True):
+            cells.update({(tenant, day): c for day, c in by_day.items()})
         merged: dict[str, Decimal] = defaultdict(Decimal)
-        for day, hours in _days(start, end):
-            tenants = self._repo.tenants_of_day(resource_type, day)
-            for tenant, cells in self._repo.day_items(resource_type, day, tenants).items():
-                merged[tenant] += _in_hours(cells, hours, mark, value)
+        for day, hours in spans:
+            for tenant in present:
+                if (tenant, day) in cells:
+                    merged[tenant] += _in_hours(cells[(tenant, day)], hours, mark, value)
         ranked = sorted(((t, q) for t, q in merged.items() if q > 0), key=lambda kv: (-kv[1], kv[0]))
         return TopTenants(
             resource_type=resource_type,

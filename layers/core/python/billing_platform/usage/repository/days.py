@@ -23,6 +23,7 @@ from billing_platform.usage.layout import (
     day_pk,
     day_sk,
     decode_day,
+    encode_counters,
     encode_seq,
     registry_sk,
     top_pk,
@@ -41,8 +42,9 @@ class DayDelta:
     such watermark is still below its first, and moves it to its last."""
 
     day: DayKey
-    adds: dict[str, Decimal]
+    adds: dict[str, Decimal]  # counters named in plain form (`layout.group_cell`); coded when written
     watermarks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plain: frozenset[tuple[str, str]] = frozenset()  # (mark, value)s written in plain form in this item
 
 
 @dataclass
@@ -82,21 +84,30 @@ class AggregateRepository(BillingTable):
 
     def day_update(self, delta: DayDelta) -> dict[str, Any]:
         """One write (a transaction item; its "Update" is also an UpdateItem request): add each quantity
-        to its counter, set the index keys, and advance the given watermarks, only if each is still
-        below the first sequence number this write covers for that usage partition key."""
+        to its counter (coded, `layout.encode_counters`), set the index keys and the dictionary entries of
+        the codes it uses, and advance the given watermarks, only if each is still below the first
+        sequence number this write covers for that usage partition key and each entry is absent or
+        names the same value."""
         names: dict[str, str] = {"#tp": "top_pk", "#ts": "top_sk"}
         values: dict[str, Any] = {
             ":tp": {"S": top_pk(delta.day.resource_type, delta.day.day)},
             ":ts": {"S": delta.day.tenant_id},
         }
+        counters, entries = encode_counters(delta.adds, delta.plain)
         adds = []
-        for i, (attribute, quantity) in enumerate(sorted(delta.adds.items())):
+        for i, (attribute, quantity) in enumerate(sorted(counters.items())):
             tag = _placeholder(i)
             names[f"#{tag}"] = attribute
             values[f":{tag}"] = {"N": format(quantity, "f")}
             adds.append(f"#{tag} :{tag}")
         sets = ["#tp = :tp", "#ts = :ts"]
         conditions = []
+        for i, (entry, value) in enumerate(sorted(entries.items())):
+            tag = f"E{_placeholder(i)}"  # upper case: never one of the counters' tags
+            names[f"#{tag}"] = entry
+            values[f":{tag}"] = {"S": value}
+            sets.append(f"#{tag} = :{tag}")
+            conditions.append(f"(attribute_not_exists(#{tag}) OR #{tag} = :{tag})")
         for i, (attribute, (first, last)) in enumerate(sorted(delta.watermarks.items())):
             names[f"#w{i}"] = attribute
             values[f":f{i}"] = {"B": encode_seq(first)}
@@ -179,10 +190,18 @@ class AggregateRepository(BillingTable):
             return out
         return WriteOutcome(requests=1)
 
-    def get_watermarks(self, days: Iterable[DayKey], attributes: Iterable[str]) -> dict[DayKey, dict[str, bytes]]:
-        """For each day item, its watermark attributes among `attributes` (strongly consistent reads)."""
+    def get_watermarks(
+        self, days: Iterable[DayKey], attributes: Iterable[str], entries: Iterable[str] = ()
+    ) -> dict[DayKey, dict[str, bytes]]:
+        """For each day item, its watermark attributes among `attributes` and its dictionary entries among
+        `entries` (a value's UTF-8 bytes), strongly consistent reads. With entries the whole items are
+        read (their names could outgrow a projection expression); this runs only after a refused write."""
         wanted = list(dict.fromkeys(days))
+        attribute_names = set(attributes) | set(entries)
         names = {f"#w{i}": a for i, a in enumerate(sorted(set(attributes)))}
+        projection: dict[str, Any] = {}
+        if not set(entries):
+            projection = {"ProjectionExpression": ", ".join(["pk", "sk", *names]), "ExpressionAttributeNames": names}
         by_key = {(d.key()["pk"]["S"], d.key()["sk"]["S"]): d for d in wanted}
         found: dict[DayKey, dict[str, bytes]] = {}
         for start in range(0, len(wanted), BATCH_GET_MAX):
@@ -190,15 +209,18 @@ class AggregateRepository(BillingTable):
                 self.table: {
                     "Keys": [d.key() for d in wanted[start : start + BATCH_GET_MAX]],
                     "ConsistentRead": True,
-                    "ProjectionExpression": ", ".join(["pk", "sk", *names]),
-                    "ExpressionAttributeNames": names,
+                    **projection,
                 }
             }
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     day = by_key[(item["pk"]["S"], item["sk"]["S"])]
-                    found[day] = {a: bytes(item[a]["B"]) for a in names.values() if a in item}
+                    found[day] = {
+                        a: bytes(value["B"]) if "B" in value else value["S"].encode()
+                        for a, value in item.items()
+                        if a in attribute_names and ("B" in value or "S" in value)
+                    }
                 request = response.get("UnprocessedKeys") or {}
         return found
 
@@ -292,6 +314,12 @@ class AggregateRepository(BillingTable):
             out.update(part)
         return out
 
+    def tenants_days(
+        self, tenants: Sequence[str], resource_type: str, first: str, last: str
+    ) -> list[dict[str, DayCells]]:
+        """For each tenant (in order), `days_of` its range: one Query each, in parallel."""
+        return self.parallel(lambda tenant: self.days_of(tenant, resource_type, first, last), list(tenants))
+
     def _read_days(self, keys: list[dict[str, Any]]) -> dict[str, DayCells]:
         out: dict[str, DayCells] = {}
         request: dict[str, Any] = {self.table: {"Keys": keys}}
@@ -375,7 +403,8 @@ class AggregateRepository(BillingTable):
         }
 
     def replace_day(self, day: DayKey, adds: dict[str, Decimal], seen: dict[str, Any] | None, marks: set[str]) -> bool:
-        """Replace a day item's counters with `adds` (delete it when empty), keeping the watermarks it had
+        """Replace a day item's counters with `adds` (named in plain form; stored coded, with their
+        dictionary entries; delete the item when empty), keeping the watermarks it had
         when read (`seen`, None: it did not exist), only if none of its watermarks among `marks` moved since
         then; False if one did (a record was folded in meanwhile)."""
         names: dict[str, str] = {}
@@ -400,11 +429,13 @@ class AggregateRepository(BillingTable):
                 if seen is not None:
                     self.client.delete_item(TableName=self.table, Key=day.key(), **condition)
                 return True
+            counters, entries = encode_counters(adds)
             item: dict[str, Any] = {
                 **day.key(),
                 "top_pk": {"S": top_pk(day.resource_type, day.day)},
                 "top_sk": {"S": day.tenant_id},
-                **{name: {"N": format(q, "f")} for name, q in adds.items()},
+                **{name: {"N": format(q, "f")} for name, q in counters.items()},
+                **{name: {"S": value} for name, value in entries.items()},
                 **{m: seen[m] for m in marks if seen is not None and m in seen},
             }
             self.client.put_item(TableName=self.table, Item=item, **condition)
