@@ -34,6 +34,8 @@ CATALOG = catalog_json(
     {
         "org": plan(quota("4000", resource_type="tokens"), name="Org"),
         "open": plan(quota(None, resource_type="tokens"), name="Open"),
+        "org-large": plan(quota("8000", resource_type="tokens"), name="Org large"),
+        "org-windowed": plan(quota("4000", resource_type="tokens", windows={"minute": "2400"}), name="Org per minute"),
         "windowed": plan(quota("4000", resource_type="tokens", windows={"minute": "300"}), name="Windowed"),
         "windowed-wide": plan(quota("4000", resource_type="tokens", windows={"minute": "500"}), name="Windowed wide"),
     },

@@ -205,13 +205,21 @@ class LocalStackProcess:
 def stack_fixture(scope: Literal["module", "package", "session"]) -> Any:
     """The `stack` fixture at `scope`: a LocalStackProcess started with `--log-level WARNING` plus the args
     of the closest `stack_args` mark (e.g. `pytestmark = [pytest.mark.stack_args("--no-pollers",
-    "--no-hooks")]` for a stack that only answers), stopped when the scope ends."""
+    "--no-hooks")]` for a stack that only answers) and, when the module defines a `stack_environ` fixture,
+    the environment variables it returns; stopped when the scope ends."""
 
     @pytest.fixture(scope=scope, name="stack")
     def stack(request: pytest.FixtureRequest) -> Iterator[LocalStackProcess]:
         """The local stack over HTTP (see `stack_fixture`)."""
         mark = request.node.get_closest_marker("stack_args")
-        yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
+        try:
+            environ: Mapping[str, str] = request.getfixturevalue("stack_environ")
+        except pytest.FixtureLookupError:
+            environ = {}
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in environ.items():
+                env.setenv(name, value)  # the child process copies this process's environment at start
+            yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
 
     return stack
 

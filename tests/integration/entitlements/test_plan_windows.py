@@ -50,6 +50,9 @@ def test_the_hot_path_counts_the_window_and_refuses_past_it_with_its_end(org: Or
         raise QuotaExceededError(denied)
     assert raised.value.http_status == 429
     assert org.tenant_used()[0] == 300
+    asked = svc.check(org.tenant_id, "tokens", D(1))  # the question answers as the consume would
+    assert (asked.allowed, asked.reason) == (False, DenyReason.WINDOW)
+    assert asked.retry_after_seconds is not None
     # The window rolls over: the next take starts a new one (one conditional write) and counts there.
     org.clock.advance(timedelta(seconds=60))
     assert svc.consume(org.tenant_id, "tokens", D(50)).allowed
