@@ -371,3 +371,20 @@ def test_the_console_signed_in_with_aws_credentials_signs_its_reads_with_sigv4(
         assert page.locator("#freshness article").count() == 0
         (line,) = problems.console_errors
         assert "status of 403" in line, line
+
+
+@pytest.mark.parametrize("view", ["admin", "entity"])
+def test_the_admin_and_entity_views_read_well_at_360_px(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant, view: str
+) -> None:
+    with watched_page(browser, stack.banner.base_url, width=360, height=800) as (page, problems):
+        if view == "admin":
+            assert open_portal(page, stack, tenant=metered.tenant_id, token=metered.admin_key) == "ready"
+            choose_usage(page, resource="tokens", granularity="day", range_="7", group="entity")
+        else:
+            fragment = {"tenant": metered.tenant_id, "entity": metered.entity_id, "token": metered.entity_token}
+            assert open_portal(page, stack, **fragment) == "ready"
+        # Nothing wider than the phone: no sideways scrolling of the page itself.
+        assert page.locator("html").evaluate("e => e.scrollWidth") <= 360
+        screenshot(page, f"portal-{view}-360")
+        assert problems.all() == []
