@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
+from local_stack import sigv4
 from local_stack.containers import FunctionThrottled, FunctionTimeout
 from local_stack.cors import preflight_headers
 
@@ -473,6 +474,12 @@ class Gateway:
         header = request.header("Authorization")
         if not header:
             raise AuthorizerUnauthorized()
+        if sigv4.is_sigv4(header):  # as deployed: IAM, here for the one local principal (local_stack.sigv4)
+            signed = {name.lower(): value for name, value in request.headers}
+            url = f"http://{request.header('Host')}{request.target}"
+            if not sigv4.verify(request.method, url, signed, self._operator_token, body=request.body):
+                raise AuthorizerDenied("SigV4 signature")
+            return {"principal_type": "operator", "principalId": LOCAL_OPERATOR_PRINCIPAL, "integrationLatency": 0}
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._operator_token.encode()):
             raise AuthorizerDenied("operator token")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import threading
 from collections import Counter
@@ -29,7 +28,6 @@ from botocore.config import Config
 from billing_platform import resources
 from billing_platform.catalog.models import load_catalog, parse_catalog
 from billing_platform.entitlements.models import add_months
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.resources import FunctionSpec
 from billing_platform.settings import Settings
@@ -37,6 +35,7 @@ from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
 from tests.factories.apigw import api_event
 from tests.factories.cold_start import BARE_BOTO3_IMPORT, Job, import_self_seconds, medians, run_fresh
+from tests.factories.services import entitlement_service
 
 REPEATS = int(os.environ.get("REPEATS", "5"))
 GOAL = 1.3
@@ -212,8 +211,7 @@ def requests_per_operation(client: Any, table: str) -> None:
     counter = RequestCounter(client)
 
     def container(seed: int = 1) -> EntitlementService:
-        repository = EntitlementRepository(settings, client)
-        return EntitlementService(settings, repository=repository, catalog=catalog, rng=random.Random(seed))
+        return entitlement_service(catalog, client=client, settings=settings, seed=seed)
 
     warm = container()
     start = datetime.now(UTC) - timedelta(days=1)
@@ -242,14 +240,14 @@ def requests_per_operation(client: Any, table: str) -> None:
     print("\nDynamoDB requests per operation (one thread; bench_entitlements has them under contention)")
     for label, call in rows:
         print(f"  {label:<40} {counter.measure(50, call)}", flush=True)
-    print("  usage ingest -> aggregates: see bench_usage (requests per event; issue 16 reworks that pipeline)")
+    print("  usage ingest -> aggregates: see bench_usage (requests per event)")
 
 
 def _seed_first_invocation(client: Any, table: str) -> None:
     """The tenant of the first-invocation event on a large plan of the shipped catalog, and the bare
     handler's counter item."""
     settings = Settings(billing_table_name=table)
-    service = EntitlementService(settings, repository=EntitlementRepository(settings, client), catalog=load_catalog())
+    service = entitlement_service(load_catalog(), client=client, settings=settings)
     start = datetime.now(UTC) - timedelta(days=1)
     service.apply_plan("t_bench", "pro", period_start=start, period_end=add_months(start, 1), source_version=1)
     client.put_item(

@@ -17,7 +17,6 @@ writes as DynamoDB does (UpdateItem: 1 per item under 1 KB; TransactWriteItems: 
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import threading
 import time
@@ -32,7 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from billing_platform.auth.caller import Actor
-from billing_platform.catalog.models import Window, parse_catalog
+from billing_platform.catalog.models import Window
 from billing_platform.conditions import failed_conditions, lost_race
 from billing_platform.entities.models import LimitKind, LimitTerms
 from billing_platform.entities.repository import EntityRepository, limit_key
@@ -40,28 +39,27 @@ from billing_platform.entities.service import EntityService
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.entity_take import entity_item
 from billing_platform.entitlements.models import add_months
-from billing_platform.entitlements.repository import EntitlementRepository, counter_key
-from billing_platform.entitlements.service import EntitlementService
+from billing_platform.entitlements.repository import counter_key
 from billing_platform.levels import align_windows
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
+from tests.factories.catalogs import catalog, plan, quota
+from tests.factories.services import entitlement_service
 
 THREADS = 16
 CALLS = int(os.environ.get("BENCH_ENTITY_CALLS", "600"))
 ROUNDS = int(os.environ.get("BENCH_ENTITY_ROUNDS", "5"))
 BIG = Decimal("1000000000")
-CATALOG = parse_catalog(
-    """{
-  "version": "bench",
-  "resource_types": {"tokens": {"unit": "token", "meter_event_name": "tokens"}},
-  "default_plan": "big",
-  "plans": {
-    "big": {"name": "Big", "quotas": {"tokens": {"limit": "1000000000", "policy": "hard"}}},
-    "bigwin": {"name": "Big per minute",
-               "quotas": {"tokens": {"limit": "1000000000", "policy": "hard", "windows": {"minute": "1000000000"}}}}
-  }
-}"""
+CATALOG = catalog(
+    {
+        "big": plan(quota("1000000000", resource_type="tokens"), name="Big"),
+        "bigwin": plan(
+            quota("1000000000", resource_type="tokens", windows={"minute": "1000000000"}), name="Big per minute"
+        ),
+    },
+    resource_types=("tokens",),
+    version="bench",
 )
 ACTOR = Actor("operator:bench")
 PLAIN = ("plain", "planwindow")  # cases that name no entity
@@ -123,9 +121,7 @@ def main() -> None:
         names = create_tables(client, prefix="bench-")
         settings = Settings(billing_table_name=names["BILLING_TABLE_NAME"])
         table = settings.billing_table_name
-        svc = EntitlementService(
-            settings, repository=EntitlementRepository(settings, client), catalog=CATALOG, rng=random.Random(1)
-        )
+        svc = entitlement_service(CATALOG, client=client, settings=settings, seed=1)
         entities = EntityService(settings, repository=EntityRepository(settings, client), plans=svc)
         start = datetime.now(UTC) - timedelta(days=1)
         # One tenant per case, so no case's counters contend with another's.

@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +23,11 @@ import pytest
 from billing_platform.catalog.models import DEFAULT_CATALOG
 from tests.factories.local_stack_process import LocalStackProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_entities")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("local_stack_entities"),
+    pytest.mark.stack_args("--no-pollers", "--no-hooks"),
+]
 
 CLIENTS = 64
 REQUESTS_PER_CLIENT = 6
@@ -47,7 +50,8 @@ def chain(entity: str | None) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackProcess]:
+def stack_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The shared `stack` fixture starts the stack with these: the free plan bound by a per-minute window."""
     catalog = json.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
     catalog["plans"]["free"]["quotas"]["tokens"] = {
         "limit": str(PLAN_LIMIT),
@@ -56,9 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackProces
     }
     path = tmp_path_factory.mktemp("catalog") / "plans.json"
     path.write_text(json.dumps(catalog), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PLAN_CATALOG_PATH", str(path))  # the stack's functions read the plans from there
-        yield from LocalStackProcess.running("--log-level", "WARNING", "--no-pollers", "--no-hooks")
+    return {"PLAN_CATALOG_PATH": str(path)}  # the stack's functions read the plans from there
 
 
 def _key(stack: LocalStackProcess, scope: str) -> tuple[str, str]:

@@ -336,3 +336,55 @@ def test_axe_finds_no_serious_or_critical_violation_in_the_admin_and_entity_view
         ]
         assert serious == []
         assert problems.all() == []
+
+
+def test_the_console_signed_in_with_aws_credentials_signs_its_reads_with_sigv4(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant
+) -> None:
+    """The deployed path of the console: IAM authorization. The local stack checks SigV4 as API Gateway does,
+    for the principal `local-operator` whose secret is the operator token."""
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.headers.get("authorization", "")) if "/v1/" in r.url else None)
+        page.goto(f"{stack.banner.base_url}/console")
+        page.wait_for_selector("body[data-state='signed-out']", state="attached")
+        assert page.locator("#aws-region").input_value() == "us-east-1"
+        page.fill("#aws-key-id", "local-operator")
+        page.fill("#aws-secret", stack.banner.operator_token)
+        page.locator("#aws-sign-in-form button[type=submit]").click()
+        page.wait_for_selector("body[data-state='ready']", state="attached", timeout=READY_TIMEOUT_MS)
+        row = f'#tenants-table tr[data-tenant-id="{metered.tenant_id}"]'
+        page.locator(row).wait_for()
+        assert page.locator(f'{row} [data-field="plan"]').inner_text() == "pro"
+        assert sent
+        assert all(header.startswith("AWS4-HMAC-SHA256 Credential=local-operator/") for header in sent), sent
+        screenshot(page, "console-sigv4")
+        assert problems.all() == []
+
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        page.goto(f"{stack.banner.base_url}/console")
+        page.wait_for_selector("body[data-state='signed-out']", state="attached")
+        page.fill("#aws-key-id", "local-operator")
+        page.fill("#aws-secret", "not-the-operator-token")
+        page.locator("#aws-sign-in-form button[type=submit]").click()
+        page.wait_for_selector("#sign-in-message:has-text('refused')")
+        assert page.locator("#freshness article").count() == 0
+        (line,) = problems.console_errors
+        assert "status of 403" in line, line
+
+
+@pytest.mark.parametrize("view", ["admin", "entity"])
+def test_the_admin_and_entity_views_read_well_at_360_px(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant, view: str
+) -> None:
+    with watched_page(browser, stack.banner.base_url, width=360, height=800) as (page, problems):
+        if view == "admin":
+            assert open_portal(page, stack, tenant=metered.tenant_id, token=metered.admin_key) == "ready"
+            choose_usage(page, resource="tokens", granularity="day", range_="7", group="entity")
+        else:
+            fragment = {"tenant": metered.tenant_id, "entity": metered.entity_id, "token": metered.entity_token}
+            assert open_portal(page, stack, **fragment) == "ready"
+        # Nothing wider than the phone: no sideways scrolling of the page itself.
+        assert page.locator("html").evaluate("e => e.scrollWidth") <= 360
+        screenshot(page, f"portal-{view}-360")
+        assert problems.all() == []
