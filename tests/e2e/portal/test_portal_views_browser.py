@@ -222,6 +222,16 @@ def test_the_spend_cap_is_shown_to_a_portal_token_and_editable_only_with_an_admi
         assert page.locator('[data-field="cap-amount"]').inner_text() == "$12.50"
         assert page.locator('[data-field="cap-spend"]').get_attribute("data-value") == cap["spend"]
         screenshot(page, "portal-spend-cap-admin")
+        # A per resource cap set through the API survives a change of the total made on the page.
+        per_resource = {"currency": "usd", "amount": 1250, "kind": "soft", "resources": {"tokens": 500}}
+        assert stack.request("PUT", path, per_resource, token=metered.admin_key)[0] == 200
+        page.reload()
+        page.wait_for_selector("body[data-state='ready']", state="attached", timeout=READY_TIMEOUT_MS)
+        page.fill("#spend-cap-amount", "20")
+        page.locator("#spend-cap-form button[type=submit]").click()
+        page.wait_for_selector("#spend-cap-status:has-text('Cap saved.')")
+        status, cap = stack.request("GET", path, token=metered.portal_token)
+        assert (cap["amount"], cap["kind"], cap["resources"]) == (2000, "soft", {"tokens": 500})
         page.locator("#spend-cap-remove").click()
         page.wait_for_selector("#spend-cap-status:has-text('Cap removed.')")
         status, cap = stack.request("GET", path, token=metered.portal_token)
