@@ -18,8 +18,8 @@ import pytest
 
 from tests.factories.browser import watched_page
 from tests.factories.local_stack_process import ROOT, LocalStackProcess, eventually
+from tests.factories.portal import HOSTILE, MeteredTenant, mint_portal_token, seed_metered_tenant
 from tests.factories.portal import METERED_USAGE as METERED
-from tests.factories.portal import MeteredTenant, seed_metered_tenant
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -281,6 +281,23 @@ def test_an_entity_token_opens_its_entity_view_and_reads_nothing_of_its_siblings
         token=token,
     )
     assert status == 422, body
+
+
+def test_an_entity_named_with_markup_is_shown_as_text_in_its_view(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant
+) -> None:
+    tenant, entity_id = metered.tenant_id, metered.sibling_id
+    token = mint_portal_token(stack.request, tenant, ttl_seconds=3600, entity_id=entity_id)["token"]
+    status, entity = stack.request("GET", f"/v1/entities/{entity_id}", token=token)
+    assert (status, entity["name"]) == (200, HOSTILE)
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        state = open_portal(page, stack, tenant=tenant, entity=entity_id, token=token)
+        assert state == "ready", problems.all()
+        # The name is the text of its element: no element was made of it and its handler never ran.
+        assert page.locator("#entity-name").inner_text() == HOSTILE
+        assert page.locator("#app img").count() == 0
+        assert page.title() == "Usage and billing"
+        assert problems.all() == []
 
 
 def test_the_widget_on_another_origin_shows_the_apis_numbers_and_a_foreign_origin_is_refused(
