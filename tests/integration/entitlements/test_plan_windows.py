@@ -171,3 +171,19 @@ def test_the_catalog_refuses_windows_it_cannot_keep() -> None:
     data["plans"]["windowed"]["quotas"]["tokens"]["windows"] = {"minute": "-1"}
     with pytest.raises(ValidationError):
         parse_catalog(json.dumps(data))
+
+
+def test_a_grant_draw_counts_the_whole_take_in_the_plan_window(org: Org) -> None:
+    org.apply()
+    assert org.entitlements().consume(org.tenant_id, "tokens", D(3990)).allowed
+    org.apply("windowed-wide")  # same period: the usage is kept, the window starts with the next take
+    grant = org.add_grant(D(100))
+    svc = org.entitlements()
+    taken = svc.consume(org.tenant_id, "tokens", D(50))
+    assert taken.allowed
+    assert taken.grants_used == ((grant, D(40)),)
+    assert window_used(org) == 50  # the quota paid 10, the grant 40: the window counts all of it
+    keyed = svc.consume(org.tenant_id, "tokens", D(30), idempotency_key="draw-k")
+    assert keyed.grants_used == ((grant, D(30)),)
+    assert window_used(org) == 80
+    assert org.grant_remaining(grant) == 30

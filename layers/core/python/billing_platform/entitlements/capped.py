@@ -226,7 +226,8 @@ class SpendCaps:
 
             taken = take_at_levels(ctx, levels, companions)
             if taken.granted:
-                self._states.put((tenant_id, period_end), _after(seen, resource_type, *priced[-1]))
+                after = _after(seen, resource_type, *priced[-1], entity_id=entity_id)
+                self._states.put((tenant_id, period_end), after)
                 answer = granted_answer_at_levels(ctx, levels, taken)
                 return answer if not records or records[0].answer is None else records[0].answer
             if taken.denial is not None:
@@ -263,12 +264,19 @@ class SpendCaps:
         return answer
 
     def leg(
-        self, tenant_id: str, resource_type: str, *, at: datetime | None = None, fresh: bool = False
+        self,
+        tenant_id: str,
+        resource_type: str,
+        *,
+        at: datetime | None = None,
+        fresh: bool = False,
+        entity_id: str | None = None,
     ) -> SpendLeg | None:
         """The spend item's part of a take or give-back of `resource_type` outside the consume path (a
         reservation, its settle, a release), in the period holding `at` (default now). None: the tenant has
         no cap or the plan does not price the resource (the write goes on without a spend item). `fresh`:
-        start from the stored spend (a give-back must not be clamped on a guess)."""
+        start from the stored spend (a give-back must not be clamped on a guess). `entity_id`: the take or
+        give-back is the entity's (its line moves too, and a take is held to its cap)."""
         if resource_type not in self._ctx.catalog.priced_resources:
             return None
         cap = self.cap_for(tenant_id)
@@ -280,7 +288,7 @@ class SpendCaps:
             seen = self.repo.get_state(tenant_id, period_end)
         else:
             seen = self._states.get((tenant_id, period_end)) or SpendState()
-        return SpendLeg(self, cap, price, tenant_id, resource_type, period_end, seen)
+        return SpendLeg(self, cap, price, tenant_id, resource_type, period_end, seen, entity_id=entity_id)
 
     def remember(self, tenant_id: str, period_end: datetime, state: SpendState) -> None:
         self._states.put((tenant_id, period_end), state)
@@ -291,12 +299,17 @@ class SpendCaps:
         return period_end, self.repo.get_state(tenant_id, period_end)
 
 
-def _after(seen: SpendState, resource: str, quantity: Decimal, delta: Decimal) -> SpendState:
+def _after(
+    seen: SpendState, resource: str, quantity: Decimal, delta: Decimal, *, entity_id: str | None = None
+) -> SpendState:
     used = dict(seen.used)
     spent = dict(seen.spent)
     used[resource] = seen.used_of(resource) + quantity
     spent[resource] = seen.spent_of(resource) + delta
-    return replace(seen, used=used, spent=spent, total=seen.total + delta)
+    by_entity = dict(seen.by_entity)
+    if entity_id is not None:
+        by_entity[entity_id] = seen.entity_spent(entity_id) + delta
+    return replace(seen, used=used, spent=spent, total=seen.total + delta, by_entity=by_entity)
 
 
 @dataclass
@@ -313,6 +326,7 @@ class SpendLeg:
     resource_type: str
     period_end: datetime
     seen: SpendState
+    entity_id: str | None = None
     _last: tuple[Decimal, Decimal] | None = None
 
     def item(self, quantity: Decimal) -> dict[str, object] | None:
@@ -326,12 +340,18 @@ class SpendLeg:
         step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
         self._last = (quantity, step.delta)
         key = spend_key(self.tenant_id, self.period_end)
-        return spend_update(self.caps.repo.table, key, self.resource_type, step, self.cap, self.period_end)
+        table, resource, cap = self.caps.repo.table, self.resource_type, self.cap
+        return spend_update(table, key, resource, step, cap, self.period_end, entity_id=self.entity_id)
+
+    @property
+    def sent(self) -> bool:
+        """Whether the last `item` built an update (so the transaction carried the spend item last)."""
+        return self._last is not None
 
     def committed(self) -> None:
         """The transaction holding the last item committed: remember the state it left."""
         if self._last is not None:
-            self.seen = _after(self.seen, self.resource_type, *self._last)
+            self.seen = _after(self.seen, self.resource_type, *self._last, entity_id=self.entity_id)
             self.caps.remember(self.tenant_id, self.period_end, self.seen)
 
     def reprice(self, existing: dict[str, object] | None, quantity: Decimal) -> CapRefusal | None:
@@ -342,7 +362,7 @@ class SpendLeg:
         if quantity <= 0:
             return None
         step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
-        return refusal(self.cap, self.resource_type, self.seen, step.delta)
+        return refusal(self.cap, self.resource_type, self.seen, step.delta, self.entity_id)
 
     def reread(self) -> bool:
         """Read the stored spend again; True when it moved since the last item was priced."""
@@ -354,7 +374,7 @@ class SpendLeg:
 
     def affordable(self, wanted: Decimal) -> Decimal:
         """How much of `wanted` the hard cap lets through at the state seen."""
-        budget = budget_left(self.cap, self.resource_type, self.seen)
+        budget = budget_left(self.cap, self.resource_type, self.seen, self.entity_id)
         if budget is None:
             return wanted
         return affordable(self.price, self.seen.used_of(self.resource_type), wanted, budget)

@@ -176,14 +176,18 @@ def crossed_percentages(
     return [p for p in thresholds if before < cap * p / 100 <= after]
 
 
-def budget_left(cap: SpendCap, resource: str, state: SpendState) -> Decimal | None:
-    """What a hard cap still allows this resource to add to the spend (None: no hard cap)."""
+def budget_left(cap: SpendCap, resource: str, state: SpendState, entity_id: str | None = None) -> Decimal | None:
+    """What a hard cap still allows this resource (for `entity_id`, if named) to add to the spend (None: no
+    hard cap)."""
     if not cap.hard:
         return None
     left = cap.amount - state.total
     resource_cap = cap.resources.get(resource)
     if resource_cap is not None:
         left = min(left, resource_cap - state.spent_of(resource))
+    entity_cap = cap.entities.get(entity_id) if entity_id is not None else None
+    if entity_id is not None and entity_cap is not None:
+        left = min(left, entity_cap - state.entity_spent(entity_id))
     return max(left, ZERO)
 
 
