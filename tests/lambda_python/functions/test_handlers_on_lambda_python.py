@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,12 +25,13 @@ import pytest
 from billing_platform import resources
 from billing_platform.resources import DependencyLayer, FunctionSpec
 from billing_platform.usage.repository import raw_key
-from infra.dependency_layers import LAMBDA_PYTHON_VERSION, is_current, layer_dir
+from infra.dependency_layers import LAMBDA_PYTHON_VERSION
 from local_stack.lambda_events import scheduled_event
 from tests.factories import stripe as sf
 from tests.factories.apigw import api_event
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.factories.billing_events import counter_write
+from tests.factories.cold_start import built_layer_path, lambda_python
 from tests.factories.local_stack_process import in_process
 from tests.factories.sqs import sqs_event
 from tests.factories.streams import insert, stream_event
@@ -43,32 +43,12 @@ RUNNER = Path(__file__).with_name("runner.py")
 TENANT = "t_lambda_python"
 
 
-def lambda_python() -> str:
-    """The interpreter of Lambda's runtime version: `python3.<minor>` on PATH, else pyenv's install."""
-    name = f"python{LAMBDA_PYTHON_VERSION}"
-    candidates = [shutil.which(name)]
-    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in Path(pyenv_root).glob(f"versions/{LAMBDA_PYTHON_VERSION}.*/bin/{name}"))
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-I", "-S", "-c", "import sys; print(sys.executable)"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return probe.stdout.strip()
-    raise AssertionError(f"no {name} found (PATH, {pyenv_root}/versions): the Lambda runtime cannot be checked")
-
-
 def layer_path(spec: FunctionSpec) -> list[str]:
     """What Lambda puts on sys.path after /var/task: the layers' python/ folders (dependency layers built
     by infra.dependency_layers, then the core library layer)."""
-    paths = []
-    for layer in spec.dependency_layers:
-        assert is_current(layer), f"layer {layer.value} is not built for this version: run `make layers`"
-        paths.append(str(layer_dir(layer) / "python"))
-    return [*paths, str(ROOT / "layers" / "core" / "python")]
+    paths = built_layer_path(spec)
+    assert paths is not None, f"a layer of {spec.name} is not built for this version: run `make layers`"
+    return paths
 
 
 @pytest.fixture(scope="module")
