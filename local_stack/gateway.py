@@ -32,8 +32,12 @@ from urllib.parse import parse_qsl, unquote
 
 from billing_platform import resources
 from billing_platform.resources import Auth, FunctionSpec, RouteSpec
+from local_stack import sigv4
 from local_stack.containers import FunctionThrottled, FunctionTimeout
 from local_stack.cors import preflight_headers
+from local_stack.iam import AuthorizerBroken, AuthorizerDenied, AuthorizerUnauthorized
+from local_stack.iam import authorizer_context as authorizer_context
+from local_stack.iam import policy_allows as policy_allows
 
 log = logging.getLogger("local_stack.gateway")
 
@@ -320,61 +324,6 @@ class MalformedProxyResponse(Exception):
     pass
 
 
-# ---------------------------------------------------------------------------------------------- auth
-
-
-class AuthorizerDenied(Exception):
-    """The authorizer's policy does not allow the method ARN (API Gateway answers 403)."""
-
-
-class AuthorizerUnauthorized(Exception):
-    """The authorizer raised "Unauthorized" (API Gateway answers 401)."""
-
-
-class AuthorizerBroken(Exception):
-    """The authorizer failed or returned something API Gateway rejects (500)."""
-
-
-def policy_allows(policy: dict[str, Any], arn: str) -> bool:
-    """IAM evaluation for execute-api:Invoke: an explicit Deny wins, then an Allow, else implicit deny."""
-    statements = policy.get("Statement") or []
-    if isinstance(statements, dict):
-        statements = [statements]
-    allowed = False
-    for statement in statements:
-        actions = statement.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
-            continue
-        targets = statement.get("Resource", [])
-        targets = [targets] if isinstance(targets, str) else targets
-        if not any(fnmatch.fnmatchcase(arn, t) for t in targets):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        if statement.get("Effect") == "Allow":
-            allowed = True
-    return allowed
-
-
-def _context_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise AuthorizerBroken("authorizer context values must be strings, numbers or booleans")
-
-
-def authorizer_context(response: Any, arn: str, latency_ms: int) -> dict[str, Any]:
-    """Check a Lambda authorizer response against `arn`; return requestContext.authorizer."""
-    if not isinstance(response, dict) or "principalId" not in response or "policyDocument" not in response:
-        raise AuthorizerBroken("authorizer response needs principalId and policyDocument")
-    if not policy_allows(response["policyDocument"], arn):
-        raise AuthorizerDenied(arn)
-    context = {k: _context_value(v) for k, v in (response.get("context") or {}).items()}
-    return {**context, "principalId": str(response["principalId"]), "integrationLatency": latency_ms}
-
-
 # ---------------------------------------------------------------------------------------------- gateway
 
 
@@ -473,6 +422,12 @@ class Gateway:
         header = request.header("Authorization")
         if not header:
             raise AuthorizerUnauthorized()
+        if sigv4.is_sigv4(header):  # as deployed: IAM, here for the one local principal (local_stack.sigv4)
+            signed = {name.lower(): value for name, value in request.headers}
+            url = f"http://{request.header('Host')}{request.target}"
+            if not sigv4.verify(request.method, url, signed, self._operator_token, body=request.body):
+                raise AuthorizerDenied("SigV4 signature")
+            return {"principal_type": "operator", "principalId": LOCAL_OPERATOR_PRINCIPAL, "integrationLatency": 0}
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._operator_token.encode()):
             raise AuthorizerDenied("operator token")

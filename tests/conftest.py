@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from billing_platform import clients, resources
 from billing_platform.settings import get_settings
+from tests.factories.local_stack_process import stack_fixture
 
 # Speed lives in `make bench`, never in a test's verdict: Hypothesis' default 200 ms deadline per example
 # failed property tests on a loaded 2-core runner.
@@ -100,6 +101,10 @@ def ddb_local_tables(dynamodb_local: Any, env: pytest.MonkeyPatch) -> Iterator[d
     reset_caches()
     yield names
     reset_caches()
+
+
+# `python -m local_stack` over HTTP for each test module (a package's conftest may share one per package).
+stack = stack_fixture("module")
 
 
 @pytest.hookimpl(trylast=True)

@@ -11,7 +11,7 @@ cap 402 `spend_cap_reached` with the cap, the spend and the take's cost.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -41,8 +41,7 @@ from billing_platform.entitlements.schemas import (
 )
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import QuotaExceededError
-from billing_platform.events.schemas import TenantEventsOut
-from billing_platform.events.service import MAX_RECENT_EVENTS, EventService
+from billing_platform.events.schemas import MAX_RECENT_EVENTS, TenantEventsOut
 from billing_platform.grants.models import GRANT_ID_PATTERN
 from billing_platform.grants.schemas import CreateGrantRequest, GrantListOut, GrantOut
 from billing_platform.grants.service import GrantService
@@ -51,18 +50,32 @@ from billing_platform.observability import count, logger, metrics, tracer
 from billing_platform.spend.models import SpendCapRequest
 from billing_platform.spend.schemas import SpendCapOut
 
+if TYPE_CHECKING:
+    from billing_platform.events.service import EventService
+
 app = create_app(title="Billing entitlements")
 service = PerContainer(EntitlementService)
 grants = PerContainer(lambda: GrantService(tenant_known=service().tenant_known))
 audit = PerContainer(AuditLog)
-events = PerContainer(EventService)
+
+
+def _event_service() -> EventService:
+    # Imported on the first events read: the consume path never reads the event ledger.
+    from billing_platform.events.service import EventService
+
+    return EventService()
+
+
+events = PerContainer(_event_service)
 
 
 def _cost_service() -> Any:
     # Imported on first use: consumes (the hot path) never load the cost modules at cold start.
     from billing_platform.costs.service import CostService
+    from billing_platform.usage.queries import SyncUsageAggregator
 
-    return CostService(service())
+    entitlements = service()
+    return CostService(entitlements, SyncUsageAggregator(settings=entitlements.context.settings))
 
 
 costs = PerContainer(_cost_service)
@@ -178,7 +191,7 @@ def list_events(tenant_id: TenantId, limit: EventLimit = 20) -> TenantEventsOut:
 @app.get(
     "/v1/tenants/<tenant_id>/cost",
     operation_id="getTenantCost",
-    summary="Rate this period's usage so far, per resource and priced dimension value",
+    summary="Rate this period's usage so far, per resource, priced dimension value and entity",
     tags=[ApiTag.COSTS],
 )
 def tenant_cost(tenant_id: TenantId) -> CostOut:

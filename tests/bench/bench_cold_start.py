@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import threading
 from collections import Counter
@@ -27,16 +26,26 @@ from typing import Any
 from botocore.config import Config
 
 from billing_platform import resources
-from billing_platform.catalog.models import load_catalog, parse_catalog
+from billing_platform.catalog.models import load_catalog
 from billing_platform.entitlements.models import add_months
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.resources import FunctionSpec
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
+from tests.factories import catalogs
 from tests.factories.apigw import api_event
-from tests.factories.cold_start import BARE_BOTO3_IMPORT, Job, import_self_seconds, medians, run_fresh
+from tests.factories.cold_start import (
+    BARE_BOTO3_IMPORT,
+    Job,
+    built_layer_path,
+    import_self_seconds,
+    lambda_import_cpu_seconds,
+    lambda_python,
+    medians,
+    run_fresh,
+)
+from tests.factories.services import entitlement_service
 
 REPEATS = int(os.environ.get("REPEATS", "5"))
 GOAL = 1.3
@@ -145,6 +154,27 @@ def cold_imports() -> None:
         import_breakdown(spec)
 
 
+def cold_imports_as_lambda() -> None:
+    """The same table as Lambda imports a handler: Lambda's Python (-I -S) from the built layers."""
+    if any(built_layer_path(spec) is None for spec in resources.FUNCTIONS):
+        print("\ncold import as Lambda does it: skipped, the layers are not built (make layers)")
+        return
+    python = lambda_python()
+    jobs = [(BARE, resources.HEALTH, BARE_BOTO3_IMPORT)] + [(s.name, s, "import handler") for s in resources.FUNCTIONS]
+    for _label, spec, statement in jobs:  # compiles every module once (bytecode cached): not counted
+        lambda_import_cpu_seconds(python, spec, statement)
+    cpus: dict[str, list[float]] = {label: [] for label, *_ in jobs}
+    for _ in range(REPEATS):
+        for label, spec, statement in jobs:
+            cpus[label].append(lambda_import_cpu_seconds(python, spec, statement))
+    found = {label: statistics.median(values) for label, values in cpus.items()}
+    print(f"\ncold import as Lambda does it ({python} -I -S, built layers), median CPU of {REPEATS}; goal <= {GOAL}x")
+    for label, cpu in found.items():
+        ratio = cpu / found[BARE]
+        mark = "" if label == BARE else ("  within goal" if ratio <= GOAL else "  over goal")
+        print(f"  {label:<26} {cpu * 1000:6.0f} ms {ratio:5.2f}x{mark}", flush=True)
+
+
 def first_invocation(endpoint_url: str, table: str) -> None:
     environ = {
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url,
@@ -200,20 +230,18 @@ class RequestCounter:
 
 def requests_per_operation(client: Any, table: str) -> None:
     settings = Settings(billing_table_name=table)
-    catalog = parse_catalog(
-        """{"version": "bench",
-            "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-            "default_plan": "one",
-            "plans": {"one": {"name": "One", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}}},
-                      "eight": {"name": "Eight", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}},
-                                "counter_shards": 8},
-                      "tiny": {"name": "Tiny", "quotas": {"executions": {"limit": "1", "policy": "hard"}}}}}"""
+    catalog = catalogs.catalog(
+        {
+            "one": catalogs.plan(catalogs.quota("1000000"), name="One"),
+            "eight": catalogs.plan(catalogs.quota("1000000"), name="Eight", shards=8),
+            "tiny": catalogs.plan(catalogs.quota("1"), name="Tiny"),
+        },
+        version="bench",
     )
     counter = RequestCounter(client)
 
     def container(seed: int = 1) -> EntitlementService:
-        repository = EntitlementRepository(settings, client)
-        return EntitlementService(settings, repository=repository, catalog=catalog, rng=random.Random(seed))
+        return entitlement_service(catalog, client=client, settings=settings, seed=seed)
 
     warm = container()
     start = datetime.now(UTC) - timedelta(days=1)
@@ -242,14 +270,14 @@ def requests_per_operation(client: Any, table: str) -> None:
     print("\nDynamoDB requests per operation (one thread; bench_entitlements has them under contention)")
     for label, call in rows:
         print(f"  {label:<40} {counter.measure(50, call)}", flush=True)
-    print("  usage ingest -> aggregates: see bench_usage (requests per event; issue 16 reworks that pipeline)")
+    print("  usage ingest -> aggregates: see bench_usage (requests per event)")
 
 
 def _seed_first_invocation(client: Any, table: str) -> None:
     """The tenant of the first-invocation event on a large plan of the shipped catalog, and the bare
     handler's counter item."""
     settings = Settings(billing_table_name=table)
-    service = EntitlementService(settings, repository=EntitlementRepository(settings, client), catalog=load_catalog())
+    service = entitlement_service(load_catalog(), client=client, settings=settings)
     start = datetime.now(UTC) - timedelta(days=1)
     service.apply_plan("t_bench", "pro", period_start=start, period_end=add_months(start, 1), source_version=1)
     client.put_item(
@@ -266,6 +294,7 @@ def _seed_first_invocation(client: Any, table: str) -> None:
 
 def main() -> None:
     cold_imports()
+    cold_imports_as_lambda()
     with DynamoDBLocal() as ddb:
         client = ddb.client(
             "dynamodb",

@@ -9,7 +9,6 @@ Run: `.venv/bin/python -m tests.bench bench_entitlements`. Numbers from DynamoDB
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -26,32 +25,26 @@ from typing import Any
 from botocore.config import Config
 
 from billing_platform.audit.log import AuditEntry
-from billing_platform.catalog.models import parse_catalog
 from billing_platform.entitlements.models import EntitlementCheck, add_months
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.grants.models import Grant, GrantSource, GrantState
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
+from tests.factories.catalogs import catalog, plan, quota
+from tests.factories.services import entitlement_service
 
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = 16
-CATALOG = parse_catalog(
-    """{
-  "version": "bench",
-  "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-  "default_plan": "single",
-  "plans": {
-    "single": {"name": "One counter", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}}},
-    "small": {"name": "Small", "quotas": {"executions": {"limit": "100", "policy": "hard"}}},
-    "sharded": {"name": "Eight shards", "quotas": {"executions": {"limit": "1000000", "policy": "hard"}},
-                "counter_shards": 8},
-    "sharded_small": {"name": "Eight small shards", "quotas": {"executions": {"limit": "800", "policy": "hard"}},
-                      "counter_shards": 8}
-  }
-}"""
+CATALOG = catalog(
+    {
+        "single": plan(quota("1000000"), name="One counter"),
+        "small": plan(quota("100"), name="Small"),
+        "sharded": plan(quota("1000000"), name="Eight shards", shards=8),
+        "sharded_small": plan(quota("800"), name="Eight small shards", shards=8),
+    },
+    version="bench",
 )
 
 
@@ -140,22 +133,17 @@ def main() -> None:
         counter = RequestCounter(client)
 
         def service(seed: int = 1) -> EntitlementService:
-            return EntitlementService(
-                settings,
-                repository=EntitlementRepository(settings, client),
-                catalog=CATALOG,
-                rng=random.Random(seed),
-            )
+            return entitlement_service(CATALOG, client=client, settings=settings, seed=seed)
 
         svc = service()
         start = datetime.now(UTC) - timedelta(days=1)
-        for tenant, plan in (
+        for tenant, plan_id in (
             ("single", "single"),
             ("small", "small"),
             ("sharded", "sharded"),
             ("hot", "sharded_small"),
         ):
-            svc.apply_plan(tenant, plan, period_start=start, period_end=add_months(start, 1), source_version=1)
+            svc.apply_plan(tenant, plan_id, period_start=start, period_end=add_months(start, 1), source_version=1)
             svc.consume(tenant, "executions")  # warm: the layout is cached, as in a warm Lambda container
         one = Decimal(1)
         print(f"DynamoDB Local, {os.cpu_count()} cores shared; quantity 1 unless noted", flush=True)

@@ -10,7 +10,6 @@ SQS requests by a counting sender (the message bodies are those SQS would get); 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +20,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from billing_platform.catalog.models import parse_catalog
 from billing_platform.entitlements.models import add_months
-from billing_platform.entitlements.repository import EntitlementRepository
-from billing_platform.entitlements.service import EntitlementService
 from billing_platform.reservations import ReservationService
 from billing_platform.reservations.meter import QueueMeter
 from billing_platform.reservations.repository import ReservationRepository
@@ -33,20 +29,18 @@ from billing_platform.usage.queue import SendOutcome
 from local_stack.dynamodb_local import DynamoDBLocal
 from local_stack.provision import create_tables
 from tests.bench.bench_entitlements import RequestCounter
+from tests.factories.catalogs import catalog, plan, quota
+from tests.factories.services import entitlement_service
 
 THREADS = 16
 PAIRS = 600
-CATALOG = parse_catalog(
-    """{
-  "version": "bench",
-  "resource_types": {"tokens": {"unit": "token", "meter_event_name": "tokens"}},
-  "default_plan": "big",
-  "plans": {
-    "big": {"name": "Big", "quotas": {"tokens": {"limit": "1000000000", "policy": "hard"}}},
-    "sharded": {"name": "Eight shards", "quotas": {"tokens": {"limit": "1000000000", "policy": "hard"}},
-                "counter_shards": 8}
-  }
-}"""
+CATALOG = catalog(
+    {
+        "big": plan(quota("1000000000", resource_type="tokens"), name="Big"),
+        "sharded": plan(quota("1000000000", resource_type="tokens"), name="Eight shards", shards=8),
+    },
+    resource_types=("tokens",),
+    version="bench",
 )
 
 
@@ -100,13 +94,7 @@ def main() -> None:
         def clock() -> datetime:
             return datetime.now(UTC) + offset[0]
 
-        entitlements = EntitlementService(
-            settings,
-            repository=EntitlementRepository(settings, client),
-            catalog=CATALOG,
-            clock=clock,
-            rng=random.Random(1),
-        )
+        entitlements = entitlement_service(CATALOG, client=client, settings=settings, clock=clock, seed=1)
         service = ReservationService(
             settings,
             entitlements=entitlements,

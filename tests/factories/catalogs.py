@@ -16,11 +16,20 @@ from billing_platform.catalog.models import Catalog, parse_catalog
 RESOURCE = "executions"
 
 
-def quota(limit: str | None, policy: str = "hard", *, resource_type: str = RESOURCE) -> dict[str, Any]:
-    """One plan's quotas: `limit` units of `resource_type` per period (None: unlimited)."""
+def quota(
+    limit: str | None,
+    policy: str = "hard",
+    *,
+    resource_type: str = RESOURCE,
+    windows: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One plan's quotas: `limit` units of `resource_type` per period (None: unlimited), and at most
+    `windows[name]` per window (e.g. {"minute": "300"})."""
     terms: dict[str, Any] = {"policy": policy if limit is not None else "unlimited"}
     if limit is not None:
         terms["limit"] = limit
+    if windows is not None:
+        terms["windows"] = dict(windows)
     return {"quotas": {resource_type: terms}}
 
 

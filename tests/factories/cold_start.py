@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from billing_platform import resources
 from billing_platform.resources import FunctionSpec
+from infra.dependency_layers import LAMBDA_PYTHON_VERSION, is_current, layer_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
@@ -153,3 +155,52 @@ def medians(jobs: Sequence[Job], repeats: int) -> dict[str, tuple[float, float]]
             walls[label].append(wall)
             cpus[label].append(cpu)
     return {label: (statistics.median(walls[label]), statistics.median(cpus[label])) for label in walls}
+
+
+def lambda_python() -> str:
+    """The interpreter of Lambda's runtime version: `python3.<minor>` on PATH, else pyenv's install."""
+    name = f"python{LAMBDA_PYTHON_VERSION}"
+    candidates = [shutil.which(name)]
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates += sorted(str(p) for p in Path(pyenv_root).glob(f"versions/{LAMBDA_PYTHON_VERSION}.*/bin/{name}"))
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-I", "-S", "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return probe.stdout.strip()
+    raise AssertionError(f"no {name} found (PATH, {pyenv_root}/versions): the Lambda runtime cannot be checked")
+
+
+def built_layer_path(spec: FunctionSpec) -> list[str] | None:
+    """What Lambda puts on sys.path after the function folder: the built dependency layers' python/
+    folders, then the core library layer. None when a layer is not built for Lambda's Python."""
+    if not all(is_current(layer) for layer in spec.dependency_layers):
+        return None
+    return [*(str(layer_dir(layer) / "python") for layer in spec.dependency_layers), str(LAYER_DIR)]
+
+
+def lambda_import_cpu_seconds(python: str, spec: FunctionSpec, statement: str = "import handler") -> float:
+    """CPU seconds of `statement` as Lambda runs it: Lambda's Python with `-I -S` (no site-packages, no
+    PYTHON* variables), sys.path = the function folder + `built_layer_path`, the stack's environment."""
+    layers = built_layer_path(spec)
+    assert layers is not None, "build the layers first: make layers"
+    path = [str(FUNCTIONS_DIR / spec.name), *layers]
+    code = (
+        f"import sys; sys.path[:0] = {path!r}\nimport time\n_c = time.process_time()\n"
+        f"{statement}\nprint(time.process_time() - _c)"
+    )
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", code],
+        env=stack_environment(spec),
+        cwd=FUNCTIONS_DIR / spec.name,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec.name}: {statement!r} failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.split()[-1])

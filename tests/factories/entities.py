@@ -4,7 +4,6 @@ a clock the test moves, services built over one client (one per simulated contai
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from billing_platform.catalog.models import Catalog, Window, parse_catalog
 from billing_platform.entities.models import LimitKind, LimitTerms
 from billing_platform.entities.repository import EntityRepository, limit_key
 from billing_platform.entities.service import EntityService
-from billing_platform.entitlements.repository import EntitlementRepository, counter_key
+from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.grants.models import Grant, GrantSource, GrantState
 from billing_platform.grants.repository import GrantRepository
@@ -28,20 +27,20 @@ from billing_platform.reservations.models import Reservation
 from billing_platform.reservations.repository import ReservationRepository
 from billing_platform.reservations.service import ReservationService
 from billing_platform.settings import Settings
+from tests.factories.catalogs import catalog_json, plan, quota
+from tests.factories.services import entitlement_service
 
-CATALOG = """{
-  "version": "test",
-  "resource_types": {"tokens": {"unit": "token", "meter_event_name": "tokens"}},
-  "default_plan": "org",
-  "plans": {
-    "org": {"name": "Org", "quotas": {"tokens": {"limit": "4000", "policy": "hard"}}},
-    "open": {"name": "Open", "quotas": {"tokens": {"policy": "unlimited"}}},
-    "windowed": {"name": "Windowed",
-                 "quotas": {"tokens": {"limit": "4000", "policy": "hard", "windows": {"minute": "300"}}}},
-    "windowed-wide": {"name": "Windowed wide",
-                      "quotas": {"tokens": {"limit": "4000", "policy": "hard", "windows": {"minute": "500"}}}}
-  }
-}"""
+CATALOG = catalog_json(
+    {
+        "org": plan(quota("4000", resource_type="tokens"), name="Org"),
+        "open": plan(quota(None, resource_type="tokens"), name="Open"),
+        "org-large": plan(quota("8000", resource_type="tokens"), name="Org large"),
+        "org-windowed": plan(quota("4000", resource_type="tokens", windows={"minute": "2400"}), name="Org per minute"),
+        "windowed": plan(quota("4000", resource_type="tokens", windows={"minute": "300"}), name="Windowed"),
+        "windowed-wide": plan(quota("4000", resource_type="tokens", windows={"minute": "500"}), name="Windowed wide"),
+    },
+    resource_types=("tokens",),
+)
 OPERATOR = Actor("operator:test")
 TEAMS = {"team-a": [f"u{i}" for i in range(4)], "team-b": [f"u{i}" for i in range(4, 8)]}
 KEY = "key-k0"  # an API key's own entity, under u0
@@ -107,12 +106,8 @@ class Org:
         self.meter = NotedMeter()
 
     def entitlements(self, seed: int = 7) -> EntitlementService:
-        return EntitlementService(
-            self.settings,
-            repository=EntitlementRepository(self.settings, self.client),
-            catalog=self.catalog,
-            clock=self.clock,
-            rng=random.Random(seed),
+        return entitlement_service(
+            self.catalog, client=self.client, settings=self.settings, clock=self.clock, seed=seed
         )
 
     def reservations(self, seed: int = 7) -> ReservationService:

@@ -14,11 +14,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    from local_stack.stack import LocalStack, StackOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 90.0  # DynamoDB Local's JVM on a busy 2-core runner
@@ -194,6 +200,53 @@ class LocalStackProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def stack_fixture(scope: Literal["module", "package", "session"]) -> Any:
+    """The `stack` fixture at `scope`: a LocalStackProcess started with `--log-level WARNING` plus the args
+    of the closest `stack_args` mark (e.g. `pytestmark = [pytest.mark.stack_args("--no-pollers",
+    "--no-hooks")]` for a stack that only answers) and, when the module defines a `stack_environ` fixture,
+    the environment variables it returns; stopped when the scope ends."""
+
+    @pytest.fixture(scope=scope, name="stack")
+    def stack(request: pytest.FixtureRequest) -> Iterator[LocalStackProcess]:
+        """The local stack over HTTP (see `stack_fixture`)."""
+        mark = request.node.get_closest_marker("stack_args")
+        try:
+            environ: Mapping[str, str] = request.getfixturevalue("stack_environ")
+        except pytest.FixtureLookupError:
+            environ = {}
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in environ.items():
+                env.setenv(name, value)  # the child process copies this process's environment at start
+            yield from LocalStackProcess.running("--log-level", "WARNING", *(mark.args if mark is not None else ()))
+
+    return stack
+
+
+@contextmanager
+def in_process(options: StackOptions, environ: Mapping[str, str] = {}) -> Iterator[LocalStack]:
+    """The local stack started inside this process (`environ` exported first: its containers take the
+    environment it starts with), stopped afterwards with this process's environment and the layer's
+    settings and clients as they were."""
+    from billing_platform import clients
+    from billing_platform.settings import get_settings
+    from local_stack.stack import LocalStack
+
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        stack = LocalStack(options)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+        clients.reset()
 
 
 def eventually(

@@ -16,7 +16,6 @@ import boto3
 from botocore.config import Config
 
 from billing_platform.catalog.models import Catalog
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.reservations import ReservationService
 from billing_platform.reservations.meter import QueueMeter
@@ -25,6 +24,7 @@ from billing_platform.settings import Settings
 from billing_platform.usage.consumer import UsageConsumerService
 from billing_platform.usage.queue import SendOutcome
 from billing_platform.usage.repository import UsageRecordRepository
+from tests.factories.services import entitlement_service
 
 # The plan catalog every service of the harness reads (through the settings).
 CATALOG_PATH = Path(__file__).with_name("reservations_plans.json")
@@ -87,14 +87,8 @@ class Harness:
         self.sender = ConsumerSender(self.consumer)
 
     def entitlements(self, seed: int = 7) -> EntitlementService:
-        import random
-
-        return EntitlementService(
-            self.settings,
-            repository=EntitlementRepository(self.settings, self.client),
-            catalog=self.catalog,
-            clock=self.clock,
-            rng=random.Random(seed),
+        return entitlement_service(
+            self.catalog, client=self.client, settings=self.settings, clock=self.clock, seed=seed
         )
 
     def service(

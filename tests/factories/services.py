@@ -23,7 +23,7 @@ def utc_now() -> datetime:
 
 
 def entitlement_service(
-    catalog: Catalog,
+    catalog: Catalog | None = None,
     *,
     client: Any = None,
     settings: Settings | None = None,
@@ -32,7 +32,7 @@ def entitlement_service(
     **options: Any,
 ) -> EntitlementService:
     """An `EntitlementService` over the billing table `settings` names (default: "billing"), through
-    `client` (None: the container's client), with a seeded shard choice."""
+    `client` (None: the container's client), with a seeded shard choice; `catalog` None: the settings'."""
     settings = settings or Settings(billing_table_name="billing")
     return EntitlementService(
         settings,

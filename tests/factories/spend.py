@@ -4,7 +4,6 @@ graduated tiers with a flat amount past included units, volume tiers, a per-unit
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,12 +14,14 @@ from botocore.config import Config
 
 from billing_platform.auth.caller import Actor
 from billing_platform.dynamodb import utc_now
-from billing_platform.entitlements.repository import EntitlementRepository
+from billing_platform.entities.repository import EntityRepository
+from billing_platform.entities.service import EntityService
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.reservations import Reservation, ReservationService
 from billing_platform.reservations.repository import ReservationRepository
 from billing_platform.settings import Settings
 from billing_platform.spend.models import SpendCapRequest
+from tests.factories.services import entitlement_service
 
 CATALOG_PATH = Path(__file__).with_name("spend_plans.json")
 OPERATOR = Actor(principal_id="operator:test")
@@ -45,13 +46,7 @@ class SpendHarness:
         self.metered: dict[str, Decimal] = {}
 
     def service(self, seed: int = 7, clock: Callable[[], datetime] = utc_now) -> EntitlementService:
-        return EntitlementService(
-            self.settings,
-            repository=EntitlementRepository(self.settings, self.client),
-            catalog=self.catalog,
-            rng=random.Random(seed),
-            clock=clock,
-        )
+        return entitlement_service(self.catalog, client=self.client, settings=self.settings, clock=clock, seed=seed)
 
     def reservations(self, service: EntitlementService) -> ReservationService:
         """Reservations over `service`'s container; settles are metered into `self.metered`."""
@@ -60,6 +55,11 @@ class SpendHarness:
             entitlements=service,
             repository=ReservationRepository(self.settings, self.client),
             meter=self,
+        )
+
+    def entities(self) -> EntityService:
+        return EntityService(
+            self.settings, repository=EntityRepository(self.settings, self.client), plans=self.service()
         )
 
     def send(self, reservation: Reservation) -> None:

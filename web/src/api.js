@@ -14,9 +14,12 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor(base, token) {
+  // `token`: a bearer credential; or `signer` (console on a deployed API): async ({method, url, body}) ->
+  // {url, headers} adding an AWS SigV4 signature instead.
+  constructor(base, token, signer = null) {
     this.base = base.endsWith("/") ? base : `${base}/`;
     this.token = token;
+    this.signer = signer;
   }
 
   async get(path, query = {}) {
@@ -29,12 +32,19 @@ export class Api {
     for (const [name, value] of Object.entries(query)) {
       if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
     }
-    const headers = { Authorization: `Bearer ${this.token}`, Accept: "application/json" };
+    const text = payload === undefined ? undefined : JSON.stringify(payload);
+    let target = url.toString();
+    let headers = { Accept: "application/json" };
+    if (this.signer) {
+      const signed = await this.signer({ method, url: target, body: text ?? "" });
+      target = signed.url;
+      headers = { ...headers, ...signed.headers };
+    } else headers.Authorization = `Bearer ${this.token}`;
     if (payload !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(url, {
+    const response = await fetch(target, {
       method,
       headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
+      body: text,
       credentials: "omit",
       cache: "no-store",
     });

@@ -1,6 +1,9 @@
 // The operator console: pipeline freshness (the alarms' figures and thresholds), the tenant directory with
-// plans and status, top consumers of the month, and a tenant's audit log and meter marks. Operator token.
+// plans and status, top consumers of the month, and a tenant's audit log and meter marks. Signed in with the
+// local stack's operator token, or with AWS credentials whose SigV4 signature the deployed API's IAM
+// authorization checks on the operator routes (the local stack checks it too, for `local-operator`).
 import { Api, ApiError, platformBase } from "./api.js";
+import { sign } from "./sigv4.js";
 import { byId, clear, el, stackTable } from "./dom.js";
 import { amount, day, humanize, moment, relative } from "./format.js";
 import * as session from "./session.js";
@@ -143,7 +146,7 @@ async function selectTenant(api, tenantId) {
 
 function failed(error) {
   if (error instanceof ApiError && error.signedOut) {
-    signIn("That token was refused. Paste the operator token again.");
+    signIn("Those credentials were refused. Paste the operator token, or AWS credentials allowed to call the API.");
     return;
   }
   const box = byId("problem");
@@ -151,8 +154,19 @@ function failed(error) {
   box.hidden = false;
 }
 
-async function open(token) {
-  const api = new Api(platformBase(), token);
+function apiFor(credential) {
+  if (!credential.aws) return new Api(platformBase(), credential.token);
+  return new Api(platformBase(), null, (request) => sign({ ...request, credentials: credential.aws }));
+}
+
+// A deployed API's host names its region (<id>.execute-api.<region>.amazonaws.com); the local stack's is us-east-1.
+function regionOfHost() {
+  const match = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(window.location.hostname);
+  return match ? match[1] : "us-east-1";
+}
+
+async function open(credential) {
+  const api = apiFor(credential);
   let fresh;
   try {
     fresh = await api.get("v1/ops/freshness");
@@ -160,7 +174,7 @@ async function open(token) {
     failed(error);
     return;
   }
-  session.save(SESSION_KEY, { token });
+  session.save(SESSION_KEY, credential);
   byId("sign-in").hidden = true;
   byId("app").hidden = false;
   renderFreshness(fresh);
@@ -176,7 +190,15 @@ function start() {
   byId("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = byId("sign-in-token").value.trim();
-    if (token) open(token).catch(failed);
+    if (token) open({ token }).catch(failed);
+  });
+  byId("aws-region").value = regionOfHost();
+  byId("aws-sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = (id) => byId(id).value.trim();
+    const aws = { accessKeyId: value("aws-key-id"), secretAccessKey: value("aws-secret"), region: value("aws-region") };
+    if (value("aws-session-token")) aws.sessionToken = value("aws-session-token");
+    open({ aws }).catch(failed);
   });
   byId("sign-out").addEventListener("click", () => signIn("You are signed out."));
   const credential = session.takeFromFragment(["token"]) || session.load(SESSION_KEY);
@@ -184,7 +206,7 @@ function start() {
     signIn();
     return;
   }
-  open(credential.token)
+  open(credential)
     .catch(failed)
     .finally(() => {
       if (!document.body.dataset.state) document.body.dataset.state = byId("app").hidden ? "signed-out" : "ready";

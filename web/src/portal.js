@@ -276,8 +276,12 @@ function renderSpendCap(api, tenant, cap, currency, canEdit) {
       status.textContent = `Enter an amount in ${cur.toUpperCase()}, e.g. 25.00.`;
       return;
     }
+    // A PUT replaces the cap: the per resource and per entity caps and the thresholds (not edited here) are sent
+    // back as they are, so changing the total never drops them.
+    const body = { currency: cur, amount: minor, kind: byId("spend-cap-kind").value };
+    if (cap.capped) Object.assign(body, { resources: cap.resources, entities: cap.entities || {}, thresholds: cap.thresholds });
     api
-      .send("PUT", `v1/tenants/${enc(tenant)}/spend-cap`, { body: { currency: cur, amount: minor, kind: byId("spend-cap-kind").value } })
+      .send("PUT", `v1/tenants/${enc(tenant)}/spend-cap`, { body })
       .then((answer) => saved(answer, "Cap saved."))
       .catch((error) => {
         status.textContent = `Not saved: ${error.message}`;

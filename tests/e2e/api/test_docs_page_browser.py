@@ -26,11 +26,6 @@ ENTITLEMENTS_PATH = "/v1/tenants/{tenant_id}/entitlements"
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
         yield launched

@@ -29,11 +29,6 @@ GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
-
-
-@pytest.fixture(scope="module")
 def client_package(stack: LocalStackProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The package openapi-python-client generates from the served document, imported from a temp folder."""
     folder = tmp_path_factory.mktemp("generated")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +21,6 @@ from tests.factories.local_stack_process import LocalStackProcess, eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_fastapi")]
 
 PIPELINE_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 @pytest.fixture

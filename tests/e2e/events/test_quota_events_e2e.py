@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,11 +19,6 @@ from tests.factories.webhook_receiver import Receiver, webhook_receiver
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_events")]
 
 DELIVERY_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def consume(stack: LocalStackProcess, key: str, tenant: str, quantity: int) -> tuple[int, dict[str, object]]:

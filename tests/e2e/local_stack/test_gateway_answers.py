@@ -12,7 +12,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,11 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_gateway_answ
 
 OVER_LIMIT = API_GATEWAY_MAX_BODY_BYTES + 8 * 1024 * 1024  # 18 MB
 PIECE = b"a" * (1024 * 1024)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def _address(stack: LocalStackProcess) -> tuple[str, int]:

@@ -11,7 +11,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,14 +20,10 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.xdist_group("local_stack_banner"),
     pytest.mark.skipif(shutil.which("curl") is None, reason="the banner's lines are curl commands"),
+    pytest.mark.stack_args("--no-pollers", "--no-hooks"),
 ]
 
 KEY_PLACEHOLDER = "<tenant api key>"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING", "--no-pollers", "--no-hooks")
 
 
 def _section(lines: tuple[str, ...], title: str) -> list[str]:

@@ -10,7 +10,6 @@ import http.client
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -18,17 +17,16 @@ import pytest
 
 from tests.factories.local_stack_process import LocalStackProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_load")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("local_stack_load"),
+    pytest.mark.stack_args("--no-pollers", "--no-hooks"),
+]
 
 CLIENTS = 256
 REQUESTS_PER_CLIENT = 2
 LIMIT = Decimal(100)  # the free plan's `executions` (hard): 512 attempts must grant exactly 100
 ANSWERS = {200, 402, 429}  # granted, quota exhausted, throttled (stage or function concurrency)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING", "--no-pollers", "--no-hooks")
 
 
 def _tenant_key(stack: LocalStackProcess, tenant: str) -> str:

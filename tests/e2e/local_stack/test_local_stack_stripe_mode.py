@@ -6,7 +6,6 @@ to a Stripe-shaped fake on 127.0.0.1 (STRIPE_API_BASE), never to the in-memory m
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import urllib.error
@@ -19,9 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from billing_platform import clients
-from billing_platform.settings import get_settings
 from tests.factories import stripe as sf
+from tests.factories.local_stack_process import in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_stripe_mode")]
 
@@ -77,33 +75,24 @@ class StripeModeStack:
 
 @pytest.fixture(scope="module")
 def stripe_mode() -> Iterator[StripeModeStack]:
-    from local_stack.stack import LocalStack, StackOptions
+    from local_stack.stack import StackOptions
 
     fake = FakeStripeServer()
     threading.Thread(target=fake.serve_forever, daemon=True).start()
-    saved = dict(os.environ)
-    os.environ["STRIPE_API_BASE"] = fake.url  # the containers take the stack's environment
-    stack = LocalStack(
-        StackOptions(
-            pollers=False,
-            warm=False,
-            timeout_scale=3.0,  # wall-clock timeouts on shared test runners (see LocalStackProcess)
-            log_level="WARNING",
-            stripe_secret_key=GIVEN_SECRET_KEY,
-            stripe_webhook_secret=GIVEN_WEBHOOK_SECRET,
-        )
+    options = StackOptions(
+        pollers=False,
+        warm=False,
+        timeout_scale=3.0,  # wall-clock timeouts on shared test runners (see LocalStackProcess)
+        log_level="WARNING",
+        stripe_secret_key=GIVEN_SECRET_KEY,
+        stripe_webhook_secret=GIVEN_WEBHOOK_SECRET,
     )
     try:
-        stack.start()
-        yield StripeModeStack(stack, fake)
+        with in_process(options, {"STRIPE_API_BASE": fake.url}) as stack:
+            yield StripeModeStack(stack, fake)
     finally:
-        stack.stop()
         fake.shutdown()
         fake.server_close()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
-        clients.reset()
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:

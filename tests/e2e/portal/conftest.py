@@ -8,15 +8,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.factories.browser import chromium
-from tests.factories.local_stack_process import LocalStackProcess
+from tests.factories.local_stack_process import stack_fixture
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 
-@pytest.fixture(scope="package")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
+stack = stack_fixture("package")
 
 
 @pytest.fixture(scope="package")

@@ -18,8 +18,8 @@ import pytest
 
 from tests.factories.browser import watched_page
 from tests.factories.local_stack_process import ROOT, LocalStackProcess, eventually
+from tests.factories.portal import HOSTILE, MeteredTenant, mint_portal_token, seed_metered_tenant
 from tests.factories.portal import METERED_USAGE as METERED
-from tests.factories.portal import MeteredTenant, seed_metered_tenant
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -222,6 +222,16 @@ def test_the_spend_cap_is_shown_to_a_portal_token_and_editable_only_with_an_admi
         assert page.locator('[data-field="cap-amount"]').inner_text() == "$12.50"
         assert page.locator('[data-field="cap-spend"]').get_attribute("data-value") == cap["spend"]
         screenshot(page, "portal-spend-cap-admin")
+        # A per resource cap set through the API survives a change of the total made on the page.
+        per_resource = {"currency": "usd", "amount": 1250, "kind": "soft", "resources": {"tokens": 500}}
+        assert stack.request("PUT", path, per_resource, token=metered.admin_key)[0] == 200
+        page.reload()
+        page.wait_for_selector("body[data-state='ready']", state="attached", timeout=READY_TIMEOUT_MS)
+        page.fill("#spend-cap-amount", "20")
+        page.locator("#spend-cap-form button[type=submit]").click()
+        page.wait_for_selector("#spend-cap-status:has-text('Cap saved.')")
+        status, cap = stack.request("GET", path, token=metered.portal_token)
+        assert (cap["amount"], cap["kind"], cap["resources"]) == (2000, "soft", {"tokens": 500})
         page.locator("#spend-cap-remove").click()
         page.wait_for_selector("#spend-cap-status:has-text('Cap removed.')")
         status, cap = stack.request("GET", path, token=metered.portal_token)
@@ -271,6 +281,23 @@ def test_an_entity_token_opens_its_entity_view_and_reads_nothing_of_its_siblings
         token=token,
     )
     assert status == 422, body
+
+
+def test_an_entity_named_with_markup_is_shown_as_text_in_its_view(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant
+) -> None:
+    tenant, entity_id = metered.tenant_id, metered.sibling_id
+    token = mint_portal_token(stack.request, tenant, ttl_seconds=3600, entity_id=entity_id)["token"]
+    status, entity = stack.request("GET", f"/v1/entities/{entity_id}", token=token)
+    assert (status, entity["name"]) == (200, HOSTILE)
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        state = open_portal(page, stack, tenant=tenant, entity=entity_id, token=token)
+        assert state == "ready", problems.all()
+        # The name is the text of its element: no element was made of it and its handler never ran.
+        assert page.locator("#entity-name").inner_text() == HOSTILE
+        assert page.locator("#app img").count() == 0
+        assert page.title() == "Usage and billing"
+        assert problems.all() == []
 
 
 def test_the_widget_on_another_origin_shows_the_apis_numbers_and_a_foreign_origin_is_refused(
@@ -335,4 +362,56 @@ def test_axe_finds_no_serious_or_critical_violation_in_the_admin_and_entity_view
             if v["impact"] in ("serious", "critical")
         ]
         assert serious == []
+        assert problems.all() == []
+
+
+def test_the_console_signed_in_with_aws_credentials_signs_its_reads_with_sigv4(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant
+) -> None:
+    """The deployed path of the console: IAM authorization. The local stack checks SigV4 as API Gateway does,
+    for the principal `local-operator` whose secret is the operator token."""
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.headers.get("authorization", "")) if "/v1/" in r.url else None)
+        page.goto(f"{stack.banner.base_url}/console")
+        page.wait_for_selector("body[data-state='signed-out']", state="attached")
+        assert page.locator("#aws-region").input_value() == "us-east-1"
+        page.fill("#aws-key-id", "local-operator")
+        page.fill("#aws-secret", stack.banner.operator_token)
+        page.locator("#aws-sign-in-form button[type=submit]").click()
+        page.wait_for_selector("body[data-state='ready']", state="attached", timeout=READY_TIMEOUT_MS)
+        row = f'#tenants-table tr[data-tenant-id="{metered.tenant_id}"]'
+        page.locator(row).wait_for()
+        assert page.locator(f'{row} [data-field="plan"]').inner_text() == "pro"
+        assert sent
+        assert all(header.startswith("AWS4-HMAC-SHA256 Credential=local-operator/") for header in sent), sent
+        screenshot(page, "console-sigv4")
+        assert problems.all() == []
+
+    with watched_page(browser, stack.banner.base_url) as (page, problems):
+        page.goto(f"{stack.banner.base_url}/console")
+        page.wait_for_selector("body[data-state='signed-out']", state="attached")
+        page.fill("#aws-key-id", "local-operator")
+        page.fill("#aws-secret", "not-the-operator-token")
+        page.locator("#aws-sign-in-form button[type=submit]").click()
+        page.wait_for_selector("#sign-in-message:has-text('refused')")
+        assert page.locator("#freshness article").count() == 0
+        (line,) = problems.console_errors
+        assert "status of 403" in line, line
+
+
+@pytest.mark.parametrize("view", ["admin", "entity"])
+def test_the_admin_and_entity_views_read_well_at_360_px(
+    stack: LocalStackProcess, browser: Browser, metered: MeteredTenant, view: str
+) -> None:
+    with watched_page(browser, stack.banner.base_url, width=360, height=800) as (page, problems):
+        if view == "admin":
+            assert open_portal(page, stack, tenant=metered.tenant_id, token=metered.admin_key) == "ready"
+            choose_usage(page, resource="tokens", granularity="day", range_="7", group="entity")
+        else:
+            fragment = {"tenant": metered.tenant_id, "entity": metered.entity_id, "token": metered.entity_token}
+            assert open_portal(page, stack, **fragment) == "ready"
+        # Nothing wider than the phone: no sideways scrolling of the page itself.
+        assert page.locator("html").evaluate("e => e.scrollWidth") <= 360
+        screenshot(page, f"portal-{view}-360")
         assert problems.all() == []

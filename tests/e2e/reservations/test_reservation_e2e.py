@@ -5,7 +5,6 @@ through the real usage queue, consumer, stream and aggregator, the usage trend e
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,11 +16,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_reservations
 
 PIPELINE_TIMEOUT = 60.0
 BASE = "/v1/entitlements/reservations"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def test_a_settled_reservation_meters_its_actual_once(stack: LocalStackProcess) -> None:

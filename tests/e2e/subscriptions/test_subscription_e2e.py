@@ -5,7 +5,7 @@ tenant's entitlements end up provisioned, follow an upgrade, and fall back to fr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,11 +15,6 @@ from tests.factories.local_stack_process import LocalStackProcess, eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_subscriptions")]
 
 WEBHOOK_TIMEOUT = 20.0  # webhooks arrive asynchronously, as Stripe's do
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def test_subscription_provisions_entitlements_through_signed_webhooks(stack: LocalStackProcess) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,11 +26,6 @@ from tests.factories.local_stack_process import LocalStackProcess, eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_usage")]
 
 PIPELINE_TIMEOUT = 60.0  # the pipeline is asynchronous (batching windows of 5 s)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def test_tracked_and_posted_usage_shows_up_in_trends_and_top_consumers(stack: LocalStackProcess) -> None:

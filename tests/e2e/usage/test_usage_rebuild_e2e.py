@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,11 +34,6 @@ from tests.factories.usage import AnswerCheck, Expected, Sent, check_series
 
 BILLING_ADMIN = Path(sys.executable).with_name("billing-admin")
 MODELS = ("gpt-4o", "claude", "llama")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING")
 
 
 def billing_admin(stack: LocalStackProcess, *args: str) -> tuple[int, Any]:

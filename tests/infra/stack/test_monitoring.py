@@ -54,7 +54,7 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized: Synthesized) -> None:
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
 
-# --- issue 7: dashboard, queue age and meter reporter alarms ---------------------------------------------
+# --- dashboard, queue age and meter reporter alarms ---------------------------------------------
 
 
 def _dashboard_body(synthesized: Synthesized) -> str:

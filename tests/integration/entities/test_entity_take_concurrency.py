@@ -1,9 +1,11 @@
 """Proof on DynamoDB Local (moto is not atomic under threads): 32 threads, each its own container, take
 tokens for 8 users in 2 teams, a key under a user, and the tenant itself, with limits at every level (hard),
-a key budget and a per-minute window on one team; with idempotency keys and client retries, releases with
-and without keys, and the clock moving a minute mid-run so the window rolls over. At the end every level's
-`used` equals what the answers say it granted minus what they gave back, no level is above its limit, and
-every refusal is justified by the level it names. The same run with one level's condition dropped fails."""
+a key budget, a per-minute window on one team and one on the plan itself; with idempotency keys and client
+retries, releases with and without keys, reservations settled above and below their estimate, and the
+clock moving a minute mid-run so every window rolls over. At the end every level's `used` equals what the
+answers say it granted minus what they gave back, no level is above its limit (no window above its limit
+in any minute), and every refusal is justified by the level it names. The same run with one level's
+condition dropped fails."""
 
 from __future__ import annotations
 
@@ -22,12 +24,16 @@ import pytest
 from billing_platform.entities.models import TENANT_LEVEL, level_name
 from billing_platform.entitlements import entity_take
 from billing_platform.entitlements.models import DenyReason, EntitlementCheck
+from billing_platform.entitlements.repository import counter_key
 from billing_platform.entitlements.service import EntitlementService
+from billing_platform.errors import QuotaExceededError
+from billing_platform.reservations.service import ReservationService
 from tests.factories.entities import KEY, TEAMS, Org, OrgLimits, chain_of
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 THREADS = 32
 OPS_PER_THREAD = 40
+PLAN_MINUTE = Decimal(2400)  # the plan's own window ("org-windowed")
 ENTITIES = [u for users in TEAMS.values() for u in users] + [KEY]
 ZERO = Decimal(0)
 # Limits sized so every level binds during the run: team-a below its users' sum, the tenant below what the
@@ -50,12 +56,14 @@ class Ledger:
     first_minute: int = 0
     last_minute: int = 0
 
-    def add(self, entity: str | None, quantity: Decimal, sign: int) -> None:
+    def add(self, entity: str | None, quantity: Decimal, sign: int, *, taken: Decimal | None = None) -> None:
+        """Count `quantity` (net) at every level of the entity's chain; `taken` is what its windows counted
+        (a reservation: the estimate plus any extra taken at settle, never its give-backs)."""
         with self.lock:
             for level in [TENANT_LEVEL, *(level_name(e) for e in (chain_of(entity) if entity else []))]:
                 self.counted[level] += sign * quantity
                 if sign > 0:
-                    self.gross[level] += quantity
+                    self.gross[level] += quantity if taken is None else taken
 
     def moments(self) -> tuple[int, int]:
         with self.lock:
@@ -65,6 +73,7 @@ class Ledger:
 def worker(org: Org, ledger: Ledger, index: int, start: threading.Barrier, halfway: threading.Event) -> None:
     rng = random.Random(index)
     svc: EntitlementService = org.entitlements(seed=index)  # one container per thread
+    holds = org.reservations(seed=index)
     mine: list[tuple[str, str | None]] = []
     start.wait()
     for op in range(OPS_PER_THREAD):
@@ -83,6 +92,9 @@ def worker(org: Org, ledger: Ledger, index: int, start: threading.Barrier, halfw
             _released(ledger, entity, answer)
             continue
         before = ledger.moments()
+        if roll < 0.24:
+            _reserve_and_settle(org, holds, ledger, rng, entity, quantity, index, op)
+            continue
         if roll < 0.55:
             key = f"job-{index}-{op}"
             answer = svc.consume(org.tenant_id, "tokens", quantity, entity_id=entity, idempotency_key=key)
@@ -104,6 +116,38 @@ def worker(org: Org, ledger: Ledger, index: int, start: threading.Barrier, halfw
             with ledger.lock:
                 ledger.refusals.append((entity, quantity, answer, before == ledger.moments()))
                 ledger.outcomes[f"refused:{answer.refused_by or TENANT_LEVEL}:{answer.reason}"] += 1
+
+
+def _reserve_and_settle(
+    org: Org,
+    holds: ReservationService,
+    ledger: Ledger,
+    rng: random.Random,
+    entity: str | None,
+    estimate: Decimal,
+    index: int,
+    op: int,
+) -> None:
+    """Hold an estimate (keyed half the time), then settle it above or below."""
+    before = ledger.moments()
+    key = f"hold-{index}-{op}" if rng.random() < 0.5 else None
+    try:
+        held, _ = holds.reserve(org.tenant_id, "tokens", estimate, entity_id=entity, idempotency_key=key)
+    except QuotaExceededError as refused:
+        with ledger.lock:
+            ledger.refusals.append((entity, estimate, refused.check, before == ledger.moments()))
+            ledger.outcomes[f"refused:{refused.check.refused_by or TENANT_LEVEL}:{refused.check.reason}"] += 1
+        return
+    actual = max(Decimal(1), estimate + rng.choice([-4, -2, -1, 1, 2, 6]))
+    settled, _ = holds.settle(org.tenant_id, held.reservation_id, actual)
+    taken = estimate + max(ZERO, settled.charged - estimate)
+    ledger.add(entity, settled.charged, +1, taken=taken)
+    with ledger.lock:
+        ledger.outcomes["settled_above" if actual > estimate else "settled_below"] += 1
+        if settled.uncovered > 0:
+            ledger.outcomes["settled_uncovered"] += 1
+        if settled.charged < estimate:
+            ledger.releases_done += 1  # a give-back: later refusals may have seen more room
 
 
 def _released(ledger: Ledger, entity: str | None, answer: EntitlementCheck) -> None:
@@ -146,10 +190,13 @@ def verify(org: Org, ledger: Ledger, limits: OrgLimits) -> dict[str, Any]:
         assert used <= limit, f"{level}: used {used} above its limit {limit}"
     window = org.item(entity_take.limit_key(org.tenant_id, "team-b", "tokens"))
     assert Decimal(window["w_minute_used"]["N"]) <= limits.team_b_minute
-    # The run spans a few minute windows (real time passes too, besides the jump): team-b never granted more
-    # than its minute limit in each.
+    plan_window = org.item(counter_key(org.tenant_id, "tokens"))
+    assert Decimal(plan_window["w_minute_used"]["N"]) <= PLAN_MINUTE
+    # The run spans a few minute windows (real time passes too, besides the jump): team-b and the plan never
+    # took more than their minute limit in each.
     minutes = ledger.last_minute - ledger.first_minute + 1
     assert ledger.gross["entity:team-b"] <= limits.team_b_minute * minutes, (ledger.gross["entity:team-b"], minutes)
+    assert ledger.gross[TENANT_LEVEL] <= PLAN_MINUTE * minutes, (ledger.gross[TENANT_LEVEL], minutes)
     strict = 0
     for entity, quantity, answer, quiet in ledger.refusals:
         chain = [TENANT_LEVEL, *(level_name(e) for e in (chain_of(entity) if entity else []))]
@@ -163,7 +210,8 @@ def verify(org: Org, ledger: Ledger, limits: OrgLimits) -> dict[str, Any]:
             short = row.remaining is not None and row.remaining < quantity
         else:
             assert answer.reason is DenyReason.EXHAUSTED, answer.reason
-            row = next(s for s in named if s.window is None) if named else None
+            periods = [s for s in named if s.window is None]
+            row = periods[0] if periods else None
             short = (
                 answer.remaining is not None and answer.remaining < quantity
                 if row is None
@@ -175,15 +223,16 @@ def verify(org: Org, ledger: Ledger, limits: OrgLimits) -> dict[str, Any]:
     return {
         "levels": {k: (str(u), str(limit)) for k, (u, limit) in actual.items()},
         "strict_refusals": strict,
-        "team_b_granted": str(ledger.gross["entity:team-b"]),
+        "team_b_taken": str(ledger.gross["entity:team-b"]),
+        "tenant_taken": str(ledger.gross[TENANT_LEVEL]),
         "minute_windows": minutes,
     }
 
 
 @pytest.fixture
 def org(ddb_local_tables: dict[str, str], dynamodb_local: Any) -> Org:
-    org = Org(ddb_local_tables, dynamodb_local.endpoint_url, threads=THREADS * 2 + 4)
-    org.apply()
+    org = Org(ddb_local_tables, dynamodb_local.endpoint_url, threads=THREADS * 3 + 4)
+    org.apply("org-windowed")
     org.build(LIMITS)
     return org
 
@@ -200,6 +249,8 @@ def test_every_level_counts_exactly_what_it_granted_under_contention(org: Org) -
     for level in (TENANT_LEVEL, "entity:team-a", f"entity:{KEY}"):
         assert any(r.startswith(level + ":") for r in refused_by), (level, ledger.outcomes)
     assert any(r.endswith(DenyReason.WINDOW.value) for r in refused_by), ledger.outcomes
+    assert ledger.outcomes["settled_above"] > 0
+    assert ledger.outcomes["settled_below"] > 0
     assert report["strict_refusals"] > 0
     print("\nentity take proof:", dict(ledger.outcomes), report)
 

@@ -21,27 +21,24 @@ from botocore.config import Config
 from billing_platform.catalog.models import Catalog, parse_catalog
 from billing_platform.enforcer import EntitlementEnforcer, require_entitlement
 from billing_platform.entitlements.models import EntitlementCheck, add_months
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.errors import QuotaExceededError
 from billing_platform.settings import Settings
+from tests.factories.catalogs import catalog_json, plan, quota
+from tests.factories.services import entitlement_service, utc_now
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
 THREADS = 40
-CATALOG = """{
-  "version": "test",
-  "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-  "default_plan": "small",
-  "plans": {
-    "small": {"name": "Small", "quotas": {"executions": {"limit": "300", "policy": "hard"}}},
-    "rollover": {"name": "Rollover", "quotas": {"executions": {"limit": "150", "policy": "hard"}}},
-    "hot": {"name": "Hot", "quotas": {"executions": {"limit": "301", "policy": "hard"}}, "counter_shards": 4},
-    "tiny_hot": {"name": "Tiny", "quotas": {"executions": {"limit": "8", "policy": "hard"}}, "counter_shards": 4},
-    "small_hot": {"name": "Small, sharded", "quotas": {"executions": {"limit": "300", "policy": "hard"}},
-                  "counter_shards": 4}
-  }
-}"""
+CATALOG = catalog_json(
+    {
+        "small": plan(quota("300"), name="Small"),
+        "rollover": plan(quota("150"), name="Rollover"),
+        "hot": plan(quota("301"), name="Hot", shards=4),
+        "tiny_hot": plan(quota("8"), name="Tiny", shards=4),
+        "small_hot": plan(quota("300"), name="Small, sharded", shards=4),
+    }
+)
 
 
 class Clock:
@@ -72,13 +69,7 @@ def make_service(
     settings = Settings(billing_table_name=ddb_local_tables["BILLING_TABLE_NAME"])
 
     def make(clock: Callable[[], datetime] | None = None, seed: int = 7) -> EntitlementService:
-        return EntitlementService(
-            settings,
-            repository=EntitlementRepository(settings, client),
-            catalog=catalog,
-            clock=clock or (lambda: datetime.now(UTC)),
-            rng=random.Random(seed),
-        )
+        return entitlement_service(catalog, client=client, settings=settings, clock=clock or utc_now, seed=seed)
 
     return make
 

@@ -4,7 +4,6 @@ crashes between its read and its transaction or after its transaction committed.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -19,21 +18,13 @@ from botocore.config import Config
 
 from billing_platform.catalog.models import Catalog, parse_catalog
 from billing_platform.entitlements.models import EntitlementCheck, add_months
-from billing_platform.entitlements.repository import EntitlementRepository
-from billing_platform.entitlements.service import EntitlementService
 from billing_platform.settings import Settings
+from tests.factories.catalogs import catalog_json, plan, quota
+from tests.factories.services import entitlement_service
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
-CATALOG = """{
-  "version": "test",
-  "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-  "default_plan": "small",
-  "plans": {
-    "small": {"name": "Small", "quotas": {"executions": {"limit": "300", "policy": "hard"}}},
-    "hot": {"name": "Hot", "quotas": {"executions": {"limit": "400", "policy": "hard"}}, "counter_shards": 4}
-  }
-}"""
+CATALOG = catalog_json({"small": plan(quota("300"), name="Small"), "hot": plan(quota("400"), name="Hot", shards=4)})
 TWO = Decimal(2)
 
 
@@ -47,12 +38,7 @@ class Container:
             region_name="us-east-1",
             config=Config(max_pool_connections=16, retries={"mode": "standard", "max_attempts": 5}),
         )
-        self.service = EntitlementService(
-            settings,
-            repository=EntitlementRepository(settings, self.client),
-            catalog=catalog,
-            rng=random.Random(seed),
-        )
+        self.service = entitlement_service(catalog, client=self.client, settings=settings, seed=seed)
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.client.meta.events.register("before-send.dynamodb.*", self._sent)

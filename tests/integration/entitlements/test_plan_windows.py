@@ -50,6 +50,9 @@ def test_the_hot_path_counts_the_window_and_refuses_past_it_with_its_end(org: Or
         raise QuotaExceededError(denied)
     assert raised.value.http_status == 429
     assert org.tenant_used()[0] == 300
+    asked = svc.check(org.tenant_id, "tokens", D(1))  # the question answers as the consume would
+    assert (asked.allowed, asked.reason) == (False, DenyReason.WINDOW)
+    assert asked.retry_after_seconds is not None
     # The window rolls over: the next take starts a new one (one conditional write) and counts there.
     org.clock.advance(timedelta(seconds=60))
     assert svc.consume(org.tenant_id, "tokens", D(50)).allowed
@@ -168,3 +171,19 @@ def test_the_catalog_refuses_windows_it_cannot_keep() -> None:
     data["plans"]["windowed"]["quotas"]["tokens"]["windows"] = {"minute": "-1"}
     with pytest.raises(ValidationError):
         parse_catalog(json.dumps(data))
+
+
+def test_a_grant_draw_counts_the_whole_take_in_the_plan_window(org: Org) -> None:
+    org.apply()
+    assert org.entitlements().consume(org.tenant_id, "tokens", D(3990)).allowed
+    org.apply("windowed-wide")  # same period: the usage is kept, the window starts with the next take
+    grant = org.add_grant(D(100))
+    svc = org.entitlements()
+    taken = svc.consume(org.tenant_id, "tokens", D(50))
+    assert taken.allowed
+    assert taken.grants_used == ((grant, D(40)),)
+    assert window_used(org) == 50  # the quota paid 10, the grant 40: the window counts all of it
+    keyed = svc.consume(org.tenant_id, "tokens", D(30), idempotency_key="draw-k")
+    assert keyed.grants_used == ((grant, D(30)),)
+    assert window_used(org) == 80
+    assert org.grant_remaining(grant) == 30

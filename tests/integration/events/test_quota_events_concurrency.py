@@ -31,8 +31,6 @@ from botocore.config import Config
 from billing_platform import resources
 from billing_platform.catalog.models import parse_catalog
 from billing_platform.entitlements.models import add_months
-from billing_platform.entitlements.repository import EntitlementRepository
-from billing_platform.entitlements.service import EntitlementService
 from billing_platform.events.publisher import EventPublisher
 from billing_platform.events.repository import EventLedger
 from billing_platform.events.stream import QuotaEventProcessor
@@ -42,30 +40,22 @@ from local_stack.pollers import StreamPoller
 from local_stack.provision import EVENTS_TAP_ENV, create_event_bus, create_queue
 from tests.conftest import reset_caches
 from tests.factories.billing_events import counter_image, counter_write, drain_bus
+from tests.factories.catalogs import catalog_json, plan, quota
 from tests.factories.handlers import load_handler
 from tests.factories.lambda_context import LambdaContext
+from tests.factories.services import entitlement_service
 from tests.factories.streams import serialize
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
 THREADS = 40
-CATALOG = {
-    "version": "events-test",
-    "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-    "default_plan": "small",
-    "plans": {
-        "small": {
-            "name": "Small",
-            "quotas": {"executions": {"limit": "300", "policy": "hard"}},
-            "thresholds": ["10", "25", "50", "80", "100"],
-        },
-        "small_hot": {
-            "name": "Small, sharded",
-            "quotas": {"executions": {"limit": "300", "policy": "hard"}},
-            "counter_shards": 4,
-        },
+CATALOG = catalog_json(
+    {
+        "small": plan(quota("300"), name="Small", thresholds=["10", "25", "50", "80", "100"]),
+        "small_hot": plan(quota("300"), name="Small, sharded", shards=4),
     },
-}
+    version="events-test",
+)
 CONFIG = Config(max_pool_connections=THREADS + 8, retries={"mode": "standard", "max_attempts": 5})
 
 
@@ -87,7 +77,7 @@ def bus_server(env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, An
         events = boto3.client("events", endpoint_url=url, region_name="us-east-1")
         names.update(create_event_bus(events, sqs, resources.EVENT_BUS, names))
         catalog_path = tmp_path / "plans.json"
-        catalog_path.write_text(json.dumps(CATALOG))
+        catalog_path.write_text(CATALOG)
         env.setenv("PLAN_CATALOG_PATH", str(catalog_path))
         env.setenv("AWS_ENDPOINT_URL_SQS", url)
         env.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", url)
@@ -124,12 +114,12 @@ def test_each_threshold_event_is_published_exactly_once_under_contention_and_str
 ) -> None:
     rng = random.Random(20261127)
     settings = get_settings()
-    catalog = parse_catalog(json.dumps(CATALOG))
+    catalog = parse_catalog(CATALOG)
     client = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url, region_name="us-east-1", config=CONFIG)
-    service = EntitlementService(settings, repository=EntitlementRepository(settings, client), catalog=catalog)
+    service = entitlement_service(catalog, client=client, settings=settings)
     start = datetime.now(UTC) - timedelta(days=2)
-    for tenant, plan in (("t-one", "small"), ("t-hot", "small_hot")):
-        service.apply_plan(tenant, plan, period_start=start, period_end=add_months(start, 1), source_version=1)
+    for tenant, plan_id in (("t-one", "small"), ("t-hot", "small_hot")):
+        service.apply_plan(tenant, plan_id, period_start=start, period_end=add_months(start, 1), source_version=1)
 
     handler = load_handler("quota_events")
     flaky = FlakyEvents(EventPublisher(settings).client)

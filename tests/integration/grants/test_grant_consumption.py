@@ -21,28 +21,25 @@ from botocore.config import Config
 from billing_platform.audit.log import AuditEntry
 from billing_platform.catalog.models import Catalog, parse_catalog
 from billing_platform.entitlements.models import EntitlementCheck, add_months
-from billing_platform.entitlements.repository import EntitlementRepository
 from billing_platform.entitlements.service import EntitlementService
 from billing_platform.grants.models import Grant, GrantSource, GrantState
 from billing_platform.grants.repository import GrantRepository
 from billing_platform.settings import Settings
+from tests.factories.catalogs import catalog_json, plan, quota
+from tests.factories.services import entitlement_service, utc_now
 from tests.integration.entitlements.test_entitlement_concurrency import Clock
 from tests.integration.entitlements.test_entitlement_concurrency import run_threads as run_together
 
 pytestmark = [pytest.mark.ddblocal, pytest.mark.xdist_group("ddblocal")]
 
 THREADS = 32
-CATALOG = """{
-  "version": "test",
-  "resource_types": {"executions": {"unit": "execution", "meter_event_name": "executions"}},
-  "default_plan": "small",
-  "plans": {
-    "small": {"name": "Small", "quotas": {"executions": {"limit": "300", "policy": "hard"}}},
-    "tiny": {"name": "Tiny", "quotas": {"executions": {"limit": "50", "policy": "hard"}}},
-    "small_hot": {"name": "Small, sharded", "quotas": {"executions": {"limit": "300", "policy": "hard"}},
-                  "counter_shards": 4}
-  }
-}"""
+CATALOG = catalog_json(
+    {
+        "small": plan(quota("300"), name="Small"),
+        "tiny": plan(quota("50"), name="Tiny"),
+        "small_hot": plan(quota("300"), name="Small, sharded", shards=4),
+    }
+)
 
 
 @pytest.fixture
@@ -68,13 +65,13 @@ def settings(ddb_local_tables: dict[str, str]) -> Settings:
 @pytest.fixture
 def make_service(client: Any, settings: Settings, catalog: Catalog) -> Callable[..., EntitlementService]:
     def make(clock: Callable[[], datetime] | None = None, seed: int = 7) -> EntitlementService:
-        return EntitlementService(
-            settings,
-            repository=EntitlementRepository(settings, client),
+        return entitlement_service(
+            catalog,
+            client=client,
+            settings=settings,
+            clock=clock or utc_now,
+            seed=seed,
             grants=GrantRepository(settings, client),
-            catalog=catalog,
-            clock=clock or (lambda: datetime.now(UTC)),
-            rng=random.Random(seed),
         )
 
     return make

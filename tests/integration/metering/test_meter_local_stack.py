@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,13 @@ import pytest
 
 from tests.factories.local_stack_process import LocalStackProcess, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local_stack_meter")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("local_stack_meter"),
+    pytest.mark.stack_args("--meter-every", "2"),
+]
 
 BILLING_ADMIN = Path(sys.executable).with_name("billing-admin")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStackProcess]:
-    yield from LocalStackProcess.running("--log-level", "WARNING", "--meter-every", "2")
 
 
 def billing_admin(stack: LocalStackProcess, *args: str) -> tuple[int, Any]:

@@ -156,10 +156,3 @@ def test_releases_give_back_the_rated_cost_keyed_and_by_quantity(harness: SpendH
     assert spend_of(service) == (150, 150, 150)
     service.release("acme", "tokens", Decimal(100))  # into the free units
     assert spend_of(service) == (50, 0, 0)
-
-
-def test_a_release_for_an_entity_is_still_refused_under_a_cap(harness: SpendHarness) -> None:
-    service = capped(harness, 5000)
-    with pytest.raises(ConflictError) as refused:
-        service.release("acme", "tokens", Decimal(1), entity_id="user-1")
-    assert refused.value.code == "spend_cap_unsupported"

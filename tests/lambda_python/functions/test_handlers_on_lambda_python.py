@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,16 +22,17 @@ from typing import Any
 
 import pytest
 
-from billing_platform import clients, resources
+from billing_platform import resources
 from billing_platform.resources import DependencyLayer, FunctionSpec
-from billing_platform.settings import get_settings
 from billing_platform.usage.repository import raw_key
-from infra.dependency_layers import LAMBDA_PYTHON_VERSION, is_current, layer_dir
+from infra.dependency_layers import LAMBDA_PYTHON_VERSION
 from local_stack.lambda_events import scheduled_event
 from tests.factories import stripe as sf
 from tests.factories.apigw import api_event
 from tests.factories.authorizer import authorizer_event, bearer
 from tests.factories.billing_events import counter_write
+from tests.factories.cold_start import built_layer_path, lambda_python
+from tests.factories.local_stack_process import in_process
 from tests.factories.sqs import sqs_event
 from tests.factories.streams import insert, stream_event
 
@@ -43,56 +43,27 @@ RUNNER = Path(__file__).with_name("runner.py")
 TENANT = "t_lambda_python"
 
 
-def lambda_python() -> str:
-    """The interpreter of Lambda's runtime version: `python3.<minor>` on PATH, else pyenv's install."""
-    name = f"python{LAMBDA_PYTHON_VERSION}"
-    candidates = [shutil.which(name)]
-    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in Path(pyenv_root).glob(f"versions/{LAMBDA_PYTHON_VERSION}.*/bin/{name}"))
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-I", "-S", "-c", "import sys; print(sys.executable)"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return probe.stdout.strip()
-    raise AssertionError(f"no {name} found (PATH, {pyenv_root}/versions): the Lambda runtime cannot be checked")
-
-
 def layer_path(spec: FunctionSpec) -> list[str]:
     """What Lambda puts on sys.path after /var/task: the layers' python/ folders (dependency layers built
     by infra.dependency_layers, then the core library layer)."""
-    paths = []
-    for layer in spec.dependency_layers:
-        assert is_current(layer), f"layer {layer.value} is not built for this version: run `make layers`"
-        paths.append(str(layer_dir(layer) / "python"))
-    return [*paths, str(ROOT / "layers" / "core" / "python")]
+    paths = built_layer_path(spec)
+    assert paths is not None, f"a layer of {spec.name} is not built for this version: run `make layers`"
+    return paths
 
 
 @pytest.fixture(scope="module")
 def stack_env() -> Iterator[dict[str, str]]:
-    from local_stack.stack import LocalStack, StackOptions
+    from local_stack.stack import StackOptions
 
-    saved = dict(os.environ)
-    stack = LocalStack(StackOptions(pollers=False, hooks=False, warm=False, log_level="WARNING"))
-    try:
-        stack.start()
+    with in_process(StackOptions(pollers=False, hooks=False, warm=False, log_level="WARNING")) as stack:
         yield dict(stack.env)
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
-        clients.reset()
 
 
 def run(python: str, spec: FunctionSpec, event: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
     output = tmp / f"{spec.name}.json"
     child_env = {**env, "PATH": os.environ.get("PATH", ""), "LAMBDA_CHECK_OUTPUT": str(output)}
     if DependencyLayer.STRIPE in spec.dependency_layers:
-        # No handler imports the SDK at cold start (issue 15); its first Stripe call does, from this layer.
+        # No handler imports the SDK at cold start; its first Stripe call does, from this layer.
         child_env["LAMBDA_CHECK_ALSO_IMPORT"] = "stripe"
     command = [python, "-I", "-S", str(RUNNER), str(ROOT / "functions" / spec.name), *layer_path(spec)]
     done = subprocess.run(
@@ -228,6 +199,6 @@ def test_every_handler_imports_and_answers_on_the_lambda_runtime_python(
         else:
             assert isinstance(answer, dict), (spec.name, answer)
     origins = {m for outcome in results for m in outcome["origins"]}
-    # botocore, not boto3: the layer makes its clients from a botocore session (cold start, issue 15).
+    # botocore, not boto3: the layer makes its clients from a botocore session (a cheaper cold start).
     assert {"botocore", "pydantic_core", "aws_lambda_powertools", "billing_platform", "stripe"} <= origins
     assert DependencyLayer.STRIPE in resources.STRIPE_WEBHOOK.dependency_layers

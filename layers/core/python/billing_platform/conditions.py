@@ -165,6 +165,19 @@ def applied(write: Callable[[], object], races: frozenset[str] = CONDITION_FAILE
     return True
 
 
+def transact_once(client: Any, items: list[dict[str, Any]]) -> Cancellation | None:
+    """One TransactWriteItems, sent once: None when it applied, else what DynamoDB said of each item (the
+    caller decides whether to plan again). Any failure other than a cancelled transaction is raised."""
+    try:
+        client.transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        refused = cancellation(exc)
+        if refused is None:
+            raise
+        return refused
+    return None
+
+
 def throttled(exc: ClientError) -> bool:
     """True when DynamoDB refused for capacity: a throttled request, or a transaction cancelled because
     any of its items was throttled (whatever the other items' reasons)."""

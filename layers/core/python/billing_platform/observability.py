@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -32,6 +32,18 @@ def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
     if env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in _TRUTHY:
         return False
     return bool(env.get("LAMBDA_TASK_ROOT")) and not (env.get("AWS_SAM_LOCAL") or env.get("AWS_CHALICE_CLI_MODE"))
+
+
+class TraceDecorator(Protocol):
+    """`@decorator` or `@decorator(capture_response=..., capture_error=...)`, as Powertools' Tracer has them."""
+
+    @overload
+    def __call__(self, func: _F, /) -> _F: ...
+
+    @overload
+    def __call__(
+        self, func: None = None, /, *, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Callable[[_F], _F]: ...
 
 
 class LazyTracer:
@@ -57,56 +69,37 @@ class LazyTracer:
             self._tracer = Tracer()
         return self._tracer
 
-    @overload
-    def capture_lambda_handler(self, lambda_handler: _F) -> _F: ...
+    def _decorator(self, wrap: Callable[[Tracer, Any, bool | None, bool | None], Any]) -> TraceDecorator:
+        """A decorator usable bare or with options, as Powertools' own: `wrap(tracer, func, capture_response,
+        capture_error)` when tracing is on; the function unchanged when it is off."""
 
-    @overload
-    def capture_lambda_handler(
-        self, lambda_handler: None = None, *, capture_response: bool | None = None, capture_error: bool | None = None
-    ) -> Callable[[_F], _F]: ...
+        def decorator(
+            func: Any = None, *, capture_response: bool | None = None, capture_error: bool | None = None
+        ) -> Any:
+            def decorate(target: Any) -> Any:
+                return wrap(self.tracer, target, capture_response, capture_error) if self.enabled else target
 
-    def capture_lambda_handler(
-        self,
-        lambda_handler: _F | None = None,
-        *,
-        capture_response: bool | None = None,
-        capture_error: bool | None = None,
-    ) -> _F | Callable[[_F], _F]:
+            return decorate if func is None else decorate(func)
+
+        return cast(TraceDecorator, decorator)
+
+    @property
+    def capture_lambda_handler(self) -> TraceDecorator:
         """`Tracer.capture_lambda_handler` when tracing is on; the handler itself when it is off."""
-
-        def decorate(func: _F) -> _F:
-            if not self.enabled:
-                return func
-            traced = self.tracer.capture_lambda_handler(
-                func, capture_response=capture_response, capture_error=capture_error
+        return self._decorator(
+            lambda tracer, func, response, error: tracer.capture_lambda_handler(
+                func, capture_response=response, capture_error=error
             )
-            return cast(_F, traced)
+        )
 
-        return decorate if lambda_handler is None else decorate(lambda_handler)
-
-    @overload
-    def capture_method(self, method: _F) -> _F: ...
-
-    @overload
-    def capture_method(
-        self, method: None = None, *, capture_response: bool | None = None, capture_error: bool | None = None
-    ) -> Callable[[_F], _F]: ...
-
-    def capture_method(
-        self,
-        method: _F | None = None,
-        *,
-        capture_response: bool | None = None,
-        capture_error: bool | None = None,
-    ) -> _F | Callable[[_F], _F]:
+    @property
+    def capture_method(self) -> TraceDecorator:
         """`Tracer.capture_method` (a subsegment per call) when tracing is on; the function itself when off."""
-
-        def decorate(func: _F) -> _F:
-            if not self.enabled:
-                return func
-            return self.tracer.capture_method(capture_response=capture_response, capture_error=capture_error)(func)
-
-        return decorate if method is None else decorate(method)
+        return self._decorator(
+            lambda tracer, func, response, error: tracer.capture_method(capture_response=response, capture_error=error)(
+                func
+            )
+        )
 
     def reset(self) -> None:
         """Decide again from the environment on next use (tests switch tracing on and off)."""

@@ -163,6 +163,7 @@ ENTITLEMENTS = FunctionSpec(
         RouteSpec("GET", "/v1/tenants/{tenant_id}/grants", OP),
         RouteSpec("DELETE", "/v1/tenants/{tenant_id}/grants/{grant_id}", OP),
     ),
+    reads=(AGGREGATES_TABLE,),  # the cost's usage per priced dimension value and per entity
     writes=(BILLING_TABLE,),
 )
 

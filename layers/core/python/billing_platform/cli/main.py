@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = tenant.add_parser("show", help="subscription, quotas, recent usage and metering of a tenant")
     show.add_argument("tenant_id")
     show.add_argument("--days", type=int, default=7, choices=range(1, 367), metavar="N", help="usage days (7)")
+    tenant.add_parser(
+        "backfill-directory", help="list in the console's tenant directory every tenant onboarded before it existed"
+    )
     reconcile = tenant.add_parser("reconcile", help="compare the stored subscription with Stripe's")
     reconcile.add_argument("tenant_id")
     reconcile.add_argument("--subscription-id", help="Stripe subscription to adopt when none is stored")
@@ -241,6 +244,12 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
             raise NotFoundError(f"tenant {args.tenant_id} has no billing profile, subscription or recent usage")
         return EXIT_OK, shown
 
+    if args.command == "tenant" and args.action == "backfill-directory":
+        from billing_platform.tenants.repository import TenantDirectoryRepository
+        from billing_platform.tenants.service import backfill_directory
+
+        return EXIT_OK, backfill_directory(TenantDirectoryRepository(settings)).to_dict()
+
     if args.command == "tenant" and args.action == "reconcile":
         from billing_platform.cli.reconcile import reconcile_tenant
         from billing_platform.entitlements.service import EntitlementService
@@ -291,7 +300,10 @@ def _dispatch(args: argparse.Namespace, deps: Dependencies) -> tuple[int, Any]:
         customer_id = SubscriptionRepository(settings).customer_for_tenant(args.tenant_id)
         if customer_id is None:
             raise NotFoundError(f"tenant {args.tenant_id} has no Stripe customer")
-        preview = CostService(EntitlementService(settings)).invoice_preview(args.tenant_id)
+        from billing_platform.usage.queries import SyncUsageAggregator
+
+        costs = CostService(EntitlementService(settings), SyncUsageAggregator(settings=settings))
+        preview = costs.invoice_preview(args.tenant_id)
         upcoming = deps.stripe_provider(settings).upcoming_invoice(customer_id)
         compared = compare(args.tenant_id, customer_id, preview, upcoming)
         return (EXIT_OK if compared.in_sync else EXIT_PROBLEMS), compared.to_dict()

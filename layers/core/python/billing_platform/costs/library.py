@@ -8,6 +8,7 @@ from billing_platform.costs.models import InvoicePreview, TenantCost
 from billing_platform.costs.service import CostService
 from billing_platform.ids import TenantIdLike, tenant_id_str
 from billing_platform.offload import run_blocking
+from billing_platform.usage.queries import SyncUsageAggregator
 
 
 class SyncCostReader:
@@ -19,7 +20,7 @@ class SyncCostReader:
     @property
     def service(self) -> CostService:
         if self._service is None:
-            self._service = CostService()
+            self._service = CostService(usage=SyncUsageAggregator())
         return self._service
 
     def cost(self, tenant_id: TenantIdLike) -> TenantCost:

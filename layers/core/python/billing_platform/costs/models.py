@@ -34,9 +34,23 @@ class CostLine:
 
 
 @dataclass(frozen=True)
+class EntityCost:
+    """One entity's part of a resource's cost this period: the resource's exact amount (all its lines) times
+    the entity's share of the resource's usage. Tiers apply to the tenant's total, so an entity has no price
+    of its own: its part is an attribution, and the parts of all entities sum to the resource's amount
+    when every unit of it carried an entity."""
+
+    resource_type: str
+    entity_id: str
+    quantity: Decimal
+    amount_exact: Decimal
+
+
+@dataclass(frozen=True)
 class TenantCost:
     """The period's usage rated so far: each line and their sum (`amount`). `currency` None: the plan has no
-    prices (nothing is rated)."""
+    prices (nothing is rated). `entities`: each entity's part of each resource's amount; `usage_complete_until`:
+    the usage read model (which gives the per value and per entity usage) holds what was stored up to then."""
 
     tenant_id: str
     plan_id: str
@@ -44,6 +58,8 @@ class TenantCost:
     period_start: datetime
     period_end: datetime
     lines: tuple[CostLine, ...]
+    entities: tuple[EntityCost, ...] = ()
+    usage_complete_until: datetime | None = None
 
     @property
     def amount(self) -> Decimal:

@@ -8,9 +8,11 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_platform.costs.models import CostLine, InvoicePreview, LineKind, PreviewLine, TenantCost
+from billing_platform.costs.models import CostLine, EntityCost, InvoicePreview, LineKind, PreviewLine, TenantCost
 from billing_platform.quantities import decimal_str
 from billing_platform.rating.models import TierCharge
+
+EXACT_PLACES = Decimal("0.000001")  # an attributed part is a ratio: shown to a millionth of a minor unit
 
 
 def _text(value: Decimal) -> str:
@@ -70,6 +72,27 @@ class CostLineOut(BaseModel):
         )
 
 
+class EntityCostOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    resource_type: str
+    entity_id: str
+    quantity: str = Field(description="The entity's usage of the resource this period (decimal string)")
+    amount_exact: str = Field(
+        description="The entity's part of the resource's exact amount, in proportion to its usage (minor units, "
+        "decimal string): tiers apply to the tenant's total, so this is an attribution, not a price of its own"
+    )
+
+    @classmethod
+    def of(cls, part: EntityCost) -> EntityCostOut:
+        return cls(
+            resource_type=part.resource_type,
+            entity_id=part.entity_id,
+            quantity=_text(part.quantity),
+            amount_exact=_text(part.amount_exact.quantize(EXACT_PLACES)),
+        )
+
+
 class CostOut(BaseModel):
     """`GET /v1/tenants/{tenant_id}/cost`."""
 
@@ -82,6 +105,13 @@ class CostOut(BaseModel):
     period_end: str = Field(description="ISO 8601 UTC")
     amount: int = Field(description="The sum of the lines' amounts, in minor units")
     lines: list[CostLineOut]
+    entities: list[EntityCostOut] = Field(
+        description="Each entity's part of each priced resource's amount (at most 100 entities per resource)"
+    )
+    usage_complete_until: str | None = Field(
+        description="ISO 8601 UTC: the usage read model (per value and per entity usage) holds what was stored "
+        "up to this instant; null when it has nothing yet"
+    )
 
     @classmethod
     def of(cls, cost: TenantCost) -> CostOut:
@@ -93,6 +123,8 @@ class CostOut(BaseModel):
             period_end=cost.period_end.isoformat(),
             amount=int(cost.amount),
             lines=[CostLineOut.of(line) for line in cost.lines],
+            entities=[EntityCostOut.of(part) for part in cost.entities],
+            usage_complete_until=cost.usage_complete_until.isoformat() if cost.usage_complete_until else None,
         )
 
 

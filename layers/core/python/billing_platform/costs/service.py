@@ -1,16 +1,21 @@
-"""The running cost and the invoice preview. `rate_usage`, `tenant_cost` and `invoice_preview` are pure
-(usage in, rated lines out: the same engine rates takes, costs and previews); `CostService` reads the
-period's usage from the quota counters (what the enforcement counted, so what is rated is what was let
-through) and the tenant's grants."""
+"""The running cost and the invoice preview. `rate_usage`, `tenant_cost`, `entity_costs` and `invoice_preview`
+are pure (usage in, rated lines out: the same engine rates takes, costs and previews); `CostService` reads
+the period's usage from the quota counters (what the enforcement counted, so what is rated is what was let
+through), the tenant's grants, and, given the usage read model, the usage per value of a priced dimension
+(tokens per model) and per entity from its grouped answers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from billing_platform.catalog.models import ENTITY_DIMENSION
 from billing_platform.catalog.prices import PlanPricing
 from billing_platform.costs.models import (
     CostLine,
+    EntityCost,
     InvoicePreview,
     LineKind,
     PreviewLine,
@@ -21,6 +26,8 @@ from billing_platform.entitlements.service import EntitlementService, TenantEnti
 from billing_platform.grants.models import Grant, draw_order
 from billing_platform.quantities import ZERO
 from billing_platform.rating.service import rate
+from billing_platform.usage.models import Granularity, SeriesQuery, floor_to
+from billing_platform.usage.queries import MAX_GROUPS, SyncUsageAggregator
 
 
 def rate_usage(pricing: PlanPricing, usage: Iterable[UsageQuantity]) -> tuple[CostLine, ...]:
@@ -124,11 +131,29 @@ def invoice_preview(
     )
 
 
-class CostService:
-    """The running cost and invoice preview of tenants. Thread-safe; one instance per container."""
+def entity_costs(lines: Sequence[CostLine], by_entity: dict[str, dict[str, Decimal]]) -> tuple[EntityCost, ...]:
+    """Each entity's part of each resource's exact amount, in proportion to its usage of the resource
+    (`by_entity`: resource -> entity -> usage). The parts are shares of the lines' total quantity."""
+    out: list[EntityCost] = []
+    for resource, entities in sorted(by_entity.items()):
+        mine = [line for line in lines if line.resource_type == resource]
+        quantity = sum((line.rated.quantity for line in mine), ZERO)
+        amount = sum((line.rated.raw for line in mine), ZERO)
+        for entity_id, used in sorted(entities.items()):
+            share = amount * used / quantity if quantity > 0 else ZERO
+            out.append(EntityCost(resource, entity_id, used, share))
+    return tuple(out)
 
-    def __init__(self, entitlements: EntitlementService | None = None) -> None:
+
+class CostService:
+    """The running cost and invoice preview of tenants. Thread-safe; one instance per container. With
+    `usage` (the read model's queries) the cost is also split per priced dimension value and per entity."""
+
+    def __init__(
+        self, entitlements: EntitlementService | None = None, usage: SyncUsageAggregator | None = None
+    ) -> None:
         self._entitlements = entitlements or EntitlementService()
+        self._usage_reader = usage
 
     def _usage(self, tenant_id: str) -> tuple[TenantEntitlements, PlanPricing | None, list[UsageQuantity]]:
         view = self._entitlements.entitlements(tenant_id)
@@ -136,13 +161,45 @@ class CostService:
         return view, pricing, [UsageQuantity(q.resource_type, q.used) for q in view.quotas]
 
     def cost(self, tenant_id: str) -> TenantCost:
-        """This period's cost so far, per priced resource."""
+        """This period's cost so far, per priced resource, and (with the read model) per priced dimension
+        value and per entity."""
         view, pricing, usage = self._usage(tenant_id)
-        return tenant_cost(view, pricing, usage)
+        reader = self._usage_reader
+        if reader is None or pricing is None:
+            return tenant_cost(view, pricing, usage)
+        plan = view.plan
+        start = floor_to(Granularity.HOUR, plan.period_start)
+        last = min(self._entitlements.context.clock(), plan.period_end)
+        end = floor_to(Granularity.HOUR, last) + timedelta(hours=1)
+        split: list[UsageQuantity] = []
+        by_entity: dict[str, dict[str, Decimal]] = {}
+        complete: datetime | None = None
+        for used in usage:
+            priced = pricing.resources.get(used.resource_type)
+            if priced is None:
+                split.append(used)
+                continue
+            query = SeriesQuery(
+                tenant_id, used.resource_type, Granularity.MONTH, start, end, ENTITY_DIMENSION, MAX_GROUPS
+            )
+            entities = reader.series(query)
+            complete = entities.complete_until
+            by_entity[used.resource_type] = {g.value: g.total for g in entities.groups}
+            if priced.dimension is None or not priced.by_value:
+                split.append(used)
+                continue
+            values = reader.series(replace(query, group_by=priced.dimension))
+            own = tuple((g.value, g.total) for g in values.groups if g.value in priced.by_value)
+            # The counters count what was let through; the read model what was metered. Should more have
+            # been metered for the priced values than counted, the values' usage is the resource's.
+            quantity = max(used.quantity, sum((q for _v, q in own), ZERO))
+            split.append(UsageQuantity(used.resource_type, quantity, own))
+        cost = tenant_cost(view, pricing, split)
+        return replace(cost, entities=entity_costs(cost.lines, by_entity), usage_complete_until=complete)
 
     def invoice_preview(self, tenant_id: str) -> InvoicePreview:
         """The invoice this period would close with if it closed now."""
-        view, pricing, usage = self._usage(tenant_id)
-        cost = tenant_cost(view, pricing, usage)
+        cost = self.cost(tenant_id)
+        pricing = self._entitlements.catalog.plan(cost.plan_id).pricing
         grants = self._entitlements.context.tenant_grants.list(tenant_id, consistent=False)
         return invoice_preview(cost, pricing, grants)

@@ -12,6 +12,7 @@ Every mutation is one transaction with its audit entry; a child's creation count
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -346,7 +347,7 @@ class EntityRepository(BillingTable):
                 sets.append(f"#{tag}_rem = :{tag}_lim - if_not_exists(#{tag}_used, :zero)")
             elif window in existing.terms.windows:
                 removes += [f"#{tag}_rem", f"#{tag}_used", f"#{tag}_end"]
-        used_names = set(" ".join(sets + removes).replace(",", " ").split())
+        used_names = set(re.findall(r"#\w+", " ".join(sets + removes)))
         names = {k: v for k, v in names.items() if k in used_names}
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         return {

@@ -206,7 +206,55 @@ class EntityService:
         stored = self._repo.get_limit(tenant_id, entity_id, resource_type)
         if stored is None:
             raise ConflictError("the limit was removed meanwhile", code="entity_changed")
+        if entity.children:
+            self.resolve_shares(tenant_id, actor=actor, resource_type=resource_type)
         return stored
+
+    def resolve_shares(
+        self, tenant_id: str, *, actor: Actor, resource_type: str | None = None
+    ) -> builtins.list[EntityLimit]:
+        """Resolve every share limit of the tenant again against what its parent may use now (the nearest
+        limited ancestor's limit, else the plan quota), shallowest first so a share of a share follows its
+        parent's new limit. Run when a limit that is some share's basis is set or removed, and when a plan is
+        applied: a child's share always follows its parent. Each changed limit keeps what its period used
+        (`remaining = limit - used`, atomically with takes) and is written with its audit entry. Returns the
+        limits changed."""
+        plan = self._entitlements.plan_for(tenant_id)
+        entities: builtins.list[Entity] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self._repo.list(tenant_id, limit=100, cursor=cursor)
+            entities += page
+            if cursor is None:
+                break
+        changed: builtins.list[EntityLimit] = []
+        for entity in sorted(entities, key=lambda e: e.depth):
+            for resource in sorted(entity.limited):
+                if resource_type is not None and resource != resource_type:
+                    continue
+                existing = self._repo.get_limit(tenant_id, entity.entity_id, resource)
+                if existing is None or existing.terms.kind is not LimitKind.SHARE:
+                    continue
+                try:
+                    limit = existing.terms.resolve(self._basis(tenant_id, entity, resource, plan.plan_id))
+                except UnprocessableError:
+                    continue  # no basis any more (an unlimited plan): the share keeps its last limit
+                if limit == existing.limit:
+                    continue
+                entry = AuditEntry.by(
+                    actor,
+                    tenant_id,
+                    "entity.limit_resolved",
+                    f"{entity.entity_id}/{resource}",
+                    before=existing.to_dict(),
+                    after={"resource_type": resource, "kind": existing.terms.kind.value, "limit": str(limit)},
+                )
+                write = LimitWrite(
+                    tenant_id, entity.entity_id, resource, existing.terms, limit, plan.period_start, plan.period_end
+                )
+                if self._repo.put_limit(write, existing, self._audit.put_item_request(entry)):
+                    changed.append(replace(existing, limit=limit, remaining=limit - existing.used))
+        return changed
 
     def _basis(self, tenant_id: str, entity: Entity, resource_type: str, plan_id: str) -> Decimal:
         for ancestor in entity.ancestors:
@@ -234,6 +282,8 @@ class EntityService:
         )
         if not self._repo.delete_limit(tenant_id, entity_id, resource_type, self._audit.put_item_request(entry)):
             raise NotFoundError(f"entity {entity_id!r} has no limit on {resource_type!r}", code="limit_not_found")
+        if self.get(tenant_id, entity_id).children:
+            self.resolve_shares(tenant_id, actor=actor, resource_type=resource_type)
         return existing
 
     # --- key bindings -------------------------------------------------------------------------

@@ -17,13 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from billing_platform.auth.caller import Actor
 from billing_platform.catalog.prices import UsagePrice
 from billing_platform.entitlements.answers import granted
 from billing_platform.entitlements.cache import TTLCache
 from billing_platform.entitlements.context import MAX_ROUNDS, EntitlementContext
-from billing_platform.entitlements.dal.consume_records import record_from_item
+from billing_platform.entitlements.dal.consume_records import ConsumeRecord, record_from_item
+from billing_platform.entitlements.entity_take import LevelRequest, LevelTaken, take_at_levels
+from billing_platform.entitlements.entity_take import granted_answer as granted_answer_at_levels
 from billing_platform.entitlements.models import ConsumeRequest, EntitlementCheck
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.records import new_record, replay
@@ -86,6 +89,7 @@ class SpendCaps:
             amount=Decimal(request.amount),
             kind=request.kind,
             resources={r: Decimal(a) for r, a in request.resources.items()},
+            entities={e: Decimal(a) for e, a in request.entities.items()},
             thresholds=request.thresholds,
             set_by=actor.principal_id,
             set_at=now,
@@ -173,6 +177,72 @@ class SpendCaps:
                 raise SpendCapReachedError(refused)
         raise RateLimitedError("the spend is under heavy contention; retry shortly")
 
+    def consume_for_entity(self, cap: SpendCap, request: ConsumeRequest) -> EntitlementCheck | None:
+        """The capped take for an entity: counted at every level of the entity's chain (`take_at_levels`)
+        with the spend item (the step also added to the entity's line, and conditioned on its cap) and, keyed,
+        the consume record, in one transaction. None: the resource has no price on the plan."""
+        tenant_id, resource_type, entity_id = request.tenant_id, request.resource_type, request.entity_id
+        price = self.price_of(tenant_id, resource_type)
+        if price is None or entity_id is None:
+            return None
+        ctx, key = self._ctx, request.idempotency_key
+        if key is not None:
+            record = ctx.repo.get_consume_record(tenant_id, key)
+            if record is not None:
+                return replay(ctx, record, request)
+        levels = LevelRequest(tenant_id, resource_type, request.quantity, entity_id)
+        for _round in range(MAX_ROUNDS):
+            _start, period_end = plan_period(plan_for(ctx, tenant_id), ctx.clock())
+            seen = self._states.get((tenant_id, period_end)) or SpendState()
+            records: list[ConsumeRecord] = []
+            priced: list[tuple[Decimal, Decimal]] = []  # (units counted, spend delta) of the last build
+
+            def companions(
+                now: datetime,
+                shares: Shares,
+                layout: int,
+                entities: tuple[str, ...],
+                grants: GrantsPaid,
+                *,
+                seen: SpendState = seen,
+                period_end: datetime = period_end,
+                records: list[ConsumeRecord] = records,
+                priced: list[tuple[Decimal, Decimal]] = priced,
+            ) -> list[dict[str, Any]]:
+                counted = sum((part for _shard, part in shares), ZERO)  # units grants paid are prepaid
+                step = spend_step(price, seen.used_of(resource_type), counted)
+                priced.append((counted, step.delta))
+                where = spend_key(tenant_id, period_end)
+                items = [
+                    spend_update(self.repo.table, where, resource_type, step, cap, period_end, entity_id=entity_id)
+                ]
+                if key is not None:
+                    built = LevelTaken(True, shares=shares, layout=layout, grants=grants)
+                    estimate = granted_answer_at_levels(ctx, levels, built, remember=False)
+                    record = replace(new_record(request, now, shares, layout), entities=entities)
+                    records[:] = [replace(record, answer=replace(estimate, idempotency_key=key))]
+                    items.append(ctx.repo.record_put_request(records[0]))
+                return items
+
+            taken = take_at_levels(ctx, levels, companions)
+            if taken.granted:
+                after = _after(seen, resource_type, *priced[-1], entity_id=entity_id)
+                self._states.put((tenant_id, period_end), after)
+                answer = granted_answer_at_levels(ctx, levels, taken)
+                return answer if not records or records[0].answer is None else records[0].answer
+            if taken.denial is not None:
+                return replace(taken.denial, idempotency_key=key)
+            if taken.existing_index == -1 and key is not None and taken.existing is not None:
+                return replay(ctx, record_from_item(taken.existing), request)
+            actual = state_from_item(taken.existing)
+            self._states.put((tenant_id, period_end), actual)
+            counted = priced[-1][0] if priced else request.quantity
+            repriced = spend_step(price, actual.used_of(resource_type), counted)
+            refused = refusal(cap, resource_type, actual, repriced.delta, entity_id)
+            if refused is not None:
+                raise SpendCapReachedError(refused)
+        raise RateLimitedError("the spend is under heavy contention; retry shortly")
+
     def _answer(
         self,
         tenant_id: str,
@@ -194,12 +264,19 @@ class SpendCaps:
         return answer
 
     def leg(
-        self, tenant_id: str, resource_type: str, *, at: datetime | None = None, fresh: bool = False
+        self,
+        tenant_id: str,
+        resource_type: str,
+        *,
+        at: datetime | None = None,
+        fresh: bool = False,
+        entity_id: str | None = None,
     ) -> SpendLeg | None:
         """The spend item's part of a take or give-back of `resource_type` outside the consume path (a
         reservation, its settle, a release), in the period holding `at` (default now). None: the tenant has
         no cap or the plan does not price the resource (the write goes on without a spend item). `fresh`:
-        start from the stored spend (a give-back must not be clamped on a guess)."""
+        start from the stored spend (a give-back must not be clamped on a guess). `entity_id`: the take or
+        give-back is the entity's (its line moves too, and a take is held to its cap)."""
         if resource_type not in self._ctx.catalog.priced_resources:
             return None
         cap = self.cap_for(tenant_id)
@@ -211,7 +288,7 @@ class SpendCaps:
             seen = self.repo.get_state(tenant_id, period_end)
         else:
             seen = self._states.get((tenant_id, period_end)) or SpendState()
-        return SpendLeg(self, cap, price, tenant_id, resource_type, period_end, seen)
+        return SpendLeg(self, cap, price, tenant_id, resource_type, period_end, seen, entity_id=entity_id)
 
     def remember(self, tenant_id: str, period_end: datetime, state: SpendState) -> None:
         self._states.put((tenant_id, period_end), state)
@@ -222,12 +299,17 @@ class SpendCaps:
         return period_end, self.repo.get_state(tenant_id, period_end)
 
 
-def _after(seen: SpendState, resource: str, quantity: Decimal, delta: Decimal) -> SpendState:
+def _after(
+    seen: SpendState, resource: str, quantity: Decimal, delta: Decimal, *, entity_id: str | None = None
+) -> SpendState:
     used = dict(seen.used)
     spent = dict(seen.spent)
     used[resource] = seen.used_of(resource) + quantity
     spent[resource] = seen.spent_of(resource) + delta
-    return replace(seen, used=used, spent=spent, total=seen.total + delta)
+    by_entity = dict(seen.by_entity)
+    if entity_id is not None:
+        by_entity[entity_id] = seen.entity_spent(entity_id) + delta
+    return replace(seen, used=used, spent=spent, total=seen.total + delta, by_entity=by_entity)
 
 
 @dataclass
@@ -244,6 +326,7 @@ class SpendLeg:
     resource_type: str
     period_end: datetime
     seen: SpendState
+    entity_id: str | None = None
     _last: tuple[Decimal, Decimal] | None = None
 
     def item(self, quantity: Decimal) -> dict[str, object] | None:
@@ -257,12 +340,18 @@ class SpendLeg:
         step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
         self._last = (quantity, step.delta)
         key = spend_key(self.tenant_id, self.period_end)
-        return spend_update(self.caps.repo.table, key, self.resource_type, step, self.cap, self.period_end)
+        table, resource, cap = self.caps.repo.table, self.resource_type, self.cap
+        return spend_update(table, key, resource, step, cap, self.period_end, entity_id=self.entity_id)
+
+    @property
+    def sent(self) -> bool:
+        """Whether the last `item` built an update (so the transaction carried the spend item last)."""
+        return self._last is not None
 
     def committed(self) -> None:
         """The transaction holding the last item committed: remember the state it left."""
         if self._last is not None:
-            self.seen = _after(self.seen, self.resource_type, *self._last)
+            self.seen = _after(self.seen, self.resource_type, *self._last, entity_id=self.entity_id)
             self.caps.remember(self.tenant_id, self.period_end, self.seen)
 
     def reprice(self, existing: dict[str, object] | None, quantity: Decimal) -> CapRefusal | None:
@@ -273,7 +362,7 @@ class SpendLeg:
         if quantity <= 0:
             return None
         step = spend_step(self.price, self.seen.used_of(self.resource_type), quantity)
-        return refusal(self.cap, self.resource_type, self.seen, step.delta)
+        return refusal(self.cap, self.resource_type, self.seen, step.delta, self.entity_id)
 
     def reread(self) -> bool:
         """Read the stored spend again; True when it moved since the last item was priced."""
@@ -285,7 +374,7 @@ class SpendLeg:
 
     def affordable(self, wanted: Decimal) -> Decimal:
         """How much of `wanted` the hard cap lets through at the state seen."""
-        budget = budget_left(self.cap, self.resource_type, self.seen)
+        budget = budget_left(self.cap, self.resource_type, self.seen, self.entity_id)
         if budget is None:
             return wanted
         return affordable(self.price, self.seen.used_of(self.resource_type), wanted, budget)

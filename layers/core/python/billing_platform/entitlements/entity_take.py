@@ -267,6 +267,11 @@ def _tenant_refused(
     if short is not None:
         assert out.refusals is not None
         out.refusals.append((TENANT_LEVEL, short.window, short.end))
+        if enforce and counter.policy is QuotaPolicy.HARD and counter.remaining < req.quantity:
+            # The period is short too: named before the window (402) unless the grants would pay it.
+            balance = live_balance(ctx.tenant_grants.list(req.tenant_id, req.resource_type), now)
+            if counter.remaining + balance < req.quantity:
+                out.refusals.insert(0, (TENANT_LEVEL, None, None))
         return
     if layout > 1:
         counters = ctx.repo.get_layout(req.tenant_id, req.resource_type, layout)
@@ -383,15 +388,16 @@ def refusal(
     now: datetime,
     *,
     grant_remaining: Decimal | None = None,
+    read: tuple[tuple[LevelState, ...], QuotaCounter] | None = None,
 ) -> EntitlementCheck:
     """The refusal of a take: a period refusal (402) names its level before any window (429): retrying
-    after a window ends would not help a period that is used up. Every level's state is read for it."""
+    after a window ends would not help a period that is used up. Every level's state is read for it (unless
+    `read` already holds them)."""
     periods = [r for r in refusals if r[1] is None]
     level, window, end = periods[0] if periods else max(refusals, key=lambda r: r[2] or 0)
-    states, tenant = level_states(ctx, req, now)
-    answer = check_from_counter(
-        tenant, req.quantity, allowed=False, reason=DenyReason.EXHAUSTED if window is None else DenyReason.WINDOW
-    )
+    states, tenant = read or level_states(ctx, req, now)
+    reason = DenyReason.EXHAUSTED if window is None else DenyReason.WINDOW
+    answer = check_from_counter(tenant, req.quantity, allowed=False, reason=reason)
     retry_after = max(1, (end or 0) - epoch(now)) if window is not None else None
     return replace(
         answer,
@@ -491,10 +497,4 @@ def check_levels(ctx: EntitlementContext, req: LevelRequest) -> EntitlementCheck
     if not refusals:
         answer = check_from_counter(tenant, req.quantity, allowed=True, enforced=enforce)
         return replace(answer, entity_id=req.entity_id, levels=states)
-    periods = [r for r in refusals if r[1] is None]
-    level, window, end = periods[0] if periods else max(refusals, key=lambda r: r[2] or 0)
-    answer = check_from_counter(
-        tenant, req.quantity, allowed=False, reason=DenyReason.EXHAUSTED if window is None else DenyReason.WINDOW
-    )
-    retry_after = max(1, (end or 0) - epoch(now)) if window is not None else None
-    return replace(answer, entity_id=req.entity_id, refused_by=level, levels=states, retry_after_seconds=retry_after)
+    return refusal(ctx, req, refusals, now, read=(states, tenant))

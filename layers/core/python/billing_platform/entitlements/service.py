@@ -136,8 +136,9 @@ class EntitlementService:
         cap = self.spend_caps.cap_for(tenant_id) if resource_type in self._ctx.catalog.priced_resources else None
         if cap is not None:
             if request.entity_id is not None:
-                self.refuse_under_cap(tenant_id, resource_type, "a take for an entity")
-            capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
+                capped = self.spend_caps.consume_for_entity(cap, request)
+            else:
+                capped = self.spend_caps.consume(cap, tenant_id, resource_type, quantity, request.idempotency_key)
             if capped is not None:
                 return capped
         if request.entity_id is not None:
@@ -237,6 +238,7 @@ class EntitlementService:
         (a renewal), unless a lazy rollover already started that same period. An application with
         a `source_version` older than the stored one changes nothing."""
         plan_changes.apply_plan(self._ctx, tenant_id, plan_id, (period_start, period_end), status, source_version)
+        self._resolve_shares(tenant_id)
 
     def suspend(self, tenant_id: str, reason: str) -> None:
         """Deny every quota and feature of the tenant (usage stays visible) until a plan is applied."""
@@ -246,3 +248,21 @@ class EntitlementService:
         """Back to the catalog default plan (subscription canceled). Usage of the live period carries
         over, so cancelling never refills a quota."""
         plan_changes.revoke(self._ctx, tenant_id)
+        self._resolve_shares(tenant_id)
+
+    def _resolve_shares(self, tenant_id: str) -> None:
+        """The plan quota changed: entity shares resolved against it follow (`EntityService.resolve_shares`).
+        Entities live in the billing table: a repository standing in for it (a test's) holds none."""
+        if not isinstance(self._ctx.repo, EntitlementRepository):
+            return
+        # Imported here: the entities package is not needed on any take path, only after a plan change.
+        from billing_platform.auth.caller import Actor
+        from billing_platform.entities.repository import EntityRepository
+        from billing_platform.entities.service import EntityService
+
+        entities = EntityService(
+            self._ctx.settings,
+            plans=self,
+            repository=EntityRepository(self._ctx.settings, self._ctx.repo.injected_client),
+        )
+        entities.resolve_shares(tenant_id, actor=Actor("system:plan_change"))

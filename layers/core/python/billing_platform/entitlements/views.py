@@ -24,7 +24,9 @@ from billing_platform.entitlements.models import (
 )
 from billing_platform.entitlements.plans import plan_for, plan_period
 from billing_platform.entitlements.repository import counter_key
+from billing_platform.entitlements.windows import window_refusal
 from billing_platform.grants.models import draw_order, live_balance
+from billing_platform.levels import short_window
 from billing_platform.quantities import ZERO, decimal_str
 
 
@@ -97,6 +99,12 @@ def check(ctx: EntitlementContext, request: ConsumeRequest) -> EntitlementCheck:
         # Short on the quota alone: a consume would go on to the tenant's live grants.
         grant_remaining = live_balance(ctx.tenant_grants.list(tenant_id, resource_type), now)
         allowed = max(ZERO, view.remaining) + grant_remaining >= quantity
+    if allowed and view.windows:
+        # The plan's short windows: a consume now would be refused 429 by one without room.
+        item = ctx.repo.get_counter_item(counter_key(tenant_id, resource_type))
+        short = short_window(item, quantity, now) if item is not None else None
+        if short is not None and item is not None:
+            return replace(window_refusal(view, quantity, short, item, now), grant_remaining=grant_remaining)
     answer = check_from_counter(
         view,
         quantity,

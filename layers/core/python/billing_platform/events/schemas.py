@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# The most events one read answers (the route's `limit` is capped to it).
+MAX_RECENT_EVENTS = 100
+
 
 class TenantEventOut(BaseModel):
     event_id: str

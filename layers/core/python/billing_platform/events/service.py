@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 from billing_platform.events.repository import EventLedger
-from billing_platform.events.schemas import TenantEventOut, TenantEventsOut
+from billing_platform.events.schemas import MAX_RECENT_EVENTS, TenantEventOut, TenantEventsOut
 from billing_platform.settings import Settings, get_settings
-
-MAX_RECENT_EVENTS = 100
 
 
 class EventService:

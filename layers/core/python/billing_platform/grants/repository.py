@@ -17,11 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing_platform import clients
 from billing_platform.audit.log import AuditEntry, AuditLog
-from billing_platform.conditions import lost_race
+from billing_platform.conditions import applied
 from billing_platform.grants.models import (
     Grant,
     GrantSource,
@@ -153,13 +151,7 @@ class GrantRepository:
             for grant in grants
         ]
         items.append(self._audit.put_item_request(audit))
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return applied(lambda: self.client.transact_write_items(TransactItems=items))
 
     # --- read -----------------------------------------------------------------------------------
 
@@ -235,10 +227,6 @@ class GrantRepository:
                 },
             }
         }
-        try:
-            self.client.transact_write_items(TransactItems=[update, self._audit.put_item_request(audit)])
-        except ClientError as err:
-            if lost_race(err):
-                return False
-            raise
-        return True
+        return applied(
+            lambda: self.client.transact_write_items(TransactItems=[update, self._audit.put_item_request(audit)])
+        )

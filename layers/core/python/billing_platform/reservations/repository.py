@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing_platform.conditions import Cancellation, cancellation, lost_race
+from billing_platform.conditions import Cancellation, lost_race, transact_once
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess
@@ -203,12 +203,8 @@ class ReservationRepository(TableAccess):
         items += [_refill_item(self._table, refill, now) for refill in refills or ()]
         if spend is not None:
             items.append(spend)
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            refused = cancellation(err)
-            if refused is None:
-                raise
+        refused = transact_once(self.client, items)
+        if refused is not None:
             if spend is not None and len(items) - 1 in refused.failed and len(refused.failed) == 1:
                 return Resolution(applied=False, spend_refused=True, spend=refused.item(len(items) - 1))
             return self._classify(refused, before, len(changes))

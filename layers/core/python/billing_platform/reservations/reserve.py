@@ -53,13 +53,10 @@ def reserve(
             code="invalid_ttl",
         )
     reservation_id = reservation_id_for(tenant_id, idempotency_key) if idempotency_key else new_reservation_id()
-    if entity_id is None:
-        leg = ctx.entitlements.spend_caps.leg(tenant_id, resource_type)
-        if leg is not None:
-            wanted = ConsumeRequest(tenant_id, resource_type, estimate, idempotency_key)
-            return _reserve_capped(ctx, leg, wanted, ttl, reservation_id)
-    else:
-        ctx.entitlements.refuse_under_cap(tenant_id, resource_type, "a reservation for an entity")
+    leg = ctx.entitlements.spend_caps.leg(tenant_id, resource_type, entity_id=entity_id)
+    if leg is not None:
+        wanted = ConsumeRequest(tenant_id, resource_type, estimate, idempotency_key, entity_id)
+        return _reserve_capped(ctx, leg, wanted, ttl, reservation_id)
     built: list[Reservation] = []
 
     def companion(now: datetime, shares: Shares, layout: int, grants: GrantsPaid) -> dict[str, Any]:
@@ -108,13 +105,15 @@ def _reserve_capped(
 ) -> tuple[Reservation, bool]:
     """The reserve of a tenant with a spend cap: the estimate's cost is held on the period's spend in the
     same transaction as the hold (what the quota counts, not what grants paid: grants are prepaid), so a
-    hard cap refuses the reservation that would pass it (`SpendCapReachedError`) and nothing is held."""
+    hard cap refuses the reservation that would pass it (`SpendCapReachedError`) and nothing is held. For an
+    entity, at every level of its chain, and on the entity's spend line (held to its cap)."""
     tenant_id, resource_type, estimate, idempotency_key = (
         request.tenant_id,
         request.resource_type,
         request.quantity,
         request.idempotency_key,
     )
+    entity_id = request.entity_id
     built: list[Reservation] = []
 
     def companion(now: datetime, shares: Shares, layout: int, grants: GrantsPaid) -> list[dict[str, Any]]:
@@ -131,18 +130,33 @@ def _reserve_capped(
         )
         built[:] = [held]
         spend = leg.item(sum((part for _shard, part in shares), ZERO))
+        sent[:] = [spend is not None]
         return [ctx.repo.hold_put(held)] + ([spend] if spend is not None else [])
 
-    plain = ConsumeRequest(tenant_id, resource_type, estimate)
+    def companions(
+        now: datetime, shares: Shares, layout: int, entities: tuple[str, ...], grants: GrantsPaid
+    ) -> list[dict[str, Any]]:
+        items = companion(now, shares, layout, grants)
+        built[:] = [replace(built[0], entity_id=entity_id, entities=entities)]
+        return [ctx.repo.hold_put(built[0]), *items[1:]]
+
+    sent: list[bool] = [False]  # whether the last transaction carried a spend item (after the hold)
     for _round in range(MAX_ROUNDS):
-        taken = take(ctx.entitlements.context, plain, companion)
+        taken: Taken | LevelTaken
+        if entity_id is not None:
+            levels = LevelRequest(tenant_id, resource_type, estimate, entity_id)
+            taken = take_at_levels(ctx.entitlements.context, levels, companions)
+            spend_refused = sent[0] and taken.existing_index == -1
+        else:
+            taken = take(ctx.entitlements.context, ConsumeRequest(tenant_id, resource_type, estimate), companion)
+            spend_refused = sent[0] and taken.companion_index == 1
         if taken.granted:
             leg.committed()
             logger.info("quota reserved", extra={"tenant_id": tenant_id, "reservation_id": reservation_id})
             return built[0], False
         if taken.denial is not None:
             raise QuotaExceededError(taken.denial)
-        if taken.companion_index == 0 and taken.existing is not None:
+        if not spend_refused and taken.existing is not None:
             return _replayed(taken.existing, resource_type, estimate, idempotency_key), True
         # The spend item was not where the hold was priced: price it at its real state.
         refused = leg.reprice(taken.existing, estimate)

@@ -144,7 +144,11 @@ def _resolve(
         counted_back = sum((q for _s, q in gives), ZERO)
         if counted_back > 0 and leg is None:
             leg = ctx.entitlements.spend_caps.leg(
-                current.tenant_id, current.resource_type, at=current.reserved_at, fresh=True
+                current.tenant_id,
+                current.resource_type,
+                at=current.reserved_at,
+                fresh=True,
+                entity_id=current.entity_id,
             )
         spend = leg.item(-counted_back) if leg is not None else None
         result = ctx.repo.resolve(current, after, changes, now, refills=grant_refills, spend=spend)
@@ -241,10 +245,9 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
     reported `uncovered`. None: the reservation was resolved meanwhile (the caller re-reads it)."""
     wanted = extra
     built: list[Reservation] = []
-    # A capped tenant's extra is counted on the spend of the period it is taken in, in the same transaction
-    # (an entity's settle never gets here: a capped tenant cannot reserve for an entity).
-    caps = ctx.entitlements.spend_caps
-    leg = caps.leg(current.tenant_id, current.resource_type) if current.entity_id is None else None
+    # A capped tenant's extra is counted on the spend of the period it is taken in (and on the entity's line,
+    # held to its cap), in the same transaction.
+    leg = ctx.entitlements.spend_caps.leg(current.tenant_id, current.resource_type, entity_id=current.entity_id)
     for _round in range(MAX_ROUNDS):
 
         def companion(
@@ -290,7 +293,8 @@ def _settle_extra(ctx: ReservationContext, current: Reservation, actual: Decimal
                 leg.committed()
             _log(built[-1])
             return built[-1]
-        if leg is not None and isinstance(taken, Taken) and taken.denial is None and taken.companion_index == 1:
+        spend_index = taken.companion_index == 1 if isinstance(taken, Taken) else taken.existing_index == -1
+        if leg is not None and leg.sent and taken.denial is None and not taken.granted and spend_index:
             # The spend item was not where the extra was priced; past a hard cap only what it still allows.
             if leg.reprice(taken.existing, wanted) is not None:
                 wanted = leg.affordable(wanted)

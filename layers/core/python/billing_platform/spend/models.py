@@ -22,12 +22,14 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billing_platform.catalog.prices import Currency, UsagePrice
+from billing_platform.entities.models import valid_entity_id
 from billing_platform.quantities import ZERO
 from billing_platform.rating.models import LinearPiece
 from billing_platform.rating.service import cost, linear_piece
 
 DEFAULT_SPEND_THRESHOLDS: tuple[Decimal, ...] = (Decimal(50), Decimal(80), Decimal(100))
 MAX_CAP = 10**12  # Stripe's bound on an amount, in minor units
+MAX_ENTITY_CAPS = 100  # each is an attribute of the cap and spend items (400 KB items, small per-take writes)
 
 
 class CapKind(StrEnum):
@@ -46,6 +48,11 @@ class SpendCapRequest(BaseModel):
     resources: dict[str, int] = Field(
         default_factory=dict, description="Per resource caps (minor units), within the period's cap"
     )
+    entities: dict[str, int] = Field(
+        default_factory=dict,
+        max_length=MAX_ENTITY_CAPS,
+        description="Per entity caps (minor units) on the cost of the takes made for that entity",
+    )
     thresholds: tuple[Decimal, ...] = Field(default=DEFAULT_SPEND_THRESHOLDS, max_length=10)
 
     @model_validator(mode="after")
@@ -53,6 +60,11 @@ class SpendCapRequest(BaseModel):
         for resource, amount in self.resources.items():
             if not 0 < amount < MAX_CAP:
                 raise ValueError(f"the cap on {resource} must be a positive amount in minor units")
+        for entity_id, amount in self.entities.items():
+            if not valid_entity_id(entity_id):
+                raise ValueError(f"{entity_id!r} is not an entity id")
+            if not 0 < amount < MAX_CAP:
+                raise ValueError(f"the cap on entity {entity_id} must be a positive amount in minor units")
         if list(self.thresholds) != sorted(set(self.thresholds)) or any(not 0 < t <= 100 for t in self.thresholds):
             raise ValueError("thresholds are percentages in (0, 100], strictly increasing")
         return self
@@ -67,6 +79,7 @@ class SpendCap:
     resources: dict[str, Decimal] = field(default_factory=dict)
     thresholds: tuple[Decimal, ...] = DEFAULT_SPEND_THRESHOLDS
     set_by: str = ""
+    entities: dict[str, Decimal] = field(default_factory=dict)
     set_at: datetime | None = None
 
     @property
@@ -80,6 +93,7 @@ class SpendCap:
             "amount": int(self.amount),
             "kind": self.kind.value,
             "resources": {r: int(a) for r, a in sorted(self.resources.items())},
+            "entities": {e: int(a) for e, a in sorted(self.entities.items())},
             "thresholds": [str(t) for t in self.thresholds],
             "set_by": self.set_by,
             "set_at": self.set_at.isoformat() if self.set_at else None,
@@ -94,12 +108,16 @@ class SpendState:
     used: dict[str, Decimal] = field(default_factory=dict)
     spent: dict[str, Decimal] = field(default_factory=dict)
     total: Decimal = ZERO
+    by_entity: dict[str, Decimal] = field(default_factory=dict)  # the cost of the takes made for each entity
 
     def used_of(self, resource: str) -> Decimal:
         return self.used.get(resource, ZERO)
 
     def spent_of(self, resource: str) -> Decimal:
         return self.spent.get(resource, ZERO)
+
+    def entity_spent(self, entity_id: str) -> Decimal:
+        return self.by_entity.get(entity_id, ZERO)
 
 
 @dataclass(frozen=True)
@@ -133,8 +151,11 @@ class CapRefusal:
     currency: str
 
 
-def refusal(cap: SpendCap, resource: str, state: SpendState, delta: Decimal) -> CapRefusal | None:
-    """The hard cap this take would pass, priced at the exact state read (None: it fits every cap)."""
+def refusal(
+    cap: SpendCap, resource: str, state: SpendState, delta: Decimal, entity_id: str | None = None
+) -> CapRefusal | None:
+    """The hard cap this take (for `entity_id`, if named) would pass, priced at the exact state read (None: it
+    fits every cap). An entity's cap is scoped `entity:<id>`."""
     if not cap.hard or delta <= 0:
         return None
     if state.total + delta > cap.amount:
@@ -142,6 +163,9 @@ def refusal(cap: SpendCap, resource: str, state: SpendState, delta: Decimal) -> 
     resource_cap = cap.resources.get(resource)
     if resource_cap is not None and state.spent_of(resource) + delta > resource_cap:
         return CapRefusal(resource, resource_cap, state.spent_of(resource), delta, cap.currency)
+    entity_cap = cap.entities.get(entity_id) if entity_id is not None else None
+    if entity_id is not None and entity_cap is not None and state.entity_spent(entity_id) + delta > entity_cap:
+        return CapRefusal(f"entity:{entity_id}", entity_cap, state.entity_spent(entity_id), delta, cap.currency)
     return None
 
 
@@ -152,14 +176,18 @@ def crossed_percentages(
     return [p for p in thresholds if before < cap * p / 100 <= after]
 
 
-def budget_left(cap: SpendCap, resource: str, state: SpendState) -> Decimal | None:
-    """What a hard cap still allows this resource to add to the spend (None: no hard cap)."""
+def budget_left(cap: SpendCap, resource: str, state: SpendState, entity_id: str | None = None) -> Decimal | None:
+    """What a hard cap still allows this resource (for `entity_id`, if named) to add to the spend (None: no
+    hard cap)."""
     if not cap.hard:
         return None
     left = cap.amount - state.total
     resource_cap = cap.resources.get(resource)
     if resource_cap is not None:
         left = min(left, resource_cap - state.spent_of(resource))
+    entity_cap = cap.entities.get(entity_id) if entity_id is not None else None
+    if entity_id is not None and entity_cap is not None:
+        left = min(left, entity_cap - state.entity_spent(entity_id))
     return max(left, ZERO)
 
 

@@ -2,7 +2,8 @@
 
 - `TENANT#<tid>` / `SPENDCAP`: the tenant's cap (currency, amount, kind, per-resource caps, thresholds).
 - `SPEND#<tid>` / `PERIOD#<period_end epoch>`: one period's spend: per resource `u_<resource>` (usage
-  counted) and `s_<resource>` (its exact amount), `spend` (their total), and the cap in force (`cap`,
+  counted) and `s_<resource>` (its exact amount), `spend` (their total), per entity `se_<entity>` (what the
+  takes made for it cost), and the cap in force (`cap`,
   `thresholds`) so the stream alone tells a threshold crossing. Expires 400 days after the period.
 """
 
@@ -32,6 +33,7 @@ def spend_key(tenant_id: str, period_end: datetime) -> Item:
 
 def cap_from_item(tenant_id: str, item: Item) -> SpendCap:
     resources = {name: Decimal(value["N"]) for name, value in item.get("resources", {}).get("M", {}).items()}
+    entities = {name: Decimal(value["N"]) for name, value in item.get("entities", {}).get("M", {}).items()}
     thresholds = tuple(Decimal(t) for t in item.get("thresholds", {}).get("S", "").split(",") if t)
     return SpendCap(
         tenant_id=tenant_id,
@@ -39,6 +41,7 @@ def cap_from_item(tenant_id: str, item: Item) -> SpendCap:
         amount=Decimal(item["amount"]["N"]),
         kind=CapKind(item["kind"]["S"]),
         resources=resources,
+        entities=entities,
         thresholds=thresholds,
         set_by=item.get("set_by", {}).get("S", ""),
         set_at=from_epoch(int(item["set_at"]["N"])) if "set_at" in item else None,
@@ -50,7 +53,9 @@ def state_from_item(item: Item | None) -> SpendState:
         return SpendState()
     used = {name[2:]: decimal_of(value) for name, value in item.items() if name.startswith("u_")}
     spent = {name[2:]: decimal_of(value) for name, value in item.items() if name.startswith("s_")}
-    return SpendState(used=used, spent=spent, total=decimal_of(item["spend"]) if "spend" in item else ZERO)
+    by_entity = {name[3:]: decimal_of(value) for name, value in item.items() if name.startswith("se_")}
+    total = decimal_of(item["spend"]) if "spend" in item else ZERO
+    return SpendState(used=used, spent=spent, total=total, by_entity=by_entity)
 
 
 def _at_most(name: str, bound: Decimal, values: dict[str, Any], placeholder: str) -> str:
@@ -66,6 +71,8 @@ def spend_update(
     step: SpendStep,
     cap: SpendCap,
     period_end: datetime,
+    *,
+    entity_id: str | None = None,
 ) -> dict[str, Any]:
     """The spend item's part of a take's (or a give-back's: negative quantity) transaction: add the step,
     conditioned on the usage it was priced at (its piece, or exactly) and, for a take under a hard cap, on
@@ -92,14 +99,22 @@ def spend_update(
         resource_cap = cap.resources.get(resource)
         if resource_cap is not None:
             conditions.append(_at_most("#s", resource_cap - step.delta, values, ":rcapd"))
+    update = (
+        "SET #u = if_not_exists(#u, :zero) + :q, #s = if_not_exists(#s, :zero) + :d, "
+        "#sp = if_not_exists(#sp, :zero) + :d, #cap = :cap, #th = :th, #exp = :exp, #pe = :pe, #cur = :cur"
+    )
+    if entity_id is not None:
+        # The entity's line: what the takes made for it cost (their steps, at the tenant's usage).
+        names["#se"] = f"se_{entity_id}"
+        update += ", #se = if_not_exists(#se, :zero) + :d"
+        entity_cap = cap.entities.get(entity_id)
+        if cap.hard and step.delta > 0 and step.quantity > 0 and entity_cap is not None:
+            conditions.append(_at_most("#se", entity_cap - step.delta, values, ":ecapd"))
     return {
         "Update": {
             "TableName": table,
             "Key": key,
-            "UpdateExpression": (
-                "SET #u = if_not_exists(#u, :zero) + :q, #s = if_not_exists(#s, :zero) + :d, "
-                "#sp = if_not_exists(#sp, :zero) + :d, #cap = :cap, #th = :th, #exp = :exp, #pe = :pe, #cur = :cur"
-            ),
+            "UpdateExpression": update,
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
@@ -148,6 +163,7 @@ class SpendRepository(BillingTable):
             "amount": number_attr(cap.amount),
             "kind": string_attr(cap.kind.value),
             "resources": {"M": {r: number_attr(a) for r, a in cap.resources.items()}},
+            "entities": {"M": {e: number_attr(a) for e, a in cap.entities.items()}},
             "thresholds": string_attr(",".join(str(t) for t in cap.thresholds)),
             "set_by": string_attr(cap.set_by),
             "set_at": number_attr(to_epoch(now)),

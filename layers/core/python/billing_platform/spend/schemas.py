@@ -21,10 +21,12 @@ class SpendCapOut(BaseModel):
     amount: int | None = Field(description="The period's cap, in minor units")
     kind: str | None = Field(description="hard (takes past it are refused with 402) or soft (events only)")
     resources: dict[str, int] = Field(description="Per resource caps, in minor units")
+    entities: dict[str, int] = Field(description="Per entity caps, in minor units")
     thresholds: list[str] = Field(description="Percentages of the cap at which events are published")
     period_end: str = Field(description="ISO 8601 UTC: the end of the period the spend is counted in")
     spend: str = Field(description="This period's spend so far, exact, in minor units (decimal string)")
     spend_by_resource: dict[str, str] = Field(description="The same, per resource")
+    spend_by_entity: dict[str, str] = Field(description="What the takes made for each entity cost, exact")
 
     @classmethod
     def of(cls, tenant_id: str, cap: SpendCap | None, period_end: datetime, state: SpendState) -> SpendCapOut:
@@ -35,8 +37,10 @@ class SpendCapOut(BaseModel):
             amount=int(cap.amount) if cap else None,
             kind=cap.kind.value if cap else None,
             resources={r: int(a) for r, a in sorted(cap.resources.items())} if cap else {},
+            entities={e: int(a) for e, a in sorted(cap.entities.items())} if cap else {},
             thresholds=[str(t) for t in cap.thresholds] if cap else [],
             period_end=period_end.isoformat(),
             spend=decimal_str(state.total) or "0",
             spend_by_resource={r: decimal_str(a) or "0" for r, a in sorted(state.spent.items())},
+            spend_by_entity={e: decimal_str(a) or "0" for e, a in sorted(state.by_entity.items())},
         )

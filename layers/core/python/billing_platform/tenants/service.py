@@ -5,6 +5,7 @@ passed in, so this package does not import the entitlements package that its rep
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from billing_platform.errors import NotFoundError
@@ -46,3 +47,33 @@ class TenantDirectory:
                 )
             )
         return TenantPageOut(items=items, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True)
+class DirectoryBackfill:
+    """What `backfill_directory` found: tenants with a customer or an API key, those already listed, and
+    those it added (none on a second run)."""
+
+    onboarded: int
+    already_listed: int
+    added: list[str]
+    items_scanned: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "onboarded": self.onboarded,
+            "already_listed": self.already_listed,
+            "added": self.added,
+            "items_scanned": self.items_scanned,
+        }
+
+
+def backfill_directory(repository: TenantDirectoryRepository) -> DirectoryBackfill:
+    """List in the directory every tenant that has a customer binding or an API key but is missing from it
+    (onboarded before the directory existed). Idempotent: a put of a listed tenant changes nothing, and a
+    second run adds none."""
+    onboarded, scanned = repository.onboarded()
+    listed = repository.listed()
+    missing = sorted(onboarded - listed)
+    repository.list_tenants(missing)
+    return DirectoryBackfill(len(onboarded), len(onboarded & listed), missing, scanned)

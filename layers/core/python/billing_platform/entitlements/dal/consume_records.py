@@ -9,9 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing_platform.conditions import Cancellation, applied, cancellation, transact_write_items
+from billing_platform.conditions import Cancellation, applied, transact_once, transact_write_items
 from billing_platform.dynamodb import decimal_of, number_attr, string_attr
 from billing_platform.entitlements.dal.counters import take_item
 from billing_platform.entitlements.dal.items import (
@@ -141,12 +139,8 @@ class ConsumeRecordAccess(TableAccess):
 
     def _take_with_record(self, take: Item, key: Item, record: ConsumeRecord) -> KeyedTake:
         """The take (transaction item 0) and the key's consume record, all or nothing."""
-        try:
-            self.client.transact_write_items(TransactItems=[take, self._record_put(record)])
-        except ClientError as err:
-            refused = cancellation(err)
-            if refused is None:
-                raise
+        refused = transact_once(self.client, [take, self._record_put(record)])
+        if refused is not None:
             return self._keyed_failure(refused, record, counter_index=0, key=key)
         return KeyedTake(granted=True)
 
@@ -185,12 +179,8 @@ class ConsumeRecordAccess(TableAccess):
         ]
         if record is not None:
             items.append(self._record_put(record))
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            refused = cancellation(err)
-            if refused is None:
-                raise
+        refused = transact_once(self.client, items)
+        if refused is not None:
             if record is not None:
                 outcome = self._keyed_failure(refused, record, counter_index=0, key=None)
                 if outcome.existing_record is not None:

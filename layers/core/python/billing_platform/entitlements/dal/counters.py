@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing_platform.catalog.models import QuotaPolicy, parse_window_marker
-from billing_platform.conditions import Cancellation, cancellation, lost_race
+from billing_platform.conditions import Cancellation, lost_race, transact_once
 from billing_platform.dynamodb import number_attr, string_attr
 from billing_platform.entitlements.dal.items import Item, counter_from_item, counter_key
 from billing_platform.entitlements.dal.table import TableAccess, update_item
@@ -148,14 +148,7 @@ class CounterAccess(TableAccess):
     def commit(self, items: list[dict[str, Any]]) -> Cancellation | None:
         """One TransactWriteItems, sent once: None when it applied, else what DynamoDB said of each item
         (the caller decides whether to plan again). Any other failure is raised."""
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            refused = cancellation(err)
-            if refused is None:
-                raise
-            return refused
-        return None
+        return transact_once(self.client, items)
 
     # --- reads --------------------------------------------------------------------------------
 
