@@ -67,6 +67,10 @@ def moto_aws(env: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
     from local_stack.provision import create_queue, create_tables
 
+    # moto answers in this process only: an endpoint left in the environment by a stack started earlier in
+    # this worker would send the layer's clients to a server that is gone.
+    for var in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        env.delenv(var)
     with mock_aws():
         names = create_tables(boto3.client("dynamodb", region_name="us-east-1"))
         names.update(create_queue(boto3.client("sqs", region_name="us-east-1"), resources.USAGE_QUEUE))

@@ -250,8 +250,9 @@ def query(handler: ModuleType, path: str, params: dict[str, str], **kwargs: Any)
 
 
 def test_trend_is_tenant_scoped_and_zero_filled(aws: dict[str, Any]) -> None:
+    # The trend ends on the real clock's day: the record is stamped now, not at collection (a run can cross midnight).
     load_handler(resources.USAGE_AGGREGATOR.name).handler(
-        stream_event(usage_insert("use_q1", "t_a", "6", NOW)), LambdaContext()
+        stream_event(usage_insert("use_q1", "t_a", "6", datetime.now(UTC))), LambdaContext()
     )
     handler = load_handler(resources.USAGE_QUERY.name)
     own = query(handler, "/v1/tenants/t_a/usage", {"resource_type": "tokens", "days": "7"}, tenant_id="t_a")
